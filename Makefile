@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine with python3 (3.10+) and make:
+#   make demo   build .venv, make synthetic images, build a reference list, match copies
+#   make test   build .venv with the dev extras and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Pinned for every image workload: glibc's dynamic mmap threshold otherwise makes
+# each multi-megabyte pixel buffer a fresh mapping, doubling decode time.
+export MALLOC_MMAP_THRESHOLD_ = 134217728
+
+.PHONY: demo test bench clean
+
+$(BIN)/.installed-core: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(BIN)/.installed-dev: pyproject.toml $(BIN)/.installed-core
+	$(BIN)/python -m pip install --quiet -e ".[dev,dask]"
+	touch $@
+
+$(BIN)/.installed-bench: pyproject.toml $(BIN)/.installed-dev
+	$(BIN)/python -m pip install --quiet -e ".[dev,dask,bench]"
+	touch $@
+
+demo: $(BIN)/.installed-core
+	$(BIN)/python -m hashmatch.demo demo-out
+
+test: $(BIN)/.installed-dev
+	$(BIN)/python -m pytest -q -n 2
+
+bench: $(BIN)/.installed-bench
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo-out

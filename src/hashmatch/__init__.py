@@ -1,0 +1,34 @@
+"""hashmatch: find known material in images.
+
+Perceptual hashes (imagehash-compatible ahash, dhash, phash, whash, and PDQ), an exact
+Hamming-distance index, and near-duplicate matching against reference lists.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import HashmatchError, ImageTooLargeError, UnreadableImageError
+from .hashers import ALGORITHMS, HashResult, compute_hashes, hash_image, hash_images
+from .hashes import Hash, HashBatch
+from .imageio import ImageLimits
+
+try:
+    __version__ = version("hashmatch")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ALGORITHMS",
+    "Hash",
+    "HashBatch",
+    "HashResult",
+    "HashmatchError",
+    "ImageLimits",
+    "ImageTooLargeError",
+    "UnreadableImageError",
+    "__version__",
+    "compute_hashes",
+    "hash_image",
+    "hash_images",
+]

@@ -1,0 +1,90 @@
+"""The exception tree of hashmatch.
+
+Every error that the public API raises for bad input is a :class:`HashmatchError`.
+Children also inherit the builtin that callers would already catch, so an existing
+``except ValueError`` or ``except OSError`` keeps working::
+
+    HashmatchError
+    ├── InvalidHashError            (ValueError)  malformed hex, bytes or bit array
+    ├── IncompatibleHashError       (ValueError)  different algorithm or bit length
+    ├── UnknownAlgorithmError       (ValueError)  name not in the registry
+    ├── ImageError                  (ValueError)
+    │   ├── UnreadableImageError                  truncated, empty, not an image, unsupported
+    │   └── ImageTooLargeError                    over a pixel or file-size limit
+    ├── FileFormatError             (ValueError)  a file hashmatch wrote is not readable
+    │   ├── CorruptIndexError                     index files
+    │   └── ReportFormatError                     scan reports
+    ├── HashListError               (ValueError)  a hash-list file could not be imported
+    ├── StoreError                  (OSError)     the reference store failed
+    └── MissingDependencyError      (ImportError) an optional extra is not installed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptIndexError",
+    "FileFormatError",
+    "HashListError",
+    "HashmatchError",
+    "ImageError",
+    "ImageTooLargeError",
+    "IncompatibleHashError",
+    "InvalidHashError",
+    "MissingDependencyError",
+    "ReportFormatError",
+    "StoreError",
+    "UnknownAlgorithmError",
+    "UnreadableImageError",
+]
+
+
+class HashmatchError(Exception):
+    """Root of every error hashmatch raises on purpose."""
+
+
+class InvalidHashError(HashmatchError, ValueError):
+    """A hash could not be parsed: wrong length, not hexadecimal, wrong shape."""
+
+
+class IncompatibleHashError(HashmatchError, ValueError):
+    """Two hashes or batches of different algorithms or bit lengths were combined."""
+
+
+class UnknownAlgorithmError(HashmatchError, ValueError):
+    """An algorithm name that the registry does not know."""
+
+
+class ImageError(HashmatchError, ValueError):
+    """An image could not be hashed."""
+
+
+class UnreadableImageError(ImageError):
+    """Truncated, empty, not an image, or a format or mode that cannot be decoded."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image is over the configured pixel-count or file-size limit."""
+
+
+class FileFormatError(HashmatchError, ValueError):
+    """A file written by hashmatch is truncated, corrupt, of another version or kind."""
+
+
+class CorruptIndexError(FileFormatError):
+    """An index file failed a check on load."""
+
+
+class ReportFormatError(FileFormatError):
+    """A scan report could not be read back (for example to resume)."""
+
+
+class HashListError(HashmatchError, ValueError):
+    """A hash-list file could not be imported at all (bad header, unknown format)."""
+
+
+class StoreError(HashmatchError, OSError):
+    """The reference store could not be opened, read or written."""
+
+
+class MissingDependencyError(HashmatchError, ImportError):
+    """An optional extra is needed; the message says which to install."""

@@ -1,0 +1,25 @@
+"""Hashing algorithms, by name in :data:`ALGORITHMS`, and the entry points that use them."""
+
+from __future__ import annotations
+
+from . import imagehash_compat as _imagehash_compat  # registers ahash, dhash, phash, whash
+from ._api import compute_hashes, hash_image, hash_images
+from ._registry import ALGORITHMS, DIHEDRAL_NAMES, Algorithm, HashResult, get_algorithm
+from .imagehash_compat import ahash, dhash, phash, whash
+
+del _imagehash_compat
+
+__all__ = [
+    "ALGORITHMS",
+    "DIHEDRAL_NAMES",
+    "Algorithm",
+    "HashResult",
+    "ahash",
+    "compute_hashes",
+    "dhash",
+    "get_algorithm",
+    "hash_image",
+    "hash_images",
+    "phash",
+    "whash",
+]

@@ -1,0 +1,116 @@
+"""The public hashing entry points: one image or many, one algorithm or several."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from PIL import Image
+
+from ..errors import HashmatchError
+from ..hashes import Hash
+from ..imageio import DEFAULT_LIMITS, ImageInput, ImageLimits, load_image, to_mode
+from ._registry import Algorithm, HashResult, get_algorithm
+
+__all__ = ["compute_hashes", "hash_image", "hash_images"]
+
+
+def _draft_request(algorithms: Sequence[tuple[Algorithm, dict[str, Any]]]) -> tuple[str, tuple[int, int]] | None:
+    """The reduced-scale decode that serves every requested algorithm, or None."""
+    width = height = 0
+    mode = "L"
+    for alg, opts in algorithms:
+        size = alg.draft_size(**opts)
+        if size is None:
+            return None
+        width, height = max(width, size[0]), max(height, size[1])
+        if alg.mode != "L":
+            mode = "RGB"
+    return mode, (width, height)
+
+
+def compute_hashes(
+    image: ImageInput,
+    algorithms: Iterable[str] = ("phash",),
+    *,
+    fast: bool = True,
+    limits: ImageLimits = DEFAULT_LIMITS,
+    exif_transpose: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    dihedral: bool = False,
+) -> dict[str, tuple[HashResult, ...]]:
+    """Decode ``image`` once and hash it with each algorithm.
+
+    Returns ``{name: (result, ...)}``: one :class:`HashResult` per algorithm, or its
+    eight dihedral variants (original first) when ``dihedral`` is true and the
+    algorithm has them. ``options`` maps an algorithm's name to its keyword options.
+    ``fast`` allows reduced-scale JPEG decoding where the algorithm permits it.
+    """
+    options = options or {}
+    chosen = []
+    for name in algorithms:
+        alg = get_algorithm(name)
+        chosen.append((alg, alg.check_options(options.get(name, {}))))
+    if not chosen:
+        raise ValueError("no algorithm requested")
+    draft = _draft_request(chosen) if fast else None
+    img = load_image(image, limits=limits, exif_transpose=exif_transpose, draft=draft)
+    converted: dict[str, Image.Image] = {}
+    out: dict[str, tuple[HashResult, ...]] = {}
+    for alg, opts in chosen:
+        if alg.mode not in converted:
+            converted[alg.mode] = to_mode(img, alg.mode)
+        pixels = converted[alg.mode]
+        if dihedral and alg.dihedral is not None:
+            out[alg.name] = alg.dihedral(pixels, **opts)
+        else:
+            out[alg.name] = (alg.compute(pixels, **opts),)
+    return out
+
+
+def hash_image(
+    image: ImageInput,
+    algorithm: str = "phash",
+    *,
+    fast: bool = True,
+    limits: ImageLimits = DEFAULT_LIMITS,
+    exif_transpose: bool = False,
+    **options: Any,
+) -> Hash:
+    """Hash one image (a path, bytes, a binary file, a PIL image or a numpy array).
+
+    ``options`` are the algorithm's own (``hash_size`` for the imagehash family).
+    Bad input raises :class:`~hashmatch.errors.UnreadableImageError` or
+    :class:`~hashmatch.errors.ImageTooLargeError`.
+    """
+    results = compute_hashes(
+        image,
+        (algorithm,),
+        fast=fast,
+        limits=limits,
+        exif_transpose=exif_transpose,
+        options={algorithm: options},
+    )
+    return results[algorithm][0].hash
+
+
+def hash_images(
+    images: Iterable[ImageInput],
+    algorithm: str = "phash",
+    *,
+    fast: bool = True,
+    limits: ImageLimits = DEFAULT_LIMITS,
+    exif_transpose: bool = False,
+    **options: Any,
+) -> list[Hash | HashmatchError]:
+    """Hash many images; a bad one yields its error in its place and the rest go on."""
+    get_algorithm(algorithm).check_options(options)  # fail fast on a usage error
+    out: list[Hash | HashmatchError] = []
+    for image in images:
+        try:
+            out.append(
+                hash_image(image, algorithm, fast=fast, limits=limits, exif_transpose=exif_transpose, **options)
+            )
+        except HashmatchError as exc:
+            out.append(exc)
+    return out

@@ -1,0 +1,102 @@
+"""numba kernels for the imagehash-compatible algorithms.
+
+They take small C-contiguous arrays (the image already reduced by Pillow) and return
+boolean bit arrays. Each has a naive twin in ``tests/test_hasher_kernels.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def above_mean(pixels):  # (h, w) uint8 -> (h, w) bool
+    h, w = pixels.shape
+    total = 0.0
+    for i in range(h):
+        for j in range(w):
+            total += pixels[i, j]
+    mean = total / (h * w)
+    out = np.empty((h, w), dtype=np.bool_)
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = pixels[i, j] > mean
+    return out
+
+
+@njit(cache=True, nogil=True)
+def right_brighter(pixels):  # (h, w + 1) uint8 -> (h, w) bool
+    h, w1 = pixels.shape
+    out = np.empty((h, w1 - 1), dtype=np.bool_)
+    for i in range(h):
+        for j in range(w1 - 1):
+            out[i, j] = pixels[i, j + 1] > pixels[i, j]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def dct_basis(n, k):
+    """scipy's unnormalised DCT-II rows: basis[u, x] = 2 cos(pi u (2x + 1) / 2n)."""
+    basis = np.empty((k, n), dtype=np.float64)
+    for u in range(k):
+        for x in range(n):
+            basis[u, x] = 2.0 * np.cos(np.pi * u * (2 * x + 1) / (2.0 * n))
+    return basis
+
+
+@njit(cache=True, nogil=True)
+def median(values):
+    flat = np.sort(values.ravel())
+    m = flat.size
+    if m % 2 == 1:
+        return flat[m // 2]
+    return (flat[m // 2 - 1] + flat[m // 2]) / 2.0
+
+
+@njit(cache=True, nogil=True)
+def dct_low_above_median(pixels, basis):
+    """phash's core: the low ``k × k`` block of the 2-D DCT-II, thresholded at its median.
+
+    Returns (bits, ambiguous). ``ambiguous`` is true when a coefficient lies so close
+    to the median that the bit depends on rounding; the caller then recomputes with
+    scipy's exact sequence of operations, so the result stays bit-identical.
+    """
+    k, n = basis.shape
+    # rows = basis @ pixels (DCT along axis 0), then low = rows @ basis.T (along axis 1)
+    rows = np.zeros((k, n), dtype=np.float64)
+    for u in range(k):
+        for x in range(n):
+            b = basis[u, x]
+            for j in range(n):
+                rows[u, j] += b * pixels[x, j]
+    low = np.zeros((k, k), dtype=np.float64)
+    for u in range(k):
+        for v in range(k):
+            acc = 0.0
+            for j in range(n):
+                acc += rows[u, j] * basis[v, j]
+            low[u, v] = acc
+    med = median(low)
+    scale = 1.0
+    for u in range(k):
+        for v in range(k):
+            a = abs(low[u, v])
+            if a > scale:
+                scale = a
+    tol = 1e-9 * scale
+    bits = np.empty((k, k), dtype=np.bool_)
+    ambiguous = False
+    for u in range(k):
+        for v in range(k):
+            d = low[u, v] - med
+            bits[u, v] = d > 0.0
+            if abs(d) <= tol:
+                ambiguous = True
+    return bits, ambiguous
+
+
+@njit(cache=True, nogil=True)
+def above_median(values):  # any float array -> bool array of the same shape
+    med = median(values)
+    return values > med

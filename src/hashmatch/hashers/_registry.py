@@ -1,0 +1,80 @@
+"""The registry of hashing algorithms by name.
+
+Each algorithm module builds one :class:`Algorithm` and calls :func:`register`. The
+CLI, the Matcher and the benchmarks read :data:`ALGORITHMS`; nothing else needs to
+know which algorithms exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+
+from ..errors import UnknownAlgorithmError
+from ..hashes import Hash
+
+__all__ = ["ALGORITHMS", "Algorithm", "HashResult", "get_algorithm", "register"]
+
+DIHEDRAL_NAMES = ("orig", "rot90", "rot180", "rot270", "flipx", "flipy", "flipp", "flipm")
+"""Order of the eight dihedral variants, as the PDQ reference emits them."""
+
+
+@dataclass(frozen=True, slots=True)
+class HashResult:
+    """A hash and what the algorithm says about it (PDQ's quality, 0-100)."""
+
+    hash: Hash
+    quality: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Algorithm:
+    """How to compute one algorithm from a decoded image.
+
+    ``compute(image, **options)`` receives a loaded PIL image already converted to
+    ``mode``. ``draft_size(**options)`` is the smallest (width, height) the algorithm
+    can work from without noticeable drift, for reduced-scale JPEG decoding, or None
+    when it needs full resolution. ``dihedral(image, **options)`` returns the eight
+    :data:`DIHEDRAL_NAMES` variants, or is None when the algorithm has none.
+    """
+
+    name: str
+    mode: str
+    bits: Callable[..., int]
+    compute: Callable[..., HashResult]
+    draft_size: Callable[..., tuple[int, int] | None]
+    options: Mapping[str, Any] = field(default_factory=dict)  # name -> default
+    dihedral: Callable[..., tuple[HashResult, ...]] | None = None
+    description: str = ""
+
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = set(options) - set(self.options)
+        if unknown:
+            known = ", ".join(sorted(self.options)) or "none"
+            raise TypeError(f"{self.name} takes no option {sorted(unknown)}; its options: {known}")
+        return {**self.options, **options}
+
+
+_ALGORITHMS: dict[str, Algorithm] = {}
+ALGORITHMS: Mapping[str, Algorithm] = MappingProxyType(_ALGORITHMS)
+
+
+def register(algorithm: Algorithm) -> Algorithm:
+    if algorithm.name in _ALGORITHMS:
+        raise ValueError(f"algorithm {algorithm.name!r} is already registered")
+    _ALGORITHMS[algorithm.name] = algorithm
+    return algorithm
+
+
+def get_algorithm(name: str) -> Algorithm:
+    try:
+        return _ALGORITHMS[name]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(_ALGORITHMS))
+        raise UnknownAlgorithmError(f"unknown algorithm {name!r}; known: {known}") from None
+
+

@@ -1,0 +1,227 @@
+"""ahash, dhash, phash and whash, bit-identical to imagehash 4.3 on the same image.
+
+Each resizes with the same Pillow call imagehash makes (grayscale, LANCZOS), then a
+numba kernel does the arithmetic. phash falls back to scipy's DCT when a coefficient
+ties the median within rounding (flat images), and whash uses PyWavelets as imagehash
+does: in both cases the bits then come from the very same floating-point sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+from ..hashes import Hash
+from ._kernels import above_mean, above_median, dct_basis, dct_low_above_median, right_brighter
+from ._registry import DIHEDRAL_NAMES, Algorithm, HashResult, register
+
+__all__ = ["ahash", "dhash", "phash", "whash"]
+
+_LANCZOS = Image.Resampling.LANCZOS
+# Reduced-scale decode covers this many times the resize target: measured in
+# benchmarks/bench_fast_decode.py (see README, "Fast decode").
+DRAFT_MARGIN = 1
+
+
+def _check_size(name: str, value: object, minimum: int = 2) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+    return value
+
+
+def _reduce(image: Image.Image, width: int, height: int) -> np.ndarray:
+    return np.asarray(image.resize((width, height), _LANCZOS), dtype=np.uint8)
+
+
+def _draft_square(size: int) -> tuple[int, int]:
+    return (size * DRAFT_MARGIN, size * DRAFT_MARGIN)
+
+
+# -- ahash ---------------------------------------------------------------------------
+def _ahash(image: Image.Image, *, hash_size: int = 8) -> HashResult:
+    _check_size("hash_size", hash_size)
+    pixels = _reduce(image, hash_size, hash_size)
+    return HashResult(Hash.from_bits(above_mean(pixels), algorithm="ahash"))
+
+
+# -- dhash ---------------------------------------------------------------------------
+def _dhash(image: Image.Image, *, hash_size: int = 8) -> HashResult:
+    _check_size("hash_size", hash_size)
+    pixels = _reduce(image, hash_size + 1, hash_size)
+    return HashResult(Hash.from_bits(right_brighter(pixels), algorithm="dhash"))
+
+
+# -- phash ---------------------------------------------------------------------------
+@lru_cache(maxsize=16)
+def _basis(n: int, k: int) -> np.ndarray:
+    basis = dct_basis(n, k)
+    basis.flags.writeable = False
+    return basis
+
+
+def _phash_bits(pixels: np.ndarray, hash_size: int) -> np.ndarray:
+    n = pixels.shape[0]
+    bits, ambiguous = dct_low_above_median(pixels, _basis(n, hash_size))
+    if ambiguous:
+        import scipy.fftpack  # imagehash's own dependency and its exact computation
+
+        dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
+        low = dct[:hash_size, :hash_size]
+        bits = low > np.median(low)
+    return bits
+
+
+def _phash(image: Image.Image, *, hash_size: int = 8, highfreq_factor: int = 4) -> HashResult:
+    _check_size("hash_size", hash_size)
+    _check_size("highfreq_factor", highfreq_factor, 1)
+    size = hash_size * highfreq_factor
+    pixels = _reduce(image, size, size)
+    return HashResult(Hash.from_bits(_phash_bits(pixels, hash_size), algorithm="phash"))
+
+
+def _dihedral_views(pixels: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The reduced image under each of :data:`DIHEDRAL_NAMES` (PDQ's convention)."""
+    return (
+        pixels,
+        np.rot90(pixels, -1),  # rot90: clockwise, as PIL's rotate(-90)
+        np.rot90(pixels, 2),
+        np.rot90(pixels, 1),
+        pixels[::-1, :],  # flipx: top-bottom
+        pixels[:, ::-1],  # flipy: left-right
+        pixels.T,  # flipp: transpose
+        np.rot90(pixels, 2).T,  # flipm: anti-transpose
+    )
+
+
+def _phash_dihedral(image: Image.Image, *, hash_size: int = 8, highfreq_factor: int = 4) -> tuple[HashResult, ...]:
+    """phash of each dihedral view of the reduced square image.
+
+    Resizing commutes with the eight symmetries of a square up to rounding, so this
+    equals hashing a rotated or mirrored file to within a bit or two, for one resize.
+    """
+    _check_size("hash_size", hash_size)
+    _check_size("highfreq_factor", highfreq_factor, 1)
+    size = hash_size * highfreq_factor
+    pixels = _reduce(image, size, size)
+    return tuple(
+        HashResult(Hash.from_bits(_phash_bits(np.ascontiguousarray(v), hash_size), algorithm="phash"))
+        for v in _dihedral_views(pixels)
+    )
+
+
+# -- whash ---------------------------------------------------------------------------
+def _whash(
+    image: Image.Image,
+    *,
+    hash_size: int = 8,
+    image_scale: int | None = None,
+    mode: str = "haar",
+    remove_max_haar_ll: bool = True,
+) -> HashResult:
+    import pywt  # imagehash's dependency; its transform keeps the bits identical
+
+    _check_size("hash_size", hash_size)
+    if hash_size & (hash_size - 1):
+        raise ValueError(f"hash_size must be a power of 2 for whash, got {hash_size}")
+    if image_scale is not None:
+        _check_size("image_scale", image_scale)
+        if image_scale & (image_scale - 1):
+            raise ValueError(f"image_scale must be a power of 2, got {image_scale}")
+    else:
+        natural = 2 ** int(math.log2(min(image.size)))
+        image_scale = max(natural, hash_size)
+    ll_max_level = int(math.log2(image_scale))
+    level = int(math.log2(hash_size))
+    if level > ll_max_level:
+        raise ValueError(f"hash_size {hash_size} is larger than image_scale {image_scale}")
+    pixels = _reduce(image, image_scale, image_scale) / 255.0
+    if remove_max_haar_ll:
+        coeffs = list(pywt.wavedec2(pixels, "haar", level=ll_max_level))
+        coeffs[0] *= 0
+        pixels = pywt.waverec2(coeffs, "haar")
+    low = np.ascontiguousarray(pywt.wavedec2(pixels, mode, level=ll_max_level - level)[0])
+    return HashResult(Hash.from_bits(above_median(low), algorithm="whash"))
+
+
+def _square_bits(hash_size: int = 8, **_: object) -> int:
+    return hash_size * hash_size
+
+
+AHASH = register(
+    Algorithm(
+        name="ahash",
+        mode="L",
+        bits=_square_bits,
+        compute=_ahash,
+        draft_size=lambda hash_size=8: _draft_square(hash_size),
+        options={"hash_size": 8},
+        description="average hash (imagehash.average_hash)",
+    )
+)
+DHASH = register(
+    Algorithm(
+        name="dhash",
+        mode="L",
+        bits=_square_bits,
+        compute=_dhash,
+        draft_size=lambda hash_size=8: _draft_square(hash_size + 1),
+        options={"hash_size": 8},
+        description="difference hash (imagehash.dhash)",
+    )
+)
+PHASH = register(
+    Algorithm(
+        name="phash",
+        mode="L",
+        bits=_square_bits,
+        compute=_phash,
+        draft_size=lambda hash_size=8, highfreq_factor=4: _draft_square(hash_size * highfreq_factor),
+        options={"hash_size": 8, "highfreq_factor": 4},
+        dihedral=_phash_dihedral,
+        description="DCT perceptual hash (imagehash.phash)",
+    )
+)
+WHASH = register(
+    Algorithm(
+        name="whash",
+        mode="L",
+        bits=_square_bits,
+        compute=_whash,
+        # Its scale comes from the stored size: a reduced decode would change the hash.
+        draft_size=lambda **_: None,
+        options={"hash_size": 8, "image_scale": None, "mode": "haar", "remove_max_haar_ll": True},
+        description="wavelet hash (imagehash.whash)",
+    )
+)
+
+
+
+def ahash(image, *, hash_size: int = 8, **kwargs) -> Hash:  # type: ignore[no-untyped-def]
+    """imagehash.average_hash of any image input (see :func:`hashmatch.hash_image`)."""
+    from ._api import hash_image
+
+    return hash_image(image, "ahash", hash_size=hash_size, **kwargs)
+
+
+def dhash(image, *, hash_size: int = 8, **kwargs) -> Hash:  # type: ignore[no-untyped-def]
+    """imagehash.dhash of any image input (see :func:`hashmatch.hash_image`)."""
+    from ._api import hash_image
+
+    return hash_image(image, "dhash", hash_size=hash_size, **kwargs)
+
+
+def phash(image, *, hash_size: int = 8, highfreq_factor: int = 4, **kwargs) -> Hash:  # type: ignore[no-untyped-def]
+    """imagehash.phash of any image input (see :func:`hashmatch.hash_image`)."""
+    from ._api import hash_image
+
+    return hash_image(image, "phash", hash_size=hash_size, highfreq_factor=highfreq_factor, **kwargs)
+
+
+def whash(image, *, hash_size: int = 8, **kwargs) -> Hash:  # type: ignore[no-untyped-def]
+    """imagehash.whash of any image input (see :func:`hashmatch.hash_image`)."""
+    from ._api import hash_image
+
+    return hash_image(image, "whash", hash_size=hash_size, **kwargs)

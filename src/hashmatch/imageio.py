@@ -1,0 +1,231 @@
+"""Safe image decoding: the one place where bytes become pixels.
+
+Every hasher goes through :func:`load_image`, so limits, modes, frames and EXIF are
+handled the same way for every algorithm.
+
+Policy (documented in the README):
+
+* **Limits.** :class:`ImageLimits` caps the pixel count (decompression bombs; checked
+  from the header, before any pixel is decoded) and the file size. Over a limit:
+  :class:`~hashmatch.errors.ImageTooLargeError`.
+* **Bad input.** Empty, truncated, non-image and undecodable files raise
+  :class:`~hashmatch.errors.UnreadableImageError`. No bare PIL or OS error escapes.
+* **Frames.** Animated GIF, WebP and APNG: the first frame.
+* **EXIF orientation.** Ignored by default: the stored pixels are hashed, as imagehash
+  and the PDQ reference do, so hashes agree with lists those tools made. A copy that
+  differs only by its EXIF orientation is a rotation or mirror image of the stored one,
+  which PDQ's dihedral matching finds. ``exif_transpose=True`` applies it instead.
+* **Modes.** Converted with Pillow's own ``convert`` as the reference tools do: alpha
+  is dropped (the stored colour of transparent pixels is hashed, not composited), P
+  and CMYK go through their palette or inverse, 1-bit becomes 0/255, and 16-bit
+  values are clipped to 255 by Pillow (kept for compatibility with existing lists).
+* **Fast decode.** With a ``draft`` request, JPEG is decoded at a reduced scale (1/2,
+  1/4 or 1/8) that still covers the requested size: the DCT-domain downscale is far
+  cheaper than decoding every pixel and resizing afterwards.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import ImageTooLargeError, UnreadableImageError
+
+__all__ = ["DEFAULT_LIMITS", "ImageInput", "ImageLimits", "load_image"]
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray]
+
+# Pillow's own threshold at import time: our default never rejects what Pillow accepts silently.
+_PILLOW_DEFAULT_MAX_PIXELS = 89_478_485
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLimits:
+    """Upper bounds on what :func:`load_image` accepts.
+
+    ``max_pixels`` is width × height from the header (default 89,478,485: Pillow's
+    own decompression-bomb threshold). ``max_file_bytes`` bounds the encoded size
+    (default 256 MiB). Pillow's separate bomb check still refuses images over twice
+    ``PIL.Image.MAX_IMAGE_PIXELS``; raise that too for larger limits.
+    """
+
+    max_pixels: int = _PILLOW_DEFAULT_MAX_PIXELS
+    max_file_bytes: int = 256 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_file_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+DEFAULT_LIMITS = ImageLimits()
+
+
+def _describe(source: object) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return f"<{type(source).__name__}>"
+
+
+def _read_source(source: ImageInput, limits: ImageLimits) -> tuple[IO[bytes], str]:
+    """Return a binary stream over the encoded image, with the file-size limit checked."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if size > limits.max_file_bytes:
+                raise ImageTooLargeError(
+                    f"{path}: file is {size} bytes, over the limit of {limits.max_file_bytes}"
+                )
+            data = path.read_bytes()
+        except ImageTooLargeError:
+            raise
+        except OSError as exc:
+            raise UnreadableImageError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
+        return io.BytesIO(data), str(path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) > limits.max_file_bytes:
+            raise ImageTooLargeError(
+                f"image data is {len(source)} bytes, over the limit of {limits.max_file_bytes}"
+            )
+        return io.BytesIO(bytes(source)), "<bytes>"
+    if hasattr(source, "read"):
+        try:
+            data = source.read(limits.max_file_bytes + 1)
+        except OSError as exc:
+            raise UnreadableImageError(f"cannot read image stream: {exc}") from exc
+        if not isinstance(data, (bytes, bytearray)):
+            raise UnreadableImageError("image stream must be opened in binary mode")
+        if len(data) > limits.max_file_bytes:
+            raise ImageTooLargeError(f"image stream is over the limit of {limits.max_file_bytes} bytes")
+        return io.BytesIO(bytes(data)), _describe(source)
+    raise UnreadableImageError(
+        f"cannot load an image from {type(source).__name__}: give a path, bytes, a binary "
+        "file object, a PIL image or a numpy array"
+    )
+
+
+def _check_pixels(width: int, height: int, limits: ImageLimits, name: str) -> None:
+    if width <= 0 or height <= 0:
+        raise UnreadableImageError(f"{name}: image has no pixels ({width}x{height})")
+    if width * height > limits.max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} is {width * height} pixels, over the limit of {limits.max_pixels}"
+        )
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    arr = np.asarray(array)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise UnreadableImageError(
+            f"an image array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {arr.shape}"
+        )
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype != np.uint8:
+        if arr.ndim == 2 and arr.dtype == np.uint16:
+            pass  # Pillow's I;16, handled like a 16-bit file
+        elif np.issubdtype(arr.dtype, np.floating):
+            raise UnreadableImageError(
+                "float image arrays are ambiguous (0-1 or 0-255?): convert to uint8 first"
+            )
+        else:
+            raise UnreadableImageError(f"unsupported image array dtype {arr.dtype}; use uint8")
+    try:
+        return Image.fromarray(np.ascontiguousarray(arr))
+    except (TypeError, ValueError) as exc:
+        raise UnreadableImageError(f"cannot make an image from this array: {exc}") from exc
+
+
+def load_image(
+    source: ImageInput,
+    *,
+    limits: ImageLimits = DEFAULT_LIMITS,
+    exif_transpose: bool = False,
+    draft: tuple[str, tuple[int, int]] | None = None,
+) -> Image.Image:
+    """Decode ``source`` into a loaded PIL image (first frame), with limits checked.
+
+    ``draft=(mode, (width, height))`` asks JPEG decoding for the smallest reduced scale
+    that still covers that size, in that mode ("L" or "RGB"); other formats ignore it.
+    The returned image keeps its own mode; hashers convert it.
+    """
+    if isinstance(source, Image.Image):
+        _check_pixels(source.width, source.height, limits, "<PIL image>")
+        img = source
+        name = "<PIL image>"
+        try:
+            img.load()
+        except Exception as exc:  # a lazily opened, truncated file
+            raise UnreadableImageError(f"{name}: cannot decode image: {exc}") from exc
+    elif isinstance(source, np.ndarray):
+        if source.ndim >= 2:
+            _check_pixels(int(source.shape[1]), int(source.shape[0]), limits, "<array>")
+        return _orient(_from_array(source), exif_transpose, "<array>")
+    else:
+        stream, name = _read_source(source, limits)
+        if stream.getbuffer().nbytes == 0:
+            raise UnreadableImageError(f"{name}: empty file")
+        img = _open_and_decode(stream, name, limits, draft)
+    return _orient(img, exif_transpose, name)
+
+
+def _open_and_decode(
+    stream: IO[bytes], name: str, limits: ImageLimits, draft: tuple[str, tuple[int, int]] | None
+) -> Image.Image:
+    try:
+        # No catch_warnings here: it is not thread-safe. Pillow warns only on images over
+        # its threshold, which the default limit rejects anyway.
+        img = Image.open(stream)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"{name}: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise UnreadableImageError(f"{name}: not a recognised image format") from exc
+    except Exception as exc:  # Pillow raises many kinds for malformed headers
+        raise UnreadableImageError(f"{name}: cannot open image: {exc}") from exc
+    _check_pixels(img.width, img.height, limits, name)
+    try:
+        if draft is not None and img.format == "JPEG":
+            mode, size = draft
+            if img.mode in ("RGB", "L", "YCbCr"):
+                img.draft(mode if img.mode != "L" else "L", size)
+        img.seek(0)
+        img.load()
+    except Exception as exc:  # truncated data, corrupt streams, unsupported codecs
+        raise UnreadableImageError(f"{name}: cannot decode image: {exc}") from exc
+    return img
+
+
+def _orient(img: Image.Image, exif_transpose: bool, name: str) -> Image.Image:
+    if not exif_transpose:
+        return img
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception as exc:
+        raise UnreadableImageError(f"{name}: bad EXIF orientation data: {exc}") from exc
+
+
+def to_mode(img: Image.Image, mode: str) -> Image.Image:
+    """Convert with Pillow's semantics (as imagehash and the PDQ references do)."""
+    if img.mode == mode:
+        return img
+    try:
+        if img.mode == "P" and "transparency" in img.info:
+            # Pillow warns when such images skip RGBA; going through it is the same pixels.
+            img = img.convert("RGBA")
+        return img.convert(mode)
+    except Exception as exc:
+        raise UnreadableImageError(f"cannot convert a {img.mode} image to {mode}: {exc}") from exc
+
+
+# Truncated files must fail, never decode as half-grey pictures.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
