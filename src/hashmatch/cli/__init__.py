@@ -1,0 +1,59 @@
+"""The ``hashmatch`` command: thin wrappers over the public API.
+
+Each subcommand lives in its own module and is added to :data:`group` below. Project
+errors become one-line messages on stderr, never tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from .. import __version__
+from ..errors import HashmatchError
+
+__all__ = ["group", "main"]
+
+EXIT_USAGE = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hashmatch")
+def group() -> None:
+    """Perceptual hashing and exact near-duplicate matching against known-material lists."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (tests call this directly)."""
+    try:
+        result = group.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE
+    except HashmatchError as exc:
+        click.echo(f"hashmatch: error: {exc}", err=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    return int(result or 0)
+
+
+def _register() -> None:
+    # One line per subcommand module; each defines a click command named in its module.
+    from . import _hash
+
+    group.add_command(_hash.hash_command)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
