@@ -1,0 +1,36 @@
+"""Shared fixtures: a seeded rng and small photo-like images made on the fly."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261129)
+
+
+def photo_like(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Smooth gradients plus blobs plus fine noise: enough structure for stable hashes."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    img = np.zeros((height, width, 3))
+    for c in range(3):
+        a, b, p = rng.uniform(-1, 1, 3)
+        img[:, :, c] = 128 + 60 * np.sin(a * xx / max(width, 1) * 6 + b * yy / max(height, 1) * 6 + p * 3)
+    for _ in range(4):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        r = rng.uniform(0.1, 0.4) * max(width, height)
+        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+        img += blob[:, :, None] * rng.uniform(-90, 90, 3)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **params)
+    return buf.getvalue()
