@@ -6,7 +6,13 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import settings
 from PIL import Image
+
+# numba compiles (or loads its cache) on first call and these machines are shared:
+# a per-example deadline would measure the machine, not the code.
+settings.register_profile("hashmatch", deadline=None, print_blob=True)
+settings.load_profile("hashmatch")
 
 
 @pytest.fixture

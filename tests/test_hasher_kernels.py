@@ -1,0 +1,67 @@
+"""The imagehash-family kernels against naive twins."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.fftpack
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from hashmatch.hashers._kernels import above_mean, above_median, dct_basis, dct_low_above_median, median, right_brighter
+
+
+def pixel_arrays(min_side=1, max_side=24):
+    shapes = st.tuples(st.integers(min_side, max_side), st.integers(min_side, max_side))
+    return shapes.flatmap(lambda s: arrays(np.uint8, s, elements=st.integers(0, 255)))
+
+
+@given(pixel_arrays())
+def test_above_mean_equals_naive(pixels):
+    values = pixels.tolist()
+    mean = sum(map(sum, values)) / pixels.size
+    expected = [[v > mean for v in row] for row in values]
+    assert above_mean(pixels).tolist() == expected
+
+
+@given(pixel_arrays(min_side=2))
+def test_right_brighter_equals_naive(pixels):
+    expected = [[row[j + 1] > row[j] for j in range(len(row) - 1)] for row in pixels.tolist()]
+    assert right_brighter(pixels).tolist() == expected
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=64))
+def test_median_equals_numpy(values):
+    arr = np.array(values)
+    assert median(arr) == np.median(arr)
+
+
+@given(arrays(np.float64, st.integers(1, 40), elements=st.floats(-1e3, 1e3)))
+def test_above_median_equals_naive(values):
+    assert above_median(values).tolist() == (values > np.median(values)).tolist()
+
+
+@given(st.integers(1, 40).flatmap(lambda n: st.tuples(st.just(n), st.integers(1, n))))
+def test_dct_basis_equals_formula(nk):
+    n, k = nk
+    basis = dct_basis(n, k)
+    for u in range(k):
+        for x in range(n):
+            assert math.isclose(basis[u, x], 2 * math.cos(math.pi * u * (2 * x + 1) / (2 * n)), abs_tol=1e-12)
+
+
+@settings(max_examples=60)
+@given(st.sampled_from([(8, 32), (4, 16), (6, 24), (16, 64)]), st.integers(0, 2**32 - 1), st.booleans())
+def test_dct_low_above_median_equals_scipy_unless_flagged(sizes, seed, flat):
+    k, n = sizes
+    rng = np.random.default_rng(seed)
+    pixels = np.full((n, n), rng.integers(0, 256), np.uint8) if flat else rng.integers(0, 256, (n, n), dtype=np.uint8)
+    bits, ambiguous = dct_low_above_median(pixels, dct_basis(n, k))
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)[:k, :k]
+    if flat:
+        assert ambiguous  # every AC coefficient ties the median: the caller must use scipy
+    else:
+        assert not ambiguous
+        assert bits.tolist() == (dct > np.median(dct)).tolist()
