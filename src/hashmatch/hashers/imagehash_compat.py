@@ -21,9 +21,11 @@ from ._registry import DIHEDRAL_NAMES, Algorithm, HashResult, register
 __all__ = ["ahash", "dhash", "phash", "whash"]
 
 _LANCZOS = Image.Resampling.LANCZOS
-# Reduced-scale decode covers this many times the resize target: measured in
-# benchmarks/bench_fast_decode.py (see README, "Fast decode").
-DRAFT_MARGIN = 1
+# A reduced-scale JPEG decode must still cover twice the resize target and at least
+# 64 px: at exactly the target (1/8 scale of a 256 px image), ahash drifts by up to
+# 10 bits; with this margin 1024x768 still decodes at 1/8. See benchmarks/bench_hashing.py.
+DRAFT_MARGIN = 2
+DRAFT_MIN_SIDE = 64
 
 
 def _check_size(name: str, value: object, minimum: int = 2) -> int:
@@ -37,7 +39,8 @@ def _reduce(image: Image.Image, width: int, height: int) -> np.ndarray:
 
 
 def _draft_square(size: int) -> tuple[int, int]:
-    return (size * DRAFT_MARGIN, size * DRAFT_MARGIN)
+    side = max(size * DRAFT_MARGIN, DRAFT_MIN_SIDE)
+    return (side, side)
 
 
 # -- ahash ---------------------------------------------------------------------------
