@@ -8,6 +8,7 @@ Children also inherit the builtin that callers would already catch, so an existi
     ├── InvalidHashError            (ValueError)  malformed hex, bytes or bit array
     ├── IncompatibleHashError       (ValueError)  different algorithm or bit length
     ├── UnknownAlgorithmError       (ValueError)  name not in the registry
+    ├── IndexArgumentError          (ValueError)  bad ids or max_distance given to an index
     ├── ImageError                  (ValueError)
     │   ├── UnreadableImageError                  truncated, empty, not an image, unsupported
     │   └── ImageTooLargeError                    over a pixel or file-size limit
@@ -29,6 +30,7 @@ __all__ = [
     "ImageError",
     "ImageTooLargeError",
     "IncompatibleHashError",
+    "IndexArgumentError",
     "InvalidHashError",
     "MissingDependencyError",
     "ReportFormatError",
@@ -52,6 +54,10 @@ class IncompatibleHashError(HashmatchError, ValueError):
 
 class UnknownAlgorithmError(HashmatchError, ValueError):
     """An algorithm name that the registry does not know."""
+
+
+class IndexArgumentError(HashmatchError, ValueError):
+    """An index was given ids or a max_distance it cannot use (wrong shape, type, range)."""
 
 
 class ImageError(HashmatchError, ValueError):
