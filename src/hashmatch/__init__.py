@@ -12,6 +12,7 @@ from .errors import HashmatchError, ImageTooLargeError, UnreadableImageError
 from .hashers import ALGORITHMS, HashResult, compute_hashes, hash_image, hash_images
 from .hashes import Hash, HashBatch
 from .imageio import ImageLimits
+from ._scan import ScanResult, ScanSummary, scan
 
 try:
     __version__ = version("hashmatch")
@@ -26,9 +27,12 @@ __all__ = [
     "HashmatchError",
     "ImageLimits",
     "ImageTooLargeError",
+    "ScanResult",
+    "ScanSummary",
     "UnreadableImageError",
     "__version__",
     "compute_hashes",
     "hash_image",
     "hash_images",
+    "scan",
 ]

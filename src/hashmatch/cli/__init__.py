@@ -48,9 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _register() -> None:
     # One line per subcommand module; each defines a click command named in its module.
-    from . import _hash
+    from . import _hash, _scan
 
     group.add_command(_hash.hash_command)
+    group.add_command(_scan.scan_command)
 
 
 _register()
