@@ -285,6 +285,7 @@ def read_hashlist(
         owned = True
     else:
         name, stream, owned = getattr(source, "name", None), source, False
+    handle = stream
     try:
         csv.field_size_limit(_MAX_FIELD)
         if format == "auto":
@@ -307,7 +308,7 @@ def read_hashlist(
         raise HashListError(f"cannot read {name or 'the list'}: {exc}") from None
     finally:
         if owned:
-            stream.close()
+            handle.close()
 
 
 class _Chain(io.TextIOBase):
