@@ -1,0 +1,410 @@
+"""numba kernels of the exact Hamming indexes.
+
+Plain C-contiguous arrays and scalars in and out; the Python classes validate and
+shape. Every range-query kernel writes its matches for a chunk of queries into a
+slice ``[chunk * cap, chunk * cap + cap)`` of three flat output arrays (query
+position, entry position, distance) and returns how many matches each chunk *has*,
+even past ``cap``: the caller reruns an overflowing chunk with the exact capacity.
+That keeps the kernels allocation-free in the hot loop and lets ``prange`` chunks
+write without sharing anything.
+
+Each kernel has a naive twin in ``tests/test_index_kernels.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+_ONE = np.uint64(1)
+_TWO = np.uint64(2)
+_FOUR = np.uint64(4)
+_SIXTY_FOUR = np.uint64(64)
+_FIFTY_SIX = np.uint64(56)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def popcount64(x):
+    """Set bits of a uint64. LLVM turns this SWAR form into one ``popcnt``."""
+    x = x - ((x >> _ONE) & _M1)
+    x = (x & _M2) + ((x >> _TWO) & _M2)
+    x = (x + (x >> _FOUR)) & _M4
+    return (x * _H01) >> _FIFTY_SIX
+
+
+@njit(cache=True, nogil=True, inline="always")
+def row_distance(words, i, q, limit):
+    """Hamming distance of ``words[i]`` to ``q``; stops early once past ``limit``."""
+    d = np.uint64(0)
+    for k in range(words.shape[1]):
+        d += popcount64(words[i, k] ^ q[k])
+        if d > limit:
+            break
+    return d
+
+
+@njit(cache=True, nogil=True, inline="always")
+def substring_key(row, start, length):
+    """Bits ``[start, start + length)`` of a hash row (bit 0 = most significant), as an int.
+
+    ``length`` is at most 32, so a substring spans at most two words.
+    """
+    w = start // 64
+    o = start % 64
+    mask = (np.uint64(1) << np.uint64(length)) - _ONE
+    if o + length <= 64:
+        return np.int64((row[w] >> np.uint64(64 - o - length)) & mask)
+    high = 64 - o  # bits taken from word w
+    low = length - high  # bits taken from the top of word w + 1
+    value = (row[w] << np.uint64(low)) | (row[w + 1] >> np.uint64(64 - low))
+    return np.int64(value & mask)
+
+
+# ---------------------------------------------------------------------------------
+# Flat: blocked brute-force scan
+# ---------------------------------------------------------------------------------
+_FLAT_BLOCK = 4096  # reference rows per block: 32 KiB to 128 KiB, stays in L2 across the query chunk
+
+
+@njit(cache=True, nogil=True)
+def _flat_chunk(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+    n, nw = words.shape
+    rr = np.uint64(r)
+    cnt = 0
+    for b0 in range(0, n, _FLAT_BLOCK):
+        b1 = min(n, b0 + _FLAT_BLOCK)
+        for qi in range(q0, q1):
+            if nw == 1:
+                qw = queries[qi, 0]
+                for i in range(b0, b1):
+                    d = popcount64(words[i, 0] ^ qw)
+                    if d <= rr and alive[i]:
+                        if cnt < cap:
+                            out_q[start + cnt] = qi
+                            out_pos[start + cnt] = i
+                            out_dist[start + cnt] = np.int32(d)
+                        cnt += 1
+            else:
+                q = queries[qi]
+                for i in range(b0, b1):
+                    d = row_distance(words, i, q, rr)
+                    if d <= rr and alive[i]:
+                        if cnt < cap:
+                            out_q[start + cnt] = qi
+                            out_pos[start + cnt] = i
+                            out_dist[start + cnt] = np.int32(d)
+                        cnt += 1
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def flat_query(words, alive, queries, bounds, r, out_q, out_pos, out_dist, cap, counts):
+    """Range query of every query against every live row, chunk by chunk, one thread."""
+    for c in range(bounds.shape[0] - 1):
+        counts[c] = _flat_chunk(
+            words, alive, queries, bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap
+        )
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def flat_query_parallel(words, alive, queries, bounds, r, out_q, out_pos, out_dist, cap, counts):
+    """:func:`flat_query` with the chunks spread over numba's threads."""
+    for c in prange(bounds.shape[0] - 1):
+        counts[c] = _flat_chunk(
+            words, alive, queries, bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap
+        )
+
+
+# ---------------------------------------------------------------------------------
+# Shared: counting sort by a small integer key
+# ---------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def bucket_order(keys, nbuckets):
+    """Stable counting sort: ``(order, offsets)`` with bucket b at ``order[offsets[b]:offsets[b+1]]``."""
+    n = keys.shape[0]
+    offsets = np.zeros(nbuckets + 1, dtype=np.int64)
+    for i in range(n):
+        offsets[keys[i] + 1] += 1
+    for b in range(nbuckets):
+        offsets[b + 1] += offsets[b]
+    fill = offsets[:-1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        k = keys[i]
+        order[fill[k]] = i
+        fill[k] += 1
+    return order, offsets
+
+
+@njit(cache=True, nogil=True)
+def substring_keys(words, start, length):
+    n = words.shape[0]
+    keys = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        keys[i] = substring_key(words[i], start, length)
+    return keys
+
+
+# ---------------------------------------------------------------------------------
+# Multi-index hashing
+# ---------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def mih_tables(words, starts, lengths, table_offsets_at):
+    """Build every substring table: CSR ``offsets`` (int32) and ``entries`` (uint32).
+
+    Table t's bucket b holds ``entries[t * n + offsets[at_t + b] : t * n + offsets[at_t + b + 1]]``
+    where ``at_t = table_offsets_at[t]``; within a bucket, rows keep their order.
+    """
+    n = words.shape[0]
+    m = starts.shape[0]
+    entries = np.empty(m * n, dtype=np.uint32)
+    offsets = np.empty(table_offsets_at[m], dtype=np.int32)
+    for t in range(m):
+        nb = np.int64(1) << lengths[t]
+        keys = substring_keys(words, starts[t], lengths[t])
+        order, offs = bucket_order(keys, nb)
+        base = t * n
+        for i in range(n):
+            entries[base + i] = np.uint32(order[i])
+        at = table_offsets_at[t]
+        for b in range(nb + 1):
+            offsets[at + b] = np.int32(offs[b])
+    return entries, offsets
+
+
+@njit(cache=True, nogil=True)
+def _mih_probe_bucket(
+    words, alive, entries, offsets, at, base, bucket, t, starts, lengths, radii, q, qi, rr,
+    out_q, out_pos, out_dist, start, cap, cnt,
+):
+    lo = np.int64(offsets[at + bucket])
+    hi = np.int64(offsets[at + bucket + 1])
+    for p in range(lo, hi):
+        e = np.int64(entries[base + p])
+        d = row_distance(words, e, q, rr)
+        if d <= rr and alive[e]:
+            # Reported already if an earlier table's probe ball holds this row.
+            seen = False
+            for s in range(t):
+                if radii[s] >= 0:
+                    ks = substring_key(words[e], starts[s], lengths[s])
+                    kq = substring_key(q, starts[s], lengths[s])
+                    if popcount64(np.uint64(ks ^ kq)) <= np.uint64(radii[s]):
+                        seen = True
+                        break
+            if not seen:
+                if cnt < cap:
+                    out_q[start + cnt] = qi
+                    out_pos[start + cnt] = e
+                    out_dist[start + cnt] = np.int32(d)
+                cnt += 1
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def _mih_chunk(
+    words, alive, entries, offsets, table_offsets_at, starts, lengths, radii, queries, q0, q1, r,
+    out_q, out_pos, out_dist, start, cap,
+):
+    n = words.shape[0]
+    m = starts.shape[0]
+    rr = np.uint64(r)
+    cnt = 0
+    for qi in range(q0, q1):
+        q = queries[qi]
+        for t in range(m):
+            rt = radii[t]
+            if rt < 0:
+                continue
+            length = lengths[t]
+            key = substring_key(q, starts[t], length)
+            at = table_offsets_at[t]
+            base = t * n
+            limit = np.int64(1) << length
+            for k in range(rt + 1):
+                if k == 0:
+                    cnt = _mih_probe_bucket(
+                        words, alive, entries, offsets, at, base, key, t, starts, lengths, radii,
+                        q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt,
+                    )
+                    continue
+                # Every mask of `length` bits with exactly k bits set, in increasing order
+                # (Gosper's hack).
+                mask = (np.int64(1) << k) - 1
+                while mask < limit:
+                    cnt = _mih_probe_bucket(
+                        words, alive, entries, offsets, at, base, key ^ mask, t, starts, lengths,
+                        radii, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt,
+                    )
+                    low = mask & -mask
+                    ripple = mask + low
+                    mask = (((ripple ^ mask) >> 2) // low) | ripple
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def mih_query(
+    words, alive, entries, offsets, table_offsets_at, starts, lengths, radii, queries, bounds, r,
+    out_q, out_pos, out_dist, cap, counts,
+):
+    """Multi-index range query, chunk by chunk, one thread."""
+    for c in range(bounds.shape[0] - 1):
+        counts[c] = _mih_chunk(
+            words, alive, entries, offsets, table_offsets_at, starts, lengths, radii, queries,
+            bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap,
+        )
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def mih_query_parallel(
+    words, alive, entries, offsets, table_offsets_at, starts, lengths, radii, queries, bounds, r,
+    out_q, out_pos, out_dist, cap, counts,
+):
+    """:func:`mih_query` with the chunks spread over numba's threads."""
+    for c in prange(bounds.shape[0] - 1):
+        counts[c] = _mih_chunk(
+            words, alive, entries, offsets, table_offsets_at, starts, lengths, radii, queries,
+            bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap,
+        )
+
+
+# ---------------------------------------------------------------------------------
+# BK-tree
+# ---------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def bktree_build(words):
+    """Bulk-build a BK-tree in breadth-first node order.
+
+    Returns ``(order, first_child, n_children, edge)``: node ``v`` holds row
+    ``order[v]``; its children are nodes ``first_child[v] : first_child[v] + n_children[v]``,
+    sorted by ``edge`` (their distance to ``v``), so the children within ``[d - r, d + r]``
+    are one contiguous run. Each node's subtree is split by distance to its own row;
+    rows identical to a node become leaf children at edge 0 instead of a chain.
+    """
+    n, nw = words.shape
+    nbits = nw * 64
+    order = np.empty(n, dtype=np.int64)
+    first_child = np.zeros(n, dtype=np.int32)
+    n_children = np.zeros(n, dtype=np.int32)
+    edge = np.zeros(n, dtype=np.int32)
+    if n == 0:
+        return order, first_child, n_children, edge
+    perm = np.arange(n, dtype=np.int64)
+    scratch = np.empty(n, dtype=np.int64)
+    dist = np.empty(n, dtype=np.int64)
+    seg_lo = np.empty(n, dtype=np.int64)
+    seg_hi = np.empty(n, dtype=np.int64)
+    counts = np.empty(nbits + 2, dtype=np.int64)
+    seg_lo[0] = 0
+    seg_hi[0] = n
+    next_node = 1
+    for v in range(n):  # nodes are created before they are visited: breadth-first
+        lo = seg_lo[v]
+        hi = seg_hi[v]
+        pivot = perm[lo]
+        order[v] = pivot
+        first_child[v] = next_node
+        if hi - lo == 1:
+            continue
+        counts[:] = 0
+        pw = words[pivot]
+        for j in range(lo + 1, hi):
+            d = np.int64(row_distance(words, perm[j], pw, np.uint64(nbits)))
+            dist[j] = d
+            counts[d + 1] += 1
+        for d in range(nbits + 1):
+            counts[d + 1] += counts[d]
+        # counts[d] is now where distance d's group starts, relative to lo + 1
+        for d in range(nbits + 1):
+            size = counts[d + 1] - counts[d]
+            if size == 0:
+                continue
+            if d == 0:
+                for k in range(size):  # duplicates of the pivot: leaves
+                    seg_lo[next_node] = lo + 1 + counts[0] + k
+                    seg_hi[next_node] = lo + 2 + counts[0] + k
+                    edge[next_node] = 0
+                    next_node += 1
+            else:
+                seg_lo[next_node] = lo + 1 + counts[d]
+                seg_hi[next_node] = lo + 1 + counts[d + 1]
+                edge[next_node] = d
+                next_node += 1
+        n_children[v] = next_node - first_child[v]
+        for j in range(lo + 1, hi):
+            d = dist[j]
+            scratch[lo + 1 + counts[d]] = perm[j]
+            counts[d] += 1
+        for j in range(lo + 1, hi):
+            perm[j] = scratch[j]
+    return order, first_child, n_children, edge
+
+
+@njit(cache=True, nogil=True)
+def _bktree_chunk(
+    words, alive, first_child, n_children, edge, queries, q0, q1, r, stack,
+    out_q, out_pos, out_dist, start, cap,
+):
+    n = words.shape[0]
+    rr = np.uint64(r)
+    cnt = 0
+    if n == 0:
+        return cnt
+    for qi in range(q0, q1):
+        q = queries[qi]
+        sp = 1
+        stack[0] = 0
+        while sp > 0:
+            sp -= 1
+            v = stack[sp]
+            d = np.int64(row_distance(words, v, q, _SIXTY_FOUR * np.uint64(words.shape[1])))
+            if d <= r and alive[v]:
+                if cnt < cap:
+                    out_q[start + cnt] = qi
+                    out_pos[start + cnt] = v
+                    out_dist[start + cnt] = np.int32(d)
+                cnt += 1
+            c0 = np.int64(first_child[v])
+            c1 = c0 + np.int64(n_children[v])
+            low = d - r
+            high = d + r
+            for c in range(c0, c1):
+                e = edge[c]
+                if e < low:
+                    continue
+                if e > high:
+                    break
+                stack[sp] = c
+                sp += 1
+    _ = rr
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def bktree_query(
+    words, alive, first_child, n_children, edge, queries, bounds, r, out_q, out_pos, out_dist, cap, counts
+):
+    """BK-tree range query (rows in node order), chunk by chunk, one thread."""
+    stack = np.empty(words.shape[0] + 1, dtype=np.int64)
+    for c in range(bounds.shape[0] - 1):
+        counts[c] = _bktree_chunk(
+            words, alive, first_child, n_children, edge, queries, bounds[c], bounds[c + 1], r, stack,
+            out_q, out_pos, out_dist, c * cap, cap,
+        )
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def bktree_query_parallel(
+    words, alive, first_child, n_children, edge, queries, bounds, r, out_q, out_pos, out_dist, cap, counts
+):
+    """:func:`bktree_query` with the chunks spread over numba's threads."""
+    for c in prange(bounds.shape[0] - 1):
+        stack = np.empty(words.shape[0] + 1, dtype=np.int64)
+        counts[c] = _bktree_chunk(
+            words, alive, first_child, n_children, edge, queries, bounds[c], bounds[c + 1], r, stack,
+            out_q, out_pos, out_dist, c * cap, cap,
+        )

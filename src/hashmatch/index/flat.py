@@ -1,0 +1,35 @@
+"""``Flat``: a blocked brute-force popcount scan; the oracle, and the right index for small sets."""
+
+from __future__ import annotations
+
+
+
+
+from . import _kernels
+from ._base import Index
+
+__all__ = ["Flat"]
+
+
+class Flat(Index):
+    """Compares every query with every row, in cache-sized blocks of rows.
+
+    No build cost and no memory beyond the rows and ids; exact for any distance.
+    """
+
+    kind = "flat"
+
+    def _rebuild(self) -> None:
+        if not self._words.flags.writeable:  # one kernel signature for every source of rows
+            self._words = self._words.copy()
+
+    def _search(self, queries, r, bounds, parallel, out, cap, counts) -> None:  # type: ignore[no-untyped-def]
+        kernel = _kernels.flat_query_parallel if parallel else _kernels.flat_query
+        kernel(self._words, self._alive, queries, bounds, r, out[0], out[1], out[2], cap, counts)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in arrays: rows, ids and the removal marks."""
+        return int(self._words.nbytes + self._ids.nbytes + self._alive.nbytes)
+
+

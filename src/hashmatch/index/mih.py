@@ -1,0 +1,168 @@
+"""``MultiIndexHash``: exact multi-index hashing (Norouzi, Punjani and Fleet, CVPR 2012).
+
+Each hash is cut into ``m`` contiguous substrings, and each substring position gets a
+table: a counting-sorted array of row numbers with CSR offsets, one bucket per
+substring value. If two hashes are within ``r`` and substring ``t`` is probed within
+radius ``r_t``, then by the generalised pigeonhole principle ``sum(r_t + 1) >= r + 1``
+guarantees that at least one substring ``t`` differs by at most ``r_t`` bits, so
+probing every table's ball and verifying each candidate with a full popcount finds
+every match. Radii: ``r + 1 = m * a + b`` gives ``b`` tables radius ``a`` and the
+rest ``a - 1`` (radius ``-1`` means the table is not probed at all for small ``r``).
+
+A candidate seen in several tables is reported once: on a match found in table ``t``
+the kernel checks whether an earlier table's ball also holds it (cheap, and only paid
+on true matches). Rows are kept in table 0's bucket order, so table 0's candidates
+are contiguous in memory.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import IndexArgumentError
+from ..hashes import HashBatch
+from . import _kernels
+from ._base import Index, check_batch
+
+__all__ = ["MultiIndexHash", "default_substrings", "probe_radii"]
+
+_MAX_SUBSTRING_BITS = 16  # 2**16 int32 offsets = 256 KiB per table: stays in L2
+_MIN_SUBSTRING_BITS = 4
+
+
+def default_substrings(bits: int, n: int) -> int:
+    """Substring count: Norouzi et al.'s length ``log2(n)``, capped at 16 bits per substring.
+
+    The cap keeps each table's offsets in L2 and the offsets' memory within a few
+    bytes per row; at 1M rows it costs some extra candidates, which the measurements
+    in ``notes/index.md`` show is the better trade on this hardware.
+    """
+    target = int(np.clip(math.floor(math.log2(max(n, 2))), _MIN_SUBSTRING_BITS, _MAX_SUBSTRING_BITS))
+    return max(1, math.ceil(bits / target))
+
+
+def probe_radii(r: int, m: int) -> npt.NDArray[np.int64]:
+    """Per-table probe radii with ``sum(radius + 1) == r + 1`` (the tight pigeonhole split)."""
+    a, b = divmod(r + 1, m)
+    radii = np.full(m, a - 1, dtype=np.int64)
+    radii[:b] = a
+    return radii
+
+
+def _layout(bits: int, m: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    base, extra = divmod(bits, m)
+    lengths = np.array([base + (1 if t < extra else 0) for t in range(m)], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return starts, lengths
+
+
+class MultiIndexHash(Index):
+    """Exact multi-index hashing; the fastest index at scale for small radii."""
+
+    kind: ClassVar[str] = "mih"
+
+    def __init__(self, *, algorithm: str, bits: int, substrings: int | None = None) -> None:
+        self._fixed_m = substrings
+        super().__init__(algorithm=algorithm, bits=bits)
+
+    @classmethod
+    def build(  # type: ignore[override]
+        cls, batch: HashBatch, ids: npt.ArrayLike | None = None, *, substrings: int | None = None
+    ) -> MultiIndexHash:
+        """Index ``batch``; ``substrings`` overrides the number of tables ``m``."""
+        batch = check_batch(batch, "batch")
+        bits = batch.bits
+        if substrings is not None and (
+            isinstance(substrings, bool)
+            or not isinstance(substrings, (int, np.integer))
+            or not math.ceil(bits / 32) <= substrings <= bits // _MIN_SUBSTRING_BITS
+        ):
+            raise IndexArgumentError(
+                f"substrings must be an integer from {math.ceil(bits / 32)} to "
+                f"{bits // _MIN_SUBSTRING_BITS} for {bits}-bit hashes, got {substrings!r}"
+            )
+        index = cls(algorithm=batch.algorithm, bits=bits, substrings=substrings)
+        index._fill(batch, ids)
+        return index
+
+    def _rebuild(self) -> None:
+        n = self._words.shape[0]
+        m = int(self._fixed_m or default_substrings(self.bits, n))
+        self._m = m
+        self._starts, self._lengths = _layout(self.bits, m)
+        words = self._words if self._words.flags.writeable else self._words.copy()
+        # Rows in table 0's order: table 0's buckets become contiguous runs of rows.
+        keys = _kernels.substring_keys(words, self._starts[0], self._lengths[0])
+        order, _ = _kernels.bucket_order(keys, 1 << int(self._lengths[0]))
+        self._words = np.ascontiguousarray(words[order])
+        self._ids = self._ids[order]
+        self._table_at = np.concatenate([[0], np.cumsum((1 << self._lengths) + 1)]).astype(np.int64)
+        self._entries, self._offsets = _kernels.mih_tables(
+            self._words, self._starts, self._lengths, self._table_at
+        )
+
+    def _file_parameter(self) -> int:
+        return int(self._m)
+
+    @classmethod
+    def _from_file(cls, algorithm, bits, parameter, words, ids):  # type: ignore[no-untyped-def,override]
+        from ..errors import CorruptIndexError
+
+        if not math.ceil(bits / 32) <= parameter <= bits // _MIN_SUBSTRING_BITS:
+            raise CorruptIndexError(f"index file: {parameter} substrings for {bits}-bit hashes")
+        index = cls(algorithm=algorithm, bits=bits, substrings=parameter)
+        index._set_rows(words, ids)
+        return index
+
+    def probe_cost(self, r: int) -> tuple[int, float]:
+        """(bucket probes, expected candidates for uniform random rows) per query at radius ``r``."""
+        n = self._words.shape[0]
+        radii = probe_radii(r, self._m)
+        probes = 0
+        candidates = 0.0
+        for length, rt in zip(self._lengths.tolist(), radii.tolist()):
+            if rt < 0:
+                continue
+            p = sum(math.comb(length, k) for k in range(min(rt, length) + 1))
+            probes += p
+            candidates += n * p / 2.0**length
+        return probes, candidates
+
+    def scans_at(self, r: int) -> bool:
+        """Whether a query at radius ``r`` scans every row instead of probing.
+
+        Probing costs about one bucket lookup per probe plus one (random-access)
+        verification per candidate; a scan costs one popcount per word of every row.
+        """
+        probes, candidates = self.probe_cost(r)
+        n, nw = self._words.shape
+        return probes + candidates * nw >= n * nw
+
+    def _search(self, queries, r, bounds, parallel, out, cap, counts) -> None:  # type: ignore[no-untyped-def]
+        if self.scans_at(r):
+            # The balls cover the tables: a straight scan of the same rows is cheaper.
+            kernel = _kernels.flat_query_parallel if parallel else _kernels.flat_query
+            kernel(self._words, self._alive, queries, bounds, r, out[0], out[1], out[2], cap, counts)
+            return
+        kernel = _kernels.mih_query_parallel if parallel else _kernels.mih_query
+        kernel(
+            self._words, self._alive, self._entries, self._offsets, self._table_at, self._starts,
+            self._lengths, probe_radii(r, self._m), queries, bounds, r,
+            out[0], out[1], out[2], cap, counts,
+        )
+
+    @property
+    def substrings(self) -> int:
+        return int(self._m)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in arrays: rows, ids, removal marks and the substring tables."""
+        return int(
+            self._words.nbytes + self._ids.nbytes + self._alive.nbytes
+            + self._entries.nbytes + self._offsets.nbytes
+        )
