@@ -12,6 +12,8 @@ from .errors import HashmatchError, ImageTooLargeError, UnreadableImageError
 from .hashers import ALGORITHMS, HashResult, compute_hashes, hash_image, hash_images
 from .hashes import Hash, HashBatch
 from .imageio import ImageLimits
+from .match import Match, Matcher
+from .store import ReferenceStore
 from ._scan import ScanResult, ScanSummary, scan
 
 try:
@@ -27,6 +29,9 @@ __all__ = [
     "HashmatchError",
     "ImageLimits",
     "ImageTooLargeError",
+    "Match",
+    "Matcher",
+    "ReferenceStore",
     "ScanResult",
     "ScanSummary",
     "UnreadableImageError",

@@ -52,6 +52,10 @@ def _register() -> None:
 
     group.add_command(_hash.hash_command)
     group.add_command(_scan.scan_command)
+    from . import _match, _refs
+
+    group.add_command(_refs.refs_group)
+    group.add_command(_match.match_command)
 
 
 _register()
