@@ -369,7 +369,9 @@ class Matcher:
                 return False
             names = self._fixed_algorithms
             if names is None:
-                names = tuple(n for n in store.algorithms() if n in ALGORITHMS or n in old.indexes)
+                # Every algorithm with references; one without a registered hasher
+                # (PDQ lists before the PDQ hasher) still serves match_hashes.
+                names = tuple(store.algorithms())
             indexes: dict[str, _AlgorithmState] = {}
             for name in names:
                 indexes[name] = self._refreshed(name, old.indexes.get(name), store)
