@@ -289,7 +289,9 @@ def _verify_csv_cells(cells: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for name, cell in zip(CSV_COLUMNS[:-1], cells[:-1]):
         value: Any = _unescape_cell(cell)
-        if value == "":
+        if name == "path":
+            pass  # always a string, even an empty one
+        elif value == "":
             value = None
         elif name in _CSV_INT_COLUMNS:
             try:
@@ -302,8 +304,6 @@ def _verify_csv_cells(cells: list[str]) -> dict[str, Any]:
             except ValueError:
                 raise ReportFormatError(f"{name} is not JSON") from None
         row[name] = value
-    if row.get("path") is None:
-        raise ReportFormatError("row has no path")
     return row
 
 

@@ -57,6 +57,7 @@ DEFAULT_MMAP_THRESHOLD = 128 * 1024 * 1024
 reused, instead of being freshly mapped (and page-faulted) for every image."""
 
 _M_MMAP_THRESHOLD = -3  # from glibc's <malloc.h>
+_STARTUP_CRASHES = 3  # this many files crashing workers before any success: workers cannot start
 
 
 class MatcherLike(Protocol):
@@ -683,6 +684,7 @@ class ScanRun(Iterator[ScanResult]):
             chunks = deque(files[i : i + size] for i in range(0, len(files), size))
             suspects: deque[_Chunk] = deque()  # files of crashed chunks, retried one at a time
             isolated = False  # the single chunk in flight is a suspect running alone
+            crashed: list[ScanResult] = []  # culprits, recorded once some worker has succeeded
             in_flight = 0
             while chunks or suspects or in_flight:
                 if suspects:
@@ -697,17 +699,21 @@ class ScanRun(Iterator[ScanResult]):
                 chunk, outcome = backend.next_done()
                 in_flight -= 1
                 if isinstance(outcome, _CrashedChunk):
-                    if isolated and not self._any_hashed:
-                        # Workers die before hashing anything: a start-up failure, not a bad file.
-                        raise HashmatchError(
-                            "scan worker processes died at start-up; when calling hashmatch.scan "
-                            "from a script, run it under `if __name__ == '__main__':` "
-                            f"(first error: {outcome})"
-                        )
                     if isolated:  # it crashed its worker alone: this file is the culprit
                         path, fsize, mtime_ns = chunk[0]
                         message = "the worker process died while hashing this file"
-                        yield self._record(ScanResult(path, fsize, mtime_ns, error_kind="worker_crashed", error=message))
+                        crashed.append(ScanResult(path, fsize, mtime_ns, error_kind="worker_crashed", error=message))
+                        if not self._any_hashed and len(crashed) >= _STARTUP_CRASHES:
+                            # Workers die before hashing anything: a start-up failure, not bad files.
+                            raise HashmatchError(
+                                "scan worker processes die at start-up; when calling hashmatch.scan "
+                                "from a script, run it under `if __name__ == '__main__':` "
+                                f"(first error: {outcome})"
+                            )
+                        if self._any_hashed:
+                            for result in crashed:
+                                yield self._record(result)
+                            crashed.clear()
                     else:  # every chunk in flight failed with it; find the culprit one by one
                         suspects.extend([item] for item in chunk)
                     if in_flight == 0:
@@ -719,8 +725,13 @@ class ScanRun(Iterator[ScanResult]):
                         yield self._record(ScanResult(path, fsize, mtime_ns, error_kind="internal_error", error=message))
                     continue
                 self._any_hashed = True
+                for result in crashed:  # confirmed: workers do run, these files killed theirs
+                    yield self._record(result)
+                crashed.clear()
                 for item, raw in zip(chunk, outcome):
                     yield self._record(self._finish(item, raw))
+            for result in crashed:  # too few to call it a start-up failure
+                yield self._record(result)
         finally:
             backend.close()
 

@@ -1,0 +1,347 @@
+"""hashmatch.scan: walking, workers, errors in place, resume, Dask."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import hashmatch
+from hashmatch import _scan
+from hashmatch._report import read_report
+from hashmatch.errors import ReportFormatError
+from hashmatch.imageio import ImageLimits
+
+
+@dataclass(frozen=True)
+class StandInMatch:
+    entry_id: int
+    list_name: str | None
+    label: str | None
+    external_id: str | None
+    algorithm: str
+    distance: int
+    orientation: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class StandInMatcher:
+    """The interface scan needs (algorithms, dihedral, match_hashes), over exact hex hashes."""
+
+    def __init__(self, known: dict[str, str], *, algorithms: tuple[str, ...] = ("phash",), dihedral: bool = False):
+        self.known = dict(known)  # hex of the first algorithm -> label
+        self.algorithms = algorithms
+        self.dihedral = dihedral
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> StandInMatcher:
+        return cls(json.loads(Path(path).read_text()))
+
+    def match_hashes(self, results):  # noqa: ANN001 - the Matcher's signature
+        name = self.algorithms[0]
+        out = []
+        for variant, result in enumerate(results[name]):
+            label = self.known.get(result.hash.hex())
+            if label is not None:
+                entry = sorted(self.known).index(result.hash.hex())
+                orientation = None if variant == 0 else hashmatch.hashers.DIHEDRAL_NAMES[variant]
+                out.append(StandInMatch(entry, "known", label, None, name, 0, orientation))
+        return out
+
+
+def make_images(folder: Path, rng: np.random.Generator, count: int, *, size: tuple[int, int] = (48, 40)) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        path = folder / f"img{i:04d}.jpg"
+        Image.fromarray(pixels).save(path, quality=80)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def tree(tmp_path, rng):
+    """A folder with images (two nested), a text file, an empty and a truncated JPEG."""
+    root = tmp_path / "tree"
+    images = make_images(root, rng, 6) + make_images(root / "sub" / "deeper", rng, 2)
+    (root / "notes.txt").write_text("not an image")
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "cut.jpg").write_bytes(images[0].read_bytes()[:200])
+    return root, images
+
+
+def known_of(paths: list[Path]) -> dict[str, str]:
+    return {hashmatch.hash_image(p, "phash").hex(): p.name for p in paths}
+
+
+def by_path(results) -> dict[str, hashmatch.ScanResult]:
+    out = {}
+    for r in results:
+        assert r.path not in out, f"{r.path} reported twice"
+        out[r.path] = r
+    return out
+
+
+def test_scan_reports_every_file_once_with_errors_in_place(tree):
+    root, images = tree
+    matcher = StandInMatcher(known_of(images[:2]))
+    run = hashmatch.scan(root, matcher, workers=0)
+    results = by_path(run)
+    assert set(results) == {str(p) for p in images} | {str(root / n) for n in ("notes.txt", "empty.jpg", "cut.jpg")}
+    assert results[str(root / "notes.txt")].error_kind == "not_image"
+    assert results[str(root / "empty.jpg")].error_kind == "unreadable"
+    assert results[str(root / "cut.jpg")].error_kind == "unreadable"
+    for path in images:
+        r = results[str(path)]
+        assert r.error_kind is None
+        assert r.hashes == {"phash": hashmatch.hash_image(path, "phash").hex()}
+        assert r.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert r.size == path.stat().st_size and r.mtime_ns == path.stat().st_mtime_ns
+    assert {p for p, r in results.items() if r.matched} == {str(images[0]), str(images[1])}
+    s = run.summary
+    assert (s.listed, s.processed, s.hashed, s.matched_files) == (11, 11, 8, 2)
+    assert s.errors == {"not_image": 1, "unreadable": 2}
+    assert s.any_matched
+
+
+def test_scan_process_pool_agrees_with_in_process(tree):
+    root, images = tree
+    matcher = StandInMatcher(known_of(images[3:4]))
+    serial = by_path(hashmatch.scan(root, matcher, workers=0))
+    pooled = by_path(hashmatch.scan(root, matcher, workers=2, chunk_size=2))
+    assert pooled == serial
+
+
+def test_scan_dihedral_matches_a_rotated_copy(tmp_path, rng):
+    (original,) = make_images(tmp_path / "a", rng, 1, size=(64, 48))
+    rotated = tmp_path / "b" / "rotated.png"
+    rotated.parent.mkdir()
+    Image.open(original).transpose(Image.Transpose.ROTATE_90).save(rotated)
+    matcher = StandInMatcher(known_of([original]), dihedral=True)
+    (result,) = list(hashmatch.scan(rotated, matcher, workers=0))
+    assert result.matched
+    assert result.matches[0].orientation is not None
+    assert result.hashes["phash"] not in matcher.known  # the file's own hash, not the variant
+
+
+def test_scan_limits_record_too_large(tree):
+    root, images = tree
+    matcher = StandInMatcher({})
+    limits = ImageLimits(max_pixels=100, max_file_bytes=10_000_000)
+    results = by_path(hashmatch.scan(root, matcher, workers=0, limits=limits))
+    assert {results[str(p)].error_kind for p in images} == {"too_large"}
+    small_files = ImageLimits(max_file_bytes=50)
+    results = by_path(hashmatch.scan(root, matcher, workers=0, limits=small_files))
+    assert {results[str(p)].error_kind for p in images} == {"too_large"}
+    assert results[str(images[0])].sha256 is None  # never read past the size check
+
+
+def test_scan_include_and_exclude_globs(tree):
+    root, images = tree
+    matcher = StandInMatcher({})
+    only_jpg = by_path(hashmatch.scan(root, matcher, workers=0, include=["*.jpg"]))
+    assert str(root / "notes.txt") not in only_jpg and str(root / "cut.jpg") in only_jpg
+    no_sub = by_path(hashmatch.scan(root, matcher, workers=0, exclude=["sub"]))
+    assert not any("/sub/" in p for p in no_sub)
+    deep_only = by_path(hashmatch.scan(root, matcher, workers=0, include=["sub/*/*.jpg"]))
+    assert set(deep_only) == {str(p) for p in images[6:]}
+
+
+def test_scan_symlink_loop_is_reported_and_walk_ends(tree):
+    root, images = tree
+    os.symlink("..", root / "sub" / "loop")
+    os.symlink(images[0], root / "link.jpg")
+    matcher = StandInMatcher({})
+    plain_run = hashmatch.scan(root, matcher, workers=0)
+    plain = by_path(plain_run)
+    assert str(root / "link.jpg") not in plain
+    assert plain_run.summary.skipped == {"symlink": 2}
+    followed = by_path(hashmatch.scan(root, matcher, workers=0, follow_symlinks=True))
+    assert followed[str(root / "sub" / "loop")].error_kind == "symlink_loop"
+    assert followed[str(root / "link.jpg")].hashes == followed[str(images[0])].hashes
+    assert len(followed) == len(plain) + 2
+
+
+def test_scan_unlistable_folder_is_reported_and_the_rest_scanned(tree, monkeypatch):
+    # Tests run as root, where chmod 000 does not stop reading: simulate the refusal.
+    root, images = tree
+    real_scandir = os.scandir
+
+    def refusing(path):  # noqa: ANN001
+        if os.fspath(path).endswith("deeper"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(_scan.os, "scandir", refusing)
+    results = by_path(hashmatch.scan(root, StandInMatcher({}), workers=0))
+    assert results[str(root / "sub" / "deeper")].error_kind == "permission"
+    assert sum(r.error_kind is None for r in results.values()) == 6
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads chmod-000 folders; covered by the simulated test")
+def test_scan_chmod_000_folder_is_reported(tree):
+    root, _ = tree
+    locked = root / "sub"
+    locked.chmod(0)
+    try:
+        results = by_path(hashmatch.scan(root, StandInMatcher({}), workers=0))
+    finally:
+        locked.chmod(0o755)
+    assert results[str(locked)].error_kind == "permission"
+
+
+def test_scan_file_vanishing_after_listing_is_reported(tree):
+    root, images = tree
+    run = hashmatch.scan(root, StandInMatcher({}), workers=0)
+    assert run.list_files() == 11
+    images[2].unlink()
+    results = by_path(run)
+    assert results[str(images[2])].error_kind == "vanished"
+    assert run.summary.errors["vanished"] == 1
+
+
+def test_scan_missing_root_is_a_result(tmp_path):
+    (result,) = list(hashmatch.scan(tmp_path / "nope", StandInMatcher({}), workers=0))
+    assert result.error_kind == "missing"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_scan_resume_after_partial_report_holds_every_file_once(tree, tmp_path, fmt):
+    root, images = tree
+    report = tmp_path / f"report.{fmt}"
+    matcher = StandInMatcher(known_of(images[:1]))
+    first = list(hashmatch.scan(root, matcher, workers=0, report=report))
+    assert len(first) == 11
+    data = report.read_bytes()
+    report.write_bytes(data[: len(data) * 2 // 3])  # as if killed mid-row
+    run = hashmatch.scan(root, matcher, workers=0, report=report, resume=True)
+    redone = by_path(run)
+    assert 0 < len(redone) < 11
+    assert run.summary.already_done == 11 - len(redone)
+    state = read_report(report, fmt, run._settings)
+    assert state.rows == 11 and not state.dropped_partial_row
+    assert {k[0] for k in state.done} == {r.path for r in first}
+    assert run.summary.any_matched  # images[0] matched in one of the two runs
+
+
+def test_scan_resume_redoes_a_file_that_changed(tree, tmp_path):
+    root, images = tree
+    report = tmp_path / "r.jsonl"
+    matcher = StandInMatcher({})
+    list(hashmatch.scan(root, matcher, workers=0, report=report))
+    os.utime(images[0], ns=(1, 1))
+    redone = list(hashmatch.scan(root, matcher, workers=0, report=report, resume=True))
+    assert [r.path for r in redone] == [str(images[0])]
+
+
+def test_scan_refuses_to_overwrite_or_mix_reports(tree, tmp_path):
+    root, _ = tree
+    report = tmp_path / "r.jsonl"
+    list(hashmatch.scan(root, StandInMatcher({}), workers=0, report=report))
+    with pytest.raises(ReportFormatError, match="already exists"):
+        hashmatch.scan(root, StandInMatcher({}), workers=0, report=report)
+    with pytest.raises(ReportFormatError, match="algorithms"):
+        hashmatch.scan(root, StandInMatcher({}, algorithms=("dhash",)), workers=0, report=report, resume=True)
+    with pytest.raises(ReportFormatError, match="hashes"):
+        hashmatch.scan(root, StandInMatcher({}), workers=0, report=report, resume=True, include_hashes=False)
+
+
+def test_scan_without_hashes_leaves_them_out_of_the_report(tree, tmp_path):
+    root, images = tree
+    report = tmp_path / "r.jsonl"
+    list(hashmatch.scan(root, StandInMatcher({}), workers=0, report=report, include_hashes=False))
+    rows = [json.loads(line) for line in report.read_text().splitlines()[1:]]
+    assert len(rows) == 11 and all(row["hashes"] is None for row in rows)
+    assert all(len(row["sha256"]) == 64 for row in rows if row["error_kind"] is None)
+
+
+def test_scan_rejects_bad_arguments(tree):
+    root, _ = tree
+    with pytest.raises(ValueError, match="workers"):
+        hashmatch.scan(root, StandInMatcher({}), workers=-1)
+    with pytest.raises(ValueError, match="chunk_size"):
+        hashmatch.scan(root, StandInMatcher({}), chunk_size=0)
+    with pytest.raises(hashmatch.errors.UnknownAlgorithmError):
+        hashmatch.scan(root, StandInMatcher({}, algorithms=("nope",)))
+
+
+class _CrashingBackend:
+    """Stands in for a pool whose worker dies on any chunk holding a file named crash*."""
+
+    capacity = 3
+
+    def __init__(self, job):  # noqa: ANN001
+        self._job = job
+        self._pending: list = []
+        self._doomed = 0
+        self.restarts = 0
+
+    def submit(self, chunk):  # noqa: ANN001
+        self._pending.append(chunk)
+
+    def next_done(self):  # noqa: ANN201
+        chunk = self._pending.pop(0)
+        if self._doomed:  # a dead worker fails every chunk that was in flight with it
+            self._doomed -= 1
+            return chunk, _scan._CrashedChunk("worker died")
+        if any(Path(p).name.startswith("crash") for p, _, _ in chunk):
+            self._doomed = len(self._pending)
+            return chunk, _scan._CrashedChunk("worker died")
+        return chunk, _scan._hash_chunk(chunk, self._job)
+
+    def restart(self) -> None:
+        self.restarts += 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_scan_isolates_the_file_that_crashes_a_worker(tree, monkeypatch):
+    root, images = tree
+    crash = root / "crash.jpg"
+    crash.write_bytes(images[0].read_bytes())
+    backends = []
+
+    def make(self):  # noqa: ANN001
+        backends.append(_CrashingBackend(self._job))
+        return backends[-1]
+
+    monkeypatch.setattr(_scan.ScanRun, "_backend", make)
+    results = by_path(hashmatch.scan(root, StandInMatcher({}), workers=2, chunk_size=3))
+    assert results[str(crash)].error_kind == "worker_crashed"
+    assert sum(r.error_kind == "worker_crashed" for r in results.values()) == 1
+    assert sum(r.error_kind is None for r in results.values()) == 8
+    assert backends[0].restarts >= 1
+
+
+def test_scan_dask_cluster_agrees_with_in_process(tree):
+    distributed = pytest.importorskip("distributed")
+    root, images = tree
+    matcher = StandInMatcher(known_of(images[:1]))
+    serial = by_path(hashmatch.scan(root, matcher, workers=0))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        on_dask = by_path(hashmatch.scan(root, matcher, dask=cluster.scheduler_address, chunk_size=2))
+    assert on_dask == serial
+
+
+def test_scan_calls_workers_that_always_die_a_start_up_failure(tmp_path, rng, monkeypatch):
+    monkeypatch.setattr(_scan.ScanRun, "_backend", lambda self: _CrashingBackend(self._job))
+    few = tmp_path / "few"
+    for i, path in enumerate(make_images(few, rng, 2)):
+        path.rename(few / f"crash{i}.jpg")
+    results = by_path(hashmatch.scan(few, StandInMatcher({}), workers=2))
+    assert {r.error_kind for r in results.values()} == {"worker_crashed"} and len(results) == 2
+    many = tmp_path / "many"
+    for i, path in enumerate(make_images(many, rng, 4)):
+        path.rename(many / f"crash{i}.jpg")
+    with pytest.raises(hashmatch.HashmatchError, match="start-up"):
+        list(hashmatch.scan(many, StandInMatcher({}), workers=2))
