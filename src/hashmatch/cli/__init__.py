@@ -56,6 +56,9 @@ def _register() -> None:
 
     group.add_command(_refs.refs_group)
     group.add_command(_match.match_command)
+    from . import _synth
+
+    group.add_command(_synth.synth_command)
 
 
 _register()
