@@ -64,10 +64,9 @@ CREATE TABLE entries (
     retract_reason TEXT
 );
 -- One active entry per hash in a list (a retracted hash may be added again as a new entry).
-CREATE UNIQUE INDEX entries_active ON entries(list_id, algorithm, hash) WHERE retracted IS NULL;
+CREATE UNIQUE INDEX entries_active ON entries(hash, algorithm, list_id) WHERE retracted IS NULL;
 CREATE INDEX entries_added ON entries(algorithm, added_gen);
 CREATE INDEX entries_retracted ON entries(algorithm, retracted_gen) WHERE retracted_gen IS NOT NULL;
-CREATE INDEX entries_hash ON entries(hash);
 """
 
 
@@ -198,6 +197,9 @@ class ReferenceStore:
         try:
             conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             conn.execute("PRAGMA foreign_keys = ON")
+            # Random hashes make index inserts random: a bigger page cache keeps big
+            # imports from going to disk per row (64 MiB, allocated only as used).
+            conn.execute("PRAGMA cache_size = -65536")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open reference store {self.path}: {exc}") from None
         self._local.conn = conn
@@ -308,20 +310,24 @@ class ReferenceStore:
         report = self.add_entries(list_name, [NewEntry(hash, quality, label, external_id)])
         return report.entry_ids[0] if report.entry_ids else None
 
-    def add_entries(self, list_name: str, entries: Iterable[NewEntry]) -> ImportReport:
+    def add_entries(self, list_name: str, entries: Iterable[NewEntry], *, return_ids: bool = True) -> ImportReport:
         """Add entries in one transaction; the list is created when missing.
 
-        Raises :class:`InvalidHashError` (nothing added) for a hash of an unknown
-        algorithm or the wrong bit length.
+        The report lists the new entry ids unless ``return_ids`` is false (bulk adds
+        run about twice as fast without them). Raises :class:`InvalidHashError`
+        (nothing added) for a hash of an unknown algorithm or the wrong bit length.
         """
         def rows() -> Iterator[ParsedRow | RejectedRow]:
+            bits_of: dict[str, int] = {}
             for i, e in enumerate(entries):
                 if not isinstance(e, NewEntry) or not isinstance(e.hash, Hash):
                     raise InvalidHashError(f"entry {i} is not a NewEntry with a Hash")
-                try:
-                    bits = expected_bits(e.hash.algorithm)
-                except UnknownAlgorithmError as exc:
-                    raise InvalidHashError(f"entry {i}: {exc}") from None
+                bits = bits_of.get(e.hash.algorithm)
+                if bits is None:
+                    try:
+                        bits = bits_of[e.hash.algorithm] = expected_bits(e.hash.algorithm)
+                    except UnknownAlgorithmError as exc:
+                        raise InvalidHashError(f"entry {i}: {exc}") from None
                 if e.hash.bits != bits:
                     raise InvalidHashError(
                         f"entry {i}: a {e.hash.algorithm} hash in a store has {bits} bits, got {e.hash.bits}"
@@ -330,7 +336,7 @@ class ReferenceStore:
                     raise InvalidHashError(f"entry {i}: quality must be an integer 0-100, got {e.quality!r}")
                 yield ParsedRow(i + 1, e.hash, e.quality, e.label, e.external_id)
 
-        return self._import_rows(list_name, rows(), keep_ids=True)
+        return self._import_rows(list_name, rows(), keep_ids=return_ids)
 
     def import_file(
         self,
