@@ -769,11 +769,13 @@ def scan(
     LocalCluster of ``workers`` processes (needs ``hashmatch[dask]``). Each worker sets
     glibc's mmap threshold to ``mmap_threshold`` (None leaves it alone).
 
-    Results come in completion order, not listing order.
+    Paths are made absolute (not resolved), so reports name files the same way from any
+    working directory. Results come in completion order, not listing order.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    roots = [os.fspath(p) for p in paths]
+    # Absolute paths: rows name files unambiguously and resume works from any directory.
+    roots = [os.path.abspath(os.fspath(p)) for p in paths]
     if not roots:
         raise ValueError("scan needs at least one path")
     algorithms = tuple(matcher.algorithms)

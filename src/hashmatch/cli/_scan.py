@@ -9,6 +9,7 @@ they do not change the exit code, so one bad upload cannot hide a match from a s
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import IO, Any
 
@@ -152,7 +153,7 @@ def scan_command(
         raise click.UsageError("--resume needs --out (the report to resume)")
     names = _split_algorithms(algorithms)
     matcher = _load_matcher(store, names, dihedral)
-    report: Any = out if out is not None else click.get_text_stream("stdout")
+    report: Any = out if out is not None else sys.stdout
     run = scan(
         list(paths),
         matcher,
@@ -168,7 +169,7 @@ def scan_command(
         reference=os.path.abspath(store),
         dask=dask_address,
     )
-    err = click.get_text_stream("stderr")
+    err = sys.stderr
     with run:
         total = run.list_files()
         progress = _Progress(total, run.summary, quiet=quiet, every=progress_every, stream=err)
