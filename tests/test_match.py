@@ -14,7 +14,7 @@ from PIL import Image
 
 import hashmatch.match as match_module
 from hashmatch import Match, Matcher, ReferenceStore, compute_hashes
-from hashmatch.errors import IncompatibleHashError, InvalidHashError, UnreadableImageError
+from hashmatch.errors import IncompatibleHashError, InvalidHashError, StoreError, UnreadableImageError
 from hashmatch.hashers import DIHEDRAL_NAMES, HashResult
 from hashmatch.hashes import Hash
 from hashmatch.match import DEFAULT_THRESHOLDS, default_threshold
@@ -336,3 +336,21 @@ def test_matcher_refresh_under_concurrent_queries(tmp_path: Path, rng: np.random
         for before, after, qi, got in observations:
             candidates = [published[g][qi] for g in published if before <= g <= after]
             assert got in candidates
+
+
+def test_matcher_close_leaves_a_passed_store_open(tmp_path: Path, rng: np.random.Generator) -> None:
+    h = _random_hash(rng)
+    store, _ = _store_with(tmp_path, [h])
+    with store:
+        with Matcher.from_store(store) as m:
+            assert len(m.match_hashes(h)) == 1
+        assert len(store) == 1  # still usable
+    with Matcher.from_store(store.path) as owned:
+        assert len(owned.match_hashes(h)) == 1
+    with pytest.raises(StoreError):
+        owned.match_hashes(h)  # its own store is closed with it
+
+
+def test_matcher_from_missing_store_raises(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        Matcher.from_store(tmp_path / "missing.db")

@@ -191,6 +191,7 @@ class Matcher:
         self._fast = fast
         self._limits = limits
         self._snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
+        self._owns_store = False
         self._refresh_lock = threading.Lock()
         self._state = _State(-1, {})
 
@@ -215,7 +216,8 @@ class Matcher:
         store is unchanged (a snapshot a few changes old is reused plus a delta).
         A store path is opened and owned by the Matcher (see :meth:`close`).
         """
-        if not isinstance(store, ReferenceStore):
+        owns_store = not isinstance(store, ReferenceStore)
+        if owns_store:
             store = ReferenceStore(store, create=False)
         snapshot_dir = store.path + ".snapshots" if cache_snapshots else None
         matcher = cls(
@@ -230,7 +232,12 @@ class Matcher:
             limits=limits,
             snapshot_dir=snapshot_dir,
         )
-        matcher.refresh()
+        matcher._owns_store = owns_store
+        try:
+            matcher.refresh()
+        except BaseException:
+            matcher.close()
+            raise
         return matcher
 
     @classmethod
@@ -312,8 +319,8 @@ class Matcher:
         return matcher
 
     def close(self) -> None:
-        """Close the store connection(s) this Matcher uses."""
-        if self._store is not None:
+        """Close the store if the Matcher opened it (a store passed in stays open)."""
+        if self._store is not None and self._owns_store:
             self._store.close()
 
     def __enter__(self) -> Matcher:
