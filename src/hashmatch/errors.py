@@ -17,12 +17,14 @@ Children also inherit the builtin that callers would already catch, so an existi
     │   └── ReportFormatError                     scan reports
     ├── HashListError               (ValueError)  a hash-list file could not be imported
     ├── StoreError                  (OSError)     the reference store failed
+    ├── CalibrationError            (ValueError)  negatives cannot support a calibration
     └── MissingDependencyError      (ImportError) an optional extra is not installed
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CalibrationError",
     "CorruptIndexError",
     "FileFormatError",
     "HashListError",
@@ -90,6 +92,10 @@ class HashListError(HashmatchError, ValueError):
 
 class StoreError(HashmatchError, OSError):
     """The reference store could not be opened, read or written."""
+
+
+class CalibrationError(HashmatchError, ValueError):
+    """A calibration folder is missing or holds fewer than two readable images."""
 
 
 class MissingDependencyError(HashmatchError, ImportError):

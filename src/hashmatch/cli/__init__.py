@@ -56,9 +56,10 @@ def _register() -> None:
 
     group.add_command(_refs.refs_group)
     group.add_command(_match.match_command)
-    from . import _synth
+    from . import _calibrate, _synth
 
     group.add_command(_synth.synth_command)
+    group.add_command(_calibrate.calibrate_command)
 
 
 _register()

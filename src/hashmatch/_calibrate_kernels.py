@@ -1,0 +1,106 @@
+"""numba kernels for false-positive calibration: histograms of all-pairs distances.
+
+Millions of pairs per algorithm, so these count distances instead of storing them;
+a histogram gives the false-positive rate at every threshold exactly. Plain
+C-contiguous uint64 arrays in (rows of packed words, as ``HashBatch.words``), int64
+histograms out. Naive twins live in ``tests/test_calibrate.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _popcount64(x):
+    # SWAR popcount; LLVM lowers it to one popcnt instruction where the CPU has it.
+    x = x - ((x >> np.uint64(1)) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    return (x * _H01) >> np.uint64(56)
+
+
+@njit(cache=True, nogil=True)
+def pair_histogram(words, bits):
+    """Counts of Hamming distances over all unordered pairs ``i < j`` of rows of ``words``.
+
+    ``words`` is (n, w) uint64; returns int64 of length ``bits + 1``.
+    """
+    n, w = words.shape
+    hist = np.zeros(bits + 1, dtype=np.int64)
+    for i in range(n):
+        for j in range(i + 1, n):
+            d = np.uint64(0)
+            for k in range(w):
+                d += _popcount64(words[i, k] ^ words[j, k])
+            hist[d] += 1
+    return hist
+
+
+@njit(cache=True, nogil=True)
+def query_pair_histogram(queries, refs, valid, bits):
+    """Counts of distances over ordered pairs ``i != j``: query ``i`` against reference ``j``.
+
+    ``queries`` is (n, v, w): ``v`` hashes per image (8 dihedral variants, or 1), the
+    pair's distance being the least over them; ``refs`` is (n, w). Pairs where
+    ``valid[i]`` or ``valid[j]`` is false are not counted (a quality gate refused them).
+    """
+    n, v, w = queries.shape
+    hist = np.zeros(bits + 1, dtype=np.int64)
+    for i in range(n):
+        if not valid[i]:
+            continue
+        for j in range(n):
+            if j == i or not valid[j]:
+                continue
+            best = np.uint64(bits)
+            for a in range(v):
+                d = np.uint64(0)
+                for k in range(w):
+                    d += _popcount64(queries[i, a, k] ^ refs[j, k])
+                if d < best:
+                    best = d
+            hist[best] += 1
+    return hist
+
+
+@njit(cache=True, nogil=True)
+def joint_query_pair_histogram(queries_a, refs_a, bits_a, queries_b, refs_b, bits_b, valid):
+    """As :func:`query_pair_histogram` for two algorithms at once: a 2-D histogram.
+
+    ``hist[da, db]`` counts ordered pairs whose least distances are ``da`` under the
+    first algorithm and ``db`` under the second, so that either/both/score policies
+    can be evaluated at every pair of thresholds.
+    """
+    n, va, wa = queries_a.shape
+    vb = queries_b.shape[1]
+    wb = queries_b.shape[2]
+    hist = np.zeros((bits_a + 1, bits_b + 1), dtype=np.int64)
+    for i in range(n):
+        if not valid[i]:
+            continue
+        for j in range(n):
+            if j == i or not valid[j]:
+                continue
+            best_a = np.uint64(bits_a)
+            for a in range(va):
+                d = np.uint64(0)
+                for k in range(wa):
+                    d += _popcount64(queries_a[i, a, k] ^ refs_a[j, k])
+                if d < best_a:
+                    best_a = d
+            best_b = np.uint64(bits_b)
+            for b in range(vb):
+                d = np.uint64(0)
+                for k in range(wb):
+                    d += _popcount64(queries_b[i, b, k] ^ refs_b[j, k])
+                if d < best_b:
+                    best_b = d
+            hist[best_a, best_b] += 1
+    return hist

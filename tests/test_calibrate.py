@@ -1,0 +1,219 @@
+"""Calibration: pair-histogram kernels against naive twins, thresholds, confidence, folder CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hashmatch._calibrate_kernels import joint_query_pair_histogram, pair_histogram, query_pair_histogram
+from hashmatch.calibrate import (
+    calibrate,
+    calibrate_folder,
+    distance_histogram,
+    false_positive_rates,
+    upper_rate_bound,
+)
+from hashmatch.cli import main
+from hashmatch.errors import CalibrationError, HashmatchError
+from hashmatch.hashes import HashBatch
+from hashmatch.synthetic import write_dataset
+
+WORDS = st.integers(0, 2**64 - 1)
+
+
+def _dist(a, b) -> int:
+    return sum((int(x) ^ int(y)).bit_count() for x, y in zip(a, b))
+
+
+def naive_pair_histogram(words, bits):
+    hist = [0] * (bits + 1)
+    for i in range(len(words)):
+        for j in range(i + 1, len(words)):
+            hist[_dist(words[i], words[j])] += 1
+    return hist
+
+
+def naive_query_pair(queries, refs, valid, bits):
+    hist = [0] * (bits + 1)
+    for i in range(len(refs)):
+        for j in range(len(refs)):
+            if i != j and valid[i] and valid[j]:
+                hist[min(_dist(q, refs[j]) for q in queries[i])] += 1
+    return hist
+
+
+def _rows(draw, n, w, duplicates):
+    rows = [[draw(WORDS) for _ in range(w)] for _ in range(n)]
+    if duplicates and n > 1:
+        rows[-1] = list(rows[0])  # distance 0
+    if n > 2 and draw(st.booleans()):
+        rows[1] = [~np.uint64(v) & np.uint64(2**64 - 1) for v in rows[0]]  # the full bit length
+    return np.array(rows, dtype=np.uint64).reshape(n, w)
+
+
+@st.composite
+def batches(draw, max_n=12):
+    n = draw(st.integers(0, max_n))
+    w = draw(st.sampled_from([1, 4]))
+    return _rows(draw, n, w, draw(st.booleans())), w * 64
+
+
+@settings(max_examples=60)
+@given(batches())
+def test_pair_histogram_equals_naive(case) -> None:
+    words, bits = case
+    assert pair_histogram(words, bits).tolist() == naive_pair_histogram(words.tolist(), bits)
+
+
+@st.composite
+def query_cases(draw, max_n=9):
+    n = draw(st.integers(0, max_n))
+    w = draw(st.sampled_from([1, 4]))
+    v = draw(st.sampled_from([1, 8]))
+    refs = _rows(draw, n, w, draw(st.booleans()))
+    queries = np.array(
+        [[refs[i] if a == 0 else [draw(WORDS) for _ in range(w)] for a in range(v)] for i in range(n)], dtype=np.uint64
+    ).reshape(n, v, w)
+    valid = np.array([draw(st.booleans()) or i == 0 for i in range(n)], dtype=np.bool_)
+    return queries, refs, valid, w * 64
+
+
+@settings(max_examples=60)
+@given(query_cases())
+def test_query_pair_histogram_equals_naive(case) -> None:
+    queries, refs, valid, bits = case
+    got = query_pair_histogram(queries, refs, valid, bits).tolist()
+    assert got == naive_query_pair(queries.tolist(), refs.tolist(), valid.tolist(), bits)
+
+
+@settings(max_examples=40)
+@given(query_cases(), query_cases())
+def test_joint_histogram_marginals_and_cells_equal_naive(case_a, case_b) -> None:
+    qa, ra, valid, bits_a = case_a
+    n = len(ra)
+    qb, rb, _, bits_b = case_b
+    # Align the second algorithm's rows with the first's images.
+    qb = np.resize(qb, (n, qb.shape[1], qb.shape[2])) if n else np.zeros((0, 1, 1), np.uint64)
+    rb = np.resize(rb, (n, rb.shape[1] if rb.ndim == 2 else 1)) if n else np.zeros((0, 1), np.uint64)
+    bits_b = rb.shape[1] * 64
+    joint = joint_query_pair_histogram(qa, ra, bits_a, np.ascontiguousarray(qb), np.ascontiguousarray(rb), bits_b, valid)
+    expected = np.zeros((bits_a + 1, bits_b + 1), dtype=np.int64)
+    for i in range(n):
+        for j in range(n):
+            if i != j and valid[i] and valid[j]:
+                da = min(_dist(q, ra[j]) for q in qa[i].tolist())
+                db = min(_dist(q, rb[j]) for q in qb[i].tolist())
+                expected[da, db] += 1
+    assert np.array_equal(joint, expected)
+
+
+def test_pair_histogram_counts_every_pair_once(rng) -> None:
+    words = rng.integers(0, 2**63, (50, 4), dtype=np.uint64)
+    hist = pair_histogram(words, 256)
+    assert hist.sum() == 50 * 49 // 2
+    assert hist[0] == 0  # random 256-bit hashes do not collide
+
+
+def test_upper_rate_bound_is_rule_of_three_at_zero_and_near_exact_chi_square() -> None:
+    assert upper_rate_bound(0, 1_000_000) == pytest.approx(3.0e-6, rel=0.02)
+    # Exact 95% Poisson upper limits for 1 and 10 events: 4.744 and 17.0.
+    assert upper_rate_bound(1, 1000) == pytest.approx(4.744e-3, rel=0.01)
+    assert upper_rate_bound(10, 1000) == pytest.approx(17.0e-3, rel=0.01)
+    assert upper_rate_bound(5, 0) == 1.0
+
+
+def test_false_positive_rates_are_cumulative() -> None:
+    rates = false_positive_rates([0, 2, 3, 5])
+    assert rates.tolist() == [0.0, 0.2, 0.5, 1.0]
+
+
+def _batch(words, bits=64) -> HashBatch:
+    return HashBatch(np.asarray(words, dtype=np.uint64).reshape(len(words), -1), algorithm="phash", bits=bits)
+
+
+def test_calibrate_picks_largest_threshold_under_confident_bound(rng) -> None:
+    batch = _batch(rng.integers(0, 2**63, 3000, dtype=np.uint64) * np.uint64(2) + np.uint64(1))
+    result = calibrate(batch, 1e-5)
+    rates = false_positive_rates(result.histogram, result.pairs)
+    assert result.pairs == 3000 * 2999 // 2 and result.supported
+    t = result.threshold
+    assert t is not None and upper_rate_bound(result.false_positives, result.pairs) <= 1e-5
+    assert upper_rate_bound(int(np.cumsum(result.histogram)[t + 1]), result.pairs) > 1e-5
+    assert result.measured_threshold >= t and rates[result.measured_threshold] <= 1e-5
+    assert result.measured_fpr == pytest.approx(rates[t])
+
+
+def test_calibrate_reports_too_few_pairs(rng) -> None:
+    batch = _batch(rng.integers(0, 2**63, 40, dtype=np.uint64))
+    result = calibrate(batch, 1e-6)
+    assert not result.supported and result.threshold is None
+    assert "TOO FEW PAIRS" in result.summary() and f"{math.ceil(3e6):,}" in result.summary()
+
+
+def test_calibrate_duplicates_block_any_threshold() -> None:
+    batch = _batch([5] * 30)
+    result = calibrate(batch, 1e-2)
+    assert result.threshold is None and result.histogram[0] == 435
+
+
+def test_calibrate_rejects_bad_arguments(rng) -> None:
+    batch = _batch(rng.integers(0, 2**63, 10, dtype=np.uint64))
+    for bad in (0, 1, -1e-6, "1e-6", True):
+        with pytest.raises(ValueError):
+            calibrate(batch, bad)
+    with pytest.raises(CalibrationError):
+        calibrate(batch[:1], 1e-3)
+    with pytest.raises(ValueError):
+        distance_histogram(batch, valid=[True])
+
+
+def test_distance_histogram_quality_gate_drops_pairs(rng) -> None:
+    batch = _batch(rng.integers(0, 2**63, 20, dtype=np.uint64))
+    valid = np.ones(20, dtype=bool)
+    valid[:5] = False
+    assert distance_histogram(batch, valid=valid).sum() == 15 * 14 // 2
+    assert distance_histogram(batch, [batch], valid=valid).sum() == 15 * 14
+
+
+@pytest.fixture(scope="module")
+def negatives(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("neg")
+    write_dataset(folder, 60, seed=3, size=(96, 72))
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    return folder
+
+
+def test_calibrate_folder_counts_pairs_and_skips_unreadable(negatives) -> None:
+    result = calibrate_folder(negatives, "phash", 1e-2)
+    assert result.images == 60 and result.skipped == 1 and result.pairs == 1770
+    assert result.supported and result.threshold is not None and 4 <= result.threshold <= 24
+    dihedral = calibrate_folder(negatives, "phash", 1e-2, dihedral=True)
+    assert dihedral.pairs == 60 * 59 and dihedral.dihedral
+
+
+def test_calibrate_folder_missing_or_empty_folder_is_a_hashmatch_error(tmp_path) -> None:
+    with pytest.raises(HashmatchError):
+        calibrate_folder(tmp_path / "nope", "phash", 1e-3)
+    with pytest.raises(CalibrationError):
+        calibrate_folder(tmp_path, "phash", 1e-3)
+
+
+def test_calibrate_cli_prints_figures_and_exit_code(negatives, capsys) -> None:
+    assert main(["calibrate", "--negatives", str(negatives), "--algorithm", "phash", "--fpr", "1e-2", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "pairs compared 1,770" in out and "recommended threshold" in out
+    code = main(["calibrate", "--negatives", str(negatives), "-a", "phash", "--fpr", "1e-6", "--json", "--workers", "1"])
+    assert code == 1
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["supported"] is False and payload["pairs_needed"] == 3_000_000
+    assert sum(payload["histogram"]) == 1770
+
+
+def test_calibrate_cli_bad_folder_is_one_line_error(tmp_path, capsys) -> None:
+    assert main(["calibrate", "--negatives", str(tmp_path / "nope"), "-a", "phash"]) == 2
+    assert "not a folder" in capsys.readouterr().err
