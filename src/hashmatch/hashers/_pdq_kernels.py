@@ -14,23 +14,37 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# Rows per block in the row-direction box passes: the tile (width x ROW_BLOCK float32)
-# stays in L2 for photos and gives the vectoriser whole AVX registers of lanes.
-ROW_BLOCK = 16
+@njit(cache=True, nogil=True)
+def luma(rgb):  # (h, w, 3) uint8, C-contiguous -> (h, w) float32
+    """0.299 R + 0.587 G + 0.114 B in float64, rounded to float32 (pdqhash's numpy step)."""
+    h, w, _ = rgb.shape
+    flat = rgb.reshape(h * w * 3)  # one flat loop: the stride-3 loads vectorise
+    out = np.empty(h * w, dtype=np.float32)
+    for p in range(h * w):
+        r = np.float64(flat[3 * p]) * 0.299
+        g = np.float64(flat[3 * p + 1]) * 0.587
+        b = np.float64(flat[3 * p + 2]) * 0.114
+        out[p] = np.float32((r + g) + b)
+    return out.reshape(h, w)
 
 
 @njit(cache=True, nogil=True)
-def luma(rgb):  # (h, w, 3) uint8 -> (h, w) float32
-    """0.299 R + 0.587 G + 0.114 B in float64, rounded to float32 (pdqhash's numpy step)."""
-    h, w, _ = rgb.shape
-    out = np.empty((h, w), dtype=np.float32)
-    for i in range(h):
-        for j in range(w):
-            r = np.float64(rgb[i, j, 0]) * 0.299
-            g = np.float64(rgb[i, j, 1]) * 0.587
-            b = np.float64(rgb[i, j, 2]) * 0.114
-            out[i, j] = np.float32((r + g) + b)
-    return out
+def transpose(src, dst):  # (n, m) -> (m, n), both C-contiguous float32
+    """Blocked transpose; the fixed 8x8 inner block lets LLVM emit register shuffles."""
+    n, m = src.shape
+    nb = n - n % 8
+    mb = m - m % 8
+    for i0 in range(0, nb, 8):
+        for j0 in range(0, mb, 8):
+            for j in range(8):
+                for i in range(8):
+                    dst[j0 + j, i0 + i] = src[i0 + i, j0 + j]
+    for i in range(nb, n):
+        for j in range(m):
+            dst[j, i] = src[i, j]
+    for i in range(nb):
+        for j in range(mb, m):
+            dst[j, i] = src[i, j]
 
 
 @njit(cache=True, nogil=True)
@@ -115,74 +129,61 @@ def _box_axis0(src, dst, window, out_row):
 
 
 @njit(cache=True, nogil=True)
-def _box_axis1(src, dst, window, out_col):
-    """The same filter along axis 1 (each row), ``ROW_BLOCK`` rows at a time.
-
-    A block of rows is transposed into a small tile so that :func:`_box_axis0` runs
-    the rows side by side; output column o goes to ``dst[:, out_col[o]]`` (or nowhere).
-    """
-    n, m = src.shape
-    kept = dst.shape[1]
-    tile = np.empty((m, ROW_BLOCK), dtype=np.float32)
-    tile_out = np.empty((kept, ROW_BLOCK), dtype=np.float32)
-    for r0 in range(0, n, ROW_BLOCK):
-        nb = min(ROW_BLOCK, n - r0)
-        if nb < ROW_BLOCK:
-            tile = np.empty((m, nb), dtype=np.float32)
-            tile_out = np.empty((kept, nb), dtype=np.float32)
-        for k in range(m):
-            for b in range(nb):
-                tile[k, b] = src[r0 + b, k]
-        _box_axis0(tile, tile_out, window, out_col)
-        for b in range(nb):
-            for s in range(kept):
-                dst[r0 + b, s] = tile_out[s, b]
-
-
-@njit(cache=True, nogil=True)
-def jarosz_64(gray):  # (h, w) float32, h, w >= 1 -> (64, 64) float32
+def jarosz_64(gray):  # (h, w) float32, C-contiguous -> (64, 64) float32
     """Two Jarosz x/y box passes, then the 64x64 centre decimation, as the reference.
 
-    Bit-exact with the reference, which filters the whole image twice: the second pass
-    here only produces the 64 columns, then 64 rows, that the decimation reads.
+    Each pass runs down axis 0 (vectorised across columns); row passes work on a
+    transposed copy. The second pass only produces the 64 columns, then the 64 rows,
+    that the decimation reads. Same bits as filtering the whole image twice.
     """
     h, w = gray.shape
     win_rows = jarosz_window(w, 64)  # window along each row
     win_cols = jarosz_window(h, 64)  # window along each column
     every_col = np.arange(w)
     every_row = np.arange(h)
-    # pass 1: full rows, then full columns
-    tmp = np.empty((h, w), dtype=np.float32)
-    _box_axis1(gray, tmp, win_rows, every_col)
-    pass1 = np.empty((h, w), dtype=np.float32)
-    _box_axis0(tmp, pass1, win_cols, every_row)
-    # pass 2: rows, keeping the 64 sampled columns (packed as 0..63)
     cols = decimation_indices(w, 64)
-    col_slot = np.full(w, -1, dtype=np.int64)
-    for s in range(64):
-        col_slot[cols[s]] = s  # decimation never samples a column twice when w >= 64
-    narrow = np.empty((h, 64), dtype=np.float32)
-    if w >= 64:
-        _box_axis1(pass1, narrow, win_rows, col_slot)
-    else:
-        wide = np.empty((h, w), dtype=np.float32)
-        _box_axis1(pass1, wide, win_rows, every_col)
-        for i in range(h):
-            for s in range(64):
-                narrow[i, s] = wide[i, cols[s]]
-    # pass 2: columns, keeping the 64 sampled rows
     rows = decimation_indices(h, 64)
-    out = np.empty((64, 64), dtype=np.float32)
-    if h >= 64:
-        row_slot = np.full(h, -1, dtype=np.int64)
+    a = np.empty(h * w, dtype=np.float32)
+    b = np.empty(h * w, dtype=np.float32)
+    # pass 1, along rows: on the transpose (w, h)
+    at = a.reshape(w, h)
+    bt = b.reshape(w, h)
+    transpose(gray, at)
+    _box_axis0(at, bt, win_rows, every_col)
+    # pass 1, along columns: back to (h, w)
+    ar = a.reshape(h, w)
+    br = b.reshape(h, w)
+    transpose(bt, ar)
+    _box_axis0(ar, br, win_cols, every_row)
+    # pass 2, along rows, keeping the sampled columns (each output goes to one slot, so
+    # duplicates, possible when w < 64, are copied out afterwards)
+    transpose(br, at)
+    narrow_t = np.empty((w, h), dtype=np.float32) if w < 64 else np.empty((64, h), dtype=np.float32)
+    if w < 64:
+        _box_axis0(at, narrow_t, win_rows, every_col)
+        picked = np.empty((64, h), dtype=np.float32)
         for s in range(64):
-            row_slot[rows[s]] = s
-        _box_axis0(narrow, out, win_cols, row_slot)
+            picked[s, :] = narrow_t[cols[s], :]
+        narrow_t = picked
     else:
+        col_slot = np.full(w, -1, dtype=np.int64)
+        for s in range(64):
+            col_slot[cols[s]] = s
+        _box_axis0(at, narrow_t, win_rows, col_slot)
+    # pass 2, along columns, keeping the sampled rows
+    narrow = np.empty((h, 64), dtype=np.float32)
+    transpose(narrow_t, narrow)
+    out = np.empty((64, 64), dtype=np.float32)
+    if h < 64:
         tall = np.empty((h, 64), dtype=np.float32)
         _box_axis0(narrow, tall, win_cols, every_row)
         for s in range(64):
             out[s, :] = tall[rows[s], :]
+    else:
+        row_slot = np.full(h, -1, dtype=np.int64)
+        for s in range(64):
+            row_slot[rows[s]] = s
+        _box_axis0(narrow, out, win_cols, row_slot)
     return out
 
 
@@ -206,14 +207,17 @@ def quality(block):  # (64, 64) float32 -> int in 0..100
 
 @njit(cache=True, nogil=True)
 def dct_16(block, matrix):  # (64, 64) float32, (16, 64) float32 -> (16, 16) float32
-    """B = D A D^T with the reference's float32 sums, k ascending."""
-    t = np.empty((16, 64), dtype=np.float32)
+    """B = D A D^T with the reference's float32 sums, each over k ascending.
+
+    T = D A runs k outside j so the j loop vectorises; every T[i, j] still sees its
+    64 terms in the reference's order.
+    """
+    t = np.zeros((16, 64), dtype=np.float32)
     for i in range(16):
-        for j in range(64):
-            s = np.float32(0.0)
-            for k in range(64):
-                s = s + matrix[i, k] * block[k, j]
-            t[i, j] = s
+        for k in range(64):
+            d = matrix[i, k]
+            for j in range(64):
+                t[i, j] = t[i, j] + d * block[k, j]
     out = np.empty((16, 16), dtype=np.float32)
     for i in range(16):
         for j in range(16):

@@ -1,0 +1,226 @@
+"""PDQ, Meta's 256-bit photo hash, bit-exact with ThreatExchange's C++ core.
+
+Same pixels in, same hash and quality out as the reference (``pdqhash``, which wraps
+the C++ core, on ``numpy.asarray(image.convert("RGB"))``): luma, two Jarosz box-filter
+passes, decimation to 64x64, a 16x16 DCT and the median threshold. ``str(hash)`` is
+ThreatExchange's 64-hex-digit form.
+
+Pixel policy (the same as the references'): the stored pixels, converted to 8-bit RGB
+by Pillow. Alpha is dropped without compositing, 16-bit images are clipped to 8 bits by
+Pillow's ``convert``, grey images become R = G = B, and EXIF orientation is *not*
+applied unless the caller asks for it (``exif_transpose=True``), because published hash
+lists hash the stored pixels. Images under 5 pixels on a side hash to all zeros with
+quality 0, as in the reference.
+
+Quality (0-100) comes with every hash; upstream discards hashes under
+:data:`PDQ_MIN_QUALITY` (flat or nearly blank images), see :func:`is_low_quality`.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ImageError
+from ..hashes import Hash
+from ._pdq_kernels import bits_above_median, dihedral_coeffs, pdq_coeffs
+from ._registry import Algorithm, HashResult, register
+
+__all__ = [
+    "PDQ_BITS",
+    "PDQ_DRAFT_MIN_SIDE",
+    "PDQ_MATCH_DISTANCE",
+    "PDQ_MIN_QUALITY",
+    "PDQ_PRERESIZE_SIDE",
+    "is_low_quality",
+    "pdq",
+    "pdq_dihedral",
+    "pdq_dihedral_from_array",
+    "pdq_from_array",
+    "pdq_with_quality",
+    "warmup",
+]
+
+PDQ_BITS = 256
+PDQ_MIN_QUALITY = 50
+"""Hashes with a lower quality are unreliable; upstream recommends discarding them."""
+PDQ_MATCH_DISTANCE = 31
+"""Upstream's recommended match threshold (Hamming distance, inclusive)."""
+PDQ_PRERESIZE_SIDE = 512
+"""The C++ command-line hasher first resizes anything larger to 512x512 (nearest)."""
+PDQ_DRAFT_MIN_SIDE = 0
+"""Default smallest side for reduced-scale JPEG decoding; 0 decodes at full size.
+
+Full size keeps hashes bit-exact with the reference. See notes/pdq.md for the measured
+trade-off of speed against drift for 256 and 128."""
+_MIN_SIDE = 5  # the reference hashes smaller images as all zeros, quality 0
+
+
+@lru_cache(maxsize=1)
+def _dct_matrix() -> np.ndarray:
+    """The reference's 16x64 DCT-II rows 1..16: float32(float32(sqrt(2/64)) * cos(...))."""
+    scale = float(np.float32(math.sqrt(2.0 / 64.0)))
+    matrix = np.empty((16, 64), dtype=np.float32)
+    for i in range(16):
+        for j in range(64):
+            matrix[i, j] = scale * math.cos((math.pi / 2.0 / 64.0) * (i + 1) * (2 * j + 1))
+    matrix.flags.writeable = False
+    return matrix
+
+
+def _preresize_512(rgb: np.ndarray) -> np.ndarray:
+    """What pdq-photo-hasher does first: over 512 on either side -> 512x512, nearest.
+
+    CImg's nearest-neighbour resize reads source index floor(x * size / 512).
+    """
+    h, w = rgb.shape[:2]
+    if h <= PDQ_PRERESIZE_SIDE and w <= PDQ_PRERESIZE_SIDE:
+        return rgb
+    side = np.arange(PDQ_PRERESIZE_SIDE)
+    rows = side * h // PDQ_PRERESIZE_SIDE
+    cols = side * w // PDQ_PRERESIZE_SIDE
+    return np.ascontiguousarray(rgb[rows[:, None], cols[None, :]])
+
+
+def _check_rgb(rgb: object) -> np.ndarray:
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ImageError(f"PDQ needs an (height, width, 3) uint8 RGB array, got {arr.dtype} {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def _coefficients(rgb: np.ndarray, preresize_512: bool) -> tuple[np.ndarray | None, int]:
+    if preresize_512:
+        rgb = _preresize_512(rgb)
+    h, w = rgb.shape[:2]
+    if h < _MIN_SIDE or w < _MIN_SIDE:
+        return None, 0
+    coeffs, quality = pdq_coeffs(rgb, _dct_matrix())
+    return coeffs, int(quality)
+
+
+def _result(coeffs: np.ndarray | None, quality: int) -> HashResult:
+    if coeffs is None:
+        return HashResult(Hash(0, "pdq", PDQ_BITS), quality)
+    return HashResult(Hash.from_bits(bits_above_median(coeffs), algorithm="pdq"), quality)
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def pdq_from_array(rgb: np.ndarray, *, preresize_512: bool = False) -> HashResult:
+    """PDQ hash and quality of an (height, width, 3) uint8 RGB array, no decoding step."""
+    coeffs, quality = _coefficients(_check_rgb(rgb), _check_bool("preresize_512", preresize_512))
+    return _result(coeffs, quality)
+
+
+def pdq_dihedral_from_array(rgb: np.ndarray, *, preresize_512: bool = False) -> tuple[HashResult, ...]:
+    """The eight dihedral PDQ hashes (DIHEDRAL_NAMES order) from one DCT, as the reference."""
+    coeffs, quality = _coefficients(_check_rgb(rgb), _check_bool("preresize_512", preresize_512))
+    if coeffs is None:
+        return tuple(_result(None, quality) for _ in range(8))
+    return tuple(_result(c, quality) for c in dihedral_coeffs(coeffs))
+
+
+def _rgb_of(image: Image.Image) -> np.ndarray:
+    if image.mode != "RGB":  # the shared loader converts; direct callers might not
+        raise ImageError(f"PDQ's compute expects an RGB image, got mode {image.mode}")
+    return np.asarray(image)
+
+
+def _compute(image: Image.Image, *, preresize_512: bool = False, draft_min_side: int = PDQ_DRAFT_MIN_SIDE) -> HashResult:
+    _check_draft(draft_min_side)
+    return pdq_from_array(_rgb_of(image), preresize_512=preresize_512)
+
+
+def _dihedral(
+    image: Image.Image, *, preresize_512: bool = False, draft_min_side: int = PDQ_DRAFT_MIN_SIDE
+) -> tuple[HashResult, ...]:
+    _check_draft(draft_min_side)
+    return pdq_dihedral_from_array(_rgb_of(image), preresize_512=preresize_512)
+
+
+def _check_draft(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"draft_min_side must be 0 (full decode) or a positive integer, got {value!r}")
+    if 0 < value < 64:
+        raise ValueError(f"draft_min_side must be 0 or at least 64 (PDQ samples 64x64), got {value}")
+    return value
+
+
+def _draft_size(*, preresize_512: bool = False, draft_min_side: int = PDQ_DRAFT_MIN_SIDE) -> tuple[int, int] | None:
+    side = _check_draft(draft_min_side)
+    if side == 0 or preresize_512:  # the CLI's resize samples full-resolution pixels
+        return None
+    return (side, side)
+
+
+PDQ = register(
+    Algorithm(
+        name="pdq",
+        mode="RGB",
+        bits=lambda **_: PDQ_BITS,
+        compute=_compute,
+        draft_size=_draft_size,
+        options={"preresize_512": False, "draft_min_side": PDQ_DRAFT_MIN_SIDE},
+        dihedral=_dihedral,
+        description="PDQ 256-bit photo hash with quality (ThreatExchange)",
+    )
+)
+
+
+def is_low_quality(result: HashResult | int | None) -> bool:
+    """True when a PDQ result (or its quality) is under :data:`PDQ_MIN_QUALITY`.
+
+    Matching should skip such hashes: flat and nearly blank images all look alike.
+    A missing quality counts as low.
+    """
+    quality = result.quality if isinstance(result, HashResult) else result
+    return quality is None or quality < PDQ_MIN_QUALITY
+
+
+def pdq_with_quality(image: Any, *, preresize_512: bool = False, fast: bool = True, **kwargs: Any) -> HashResult:
+    """PDQ hash and quality of any image input (a path, bytes, file, PIL image, array).
+
+    ``kwargs`` go to :func:`hashmatch.compute_hashes` (``limits``, ``exif_transpose``)
+    or are PDQ's own ``draft_min_side``.
+    """
+    from ._api import compute_hashes
+
+    options = {"preresize_512": preresize_512}
+    if "draft_min_side" in kwargs:
+        options["draft_min_side"] = kwargs.pop("draft_min_side")
+    return compute_hashes(image, ("pdq",), fast=fast, options={"pdq": options}, **kwargs)["pdq"][0]
+
+
+def pdq(image: Any, *, preresize_512: bool = False, fast: bool = True, **kwargs: Any) -> Hash:
+    """PDQ hash of any image input; see :func:`pdq_with_quality` for the quality."""
+    return pdq_with_quality(image, preresize_512=preresize_512, fast=fast, **kwargs).hash
+
+
+def pdq_dihedral(image: Any, *, preresize_512: bool = False, fast: bool = True, **kwargs: Any) -> tuple[HashResult, ...]:
+    """The eight dihedral PDQ hashes of any image input, in DIHEDRAL_NAMES order.
+
+    Computed from the one DCT of the stored image, as the reference does: each equals
+    the hash of the rotated or mirrored image to within a few bits, not exactly.
+    """
+    from ._api import compute_hashes
+
+    options = {"preresize_512": preresize_512}
+    if "draft_min_side" in kwargs:
+        options["draft_min_side"] = kwargs.pop("draft_min_side")
+    return compute_hashes(image, ("pdq",), fast=fast, options={"pdq": options}, dihedral=True, **kwargs)["pdq"]
+
+
+def warmup() -> None:
+    """Compile (or load from numba's cache) every PDQ kernel, e.g. when a server starts."""
+    rng = np.random.default_rng(0)
+    pdq_dihedral_from_array(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8))
+    pdq_dihedral_from_array(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))  # small-image branches
