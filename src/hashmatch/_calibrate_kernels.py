@@ -14,16 +14,19 @@ from numba import njit
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
 _M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
-_H01 = np.uint64(0x0101010101010101)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _popcount64(x):
-    # SWAR popcount; LLVM lowers it to one popcnt instruction where the CPU has it.
+    # SWAR popcount. Bytes are summed by shifts, not by the usual multiply, whose
+    # intended overflow numpy warns about when NUMBA_DISABLE_JIT runs this as Python.
     x = x - ((x >> np.uint64(1)) & _M1)
     x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
     x = (x + (x >> np.uint64(4))) & _M4
-    return (x * _H01) >> np.uint64(56)
+    x = x + (x >> np.uint64(8))
+    x = x + (x >> np.uint64(16))
+    x = x + (x >> np.uint64(32))
+    return x & np.uint64(0x7F)
 
 
 @njit(cache=True, nogil=True)
