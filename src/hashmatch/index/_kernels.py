@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.core import config
 
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
@@ -36,6 +37,12 @@ def popcount64(x):
     return (x * _H01) >> _FIFTY_SIX
 
 
+if config.DISABLE_JIT:  # pragma: no cover - pure-Python runs for coverage
+    # numpy scalars warn on the wrapping multiply above; warnings are errors in tests.
+    def popcount64(x):  # type: ignore[no-redef]  # noqa: F811
+        return np.uint64(int(x).bit_count())
+
+
 @njit(cache=True, nogil=True, inline="always")
 def row_distance(words, i, q, limit):
     """Hamming distance of ``words[i]`` to ``q``; stops early once past ``limit``."""
@@ -44,6 +51,16 @@ def row_distance(words, i, q, limit):
         d += popcount64(words[i, k] ^ q[k])
         if d > limit:
             break
+    return d
+
+
+@njit(cache=True, nogil=True, inline="always")
+def full_distance(words, i, q):
+    """Hamming distance without an early exit: no data-dependent branch, so the CPU keeps
+    many independent random-access loads in flight (a mispredicted exit would flush them)."""
+    d = np.uint64(0)
+    for k in range(words.shape[1]):
+        d += popcount64(words[i, k] ^ q[k])
     return d
 
 
@@ -153,64 +170,102 @@ def substring_keys(words, start, length):
 # Multi-index hashing
 # ---------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def mih_tables(words, starts, lengths, table_offsets_at):
-    """Build every substring table: CSR ``offsets`` (int32) and ``entries`` (uint32).
+def mih_tables(words, starts, lengths, table_offsets_at, copy_words):
+    """Build the substring tables over rows already in table 0's bucket order.
 
-    Table t's bucket b holds ``entries[t * n + offsets[at_t + b] : t * n + offsets[at_t + b + 1]]``
-    where ``at_t = table_offsets_at[t]``; within a bucket, rows keep their order.
+    Returns ``(offsets, entries, table_words)``. Table t's bucket b spans positions
+    ``offsets[at + b] : offsets[at + b + 1]`` (``at = table_offsets_at[t]``), int32.
+    Table 0's positions are the row numbers themselves. For t >= 1, position p is row
+    ``entries[(t - 1) * n + p]`` (uint32), and with ``copy_words`` (64-bit hashes)
+    ``table_words[(t - 1) * n + p]`` is a copy of that row, so a probe verifies its
+    candidates from one contiguous run instead of one cache miss each.
     """
     n = words.shape[0]
     m = starts.shape[0]
-    entries = np.empty(m * n, dtype=np.uint32)
+    entries = np.empty((m - 1) * n, dtype=np.uint32)
+    table_words = np.empty(((m - 1) * n if copy_words else 0, words.shape[1]), dtype=np.uint64)
     offsets = np.empty(table_offsets_at[m], dtype=np.int32)
     for t in range(m):
         nb = np.int64(1) << lengths[t]
         keys = substring_keys(words, starts[t], lengths[t])
         order, offs = bucket_order(keys, nb)
-        base = t * n
-        for i in range(n):
-            entries[base + i] = np.uint32(order[i])
         at = table_offsets_at[t]
         for b in range(nb + 1):
             offsets[at + b] = np.int32(offs[b])
-    return entries, offsets
+        if t == 0:
+            continue
+        base = (t - 1) * n
+        for i in range(n):
+            entries[base + i] = np.uint32(order[i])
+        if copy_words:
+            for i in range(n):
+                for k in range(words.shape[1]):
+                    table_words[base + i, k] = words[order[i], k]
+    return offsets, entries, table_words
 
 
 @njit(cache=True, nogil=True)
+def _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist, start, cap, cnt):
+    # Kept out of line: it runs only for true matches, and inlining it slows the probe loop.
+    if not alive[e]:
+        return cnt
+    # Reported already if an earlier table's probe ball holds this row.
+    for s in range(t):
+        if radii[s] >= 0:
+            ks = substring_key(words[e], starts[s], lengths[s])
+            kq = substring_key(q, starts[s], lengths[s])
+            if popcount64(np.uint64(ks ^ kq)) <= np.uint64(radii[s]):
+                return cnt
+    if cnt < cap:
+        out_q[start + cnt] = qi
+        out_pos[start + cnt] = e
+        out_dist[start + cnt] = np.int32(d)
+    return cnt + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _mih_probe_bucket(
-    words, alive, entries, offsets, at, base, bucket, t, starts, lengths, radii, q, qi, rr,
+    words, alive, entries, table_words, offsets, at, bucket, t, starts, lengths, radii, q, qi, rr,
     out_q, out_pos, out_dist, start, cap, cnt,
 ):
+    n = words.shape[0]
     lo = np.int64(offsets[at + bucket])
     hi = np.int64(offsets[at + bucket + 1])
-    for p in range(lo, hi):
-        e = np.int64(entries[base + p])
-        d = row_distance(words, e, q, rr)
-        if d <= rr and alive[e]:
-            # Reported already if an earlier table's probe ball holds this row.
-            seen = False
-            for s in range(t):
-                if radii[s] >= 0:
-                    ks = substring_key(words[e], starts[s], lengths[s])
-                    kq = substring_key(q, starts[s], lengths[s])
-                    if popcount64(np.uint64(ks ^ kq)) <= np.uint64(radii[s]):
-                        seen = True
-                        break
-            if not seen:
-                if cnt < cap:
-                    out_q[start + cnt] = qi
-                    out_pos[start + cnt] = e
-                    out_dist[start + cnt] = np.int32(d)
-                cnt += 1
+    if t == 0:  # rows are in table 0's order
+        if words.shape[1] == 1:
+            q0 = q[0]
+            for e in range(lo, hi):
+                d = popcount64(words[e, 0] ^ q0)
+                if d <= rr:
+                    cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist, start, cap, cnt)
+            return cnt
+        for e in range(lo, hi):
+            d = full_distance(words, e, q)
+            if d <= rr:
+                cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist, start, cap, cnt)
+        return cnt
+    base = (t - 1) * n
+    if table_words.shape[0] > 0:
+        q0 = q[0]
+        for p in range(base + lo, base + hi):
+            d = popcount64(table_words[p, 0] ^ q0)
+            if d <= rr:
+                e = np.int64(entries[p])
+                cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist, start, cap, cnt)
+        return cnt
+    for p in range(base + lo, base + hi):
+        e = np.int64(entries[p])
+        d = full_distance(words, e, q)
+        if d <= rr:
+            cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist, start, cap, cnt)
     return cnt
 
 
 @njit(cache=True, nogil=True)
 def _mih_chunk(
-    words, alive, entries, offsets, table_offsets_at, starts, lengths, radii, queries, q0, q1, r,
+    words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries, q0, q1, r,
     out_q, out_pos, out_dist, start, cap,
 ):
-    n = words.shape[0]
     m = starts.shape[0]
     rr = np.uint64(r)
     cnt = 0
@@ -223,23 +278,17 @@ def _mih_chunk(
             length = lengths[t]
             key = substring_key(q, starts[t], length)
             at = table_offsets_at[t]
-            base = t * n
             limit = np.int64(1) << length
+            # Every mask of `length` bits with k bits set, k = 0 .. rt (Gosper's hack).
             for k in range(rt + 1):
-                if k == 0:
-                    cnt = _mih_probe_bucket(
-                        words, alive, entries, offsets, at, base, key, t, starts, lengths, radii,
-                        q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt,
-                    )
-                    continue
-                # Every mask of `length` bits with exactly k bits set, in increasing order
-                # (Gosper's hack).
                 mask = (np.int64(1) << k) - 1
                 while mask < limit:
                     cnt = _mih_probe_bucket(
-                        words, alive, entries, offsets, at, base, key ^ mask, t, starts, lengths,
+                        words, alive, entries, table_words, offsets, at, key ^ mask, t, starts, lengths,
                         radii, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt,
                     )
+                    if k == 0:
+                        break
                     low = mask & -mask
                     ripple = mask + low
                     mask = (((ripple ^ mask) >> 2) // low) | ripple
@@ -248,26 +297,26 @@ def _mih_chunk(
 
 @njit(cache=True, nogil=True)
 def mih_query(
-    words, alive, entries, offsets, table_offsets_at, starts, lengths, radii, queries, bounds, r,
+    words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries, bounds, r,
     out_q, out_pos, out_dist, cap, counts,
 ):
     """Multi-index range query, chunk by chunk, one thread."""
     for c in range(bounds.shape[0] - 1):
         counts[c] = _mih_chunk(
-            words, alive, entries, offsets, table_offsets_at, starts, lengths, radii, queries,
+            words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries,
             bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap,
         )
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def mih_query_parallel(
-    words, alive, entries, offsets, table_offsets_at, starts, lengths, radii, queries, bounds, r,
+    words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries, bounds, r,
     out_q, out_pos, out_dist, cap, counts,
 ):
     """:func:`mih_query` with the chunks spread over numba's threads."""
     for c in prange(bounds.shape[0] - 1):
         counts[c] = _mih_chunk(
-            words, alive, entries, offsets, table_offsets_at, starts, lengths, radii, queries,
+            words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries,
             bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap,
         )
 

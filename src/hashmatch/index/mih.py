@@ -34,15 +34,39 @@ _MAX_SUBSTRING_BITS = 16  # 2**16 int32 offsets = 256 KiB per table: stays in L2
 _MIN_SUBSTRING_BITS = 4
 
 
-def default_substrings(bits: int, n: int) -> int:
-    """Substring count: Norouzi et al.'s length ``log2(n)``, capped at 16 bits per substring.
+# Cost model for choosing m, in nanoseconds on the benchmark machine (notes/index.md):
+# a probe is one cache miss into a table; a candidate is a popcount on a contiguous
+# copy for 64-bit hashes, and a random-access row read for longer ones.
+_PROBE_NS = 100.0
+_CANDIDATE_NS = {True: 2.0, False: 40.0}
 
-    The cap keeps each table's offsets in L2 and the offsets' memory within a few
-    bytes per row; at 1M rows it costs some extra candidates, which the measurements
-    in ``notes/index.md`` show is the better trade on this hardware.
+
+def _expected_cost(bits: int, n: int, m: int, r: int) -> float:
+    _, lengths = _layout(bits, m)
+    radii = probe_radii(r, m)
+    probes = 0
+    candidates = 0.0
+    for length, rt in zip(lengths.tolist(), radii.tolist()):
+        p = sum(math.comb(length, k) for k in range(min(rt, length) + 1)) if rt >= 0 else 0
+        probes += p
+        candidates += n * p / 2.0**length
+    return probes * _PROBE_NS + candidates * _CANDIDATE_NS[bits == 64]
+
+
+def default_substrings(bits: int, n: int, r: int | None = None) -> int:
+    """The substring count ``m`` with the lowest modelled query cost at radius ``r``.
+
+    Norouzi et al. take substrings of about ``log2(n)`` bits; here a probe (a cache
+    miss) costs far more than checking a candidate from a contiguous copy, so for
+    64-bit hashes shorter substrings with bigger buckets win (13 bits at 1M rows,
+    measured). Substrings stay within 16 bits so each table's offsets fit in L2 and
+    cost at most a few bytes per row. ``r`` defaults to an eighth of the bit length
+    (8 for 64-bit hashes, 32 for PDQ).
     """
-    target = int(np.clip(math.floor(math.log2(max(n, 2))), _MIN_SUBSTRING_BITS, _MAX_SUBSTRING_BITS))
-    return max(1, math.ceil(bits / target))
+    radius = bits // 8 if r is None else r
+    lo = max(1, math.ceil(bits / _MAX_SUBSTRING_BITS))
+    hi = max(lo, bits // _MIN_SUBSTRING_BITS)
+    return min(range(lo, hi + 1), key=lambda m: (_expected_cost(bits, max(n, 1), m, radius), m))
 
 
 def probe_radii(r: int, m: int) -> npt.NDArray[np.int64]:
@@ -101,8 +125,8 @@ class MultiIndexHash(Index):
         self._words = np.ascontiguousarray(words[order])
         self._ids = self._ids[order]
         self._table_at = np.concatenate([[0], np.cumsum((1 << self._lengths) + 1)]).astype(np.int64)
-        self._entries, self._offsets = _kernels.mih_tables(
-            self._words, self._starts, self._lengths, self._table_at
+        self._offsets, self._entries, self._table_words = _kernels.mih_tables(
+            self._words, self._starts, self._lengths, self._table_at, self.bits == 64
         )
 
     def _file_parameter(self) -> int:
@@ -150,7 +174,8 @@ class MultiIndexHash(Index):
             return
         kernel = _kernels.mih_query_parallel if parallel else _kernels.mih_query
         kernel(
-            self._words, self._alive, self._entries, self._offsets, self._table_at, self._starts,
+            self._words, self._alive, self._entries, self._table_words, self._offsets, self._table_at,
+            self._starts,
             self._lengths, probe_radii(r, self._m), queries, bounds, r,
             out[0], out[1], out[2], cap, counts,
         )
@@ -164,5 +189,5 @@ class MultiIndexHash(Index):
         """Bytes held in arrays: rows, ids, removal marks and the substring tables."""
         return int(
             self._words.nbytes + self._ids.nbytes + self._alive.nbytes
-            + self._entries.nbytes + self._offsets.nbytes
+            + self._entries.nbytes + self._table_words.nbytes + self._offsets.nbytes
         )
