@@ -121,6 +121,7 @@ def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         "index_query_ms": {"median": _pct(t_index, 50), "p99": _pct(t_index, 99)},
                         "flat_scan_ms": {"median": _pct(t_flat, 50), "p99": _pct(t_flat, 99)},
                         "store_fill_s": fill_s, "matcher_build_s": build_s,
+                        "load_average": os.getloadavg(),
                     }
                     records.append(rec)
                     rows.append([
@@ -202,18 +203,19 @@ def big_load(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     snaps = list(Path(str(path) + ".snapshots").iterdir())
     runs = []
     for _ in range(args.load_repeats):
+        load_average = os.getloadavg()
         proc = subprocess.run([sys.executable, "-c", _LOAD_PROBE, str(path), algorithm],
                               capture_output=True, text=True, check=True)
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        runs.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "load_average": load_average})
     db_bytes = path.stat().st_size
     rows = [[
-        n, r["kind"], r["load_s"], (r["rss_after"] - r["rss_before"]) / 2**30, r["rss_after"] / 2**30,
+        n, r["kind"], f"{r['load_average'][0]:.1f}", r["load_s"], (r["rss_after"] - r["rss_before"]) / 2**30, r["rss_after"] / 2**30,
         r["hwm_after"] / 2**30, r["warm_query_median_ms"],
     ] for r in runs]
     print(f"\n10M load: store fill {fill_s:.1f} s, first Matcher (read store + build + save snapshot) "
           f"{first_build_s:.1f} s, snapshot {sum(p.stat().st_size for p in snaps) / 2**20:.0f} MiB, "
           f"store {db_bytes / 2**20:.0f} MiB")
-    print(table(rows, ["refs", "index", "load s", "RSS growth GiB", "RSS GiB", "peak RSS GiB", "query med ms"]))
+    print(table(rows, ["refs", "index", "loadavg", "load s", "RSS growth GiB", "RSS GiB", "peak RSS GiB", "query med ms"]))
     return {
         "references": n, "store_fill_s": fill_s, "first_build_s": first_build_s,
         "snapshot_bytes": sum(p.stat().st_size for p in snaps), "store_bytes": db_bytes, "runs": runs,

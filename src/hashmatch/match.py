@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +36,7 @@ from .errors import (
     IncompatibleHashError,
     InvalidHashError,
     MissingDependencyError,
+    StoreError,
 )
 from .hashers import ALGORITHMS, DIHEDRAL_NAMES, HashResult, compute_hashes
 from .hashes import Hash, HashBatch
@@ -406,29 +408,27 @@ class Matcher:
         return _AlgorithmState(bits, threshold, base, generation, None, np.zeros(0, np.int64))
 
     # -- snapshots --------------------------------------------------------------------
-    def _snapshot_name(self, name: str, store: ReferenceStore, generation: int) -> str:
-        return f"{name}-{store.store_id}-{generation}{SNAPSHOT_SUFFIX}"
-
-    def _snapshots(self, name: str, store: ReferenceStore) -> list[tuple[int, Path]]:
+    # A snapshot file is named <algorithm>-<store id>-<generation>-<token>.hmidx; it is
+    # used only while the store records that token for that generation.
+    def _snapshots(self, name: str, store: ReferenceStore) -> list[tuple[int, str, Path]]:
         if self._snapshot_dir is None or not self._snapshot_dir.is_dir():
             return []
-        pattern = re.compile(re.escape(f"{name}-{store.store_id}-") + r"(\d+)" + re.escape(SNAPSHOT_SUFFIX) + "$")
+        pattern = re.compile(
+            re.escape(f"{name}-{store.store_id}-") + r"(\d+)-([0-9a-f]{16})" + re.escape(SNAPSHOT_SUFFIX) + "$"
+        )
         found = []
         for path in self._snapshot_dir.iterdir():
             match = pattern.match(path.name)
             if match:
-                found.append((int(match.group(1)), path))
+                found.append((int(match.group(1)), match.group(2), path))
         return sorted(found, reverse=True)
 
     def _load_snapshot(self, name: str, bits: int, store: ReferenceStore) -> tuple[Any | None, int]:
         """The newest usable snapshot (index, generation), or (None, -1)."""
-        current = store.generation
         _, load_index = _index_api()
-        for generation, path in self._snapshots(name, store):
-            if generation > current:
-                continue  # from a store that was restored from a backup: not ours any more
-            if path.stat().st_size == 0:  # an empty list at that generation
-                return None, generation
+        for generation, token, path in self._snapshots(name, store):
+            if store.snapshot_token(name, generation) != token:
+                continue  # not (or no longer) vouched for by the store
             try:
                 index = load_index(path)
             except (FileFormatError, OSError, ValueError) as exc:
@@ -442,24 +442,25 @@ class Matcher:
 
     def _save_snapshot(self, name: str, index: Any | None, generation: int, store: ReferenceStore) -> None:
         directory = self._snapshot_dir
-        if directory is None:
+        if directory is None or index is None:  # an empty set costs nothing to rebuild
             return
+        token = secrets.token_hex(8)
         try:
             directory.mkdir(exist_ok=True)
-            final = directory / self._snapshot_name(name, store, generation)
+            final = directory / f"{name}-{store.store_id}-{generation}-{token}{SNAPSHOT_SUFFIX}"
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=SNAPSHOT_SUFFIX)
             os.close(fd)
             try:
-                if index is not None:
-                    index.save(tmp)
+                index.save(tmp)
                 os.replace(tmp, final)  # readers see the whole file or none
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-            for _, old in self._snapshots(name, store):
+            store.record_snapshot(name, generation, token)
+            for _, _, old in self._snapshots(name, store):
                 if old != final:
                     old.unlink(missing_ok=True)
-        except OSError as exc:  # a read-only location only costs the next start its build time
+        except (OSError, StoreError) as exc:  # read-only: only costs the next start its build time
             _log.info("not caching the %s snapshot: %s", name, exc)
 
     # -- matching ---------------------------------------------------------------------

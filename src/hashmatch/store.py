@@ -67,6 +67,15 @@ CREATE TABLE entries (
 CREATE UNIQUE INDEX entries_active ON entries(hash, algorithm, list_id) WHERE retracted IS NULL;
 CREATE INDEX entries_added ON entries(algorithm, added_gen);
 CREATE INDEX entries_retracted ON entries(algorithm, retracted_gen) WHERE retracted_gen IS NOT NULL;
+-- Index snapshots a Matcher cached beside the store: a file counts only while its token is
+-- recorded here, so a store restored from a backup never trusts a snapshot of its "future".
+CREATE TABLE snapshots (
+    algorithm TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    token TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (algorithm, generation)
+);
 """
 
 
@@ -580,6 +589,22 @@ class ReferenceStore:
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         words = _words_from_blobs([r[1] for r in rows], bits)
         return HashBatch(words, algorithm=algorithm, bits=bits), ids
+
+    def record_snapshot(self, algorithm: str, generation: int, token: str) -> None:
+        """Note that a snapshot of ``algorithm`` at ``generation`` was written as ``token``."""
+        with self._write() as tx:
+            tx.conn.execute("DELETE FROM snapshots WHERE algorithm = ?", (algorithm,))
+            tx.conn.execute(
+                "INSERT INTO snapshots (algorithm, generation, token, created) VALUES (?, ?, ?, ?)",
+                (algorithm, generation, token, _now()),
+            )
+
+    def snapshot_token(self, algorithm: str, generation: int) -> str | None:
+        """The token recorded for a snapshot of ``algorithm`` at ``generation``, if any."""
+        row = self._read(
+            "SELECT token FROM snapshots WHERE algorithm = ? AND generation = ?", (algorithm, generation)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     # -- export --------------------------------------------------------------------------
     def export_file(
