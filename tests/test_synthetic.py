@@ -115,3 +115,19 @@ def test_synth_cli_writes_count_images_and_manifest(tmp_path, capsys) -> None:
 def test_synth_cli_rejects_bad_size(tmp_path, capsys) -> None:
     assert main(["synth", "--out", str(tmp_path), "--count", "1", "--size", "big"]) == 2
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_generate_image_long_side_keeps_seed_aspect() -> None:
+    free = generate_image(21)
+    fixed = generate_image(21, long_side=256)
+    assert max(fixed.size) == 256
+    assert (fixed.width >= fixed.height) == (free.width >= free.height)
+    assert abs(fixed.width / fixed.height - free.width / free.height) < 0.02
+
+
+def test_write_dataset_workers_give_the_same_files(tmp_path) -> None:
+    one = write_dataset(tmp_path / "one", 20, seed=8, long_side=64)
+    two = write_dataset(tmp_path / "two", 20, seed=8, long_side=64, workers=2)
+    assert one.read_text() == two.read_text()
+    with pytest.raises(ValueError):
+        write_dataset(tmp_path, 1, seed=1, workers=0)

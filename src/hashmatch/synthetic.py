@@ -14,8 +14,10 @@ encoded bytes.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,8 +57,17 @@ def _check_size(size: object) -> tuple[int, int] | None:
     return int(w), int(h)
 
 
-def _random_size(rng: np.random.Generator) -> tuple[int, int]:
-    long_side = int(rng.choice(_LONG_SIDES))
+def _check_long_side(long_side: object) -> int | None:
+    if long_side is None:
+        return None
+    if isinstance(long_side, bool) or not isinstance(long_side, (int, np.integer)) or not 32 <= long_side <= 8192:
+        raise ValueError(f"long_side must be an integer in [32, 8192], got {long_side!r}")
+    return int(long_side)
+
+
+def _random_size(rng: np.random.Generator, long_side: int | None = None) -> tuple[int, int]:
+    drawn = int(rng.choice(_LONG_SIDES))  # drawn even when fixed, so the rest of the image is the same
+    long_side = drawn if long_side is None else long_side
     short_side = int(round(long_side / float(rng.choice(_ASPECTS))))
     return (long_side, short_side) if rng.random() < 0.6 else (short_side, long_side)
 
@@ -136,17 +147,19 @@ def _draw_overlay(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     return layer
 
 
-def generate_image(seed: int, *, size: tuple[int, int] | None = None) -> Image.Image:
+def generate_image(seed: int, *, size: tuple[int, int] | None = None, long_side: int | None = None) -> Image.Image:
     """A photo-like RGB image determined by ``seed``.
 
     ``size`` is (width, height); by default the seed also picks a size between 320 and
     1024 pixels on the long side, in landscape or portrait, at one of several aspect
-    ratios. The same seed and size always give the same pixels.
+    ratios. ``long_side`` fixes only the long side and keeps the seed's aspect and
+    orientation. The same seed and size always give the same pixels.
     """
     seed = _check_seed(seed)
     fixed = _check_size(size)
+    long_side = _check_long_side(long_side)
     rng = np.random.default_rng(seed)
-    w, h = _random_size(rng) if fixed is None else fixed
+    w, h = _random_size(rng, long_side) if fixed is None else fixed
     image = _background(rng, w, h).convert("RGBA")
     image = Image.alpha_composite(image, _draw_overlay(rng, w, h)).convert("RGB")
     blur = rng.uniform(0.0, 1.0)
@@ -168,6 +181,19 @@ def image_seed(dataset_seed: int, index: int) -> int:
     return int(state) >> 1
 
 
+def _write_one(job: tuple[str, int, int, tuple[int, int] | None, int | None, str, int]) -> dict[str, object]:
+    out, seed, index, fixed, long_side, format, quality = job
+    s = image_seed(seed, index)
+    image = generate_image(s, size=fixed, long_side=long_side)
+    name = f"synth_{index:06d}{_FORMATS[format]}"
+    buf = io.BytesIO()
+    params = {"quality": quality, "optimize": False} if format == "jpeg" else {"compress_level": 6}
+    image.save(buf, format=format.upper(), **params)
+    data = buf.getvalue()
+    Path(out, name).write_bytes(data)
+    return {"file": name, "seed": s, "width": image.width, "height": image.height, "sha256": hashlib.sha256(data).hexdigest()}
+
+
 def write_dataset(
     out_dir: str | os.PathLike[str],
     count: int,
@@ -176,6 +202,8 @@ def write_dataset(
     size: tuple[int, int] | None = None,
     format: str = "jpeg",
     quality: int = 90,
+    long_side: int | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write ``count`` images to ``out_dir`` and return the path of the manifest.
 
@@ -183,9 +211,14 @@ def write_dataset(
     and, per image, its file name, own seed, width, height and SHA-256, so that any
     single image can be regenerated with :func:`generate_image` and checked.
     Files are named ``synth_000000.jpg`` and so on; existing files are overwritten.
+    ``long_side`` is as in :func:`generate_image`; ``workers`` > 1 uses that many
+    processes (the files are the same either way).
     """
     seed = _check_seed(seed)
     fixed = _check_size(size)
+    long_side = _check_long_side(long_side)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
         raise ValueError(f"count must be a non-negative integer, got {count!r}")
     if format not in _FORMATS:
@@ -194,21 +227,19 @@ def write_dataset(
         raise ValueError(f"quality must be an integer in [1, 100], got {quality!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for index in range(int(count)):
-        s = image_seed(seed, index)
-        image = generate_image(s, size=fixed)
-        name = f"synth_{index:06d}{_FORMATS[format]}"
-        params = {"quality": quality, "optimize": False} if format == "jpeg" else {"compress_level": 6}
-        image.save(out / name, format=format.upper(), **params)
-        digest = hashlib.sha256((out / name).read_bytes()).hexdigest()
-        entries.append({"file": name, "seed": s, "width": image.width, "height": image.height, "sha256": digest})
+    jobs = [(str(out), seed, index, fixed, long_side, format, quality) for index in range(int(count))]
+    if workers > 1 and len(jobs) > 16:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            entries = list(pool.map(_write_one, jobs, chunksize=8))
+    else:
+        entries = [_write_one(job) for job in jobs]
     manifest = {
         "generator": "hashmatch.synthetic",
         "version": _MANIFEST_VERSION,
         "seed": seed,
         "count": int(count),
         "size": list(fixed) if fixed else None,
+        "long_side": long_side,
         "format": format,
         "quality": quality if format == "jpeg" else None,
         "images": entries,

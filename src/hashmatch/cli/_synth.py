@@ -22,15 +22,21 @@ def _parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--count", type=click.IntRange(min=0), required=True, help="Number of images.")
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0, show_default=True)
 @click.option("--size", default=None, help="WIDTHxHEIGHT for every image (default: varied sizes and aspects).")
+@click.option("--long-side", type=click.IntRange(32, 8192), default=None, help="Fix the long side, keep each image's aspect.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (same files either way).")
 @click.option("--format", "fmt", type=click.Choice(["jpeg", "png"]), default="jpeg", show_default=True)
 @click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG quality.")
-def synth_command(out_dir: str, count: int, seed: int, size: str | None, fmt: str, quality: int) -> int:
+def synth_command(
+    out_dir: str, count: int, seed: int, size: str | None, long_side: int | None, workers: int, fmt: str, quality: int
+) -> int:
     """Write COUNT photo-like synthetic images made from SEED, plus manifest.json.
 
     The same seed, count and options give the same files, byte for byte.
     """
     try:
-        manifest = write_dataset(out_dir, count, seed, size=_parse_size(size), format=fmt, quality=quality)
+        manifest = write_dataset(
+            out_dir, count, seed, size=_parse_size(size), format=fmt, quality=quality, long_side=long_side, workers=workers
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     except OSError as exc:
