@@ -19,6 +19,7 @@ import hashlib
 import multiprocessing
 import os
 import stat
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+import numpy as np
 from PIL import UnidentifiedImageError
 
 from ._report import ReportState, ReportWriter, detect_format, read_report
@@ -403,8 +405,31 @@ class _InProcess:
         pass
 
 
+def _warm_up(job: _Job) -> None:
+    """Load the hashing kernels (numba caches, lazy imports) here, once, before forking."""
+    key = (job.algorithms, job.dihedral)
+    if key in _WARMED:
+        return
+    pixels = np.zeros((64, 64, 3), dtype=np.uint8)
+    pixels[16:48, 8:40] = 200  # not flat, so every code path runs
+    compute_hashes(pixels, job.algorithms, fast=job.fast, dihedral=job.dihedral)
+    _WARMED.add(key)
+
+
+_WARMED: set[tuple[tuple[str, ...], bool]] = set()
+
+
+def _start_method() -> str:
+    # fork when this process runs a single thread: workers inherit its imported and warmed-up
+    # modules, saving a fresh interpreter and a numba cache load per worker (~2 s per scan
+    # here). With other threads alive fork can deadlock on their locks: use a forkserver.
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "forkserver"
+
+
 class _ProcessPool:
-    """A pool of worker processes started by a forkserver, malloc pinned in each."""
+    """A pool of worker processes (forked when safe, else from a forkserver), malloc pinned."""
 
     def __init__(self, job: _Job, workers: int, mmap_threshold: int | None) -> None:
         self._job = job
@@ -415,10 +440,12 @@ class _ProcessPool:
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        # forkserver: no fork of this (possibly threaded) process, and workers start from a
-        # server that has hashmatch imported already, so starting one is cheap.
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["hashmatch._scan"])
+        method = _start_method()
+        ctx = multiprocessing.get_context(method)
+        if method == "fork":
+            _warm_up(self._job)
+        else:  # the server imports hashmatch once; each worker it forks starts from there
+            ctx.set_forkserver_preload(["hashmatch._scan"])
         return ProcessPoolExecutor(
             max_workers=self._workers, mp_context=ctx, initializer=_worker_init, initargs=(self._threshold,)
         )
@@ -484,12 +511,12 @@ class _DaskBackend:
     def next_done(self) -> tuple[_Chunk, list[_Raw] | BaseException]:
         future = next(self._as_completed)
         chunk = self._futures.pop(future.key)
-        if future.status == "error":
-            exc = future.exception()
-            if type(exc).__name__ == "KilledWorker":
+        try:
+            return chunk, future.result()
+        except Exception as exc:  # the task's own error, or the cluster's
+            if type(exc).__name__ == "KilledWorker":  # its worker died more than Dask retries
                 return chunk, _CrashedChunk(str(exc))
             return chunk, exc
-        return chunk, future.result()
 
     def restart(self) -> None:
         pass  # Dask replaces dead workers itself
@@ -546,6 +573,7 @@ class ScanRun(Iterator[ScanResult]):
         self._state: ReportState | None = None
         self._iter: Iterator[ScanResult] | None = None
         self._any_hashed = False
+        self._backend_obj: _InProcess | _ProcessPool | _DaskBackend | None = None
         self._settings = {
             "algorithms": list(job.algorithms),
             "dihedral": job.dihedral,
@@ -594,6 +622,17 @@ class ScanRun(Iterator[ScanResult]):
             self.summary.to_do = len(todo)
         return self.summary.to_do
 
+    def start(self) -> int:
+        """List the files and start the workers; returns how many results will follow.
+
+        Iteration calls it if you do not. Call it before starting threads of your own
+        (a progress display): with one thread alive, workers can be forked warm.
+        """
+        total = self.list_files()
+        if self._backend_obj is None and any(isinstance(item, _Entry) for item in self._todo or ()):
+            self._backend_obj = self._backend()
+        return total
+
     def __iter__(self) -> ScanRun:
         return self
 
@@ -612,6 +651,9 @@ class ScanRun(Iterator[ScanResult]):
         """Stop the workers and flush and close the report (results so far are kept)."""
         if self._iter is not None:
             self._iter.close()  # type: ignore[attr-defined]
+        if self._backend_obj is not None:
+            self._backend_obj.close()
+            self._backend_obj = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -652,7 +694,7 @@ class ScanRun(Iterator[ScanResult]):
         return ScanResult(path, size, mtime_ns, digest, own, quality, matches)
 
     def _run(self) -> Iterator[ScanResult]:
-        self.list_files()
+        self.start()
         todo = self._todo or []
         self._open_writer()
         try:
@@ -678,7 +720,8 @@ class ScanRun(Iterator[ScanResult]):
         return _ProcessPool(self._job, self._workers, self._threshold)
 
     def _hash_all(self, files: list[tuple[str, int, int]]) -> Iterator[ScanResult]:
-        backend = self._backend()
+        backend = self._backend_obj or self._backend()
+        self._backend_obj = None  # closed below
         try:
             size = self._chunk_size or max(1, min(16, len(files) // (max(1, backend.capacity) * 4)))
             chunks = deque(files[i : i + size] for i in range(0, len(files), size))
@@ -763,7 +806,7 @@ def scan(
     ``resume=True`` skips the files the report already holds (same path, size and mtime)
     and appends the rest. ``include``/``exclude`` are glob patterns matched against the
     file name, or against the path below the scan root when they contain a ``/``;
-    ``exclude`` also prunes folders. Symlinks found while walking are skipped unless
+    ``exclude`` also prunes folders; files named in ``paths`` are always scanned. Symlinks found while walking are skipped unless
     ``follow_symlinks``. ``reference`` names the reference data (the CLI passes the store)
     and is checked on resume. ``dask`` is a scheduler address or ``"local"`` for a
     LocalCluster of ``workers`` processes (needs ``hashmatch[dask]``). Each worker sets

@@ -171,7 +171,7 @@ def scan_command(
     )
     err = sys.stderr
     with run:
-        total = run.list_files()
+        total = run.start()  # before the progress bar's thread exists
         progress = _Progress(total, run.summary, quiet=quiet, every=progress_every, stream=err)
         try:
             for _ in run:
