@@ -103,10 +103,10 @@ class MultiIndexHash(Index):
         if substrings is not None and (
             isinstance(substrings, bool)
             or not isinstance(substrings, (int, np.integer))
-            or not math.ceil(bits / 32) <= substrings <= bits // _MIN_SUBSTRING_BITS
+            or not math.ceil(bits / _MAX_SUBSTRING_BITS) <= substrings <= bits // _MIN_SUBSTRING_BITS
         ):
             raise IndexArgumentError(
-                f"substrings must be an integer from {math.ceil(bits / 32)} to "
+                f"substrings must be an integer from {math.ceil(bits / _MAX_SUBSTRING_BITS)} to "
                 f"{bits // _MIN_SUBSTRING_BITS} for {bits}-bit hashes, got {substrings!r}"
             )
         index = cls(algorithm=batch.algorithm, bits=bits, substrings=substrings)
@@ -136,7 +136,7 @@ class MultiIndexHash(Index):
     def _from_file(cls, algorithm, bits, parameter, words, ids):  # type: ignore[no-untyped-def,override]
         from ..errors import CorruptIndexError
 
-        if not math.ceil(bits / 32) <= parameter <= bits // _MIN_SUBSTRING_BITS:
+        if not math.ceil(bits / _MAX_SUBSTRING_BITS) <= parameter <= bits // _MIN_SUBSTRING_BITS:
             raise CorruptIndexError(f"index file: {parameter} substrings for {bits}-bit hashes")
         index = cls(algorithm=algorithm, bits=bits, substrings=parameter)
         index._set_rows(words, ids)
