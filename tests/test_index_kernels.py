@@ -36,6 +36,8 @@ def naive_range(words: np.ndarray, alive: np.ndarray, queries: np.ndarray, r: in
 
 def clustered_words(rng: np.random.Generator, n: int, nw: int, flips: int = 3) -> np.ndarray:
     """A few centres, many near copies (a few bits flipped), exact duplicates and zeros."""
+    if n == 0:
+        return np.zeros((0, nw), np.uint64)
     centres = rng.integers(0, 2**64 - 1, size=(max(1, n // 10), nw), dtype=np.uint64, endpoint=True)
     rows = centres[rng.integers(0, len(centres), n)].copy()
     for i in range(n):
