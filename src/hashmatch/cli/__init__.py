@@ -56,10 +56,11 @@ def _register() -> None:
 
     group.add_command(_refs.refs_group)
     group.add_command(_match.match_command)
-    from . import _calibrate, _synth
+    from . import _bench, _calibrate, _synth
 
     group.add_command(_synth.synth_command)
     group.add_command(_calibrate.calibrate_command)
+    group.add_command(_bench.bench_command)
 
 
 _register()
