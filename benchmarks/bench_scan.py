@@ -16,8 +16,10 @@ and ratios from this run. Peers:
 * ``scan, malloc not pinned``: MALLOC_MMAP_THRESHOLD_ unset and ``mmap_threshold=None``.
 * ``hashmatch scan`` (CLI): wall time of the command writing a JSONL report, interpreter
   start-up and store load included.
-* ``scan on Dask``: ``dask="local"``: a LocalCluster of ``--workers`` single-threaded
-  processes, cluster start-up included in end-to-end.
+* ``dask='local'``: a LocalCluster of ``--workers`` single-threaded processes, started by
+  the scan (its start-up is in end-to-end).
+* ``running LocalCluster``: the same cluster started before the clock starts, as with
+  ``--dask ADDRESS`` on a cluster that is already up.
 
 The allocator is pinned for every peer but one (MALLOC_MMAP_THRESHOLD_=134217728, recorded
 in the JSON). Images: hashmatch.synthetic JPEGs (quality 90), written once under
@@ -167,6 +169,11 @@ def _peer_main(args: argparse.Namespace) -> None:
         result = _peer_scan(args.folder, args.store, args.workers, pinned=False)
     elif name == "dask":
         result = _peer_scan(args.folder, args.store, args.workers, dask="local")
+    elif name == "dask-address":
+        from distributed import LocalCluster
+
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            result = _peer_scan(args.folder, args.store, args.workers, dask=cluster.scheduler_address)
     elif name == "cli":
         result = _peer_cli(args.folder, args.store, args.workers, args.report)
     elif name == "cold":
@@ -229,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="1024x768", help="WIDTHxHEIGHT of the images (the --sizes of this job)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--peers", default="limit,scan,scan-no-dihedral,scan-unpinned,cli,dask")
+    parser.add_argument("--peers", default="limit,scan,scan-no-dihedral,scan-unpinned,cli,dask,dask-address")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
@@ -270,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         "scan-no-dihedral": "hashmatch.scan, no dihedral",
         "scan-unpinned": "hashmatch.scan, malloc not pinned",
         "cli": "hashmatch scan (CLI, JSONL report)",
-        "dask": "hashmatch.scan on Dask LocalCluster",
+        "dask": "hashmatch.scan, dask='local' (starts a LocalCluster)",
+        "dask-address": "hashmatch.scan on a running LocalCluster",
     }
     rows = []
     for name in peers:
@@ -291,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     if "dask" in runs and "scan" in runs:
         comparisons["dask_vs_pool_end_to_end"] = med("scan") / med("dask")
         comparisons["dask_vs_pool_steady"] = med("scan", "steady_seconds") / med("dask", "steady_seconds")
+    if "dask-address" in runs and "scan" in runs:
+        comparisons["running_cluster_vs_pool_end_to_end"] = med("scan") / med("dask-address")
+        comparisons["running_cluster_vs_pool_steady"] = med("scan", "steady_seconds") / med("dask-address", "steady_seconds")
     if "scan-unpinned" in runs and "scan" in runs:
         comparisons["unpinned_vs_pinned_steady"] = med("scan", "steady_seconds") / med("scan-unpinned", "steady_seconds")
     if "scan" in runs:

@@ -370,8 +370,10 @@ def _worker_init(threshold: int | None) -> None:
     _pin_malloc(threshold)
 
 
-def _dask_worker_init(threshold: int | None) -> bool:
-    return _pin_malloc(threshold)
+def _dask_worker_init(threshold: int | None, job: _Job) -> bool:
+    pinned = _pin_malloc(threshold)
+    _warm_up(job)  # while the client lists files, not on the first chunk
+    return pinned
 
 
 # -- backends ---------------------------------------------------------------------------
@@ -497,7 +499,7 @@ class _DaskBackend:
                 self._client = Client(address, timeout="20s")
             except (OSError, TimeoutError, ValueError) as exc:
                 raise HashmatchError(f"cannot connect to the Dask scheduler at {address}: {exc}") from exc
-        self._client.run(_dask_worker_init, mmap_threshold)
+        self._client.run(_dask_worker_init, mmap_threshold, job)
         n_workers = max(1, len(self._client.scheduler_info().get("workers", {})))
         self.capacity = n_workers * 3
         self._as_completed = as_completed()
