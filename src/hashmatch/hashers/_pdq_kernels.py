@@ -15,17 +15,16 @@ import numpy as np
 from numba import njit
 
 @njit(cache=True, nogil=True)
-def luma(rgb):  # (h, w, 3) uint8, C-contiguous -> (h, w) float32
+def luma(rgb, out):  # (h, w, 3) uint8 C-contiguous, (>= h*w,) float32 -> (h, w) view of out
     """0.299 R + 0.587 G + 0.114 B in float64, rounded to float32 (pdqhash's numpy step)."""
     h, w, _ = rgb.shape
     flat = rgb.reshape(h * w * 3)  # one flat loop: the stride-3 loads vectorise
-    out = np.empty(h * w, dtype=np.float32)
     for p in range(h * w):
         r = np.float64(flat[3 * p]) * 0.299
         g = np.float64(flat[3 * p + 1]) * 0.587
         b = np.float64(flat[3 * p + 2]) * 0.114
         out[p] = np.float32((r + g) + b)
-    return out.reshape(h, w)
+    return out[: h * w].reshape(h, w)
 
 
 @njit(cache=True, nogil=True)
@@ -129,12 +128,14 @@ def _box_axis0(src, dst, window, out_row):
 
 
 @njit(cache=True, nogil=True)
-def jarosz_64(gray):  # (h, w) float32, C-contiguous -> (64, 64) float32
+def jarosz_64(gray, a, b):  # (h, w) float32 C-contiguous, 2 x (>= h*w,) float32 -> (64, 64)
     """Two Jarosz x/y box passes, then the 64x64 centre decimation, as the reference.
 
     Each pass runs down axis 0 (vectorised across columns); row passes work on a
     transposed copy. The second pass only produces the 64 columns, then the 64 rows,
     that the decimation reads. Same bits as filtering the whole image twice.
+    ``a`` and ``b`` are scratch (reused across calls by the caller, which saves a page
+    fault per 4 KiB of image); ``gray`` may be a view of ``a``.
     """
     h, w = gray.shape
     win_rows = jarosz_window(w, 64)  # window along each row
@@ -143,24 +144,22 @@ def jarosz_64(gray):  # (h, w) float32, C-contiguous -> (64, 64) float32
     every_row = np.arange(h)
     cols = decimation_indices(w, 64)
     rows = decimation_indices(h, 64)
-    a = np.empty(h * w, dtype=np.float32)
-    b = np.empty(h * w, dtype=np.float32)
     # pass 1, along rows: on the transpose (w, h)
-    at = a.reshape(w, h)
-    bt = b.reshape(w, h)
-    transpose(gray, at)
-    _box_axis0(at, bt, win_rows, every_col)
+    at = a[: h * w].reshape(w, h)
+    bt = b[: h * w].reshape(w, h)
+    transpose(gray, bt)
+    _box_axis0(bt, at, win_rows, every_col)
     # pass 1, along columns: back to (h, w)
-    ar = a.reshape(h, w)
-    br = b.reshape(h, w)
-    transpose(bt, ar)
-    _box_axis0(ar, br, win_cols, every_row)
+    ar = a[: h * w].reshape(h, w)
+    br = b[: h * w].reshape(h, w)
+    transpose(at, br)
+    _box_axis0(br, ar, win_cols, every_row)
     # pass 2, along rows, keeping the sampled columns (each output goes to one slot, so
     # duplicates, possible when w < 64, are copied out afterwards)
-    transpose(br, at)
+    transpose(ar, bt)
     narrow_t = np.empty((w, h), dtype=np.float32) if w < 64 else np.empty((64, h), dtype=np.float32)
     if w < 64:
-        _box_axis0(at, narrow_t, win_rows, every_col)
+        _box_axis0(bt, narrow_t, win_rows, every_col)
         picked = np.empty((64, h), dtype=np.float32)
         for s in range(64):
             picked[s, :] = narrow_t[cols[s], :]
@@ -169,7 +168,7 @@ def jarosz_64(gray):  # (h, w) float32, C-contiguous -> (64, 64) float32
         col_slot = np.full(w, -1, dtype=np.int64)
         for s in range(64):
             col_slot[cols[s]] = s
-        _box_axis0(at, narrow_t, win_rows, col_slot)
+        _box_axis0(bt, narrow_t, win_rows, col_slot)
     # pass 2, along columns, keeping the sampled rows
     narrow = np.empty((h, 64), dtype=np.float32)
     transpose(narrow_t, narrow)
@@ -266,7 +265,7 @@ def dihedral_coeffs(coeffs):  # (16, 16) -> (8, 16, 16)
 
 
 @njit(cache=True, nogil=True)
-def pdq_coeffs(rgb, matrix):  # (h, w, 3) uint8 -> ((16, 16) float32, quality)
+def pdq_coeffs(rgb, matrix, a, b):  # (h, w, 3) uint8, (16, 64), 2 x (>= h*w,) float32 scratch
     """The 16x16 DCT and quality of an RGB image; the caller handles sides under 5."""
-    block = jarosz_64(luma(rgb))
+    block = jarosz_64(luma(rgb, a), a, b)
     return dct_16(block, matrix), quality(block)
