@@ -120,6 +120,7 @@ class Single:
     bits: int = 64
     neg_hist: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     pos_d: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    query_ok: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
     @property
     def kind(self) -> str:
@@ -156,12 +157,12 @@ def _evaluate_single(s: Single, pairs: int, target: float) -> tuple[tuple[int, .
 
 def _grid(policy: Pair, pos_a: np.ndarray, pos_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """False-positive counts and recall on every grid of thresholds (rule-specific)."""
-    h = policy.joint.astype(np.int64)
+    h = policy.joint.astype(np.int64)  # (ba + 2, bb + 1): row ba + 1 holds gate-refused queries
     ba, bb = policy.a.bits, policy.b.bits
     pos = np.zeros((ba + 2, bb + 2), dtype=np.int64)
     np.add.at(pos, (np.minimum(pos_a, ba + 1), np.minimum(pos_b, bb + 1)), 1)
     hh = np.zeros((ba + 2, bb + 2), dtype=np.int64)
-    hh[: ba + 1, : bb + 1] = h
+    hh[:, : bb + 1] = h
     m = max(len(pos_a), 1)
     if policy.rule == "both":
         neg = hh.cumsum(0).cumsum(1)[: ba + 1, : bb + 1]
@@ -177,8 +178,10 @@ def _grid(policy: Pair, pos_a: np.ndarray, pos_b: np.ndarray) -> tuple[np.ndarra
     da, db = np.meshgrid(np.arange(ba + 1), np.arange(bb + 1), indexing="ij")
     score = (da * bb + db * ba).ravel()
     top = 2 * ba * bb
-    neg = np.cumsum(np.bincount(score, weights=h.ravel(), minlength=top + 1)).astype(np.int64)
-    ps = np.minimum(pos_a, ba) * bb + np.minimum(pos_b, bb) * ba
+    # A refused query has no score: it never matches, so it is left out of the counts.
+    neg = np.cumsum(np.bincount(score, weights=h[: ba + 1].ravel(), minlength=top + 1)).astype(np.int64)
+    scored = pos_a <= ba
+    ps = pos_a[scored] * bb + np.minimum(pos_b[scored], bb) * ba
     rec = np.cumsum(np.bincount(ps, minlength=top + 1)) / m
     return neg, rec, np.arange(top + 1)
 
@@ -200,7 +203,7 @@ def _matched_pair(policy: Pair, thresholds: tuple[int, ...], da: np.ndarray, db:
     if thresholds[0] < 0:
         return np.zeros(da.shape, dtype=bool)
     if policy.rule == "score":
-        return da * policy.b.bits + db * policy.a.bits <= thresholds[0]
+        return (da <= policy.a.bits) & (da * policy.b.bits + db * policy.a.bits <= thresholds[0])
     ta, tb = thresholds
     return (da <= ta) | (db <= tb) if policy.rule == "either" else (da <= ta) & (db <= tb)
 
@@ -272,7 +275,7 @@ def _real_photo_check(policies: dict[str, Any], chosen: dict[str, tuple[int, ...
 def _dist_one(s: Single, q: Any, r: Any) -> int:
     qs = q[s.algorithm] if s.dihedral else q[s.algorithm][:1]
     d = min(h.hash - r[s.algorithm][0].hash for h in qs)
-    if s.gate and (q["pdq"][0].quality < PDQ_QUALITY or r["pdq"][0].quality < PDQ_QUALITY):
+    if s.gate and q["pdq"][0].quality < PDQ_QUALITY:
         return s.bits + 1
     return d
 
@@ -358,19 +361,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             arrays[(s.key, s.dihedral)] = (q_neg, r_neg, q_pos)
         q_neg, r_neg, q_pos = arrays[(s.key, s.dihedral)]
         quality_key = "pdqhash_quality" if s.key == "pdqhash" else "pdq_quality"
-        valid = np.array([(r[quality_key] >= PDQ_QUALITY) if s.gate else True for r in refs], dtype=np.bool_)
-        s.neg_hist = query_pair_histogram(q_neg, r_neg, valid, s.bits)
+        # The gate refuses low-quality *queries*, as the Matcher's min_quality does.
+        s.query_ok = np.array([(r[quality_key] >= PDQ_QUALITY) if s.gate else True for r in refs], dtype=np.bool_)
+        s.neg_hist = query_pair_histogram(q_neg, r_neg, s.query_ok, s.bits)
         s.pos_d = _positive_distances(q_pos, r_neg, owner_arr) if m else np.zeros(0, np.int64)
         if s.gate and m:
             vq = np.array([v[quality_key] >= PDQ_QUALITY for v in variants])
-            s.pos_d = np.where(vq & valid[owner_arr], s.pos_d, s.bits + 1)
-    combos = [("pdq+dihedral", "phash+dihedral"), ("pdq+dihedral", "dhash"), ("phash+dihedral", "dhash")]
+            s.pos_d = np.where(vq, s.pos_d, s.bits + 1)
+    combos = [("pdq+dihedral", "phash+dihedral"), ("pdq+dihedral q>=50", "phash+dihedral"),
+              ("pdq+dihedral", "dhash"), ("phash+dihedral", "dhash")]
     pairs_: dict[str, Pair] = {}
     for a_name, b_name in combos:
         a, b = singles[a_name], singles[b_name]
         qa, ra, _ = arrays[(a.key, a.dihedral)]
         qb, rb, _ = arrays[(b.key, b.dihedral)]
-        joint = joint_query_pair_histogram(qa, ra, a.bits, qb, rb, b.bits, np.ones(n, dtype=np.bool_))
+        joint = joint_query_pair_histogram(qa, ra, a.bits, a.query_ok, qb, rb, b.bits)
         for rule in ("either", "both", "score"):
             name = f"{a_name} {rule} {b_name}"
             pairs_[name] = Pair(name, a, b, rule, joint)
@@ -405,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             matched = lambda th, s=s, da=da, db=db: _matched_pair(s, th, da, db)  # noqa: E731
             per_t = None
             neg_hist = None
-            entry = {"kind": s.rule, "algorithms": [s.a.name, s.b.name], "implementation": "hashmatch"}
+            entry = {"kind": s.rule, "algorithms": [s.a.name, s.b.name], "implementation": "hashmatch", "bits": [s.a.bits, s.b.bits]}
         at: dict[str, Any] = {}
         for target in TARGETS:
             th, fpr, count = evaluate(target)
@@ -521,13 +526,17 @@ def _markdown(p: dict[str, Any]) -> str:
         "",
     ]
     rows = []
+
+    def th(r: dict[str, Any], target: str) -> str:
+        ts = r["at"][target]["thresholds"]
+        if r["kind"] == "score":  # da/bits_a + db/bits_b <= s, shown as s
+            return "none" if ts[0] < 0 else f"s<={ts[0] / (r['bits'][0] * r['bits'][1]):.3f}"
+        return "/".join("none" if t < 0 else str(t) for t in ts)
+
     for name, r in p["systems"].items():
         a4, a6 = r["at"]["0.0001"], r["at"]["1e-06"]
         rows.append([
-            name, r["implementation"],
-            "/".join(str(t) for t in r["at"]["0.001"]["thresholds"]),
-            "/".join(str(t) for t in a4["thresholds"]), "/".join(str(t) for t in r["at"]["1e-05"]["thresholds"]),
-            "/".join(str(t) for t in a6["thresholds"]),
+            name, r["implementation"], th(r, "0.001"), th(r, "0.0001"), th(r, "1e-05"), th(r, "1e-06"),
             _pct(r["at"]["0.001"]["recall"]), _pct(a4["recall"]), _pct(a6["recall"]),
             f"{a6['fpr']:.2g}", f"{a6['fpr_upper95']:.2g}",
         ])

@@ -38,11 +38,11 @@ def naive_pair_histogram(words, bits):
     return hist
 
 
-def naive_query_pair(queries, refs, valid, bits):
+def naive_query_pair(queries, refs, query_ok, bits):
     hist = [0] * (bits + 1)
     for i in range(len(refs)):
         for j in range(len(refs)):
-            if i != j and valid[i] and valid[j]:
+            if i != j and query_ok[i]:
                 hist[min(_dist(q, refs[j]) for q in queries[i])] += 1
     return hist
 
@@ -92,21 +92,23 @@ def test_query_pair_histogram_equals_naive(case) -> None:
 
 
 @settings(max_examples=40)
-@given(query_cases(), query_cases())
-def test_joint_histogram_marginals_and_cells_equal_naive(case_a, case_b) -> None:
-    qa, ra, valid, bits_a = case_a
+@given(query_cases(), st.data())
+def test_joint_histogram_equals_naive(case_a, data) -> None:
+    qa, ra, query_ok, bits_a = case_a
     n = len(ra)
-    qb, rb, _, bits_b = case_b
-    # Align the second algorithm's rows with the first's images.
-    qb = np.resize(qb, (n, qb.shape[1], qb.shape[2])) if n else np.zeros((0, 1, 1), np.uint64)
-    rb = np.resize(rb, (n, rb.shape[1] if rb.ndim == 2 else 1)) if n else np.zeros((0, 1), np.uint64)
-    bits_b = rb.shape[1] * 64
-    joint = joint_query_pair_histogram(qa, ra, bits_a, np.ascontiguousarray(qb), np.ascontiguousarray(rb), bits_b, valid)
-    expected = np.zeros((bits_a + 1, bits_b + 1), dtype=np.int64)
+    wb, vb = data.draw(st.sampled_from([1, 4])), data.draw(st.sampled_from([1, 8]))
+    rb = np.array([[data.draw(WORDS) for _ in range(wb)] for _ in range(n)], dtype=np.uint64).reshape(n, wb)
+    qb = np.array(
+        [[rb[i] if v == 0 else [data.draw(WORDS) for _ in range(wb)] for v in range(vb)] for i in range(n)],
+        dtype=np.uint64,
+    ).reshape(n, vb, wb)
+    bits_b = wb * 64
+    joint = joint_query_pair_histogram(qa, ra, bits_a, query_ok, qb, rb, bits_b)
+    expected = np.zeros((bits_a + 2, bits_b + 1), dtype=np.int64)
     for i in range(n):
         for j in range(n):
-            if i != j and valid[i] and valid[j]:
-                da = min(_dist(q, ra[j]) for q in qa[i].tolist())
+            if i != j:
+                da = min(_dist(q, ra[j]) for q in qa[i].tolist()) if query_ok[i] else bits_a + 1
                 db = min(_dist(q, rb[j]) for q in qb[i].tolist())
                 expected[da, db] += 1
     assert np.array_equal(joint, expected)
@@ -169,15 +171,17 @@ def test_calibrate_rejects_bad_arguments(rng) -> None:
     with pytest.raises(CalibrationError):
         calibrate(batch[:1], 1e-3)
     with pytest.raises(ValueError):
-        distance_histogram(batch, valid=[True])
+        distance_histogram(batch, query_ok=[True])
 
 
-def test_distance_histogram_quality_gate_drops_pairs(rng) -> None:
+def test_distance_histogram_quality_gate_drops_refused_queries_only(rng) -> None:
     batch = _batch(rng.integers(0, 2**63, 20, dtype=np.uint64))
-    valid = np.ones(20, dtype=bool)
-    valid[:5] = False
-    assert distance_histogram(batch, valid=valid).sum() == 15 * 14 // 2
-    assert distance_histogram(batch, [batch], valid=valid).sum() == 15 * 14
+    query_ok = np.ones(20, dtype=bool)
+    query_ok[:5] = False
+    assert distance_histogram(batch, query_ok=query_ok).sum() == 15 * 19
+    assert distance_histogram(batch, [batch], query_ok=query_ok).sum() == 15 * 19
+    gated = calibrate(batch, 0.5, query_ok=query_ok)
+    assert gated.pairs == 20 * 19 and sum(gated.histogram) == 15 * 19
 
 
 @pytest.fixture(scope="module")

@@ -47,20 +47,21 @@ def pair_histogram(words, bits):
 
 
 @njit(cache=True, nogil=True)
-def query_pair_histogram(queries, refs, valid, bits):
+def query_pair_histogram(queries, refs, query_ok, bits):
     """Counts of distances over ordered pairs ``i != j``: query ``i`` against reference ``j``.
 
     ``queries`` is (n, v, w): ``v`` hashes per image (8 dihedral variants, or 1), the
-    pair's distance being the least over them; ``refs`` is (n, w). Pairs where
-    ``valid[i]`` or ``valid[j]`` is false are not counted (a quality gate refused them).
+    pair's distance being the least over them; ``refs`` is (n, w). Queries with
+    ``query_ok[i]`` false are not counted (a quality gate refuses them, as the Matcher
+    refuses low-quality uploads); references are never gated.
     """
     n, v, w = queries.shape
     hist = np.zeros(bits + 1, dtype=np.int64)
     for i in range(n):
-        if not valid[i]:
+        if not query_ok[i]:
             continue
         for j in range(n):
-            if j == i or not valid[j]:
+            if j == i:
                 continue
             best = np.uint64(bits)
             for a in range(v):
@@ -74,30 +75,32 @@ def query_pair_histogram(queries, refs, valid, bits):
 
 
 @njit(cache=True, nogil=True)
-def joint_query_pair_histogram(queries_a, refs_a, bits_a, queries_b, refs_b, bits_b, valid):
+def joint_query_pair_histogram(queries_a, refs_a, bits_a, query_ok_a, queries_b, refs_b, bits_b):
     """As :func:`query_pair_histogram` for two algorithms at once: a 2-D histogram.
 
     ``hist[da, db]`` counts ordered pairs whose least distances are ``da`` under the
     first algorithm and ``db`` under the second, so that either/both/score policies
-    can be evaluated at every pair of thresholds.
+    can be evaluated at every pair of thresholds. Queries refused by the first
+    algorithm's gate (``query_ok_a[i]`` false) land in the extra row ``da = bits_a + 1``,
+    which no threshold matches; the second algorithm is not gated.
     """
     n, va, wa = queries_a.shape
     vb = queries_b.shape[1]
     wb = queries_b.shape[2]
-    hist = np.zeros((bits_a + 1, bits_b + 1), dtype=np.int64)
+    hist = np.zeros((bits_a + 2, bits_b + 1), dtype=np.int64)
     for i in range(n):
-        if not valid[i]:
-            continue
         for j in range(n):
-            if j == i or not valid[j]:
+            if j == i:
                 continue
-            best_a = np.uint64(bits_a)
-            for a in range(va):
-                d = np.uint64(0)
-                for k in range(wa):
-                    d += _popcount64(queries_a[i, a, k] ^ refs_a[j, k])
-                if d < best_a:
-                    best_a = d
+            best_a = np.uint64(bits_a + 1)
+            if query_ok_a[i]:
+                best_a = np.uint64(bits_a)
+                for a in range(va):
+                    d = np.uint64(0)
+                    for k in range(wa):
+                        d += _popcount64(queries_a[i, a, k] ^ refs_a[j, k])
+                    if d < best_a:
+                        best_a = d
             best_b = np.uint64(bits_b)
             for b in range(vb):
                 d = np.uint64(0)

@@ -61,28 +61,26 @@ def _words(batch: HashBatch) -> npt.NDArray[np.uint64]:
 
 
 def distance_histogram(
-    references: HashBatch, queries: Sequence[HashBatch] | None = None, *, valid: npt.ArrayLike | None = None
+    references: HashBatch, queries: Sequence[HashBatch] | None = None, *, query_ok: npt.ArrayLike | None = None
 ) -> npt.NDArray[np.int64]:
     """Counts of Hamming distances over all pairs of distinct images; index = distance.
 
-    Without ``queries``: every unordered pair of rows of ``references``. With
-    ``queries`` (one batch per dihedral variant, each row aligned with
-    ``references``): every ordered pair, the query image's least distance over its
-    variants to the other image's reference hash. ``valid`` (bool per image) leaves
-    pairs involving a refused image (below a quality gate) out of the counts; callers
-    still divide by all pairs, since a refused pair cannot match.
+    Without ``queries`` or ``query_ok``: every unordered pair of rows of
+    ``references``. With ``queries`` (one batch per dihedral variant, each row aligned
+    with ``references``): every ordered pair, the query image's least distance over
+    its variants to the other image's reference hash. ``query_ok`` (bool per image)
+    leaves out the pairs whose *query* a quality gate refuses, as the Matcher does;
+    callers still divide by all pairs, since a refused pair cannot match.
     """
     if not isinstance(references, HashBatch):
         raise TypeError(f"references must be a HashBatch, got {type(references).__name__}")
     n = len(references)
-    ok = np.ones(n, dtype=np.bool_) if valid is None else np.asarray(valid, dtype=np.bool_)
-    if ok.shape != (n,):
-        raise ValueError(f"valid must have one flag per image ({n}), got shape {ok.shape}")
-    if queries is None:
-        if valid is not None:
-            keep = np.flatnonzero(ok)
-            return pair_histogram(np.ascontiguousarray(_words(references)[keep]), references.bits)
+    if queries is None and query_ok is None:
         return pair_histogram(_words(references), references.bits)
+    ok = np.ones(n, dtype=np.bool_) if query_ok is None else np.asarray(query_ok, dtype=np.bool_)
+    if ok.shape != (n,):
+        raise ValueError(f"query_ok must have one flag per image ({n}), got shape {ok.shape}")
+    queries = [references] if queries is None else queries
     if not queries:
         raise ValueError("queries must hold at least one batch")
     for q in queries:
@@ -207,21 +205,22 @@ def calibrate(
     fpr: float = 1e-6,
     *,
     queries: Sequence[HashBatch] | None = None,
-    valid: npt.ArrayLike | None = None,
+    query_ok: npt.ArrayLike | None = None,
     skipped: int = 0,
     min_quality: int | None = None,
 ) -> Calibration:
     """Recommend a threshold for ``fpr`` from hashes of unrelated images.
 
-    ``queries`` and ``valid`` are as in :func:`distance_histogram` (dihedral
-    matching, quality gate).
+    ``queries`` and ``query_ok`` are as in :func:`distance_histogram` (dihedral
+    matching, quality gate); with either, pairs are ordered (query, reference).
     """
     target = _check_fpr(fpr)
     n = len(references)
     if n < 2:
         raise CalibrationError(f"need at least two images to compare, got {n}")
-    hist = distance_histogram(references, queries, valid=valid)
-    pairs = n * (n - 1) if queries is not None else n * (n - 1) // 2
+    hist = distance_histogram(references, queries, query_ok=query_ok)
+    ordered = queries is not None or query_ok is not None
+    pairs = n * (n - 1) if ordered else n * (n - 1) // 2
     cum = np.cumsum(hist)
     threshold = measured = None
     for t in range(references.bits + 1):
@@ -309,7 +308,7 @@ def calibrate_folder(
     queries = None
     if dihedral and len(readable[0][0]) > 1:
         queries = [HashBatch.from_hashes([r[0][v] for r in readable]) for v in range(len(readable[0][0]))]
-    valid = None
+    query_ok = None
     if min_quality is not None:
-        valid = np.array([(q is None) or q >= min_quality for _, q in readable], dtype=np.bool_)
-    return calibrate(references, target, queries=queries, valid=valid, skipped=skipped, min_quality=min_quality)
+        query_ok = np.array([(q is None) or q >= min_quality for _, q in readable], dtype=np.bool_)
+    return calibrate(references, target, queries=queries, query_ok=query_ok, skipped=skipped, min_quality=min_quality)
