@@ -4,7 +4,9 @@
 
 Every peer runs in its own fresh interpreter (so each pays its own start-up, as a user
 would), on the same files, interleaved over ``--repeats`` rounds; the table shows medians
-and ratios from this run. Peers:
+and ratios from this run. Besides wall time, each peer's CPU time (its own and its
+workers', from getrusage) is reported: on a machine shared with other jobs it is the steadier
+measure of how much work a file costs. Peers:
 
 * ``limit``: the machine's limit for the work: ``--workers`` processes (already started)
   that only open each file and decode it at the reduced scale hashing asks for.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -57,7 +60,9 @@ def _peer_limit(folder: str, workers: int) -> dict[str, float]:
 
     draft = _draft_request([(get_algorithm(n), get_algorithm(n).check_options({})) for n in ALGORITHMS])
     paths = sorted(str(p) for p in Path(folder).rglob("*.jpg"))
-    ctx = multiprocessing.get_context("forkserver")
+    # Forked, as hashmatch.scan does from a single-threaded process: the workers are this
+    # process's children, so their CPU time is counted.
+    ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers, initializer=_pin_malloc) as pool:
         pool.map(_decode_reduced, [(paths[0], draft)] * workers * 2)  # started and warm
         start = time.perf_counter()
@@ -153,8 +158,14 @@ def _run_peer(name: str, args: argparse.Namespace, *, pinned: bool = True) -> di
         env.pop("MALLOC_MMAP_THRESHOLD_", None)
     cmd = [sys.executable, str(HERE), "--peer", name, "--folder", args.folder, "--store", args.store,
            "--workers", str(args.workers), "--report", args.report]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # CPU seconds of the peer and every process it waited for (workers, forkserver, cluster):
+    # far less sensitive than wall time to other jobs sharing the cores.
+    result["cpu_seconds"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result
 
 
 def _peer_main(args: argparse.Namespace) -> None:
@@ -271,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(r[key] for r in runs[name] if key in r)
 
     limit = med("limit")
+    limit_cpu = med("limit", "cpu_seconds")
     labels = {
         "limit": "limit: reduced-scale decode only",
         "scan": "hashmatch.scan (pool)",
@@ -285,16 +297,19 @@ def main(argv: list[str] | None = None) -> int:
         end_to_end = med(name)
         steady = med(name, "steady_seconds") if "steady_seconds" in runs[name][0] else None
         spread = max(r["seconds"] for r in runs[name]) / min(r["seconds"] for r in runs[name]) - 1
+        cpu = med(name, "cpu_seconds")
         rows.append([
             labels[name],
             args.count / end_to_end,
             f"{limit / end_to_end:.0%}",
+            f"{cpu / args.count * 1e3:.2f}",
+            f"{limit_cpu / cpu:.0%}",
             "" if steady is None else f"{args.count / steady:.0f}",
             "" if steady is None else f"{limit / steady:.0%}",
             f"±{spread / 2:.0%}",
         ])
     print()
-    print(table(rows, ["peer", "files/s end-to-end", "of limit", "files/s steady", "steady of limit", "spread"]))
+    print(table(rows, ["peer", "files/s end-to-end", "of limit", "CPU ms/file", "CPU of limit", "files/s steady", "steady of limit", "wall spread"]))
     comparisons = {}
     if "dask" in runs and "scan" in runs:
         comparisons["dask_vs_pool_end_to_end"] = med("scan") / med("dask")
@@ -307,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     if "scan" in runs:
         comparisons["scan_vs_limit_end_to_end"] = limit / med("scan")
         comparisons["scan_vs_limit_steady"] = limit / med("scan", "steady_seconds")
+        comparisons["scan_vs_limit_cpu"] = limit_cpu / med("scan", "cpu_seconds")
     for key, value in comparisons.items():
         print(f"{key}: {value:.2f}")
     print(f"cold start (fresh interpreter, numba cache on disk): import {cold['import_seconds']:.2f} s, "

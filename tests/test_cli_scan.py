@@ -235,3 +235,26 @@ def test_scan_cli_resume_after_kill_9_holds_every_file_exactly_once(tmp_path, rn
     assert len(paths) == len(set(paths)) == 200
     assert set(paths) == {str(p) for p in images}
     assert sum(r["status"] == "matched" for r in rows) == 1
+
+
+def test_scan_cli_on_a_dask_cluster_writes_the_same_rows(setup, capsys):
+    distributed = pytest.importorskip("distributed")
+    tmp_path, _, store = setup
+    local, on_dask = tmp_path / "local.jsonl", tmp_path / "dask.jsonl"
+    assert main(scan_args(tmp_path, store, "--out", str(local), "-q")) == 1
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        argv = ["scan", str(tmp_path / "imgs"), "--store", str(store), "--out", str(on_dask), "-q",
+                "--dask", cluster.scheduler_address]
+        assert main(argv) == 1
+
+    def by_path(rows: list[dict]) -> dict[str, dict]:
+        return {r.pop("path"): r for r in rows}
+
+    assert by_path(report_rows(on_dask)) == by_path(report_rows(local))
+
+
+def test_scan_cli_dask_without_the_extra_says_what_to_install(setup, capsys, monkeypatch):
+    tmp_path, _, store = setup
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
+    assert main(scan_args(tmp_path, store, "--dask", "local")) == 2
+    assert "pip install 'hashmatch[dask]'" in capsys.readouterr().err
