@@ -86,11 +86,12 @@ def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     for n in args.sizes:
         for algorithm in algorithms:
             rng = np.random.default_rng(args.seed)
-            path = workdir / f"latency-{algorithm}-{n}.db"
+            path = workdir / f"latency-{algorithm}-{n}-s{args.seed}.db"
             store = ReferenceStore(path)
             t0 = time.perf_counter()
             bits = ALGORITHMS[algorithm].bits(**ALGORITHMS[algorithm].options)
-            store.add_entries("bench", _random_entries(rng, n, algorithm, bits), return_ids=False)
+            if len(store) < n:  # a kept workdir reuses its stores
+                store.add_entries("bench", _random_entries(rng, n, algorithm, bits), return_ids=False)
             planted = compute_hashes(upload, [algorithm])[algorithm][0]
             store.add("known", planted.hash, quality=planted.quality, label="planted")
             fill_s = time.perf_counter() - t0
@@ -190,11 +191,12 @@ def big_load(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     n = args.big
     algorithm = "pdq"
-    path = workdir / f"big-{n}.db"
+    path = workdir / f"big-{n}-s{args.seed}.db"
     rng = np.random.default_rng(args.seed + 7)
     t0 = time.perf_counter()
     with ReferenceStore(path) as store:
-        store.add_entries("bench", _random_entries(rng, n, algorithm, 256), return_ids=False)
+        if len(store) < n:  # a kept workdir reuses its store
+            store.add_entries("bench", _random_entries(rng, n, algorithm, 256), return_ids=False)
     fill_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with Matcher.from_store(path, algorithms=[algorithm]):
@@ -204,8 +206,7 @@ def big_load(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     runs = []
     for _ in range(args.load_repeats):
         load_average = os.getloadavg()
-        proc = subprocess.run([sys.executable, "-c", _LOAD_PROBE, str(path), algorithm],
-                              capture_output=True, text=True, check=True)
+        proc = _probe(_LOAD_PROBE, str(path), algorithm)
         runs.append({**json.loads(proc.stdout.strip().splitlines()[-1]), "load_average": load_average})
     db_bytes = path.stat().st_size
     rows = [[
@@ -240,22 +241,29 @@ print(json.dumps({"import_and_load_s": t1 - t0, "first_match_s": t2 - t1, "warm_
 """
 
 
+def _probe(code: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"probe failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
 def cold_start(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from hashmatch import Matcher, ReferenceStore, compute_hashes
 
     upload = _jpeg(args.seed)
     image_path = workdir / "upload.jpg"
     image_path.write_bytes(upload)
-    path = workdir / "cold.db"
+    path = workdir / f"cold-s{args.seed}.db"
     rng = np.random.default_rng(args.seed)
     with ReferenceStore(path) as store:
-        store.add_entries("bench", _random_entries(rng, 100_000, "phash", 64), return_ids=False)
+        if len(store) < 100_000:
+            store.add_entries("bench", _random_entries(rng, 100_000, "phash", 64), return_ids=False)
         store.add("known", compute_hashes(upload, ["phash"])["phash"][0].hash)
     Matcher.from_store(path).close()  # snapshot cached, numba cache warm on disk
     runs = []
     for _ in range(3):
-        proc = subprocess.run([sys.executable, "-c", _COLD_PROBE, str(path), str(image_path)],
-                              capture_output=True, text=True, check=True)
+        proc = _probe(_COLD_PROBE, str(path), str(image_path))
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     rows = [[r["import_and_load_s"] * 1e3, r["first_match_s"] * 1e3, r["warm_median_s"] * 1e3,
              r["first_match_s"] / r["warm_median_s"]] for r in runs]
@@ -272,13 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big", type=int, default=10_000_000, help="references for the load part (0 skips)")
     parser.add_argument("--reps", type=int, default=300)
     parser.add_argument("--load-repeats", type=int, default=3)
-    parser.add_argument("--workdir", default=None, help="where stores are built (default: a temp dir)")
+    parser.add_argument("--workdir", default=None,
+                        help="keep the stores here and reuse them on the next run (default: a temp dir)")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args(argv)
     pin_malloc()
     os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "134217728")
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        workdir = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         result: dict[str, Any] = {"machine": machine(), "settings": vars(args)}
         from hashmatch import ALGORITHMS
 
