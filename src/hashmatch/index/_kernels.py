@@ -141,19 +141,43 @@ def flat_query_parallel(words, alive, queries, bounds, r, out_q, out_pos, out_di
 # ---------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def bucket_order(keys, nbuckets):
-    """Stable counting sort: ``(order, offsets)`` with bucket b at ``order[offsets[b]:offsets[b+1]]``."""
+    """Stable sort by a small key: ``(order, offsets)`` with bucket b at ``order[offsets[b]:offsets[b+1]]``.
+
+    An LSD radix sort with 8-bit digits: each pass scatters into only 256 runs, which
+    the caches keep open, where one counting-sort pass over 65,536 buckets misses the
+    cache on nearly every write (10x slower at 10M rows).
+    """
     n = keys.shape[0]
     offsets = np.zeros(nbuckets + 1, dtype=np.int64)
     for i in range(n):
         offsets[keys[i] + 1] += 1
     for b in range(nbuckets):
         offsets[b + 1] += offsets[b]
-    fill = offsets[:-1].copy()
-    order = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        k = keys[i]
-        order[fill[k]] = i
-        fill[k] += 1
+    order = np.arange(n, dtype=np.int64)
+    if n == 0 or nbuckets <= 1:
+        return order, offsets
+    # Keys travel with their row numbers, so every pass reads sequentially.
+    cur_keys = keys.astype(np.int32)
+    nxt_keys = np.empty(n, dtype=np.int32)
+    scratch = np.empty(n, dtype=np.int64)
+    counts = np.empty(257, dtype=np.int64)
+    shift = 0
+    while (np.int64(1) << shift) < nbuckets:
+        counts[:] = 0
+        for i in range(n):
+            counts[((cur_keys[i] >> shift) & 255) + 1] += 1
+        for d in range(256):
+            counts[d + 1] += counts[d]
+        for i in range(n):
+            k = cur_keys[i]
+            d = (k >> shift) & 255
+            j = counts[d]
+            scratch[j] = order[i]
+            nxt_keys[j] = k
+            counts[d] = j + 1
+        order, scratch = scratch, order
+        cur_keys, nxt_keys = nxt_keys, cur_keys
+        shift += 8
     return order, offsets
 
 

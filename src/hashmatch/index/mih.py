@@ -121,9 +121,12 @@ class MultiIndexHash(Index):
         words = self._words if self._words.flags.writeable else self._words.copy()
         # Rows in table 0's order: table 0's buckets become contiguous runs of rows.
         keys = _kernels.substring_keys(words, self._starts[0], self._lengths[0])
-        order, _ = _kernels.bucket_order(keys, 1 << int(self._lengths[0]))
-        self._words = np.ascontiguousarray(words[order])
-        self._ids = self._ids[order]
+        if n > 1 and not bool(np.all(keys[1:] >= keys[:-1])):  # saved files are already in order
+            order, _ = _kernels.bucket_order(keys, 1 << int(self._lengths[0]))
+            words = np.ascontiguousarray(words[order])
+            self._ids = self._ids[order]
+        del keys
+        self._words = words
         self._table_at = np.concatenate([[0], np.cumsum((1 << self._lengths) + 1)]).astype(np.int64)
         self._offsets, self._entries, self._table_words = _kernels.mih_tables(
             self._words, self._starts, self._lengths, self._table_at, self.bits == 64
