@@ -1,9 +1,10 @@
 """Robustness: recall per transform family against all-pairs false-positive rates.
 
 For every algorithm (ahash, dhash, phash, whash, pdq; phash and pdq also with
-dihedral matching; pdq also quality-gated) and for combined policies of two
-algorithms (either under its threshold, both under looser ones, or a combined
-score), on synthetic photo-like images:
+dihedral matching, with the query's uniform borders trimmed as an extra query
+(``+trim``); pdq also quality-gated) and for combined policies of two algorithms
+(either under its threshold, both under looser ones, or a combined score), on
+synthetic photo-like images:
 
 * false positives: every ordered pair (query image, other reference image) of the
   ``--negatives`` originals, counted exactly by a numba histogram of distances;
@@ -40,6 +41,7 @@ from _common import RESULTS, machine, pin_malloc, table  # noqa: E402
 
 OURS = ("ahash", "dhash", "phash", "whash", "pdq")
 BITS = {"ahash": 64, "dhash": 64, "phash": 64, "whash": 64, "pdq": 256}
+TRIMMED = ("pdq", "phash")
 PEERS = {"ih_ahash": "ahash", "ih_dhash": "dhash", "ih_phash": "phash", "ih_whash": "whash", "pdqhash": "pdq"}
 TARGETS = (1e-3, 1e-4, 1e-5, 1e-6)
 PDQ_QUALITY = 50
@@ -57,10 +59,17 @@ def _hash_pixels(image: Any, source: Any, peers: bool) -> dict[str, Any]:
     """All hashes of one image: ours from ``source`` (a path or the image), peers from pixels."""
     import imagehash
     from hashmatch import compute_hashes
+    from hashmatch.transforms import trim_borders
 
     res = compute_hashes(source, OURS, dihedral=True)
     out: dict[str, Any] = {name: [r.hash.value for r in res[name]] for name in OURS}
     out["pdq_quality"] = res["pdq"][0].quality
+    # The query with uniform borders cut away (most images have none: then the same hashes).
+    trimmed = trim_borders(image)
+    tres = res if trimmed is image else compute_hashes(trimmed, TRIMMED, dihedral=True)
+    for name in TRIMMED:
+        out[f"{name}_trim"] = [r.hash.value for r in tres[name]]
+    out["pdq_trim_quality"] = tres["pdq"][0].quality
     if peers:
         import pdqhash
 
@@ -99,11 +108,11 @@ def _words(values: Sequence[int], bits: int) -> np.ndarray:
     return np.array([[(v >> (64 * (nw - 1 - k))) & mask for k in range(nw)] for v in values], dtype=np.uint64)
 
 
-def _stack(records: list[dict[str, Any]], key: str, bits: int, dihedral: bool) -> np.ndarray:
-    """(n, k, words): k = 8 dihedral variants or 1 (the image as it is)."""
+def _stack(records: list[dict[str, Any]], key: str, bits: int, dihedral: bool, trim: bool = False) -> np.ndarray:
+    """(n, k, words): k = 8 dihedral variants or 1 (the image as it is); twice that with the trimmed image."""
     k = 8 if dihedral else 1
-    rows = [_words(r[key][:k], bits) for r in records]
-    return np.ascontiguousarray(np.stack(rows)) if rows else np.zeros((0, k, (bits + 63) // 64), np.uint64)
+    rows = [_words(r[key][:k] + (r[f"{key}_trim"][:k] if trim else []), bits) for r in records]
+    return np.ascontiguousarray(np.stack(rows)) if rows else np.zeros((0, k * (2 if trim else 1), (bits + 63) // 64), np.uint64)
 
 
 # -- systems and policies ---------------------------------------------------------------------------
@@ -118,6 +127,7 @@ class Single:
     dihedral: bool = False
     gate: bool = False
     bits: int = 64
+    trim: bool = False
     neg_hist: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     pos_d: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     query_ok: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
@@ -246,8 +256,11 @@ def _cold_warm() -> dict[str, float]:
 
 def _real_photo_check(policies: dict[str, Any], chosen: dict[str, tuple[int, ...]]) -> dict[str, Any]:
     """Pairs of the PDQ reference photos that the chosen thresholds would match (they include true variants)."""
+    from PIL import Image
+
     from hashmatch import compute_hashes
     from hashmatch.errors import HashmatchError
+    from hashmatch.transforms import trim_borders
 
     if not REAL_PHOTOS.is_dir():
         return {"available": False}
@@ -255,9 +268,14 @@ def _real_photo_check(policies: dict[str, Any], chosen: dict[str, tuple[int, ...
     hashes = {}
     for p in files:
         try:
-            res = compute_hashes(p, OURS, dihedral=True)
-        except HashmatchError:
+            res = dict(compute_hashes(p, OURS, dihedral=True))
+            with Image.open(p) as im:
+                trimmed = trim_borders(im.convert("RGB"))
+            tres = compute_hashes(trimmed, TRIMMED, dihedral=True)
+        except (HashmatchError, OSError):
             continue
+        for name in TRIMMED:
+            res[f"{name}_trim"] = tres[name]
         hashes[p] = res
     names = list(hashes)
     out: dict[str, Any] = {"available": True, "images": len(names), "pairs": len(names) * (len(names) - 1) // 2, "matches": {}}
@@ -273,7 +291,9 @@ def _real_photo_check(policies: dict[str, Any], chosen: dict[str, tuple[int, ...
 
 
 def _dist_one(s: Single, q: Any, r: Any) -> int:
-    qs = q[s.algorithm] if s.dihedral else q[s.algorithm][:1]
+    qs = list(q[s.algorithm] if s.dihedral else q[s.algorithm][:1])
+    if s.trim:
+        qs += list(q[f"{s.algorithm}_trim"])
     d = min(h.hash - r[s.algorithm][0].hash for h in qs)
     if s.gate and q["pdq"][0].quality < PDQ_QUALITY:
         return s.bits + 1
@@ -356,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     singles["pdq+dihedral"] = Single("pdq+dihedral", "pdq", "pdq", "hashmatch", dihedral=True, bits=256)
     singles["pdq q>=50"] = Single("pdq q>=50", "pdq", "pdq", "hashmatch", gate=True, bits=256)
     singles["pdq+dihedral q>=50"] = Single("pdq+dihedral q>=50", "pdq", "pdq", "hashmatch", dihedral=True, gate=True, bits=256)
+    singles["phash+dihedral+trim"] = Single("phash+dihedral+trim", "phash", "phash", "hashmatch", dihedral=True, trim=True)
+    singles["pdq+dihedral+trim"] = Single("pdq+dihedral+trim", "pdq", "pdq", "hashmatch", dihedral=True, trim=True, bits=256)
+    singles["pdq+dihedral+trim q>=50"] = Single("pdq+dihedral+trim q>=50", "pdq", "pdq", "hashmatch", dihedral=True, trim=True, gate=True, bits=256)
     if peers:
         for key, alg in PEERS.items():
             label = f"imagehash {alg}" if key.startswith("ih_") else "pdqhash pdq"
@@ -363,15 +386,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         singles["pdqhash pdq+dihedral"] = Single("pdqhash pdq+dihedral", "pdqhash", "pdq", "pdqhash", dihedral=True, bits=256)
 
     t0 = time.perf_counter()
-    arrays: dict[tuple[str, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    arrays: dict[tuple[str, bool, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for s in singles.values():
-        if (s.key, s.dihedral) not in arrays:
-            q_neg = _stack(refs, s.key, s.bits, s.dihedral)
-            r_neg = np.ascontiguousarray(q_neg[:, 0, :]) if s.dihedral else np.ascontiguousarray(_stack(refs, s.key, s.bits, False)[:, 0, :])
-            q_pos = _stack(variants, s.key, s.bits, s.dihedral)
-            arrays[(s.key, s.dihedral)] = (q_neg, r_neg, q_pos)
-        q_neg, r_neg, q_pos = arrays[(s.key, s.dihedral)]
+        if (s.key, s.dihedral, s.trim) not in arrays:
+            q_neg = _stack(refs, s.key, s.bits, s.dihedral, s.trim)
+            r_neg = np.ascontiguousarray(q_neg[:, 0, :])  # the reference list holds the image as it is
+            q_pos = _stack(variants, s.key, s.bits, s.dihedral, s.trim)
+            arrays[(s.key, s.dihedral, s.trim)] = (q_neg, r_neg, q_pos)
+        q_neg, r_neg, q_pos = arrays[(s.key, s.dihedral, s.trim)]
         quality_key = "pdqhash_quality" if s.key == "pdqhash" else "pdq_quality"
+        # (with trimming, the gate reads the untrimmed query's quality)
         # The gate refuses low-quality *queries*, as the Matcher's min_quality does.
         s.query_ok = np.array([(r[quality_key] >= PDQ_QUALITY) if s.gate else True for r in refs], dtype=np.bool_)
         s.neg_hist = query_pair_histogram(q_neg, r_neg, s.query_ok, s.bits)
@@ -380,12 +404,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             vq = np.array([v[quality_key] >= PDQ_QUALITY for v in variants])
             s.pos_d = np.where(vq, s.pos_d, s.bits + 1)
     combos = [("pdq+dihedral", "phash+dihedral"), ("pdq+dihedral q>=50", "phash+dihedral"),
-              ("pdq+dihedral", "dhash"), ("phash+dihedral", "dhash")]
+              ("pdq+dihedral", "dhash"), ("phash+dihedral", "dhash"),
+              ("pdq+dihedral+trim", "phash+dihedral+trim"), ("pdq+dihedral+trim q>=50", "phash+dihedral+trim")]
     pairs_: dict[str, Pair] = {}
     for a_name, b_name in combos:
         a, b = singles[a_name], singles[b_name]
-        qa, ra, _ = arrays[(a.key, a.dihedral)]
-        qb, rb, _ = arrays[(b.key, b.dihedral)]
+        qa, ra, _ = arrays[(a.key, a.dihedral, a.trim)]
+        qb, rb, _ = arrays[(b.key, b.dihedral, b.trim)]
         joint = joint_query_pair_histogram(qa, ra, a.bits, a.query_ok, qb, rb, b.bits)
         for rule in ("either", "both", "score"):
             name = f"{a_name} {rule} {b_name}"
@@ -413,7 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             matched = lambda th, s=s: (s.pos_d <= th[0]) if th[0] >= 0 else np.zeros(m, bool)  # noqa: E731
             neg_hist = s.neg_hist
             entry: dict[str, Any] = {"kind": "single", "algorithm": s.algorithm, "implementation": s.implementation,
-                                     "dihedral": s.dihedral, "quality_gate": PDQ_QUALITY if s.gate else None, "bits": bits}
+                                     "dihedral": s.dihedral, "trim_borders": s.trim,
+                                     "quality_gate": PDQ_QUALITY if s.gate else None, "bits": bits}
         else:
             da, db = s.a.pos_d, s.b.pos_d
             grid = _grid(s, da, db)
@@ -475,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = max(ours_names, key=score) if m else None
 
     cold = _cold_warm()
-    real = {} if args.quick else _real_photo_check({**singles, **pairs_}, {k: chosen_1e6[k] for k in ("pdq", "pdq+dihedral", "phash+dihedral", best) if k in chosen_1e6}) if best else {}
+    real = {} if args.quick else _real_photo_check({**singles, **pairs_}, {k: chosen_1e6[k] for k in ("pdq", "pdq+dihedral", "phash+dihedral", "pdq+dihedral+trim", best) if k in chosen_1e6}) if best else {}
     total = time.perf_counter() - t_start
     payload = {
         "benchmark": "robustness",
@@ -615,7 +641,7 @@ def _plots(p: dict[str, Any], out: Path) -> None:
     except ImportError:
         print("matplotlib not installed: pip install 'hashmatch[plot]' for the ROC plots", file=sys.stderr)
         return
-    shown = [n for n in ("ahash", "dhash", "phash", "whash", "pdq", "phash+dihedral", "pdq+dihedral", "pdq+dihedral q>=50",
+    shown = [n for n in ("ahash", "dhash", "phash", "whash", "pdq", "phash+dihedral", "pdq+dihedral", "pdq+dihedral+trim",
                           "imagehash phash", "pdqhash pdq", p["default_policy"]) if n in p["systems"]]
     shown = list(dict.fromkeys(shown))
     fig, ax = plt.subplots(figsize=(7, 5), dpi=90)

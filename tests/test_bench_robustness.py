@@ -42,6 +42,8 @@ def test_bench_robustness_quick_writes_tables_and_consistent_rates(tmp_path) -> 
     dihedral = payload["systems"]["pdq+dihedral"]["at"]["0.001"]["recall_by_family"]
     assert dihedral["rotate90"] == 1.0 and dihedral["mirror"] == 1.0
     assert payload["systems"]["pdq"]["at"]["0.001"]["recall_by_family"]["rotate90"] < 1.0
+    # Trimming uniform borders off the query finds every padded and letterboxed copy.
+    assert payload["systems"]["pdq+dihedral+trim"]["at"]["0.001"]["recall_by_family"]["pad"] == 1.0
 
 
 def test_bench_cli_rejects_unknown_benchmark(capsys) -> None:

@@ -18,6 +18,7 @@ from hashmatch.transforms import (
     make_variants,
     sample_specs,
     standard_suite,
+    trim_borders,
 )
 
 
@@ -151,3 +152,20 @@ def test_apply_transform_rejects_non_images() -> None:
 
 def test_transforms_registry_names_match_keys() -> None:
     assert all(name == t.name for name, t in TRANSFORMS.items())
+
+
+def test_trim_borders_undoes_pad_and_letterbox(image) -> None:
+    for params in ({"fraction": 0.1}, {"fraction": 0.2, "colour": (255, 255, 255)}):
+        padded = apply_transform(image, "pad", **params)
+        assert np.array_equal(_pixels(trim_borders(padded)), _pixels(image))
+    boxed = apply_transform(image, "letterbox", ratio=16 / 9)
+    assert trim_borders(boxed).size == image.size
+
+
+def test_trim_borders_leaves_unbordered_and_blank_images_alone(image) -> None:
+    assert trim_borders(image) is image
+    blank = Image.new("RGB", (50, 40), (9, 9, 9))
+    assert trim_borders(blank) is blank
+    dot = blank.copy()
+    dot.putpixel((25, 20), (255, 255, 255))  # a tiny box under min_area: keep the whole image
+    assert trim_borders(dot) is dot

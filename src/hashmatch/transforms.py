@@ -34,6 +34,7 @@ __all__ = [
     "make_variants",
     "sample_specs",
     "standard_suite",
+    "trim_borders",
 ]
 
 Colour = tuple[int, int, int]
@@ -298,6 +299,31 @@ def screenshot(image: Image.Image, *, fill: float = 0.7, seed: int = 0) -> Image
         draw.text((4, ch - (line + 1) * bar * 0.8), "@user · 2h · reply", font=font, fill=ink)
     canvas.paste(image, (x, y))
     return canvas
+
+
+# -- undoing alterations ------------------------------------------------------------------------
+def trim_borders(image: Image.Image, *, tolerance: int = 12, min_area: float = 0.2) -> Image.Image:
+    """Cut away uniform borders (padding, letterbox and pillarbox bars), for matching.
+
+    A row or column is border while every pixel in it stays within ``tolerance`` grey
+    levels of the top-left pixel; the bounding box of everything else is kept. The
+    image comes back unchanged (the same object) when there is nothing to trim or
+    when the kept box would be under ``min_area`` of the image, which guards flat or
+    mostly blank images.
+    """
+    image = _rgb(image)
+    tolerance = int(_check_range("tolerance", tolerance, 0, 255))
+    min_area = _check_range("min_area", min_area, 0.0, 1.0)
+    grey = np.asarray(image.convert("L"), dtype=np.int16)
+    content = np.abs(grey - grey[0, 0]) > tolerance
+    rows = np.flatnonzero(content.any(axis=1))
+    cols = np.flatnonzero(content.any(axis=0))
+    if rows.size == 0:
+        return image
+    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if (bottom - top) * (right - left) < min_area * grey.size or (top, left, bottom, right) == (0, 0, *grey.shape):
+        return image
+    return image.crop((left, top, right, bottom))
 
 
 # -- registry -------------------------------------------------------------------------------------
