@@ -292,3 +292,65 @@ def test_dihedral_coeffs_equal_dct_of_turned_block(rng):
     for k, t in enumerate(turned):
         direct = dct_16(np.ascontiguousarray(t), _dct_matrix())
         assert np.allclose(variants[k], direct, atol=1e-2), k
+
+
+# -- the reduced-decode path (inexact by design) -----------------------------------------------
+def naive_resample_64(gray, row_first, row_weights, col_first, col_weights):
+    h = gray.shape[0]
+    narrow = [[0.0] * 64 for _ in range(h)]
+    for r in range(h):
+        for j in range(64):
+            s = 0.0
+            for k in range(col_weights.shape[1]):
+                s += float(gray[r, col_first[j] + k]) * float(col_weights[j, k])
+            narrow[r][j] = s
+    out = np.empty((64, 64), dtype=F32)
+    for i in range(64):
+        for j in range(64):
+            s = 0.0
+            for k in range(row_weights.shape[1]):
+                s += narrow[row_first[i] + k][j] * float(row_weights[i, k])
+            out[i, j] = F32(s)
+    return out
+
+
+@settings(max_examples=15)
+@given(st.integers(5, 48), st.integers(5, 48), st.sampled_from([2, 4, 8]), st.integers(0, 2**32 - 1))
+def test_resample_64_equals_naive(h, w, scale, seed):
+    from hashmatch.hashers._pdq_kernels import resample_64
+    from hashmatch.hashers.pdq import _resample_weights
+
+    gray = (np.random.default_rng(seed).random((h, w)) * 255).astype(F32)
+    rf, rw = _resample_weights(h, scale)
+    cf, cw = _resample_weights(w, scale)
+    assert np.array_equal(resample_64(gray, rf, rw, cf, cw), naive_resample_64(gray, rf, rw, cf, cw))
+
+
+@given(st.integers(5, 3000), st.sampled_from([1, 2, 4, 8]))
+def test_resample_weights_are_a_partition_of_unity_inside_the_image(size, scale):
+    from hashmatch.hashers.pdq import _resample_weights
+
+    first, weights = _resample_weights(size, scale)
+    assert first.shape == (64,) and weights.shape[0] == 64
+    assert (first >= 0).all() and (first + weights.shape[1] <= size).all()
+    assert (weights >= 0).all()
+    assert np.allclose(weights.sum(axis=1), 1.0)
+
+
+def test_resample_at_full_scale_is_close_to_exact(rng):
+    """The weights model the exact filter: at scale 1 the hash is (nearly) the exact one."""
+    from PIL import Image
+
+    from hashmatch.hashers._pdq_kernels import resample_64
+    from hashmatch.hashers.pdq import _resample_weights
+
+    coarse = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    gray = naive_luma(np.asarray(coarse.resize((1024, 768), Image.Resampling.BICUBIC)))
+    rf, rw = _resample_weights(768, 1)
+    cf, cw = _resample_weights(1024, 1)
+    model = resample_64(gray, rf, rw, cf, cw)
+    exact = _jarosz(gray)
+    assert np.abs(model - exact).max() < 1.0  # grey levels, of 0..255
+    bits_model = bits_above_median(dct_16(model, _dct_matrix()))
+    bits_exact = bits_above_median(dct_16(exact, _dct_matrix()))
+    assert (bits_model != bits_exact).sum() <= 4

@@ -269,3 +269,41 @@ def pdq_coeffs(rgb, matrix, a, b):  # (h, w, 3) uint8, (16, 64), 2 x (>= h*w,) f
     """The 16x16 DCT and quality of an RGB image; the caller handles sides under 5."""
     block = jarosz_64(luma(rgb, a), a, b)
     return dct_16(block, matrix), quality(block)
+
+
+@njit(cache=True, nogil=True)
+def resample_64(gray, row_first, row_weights, col_first, col_weights):  # -> (64, 64) float32
+    """A reduced-scale image to PDQ's 64x64 by explicit weights (the fast, inexact path).
+
+    Output (i, j) = sum_r sum_c row_weights[i, r'] gray[r, c] col_weights[j, c'] over
+    the short runs that start at row_first[i] and col_first[j], in float64. The Python
+    layer builds the weights so that they model, on the reduced pixels, the tent filter
+    and sample centres that the exact path applies at full resolution.
+    """
+    h, w = gray.shape
+    kc = col_weights.shape[1]
+    kr = row_weights.shape[1]
+    narrow = np.zeros((h, 64), dtype=np.float64)
+    for r in range(h):
+        for j in range(64):
+            c0 = col_first[j]
+            s = 0.0
+            for k in range(kc):
+                s += gray[r, c0 + k] * col_weights[j, k]
+            narrow[r, j] = s
+    out = np.empty((64, 64), dtype=np.float32)
+    for i in range(64):
+        r0 = row_first[i]
+        for j in range(64):
+            s = 0.0
+            for k in range(kr):
+                s += narrow[r0 + k, j] * row_weights[i, k]
+            out[i, j] = np.float32(s)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def pdq_coeffs_resampled(rgb, matrix, a, row_first, row_weights, col_first, col_weights):
+    """Like :func:`pdq_coeffs`, with :func:`resample_64` in place of the Jarosz passes."""
+    block = resample_64(luma(rgb, a), row_first, row_weights, col_first, col_weights)
+    return dct_16(block, matrix), quality(block)
