@@ -227,6 +227,32 @@ def test_pdq_dihedral_rot90_is_counter_clockwise():
     assert rot90 - ccw <= 8 < rot90 - cw
 
 
+@needs_testdata
+def test_pdq_dihedral_pixels_method_exact_for_turned_small_image():
+    # 256x256: the DCT-domain variants are far from the turned image's hash here
+    image = Image.open(TESTDATA / "images" / "pytx-resources" / "rgb.jpeg").convert("RGB")
+    rgb = np.asarray(image)
+    by_pixels = pdq_dihedral_from_array(rgb, dihedral_method="pixels")
+    by_dct = pdq_dihedral_from_array(rgb)
+    assert by_pixels[0] == by_dct[0]
+    worst_dct = 0
+    for name, pil_name in _PIL_OF.items():
+        direct = pdq_from_array(np.asarray(_PIL_TRANSFORMS[pil_name](image)))
+        assert by_pixels[DIHEDRAL_NAMES.index(name)] == direct, name
+        worst_dct = max(worst_dct, by_dct[DIHEDRAL_NAMES.index(name)].hash - direct.hash)
+    assert worst_dct > 31  # why the option exists: the DCT variant would miss the match
+
+
+def test_pdq_dihedral_method_through_registry_and_rejects_unknown(rng):
+    rgb = _textured(rng, 90, 70)
+    via_api = pdq_dihedral(rgb, dihedral_method="pixels")
+    assert via_api == pdq_dihedral_from_array(rgb, dihedral_method="pixels")
+    with pytest.raises(ValueError):
+        pdq_dihedral_from_array(rgb, dihedral_method="fft")
+    with pytest.raises(ValueError):
+        pdq_with_quality(rgb, dihedral_method="fft")
+
+
 def test_pdq_dihedral_first_is_plain_hash_and_quality_shared(rng):
     rgb = photo_like(rng, 97, 131)
     variants = pdq_dihedral_from_array(rgb)
@@ -414,7 +440,7 @@ def test_pdq_registered_with_256_bits_rgb_and_dihedral():
     assert alg.bits() == 256
     assert alg.mode == "RGB"
     assert alg.dihedral is not None
-    assert set(alg.options) == {"preresize_512", "draft_min_side"}
+    assert set(alg.options) == {"preresize_512", "draft_min_side", "dihedral_method"}
 
 
 def test_pdq_hash_image_and_compute_hashes_agree(rng):
