@@ -16,6 +16,21 @@ from .match import Match, Matcher
 from .store import ReferenceStore
 from ._scan import ScanResult, ScanSummary, scan
 
+
+
+def warmup() -> None:
+    """Compile every numba kernel now (hashers and indexes), so no request pays for it.
+
+    Kernels are cached on disk after the first compile; this loads them from there.
+    Call it once at server start-up.
+    """
+    from .hashers._api import warmup as _warm_hashers
+    from .index import warmup as _warm_index
+
+    _warm_hashers()
+    _warm_index()
+
+
 try:
     __version__ = version("hashmatch")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -40,4 +55,5 @@ __all__ = [
     "hash_image",
     "hash_images",
     "scan",
+    "warmup",
 ]

@@ -114,3 +114,15 @@ def hash_images(
         except HashmatchError as exc:
             out.append(exc)
     return out
+
+
+def warmup() -> None:
+    """Compile (or load from numba's disk cache) every registered hasher's kernels."""
+    import numpy as np
+
+    from ._registry import ALGORITHMS
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8))
+    compute_hashes(image, list(ALGORITHMS), dihedral=True)
+    compute_hashes(image, list(ALGORITHMS), dihedral=False)
