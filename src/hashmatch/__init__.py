@@ -17,7 +17,6 @@ from .store import ReferenceStore
 from ._scan import ScanResult, ScanSummary, scan
 
 
-
 def warmup() -> None:
     """Compile every numba kernel now (hashers and indexes), so no request pays for it.
 
