@@ -25,6 +25,8 @@ _IndexT = TypeVar("_IndexT", bound="Index")
 
 # Removing more than this share of rows triggers compaction (a rebuild without them).
 _COMPACT_FRACTION = 0.25
+# Row numbers inside the tables are 32-bit.
+_MAX_ROWS = 2**31
 # Parallel kernels only pay off past this many queries; below, one thread is faster.
 _PARALLEL_MIN_QUERIES = 64
 
@@ -124,6 +126,8 @@ class Index:
         self._set_rows(np.ascontiguousarray(batch.words), id_arr)
 
     def _set_rows(self, words: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64]) -> None:
+        if words.shape[0] >= _MAX_ROWS:
+            raise IndexArgumentError(f"an index holds fewer than {_MAX_ROWS} rows, got {words.shape[0]}")
         self._words = words
         self._ids = ids
         self._alive = np.ones(words.shape[0], dtype=np.uint8)

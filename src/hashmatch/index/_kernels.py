@@ -141,52 +141,33 @@ def flat_query_parallel(words, alive, queries, bounds, r, out_q, out_pos, out_di
 # ---------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def bucket_order(keys, nbuckets):
-    """Stable sort by a small key: ``(order, offsets)`` with bucket b at ``order[offsets[b]:offsets[b+1]]``.
+    """Stable counting sort by a small key (uint32 keys, fewer than 2**32 rows).
 
-    An LSD radix sort with 8-bit digits: each pass scatters into only 256 runs, which
-    the caches keep open, where one counting-sort pass over 65,536 buckets misses the
-    cache on nearly every write (10x slower at 10M rows).
+    Returns ``(order, offsets)``: bucket b is ``order[offsets[b]:offsets[b+1]]``, with
+    ``order`` uint32. 32-bit row numbers halve the memory traffic of the scatter, which
+    dominates (measured 2x faster than int64, and faster than a two-pass radix sort).
     """
     n = keys.shape[0]
     offsets = np.zeros(nbuckets + 1, dtype=np.int64)
     for i in range(n):
-        offsets[keys[i] + 1] += 1
+        offsets[np.int64(keys[i]) + 1] += 1
     for b in range(nbuckets):
         offsets[b + 1] += offsets[b]
-    order = np.arange(n, dtype=np.int64)
-    if n == 0 or nbuckets <= 1:
-        return order, offsets
-    # Keys travel with their row numbers, so every pass reads sequentially.
-    cur_keys = keys.astype(np.int32)
-    nxt_keys = np.empty(n, dtype=np.int32)
-    scratch = np.empty(n, dtype=np.int64)
-    counts = np.empty(257, dtype=np.int64)
-    shift = 0
-    while (np.int64(1) << shift) < nbuckets:
-        counts[:] = 0
-        for i in range(n):
-            counts[((cur_keys[i] >> shift) & 255) + 1] += 1
-        for d in range(256):
-            counts[d + 1] += counts[d]
-        for i in range(n):
-            k = cur_keys[i]
-            d = (k >> shift) & 255
-            j = counts[d]
-            scratch[j] = order[i]
-            nxt_keys[j] = k
-            counts[d] = j + 1
-        order, scratch = scratch, order
-        cur_keys, nxt_keys = nxt_keys, cur_keys
-        shift += 8
+    fill = offsets[:-1].astype(np.uint32)
+    order = np.empty(n, dtype=np.uint32)
+    for i in range(n):
+        k = np.int64(keys[i])
+        order[fill[k]] = np.uint32(i)
+        fill[k] += np.uint32(1)
     return order, offsets
 
 
 @njit(cache=True, nogil=True)
 def substring_keys(words, start, length):
     n = words.shape[0]
-    keys = np.empty(n, dtype=np.int64)
+    keys = np.empty(n, dtype=np.uint32)
     for i in range(n):
-        keys[i] = substring_key(words[i], start, length)
+        keys[i] = np.uint32(substring_key(words[i], start, length))
     return keys
 
 
@@ -220,11 +201,12 @@ def mih_tables(words, starts, lengths, table_offsets_at, copy_words):
             continue
         base = (t - 1) * n
         for i in range(n):
-            entries[base + i] = np.uint32(order[i])
+            entries[base + i] = order[i]
         if copy_words:
             for i in range(n):
+                e = np.int64(order[i])
                 for k in range(words.shape[1]):
-                    table_words[base + i, k] = words[order[i], k]
+                    table_words[base + i, k] = words[e, k]
     return offsets, entries, table_words
 
 
