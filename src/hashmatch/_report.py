@@ -196,8 +196,8 @@ def _read_jsonl(data: bytes, settings: Mapping[str, Any], where: str) -> ReportS
             record = _verify_jsonl_line(text)
         except ReportFormatError as exc:
             if number == len(lines) and not state.dropped_partial_row:
-                # The last line can be cut mid-write exactly at a newline inside nothing: treat
-                # any unverifiable final line as the partial write of a killed run.
+                # A complete-looking but unverifiable last line can only be a write the kill
+                # interrupted (rows are appended whole): drop it like a partial one.
                 state.dropped_partial_row = True
                 break
             raise ReportFormatError(f"{where}: line {number}: {exc}") from None

@@ -482,6 +482,7 @@ class _DaskBackend:
 
     def __init__(self, job: _Job, address: str, workers: int, mmap_threshold: int | None) -> None:
         try:
+            import dask
             from distributed import Client, LocalCluster, as_completed
         except ImportError as exc:
             raise MissingDependencyError(
@@ -490,9 +491,12 @@ class _DaskBackend:
         self._job = job
         self._cluster = None
         if address == "local":
-            self._cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+            # One single-threaded process per worker, like the pool. The statistical profiler
+            # (a stack sample every 10 ms) costs CPU that the hashing needs on small machines.
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                self._cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                )
             self._client = Client(self._cluster)
         else:
             try:
@@ -725,7 +729,10 @@ class ScanRun(Iterator[ScanResult]):
         backend = self._backend_obj or self._backend()
         self._backend_obj = None  # closed below
         try:
-            size = self._chunk_size or max(1, min(16, len(files) // (max(1, backend.capacity) * 4)))
+            # Small chunks stream results and bound what a kill loses; on Dask, where each task
+            # costs the scheduler a round trip, larger ones keep that overhead small.
+            largest = 64 if isinstance(backend, _DaskBackend) else 16
+            size = self._chunk_size or max(1, min(largest, len(files) // (max(1, backend.capacity) * 4)))
             chunks = deque(files[i : i + size] for i in range(0, len(files), size))
             suspects: deque[_Chunk] = deque()  # files of crashed chunks, retried one at a time
             isolated = False  # the single chunk in flight is a suspect running alone
