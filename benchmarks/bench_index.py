@@ -249,6 +249,7 @@ def run_case(name: str, refs: np.ndarray, queries: np.ndarray, radii: list[int],
     built: dict[str, tuple[Any, float, int]] = {}
     for r in radii:
         oracle: Pairs | None = None
+        oracle_used = 0
         faiss_rate = None
         case_rows = []
         for label, build, query in peers:
@@ -264,17 +265,19 @@ def run_case(name: str, refs: np.ndarray, queries: np.ndarray, radii: list[int],
             handle, build_s, rss = built[key]
             qps, used, pairs = timed_queries(query, handle, queries, r, args.repeats, args.budget)
             if oracle is None:
-                oracle = pairs  # hashmatch flat comes first: the oracle
-            expected = {p for p in oracle if p[0] < used}
-            exact = pairs == expected
-            recall = len(pairs & expected) / max(1, len(expected))
+                oracle, oracle_used = pairs, used  # hashmatch flat comes first: the oracle
+            common = min(used, oracle_used)  # slow peers may have run on different prefixes
+            expected = {p for p in oracle if p[0] < common}
+            got = {p for p in pairs if p[0] < common}
+            exact = got == expected
+            recall = len(got & expected) / max(1, len(expected))
             if label == "faiss IndexBinaryFlat":
                 faiss_rate = qps
             nbytes = getattr(handle, "nbytes", None)
             chosen = type(handle).__name__ if label == "hashmatch auto" else ""
             case_rows.append([name, r, label + (f" ({chosen})" if chosen else ""), used, qps, build_s,
-                              "-" if nbytes is None else nbytes / n, rss / n, "yes" if exact else f"no ({recall:.3f})",
-                              len(expected)])
+                              "-" if nbytes is None else nbytes / n, rss / n,
+                              f"yes ({common})" if exact else f"no: recall {recall:.3f} ({common})", len(expected)])
         for row in case_rows:
             row.insert(5, row[4] / faiss_rate if faiss_rate else float("nan"))
             rows.append(row)
@@ -283,7 +286,7 @@ def run_case(name: str, refs: np.ndarray, queries: np.ndarray, radii: list[int],
 
 
 HEADER = ["data", "r", "index", "queries", "q/s", "x faiss flat", "build s", "bytes/ref (arrays)",
-          "bytes/ref (RSS)", "exact", "matches"]
+          "bytes/ref (RSS)", "exact (on queries)", "matches"]
 
 
 def cold_and_warm() -> dict[str, float]:

@@ -105,10 +105,25 @@ def _flat_chunk(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, star
                             out_pos[start + cnt] = i
                             out_dist[start + cnt] = np.int32(d)
                         cnt += 1
+            elif nw == 4:  # PDQ: unrolled, the query in registers
+                qa = queries[qi, 0]
+                qb = queries[qi, 1]
+                qc = queries[qi, 2]
+                qd = queries[qi, 3]
+                for i in range(b0, b1):
+                    d = (popcount64(words[i, 0] ^ qa) + popcount64(words[i, 1] ^ qb)
+                         + popcount64(words[i, 2] ^ qc) + popcount64(words[i, 3] ^ qd))
+                    if d <= rr and alive[i]:
+                        if cnt < cap:
+                            out_q[start + cnt] = qi
+                            out_pos[start + cnt] = i
+                            out_dist[start + cnt] = np.int32(d)
+                        cnt += 1
             else:
                 q = queries[qi]
                 for i in range(b0, b1):
-                    d = row_distance(words, i, q, rr)
+                    # No early exit: its unpredictable branch costs more than the popcounts.
+                    d = full_distance(words, i, q)
                     if d <= rr and alive[i]:
                         if cnt < cap:
                             out_q[start + cnt] = qi
@@ -368,7 +383,7 @@ def bktree_build(words):
         counts[:] = 0
         pw = words[pivot]
         for j in range(lo + 1, hi):
-            d = np.int64(row_distance(words, perm[j], pw, np.uint64(nbits)))
+            d = np.int64(full_distance(words, perm[j], pw))
             dist[j] = d
             counts[d + 1] += 1
         for d in range(nbits + 1):
@@ -401,11 +416,10 @@ def bktree_build(words):
 
 @njit(cache=True, nogil=True)
 def _bktree_chunk(
-    words, alive, first_child, n_children, edge, queries, q0, q1, r, stack,
+    words, alive, first_child, n_children, edge, queries, q0, q1, r, stack, stack_dist,
     out_q, out_pos, out_dist, start, cap,
 ):
     n = words.shape[0]
-    rr = np.uint64(r)
     cnt = 0
     if n == 0:
         return cnt
@@ -413,10 +427,11 @@ def _bktree_chunk(
         q = queries[qi]
         sp = 1
         stack[0] = 0
+        stack_dist[0] = np.int64(full_distance(words, 0, q))
         while sp > 0:
             sp -= 1
             v = stack[sp]
-            d = np.int64(row_distance(words, v, q, _SIXTY_FOUR * np.uint64(words.shape[1])))
+            d = stack_dist[sp]
             if d <= r and alive[v]:
                 if cnt < cap:
                     out_q[start + cnt] = qi
@@ -427,6 +442,8 @@ def _bktree_chunk(
             c1 = c0 + np.int64(n_children[v])
             low = d - r
             high = d + r
+            # Siblings are contiguous rows: measuring them together, as they are pushed,
+            # reads memory in order instead of one scattered row per pop.
             for c in range(c0, c1):
                 e = edge[c]
                 if e < low:
@@ -434,8 +451,8 @@ def _bktree_chunk(
                 if e > high:
                     break
                 stack[sp] = c
+                stack_dist[sp] = np.int64(full_distance(words, c, q))
                 sp += 1
-    _ = rr
     return cnt
 
 
@@ -445,10 +462,11 @@ def bktree_query(
 ):
     """BK-tree range query (rows in node order), chunk by chunk, one thread."""
     stack = np.empty(words.shape[0] + 1, dtype=np.int64)
+    stack_dist = np.empty(words.shape[0] + 1, dtype=np.int64)
     for c in range(bounds.shape[0] - 1):
         counts[c] = _bktree_chunk(
             words, alive, first_child, n_children, edge, queries, bounds[c], bounds[c + 1], r, stack,
-            out_q, out_pos, out_dist, c * cap, cap,
+            stack_dist, out_q, out_pos, out_dist, c * cap, cap,
         )
 
 
@@ -459,7 +477,8 @@ def bktree_query_parallel(
     """:func:`bktree_query` with the chunks spread over numba's threads."""
     for c in prange(bounds.shape[0] - 1):
         stack = np.empty(words.shape[0] + 1, dtype=np.int64)
+        stack_dist = np.empty(words.shape[0] + 1, dtype=np.int64)
         counts[c] = _bktree_chunk(
             words, alive, first_child, n_children, edge, queries, bounds[c], bounds[c + 1], r, stack,
-            out_q, out_pos, out_dist, c * cap, cap,
+            stack_dist, out_q, out_pos, out_dist, c * cap, cap,
         )
