@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None,
                         help="keep the stores here and reuse them on the next run (default: a temp dir)")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--output", default="match", help="results file name in benchmarks/results/ (no .json)")
     args = parser.parse_args(argv)
     pin_malloc()
     os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "134217728")
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         result["cold_start"] = cold_start(args, workdir)
         if args.big:
             result["big_load"] = big_load(args, workdir)
-    out = write_results("match", result)
+    out = write_results(args.output, result)
     print(f"\nwrote {out}")
     return 0
 
