@@ -10,6 +10,8 @@ measure of how much work a file costs. Peers:
 
 * ``limit``: the machine's limit for the work: ``--workers`` processes (already started)
   that only open each file and decode it at the reduced scale hashing asks for.
+* ``hash-limit`` (not in the default set): the same warm pool running only
+  ``compute_hashes`` (decode + phash, dihedral): the hashing's own cost, without the scan.
 * ``scan``: ``hashmatch.scan`` with ``--workers`` processes, matching against a store
   (1,000 references; 20 of the files are in it), dihedral matching on (the CLI default).
   ``end-to-end`` includes listing, pool start-up and the workers' numba cache loads;
@@ -70,6 +72,28 @@ def _peer_limit(folder: str, workers: int) -> dict[str, float]:
             pass
         elapsed = time.perf_counter() - start
     return {"files": len(paths), "seconds": elapsed, "steady_seconds": elapsed}
+
+
+def _peer_hash_limit(folder: str, workers: int) -> dict[str, float]:
+    import multiprocessing
+
+    from hashmatch._scan import _pin_malloc
+
+    paths = sorted(str(p) for p in Path(folder).rglob("*.jpg"))
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(workers, initializer=_pin_malloc) as pool:
+        pool.map(_hash_only, [paths[0]] * workers * 2)  # started and warm
+        start = time.perf_counter()
+        for _ in pool.imap_unordered(_hash_only, paths, chunksize=16):
+            pass
+        elapsed = time.perf_counter() - start
+    return {"files": len(paths), "seconds": elapsed, "steady_seconds": elapsed}
+
+
+def _hash_only(path: str) -> int:
+    import hashmatch
+
+    return hashmatch.compute_hashes(path, ALGORITHMS, dihedral=True)[ALGORITHMS[0]][0].hash.value
 
 
 def _decode_reduced(item: tuple[str, tuple[str, tuple[int, int]]]) -> tuple[int, int]:
@@ -172,6 +196,8 @@ def _peer_main(args: argparse.Namespace) -> None:
     name = args.peer
     if name == "limit":
         result = _peer_limit(args.folder, args.workers)
+    elif name == "hash-limit":
+        result = _peer_hash_limit(args.folder, args.workers)
     elif name == "scan":
         result = _peer_scan(args.folder, args.store, args.workers)
     elif name == "scan-no-dihedral":
@@ -181,9 +207,13 @@ def _peer_main(args: argparse.Namespace) -> None:
     elif name == "dask":
         result = _peer_scan(args.folder, args.store, args.workers, dask="local")
     elif name == "dask-address":
+        import dask
         from distributed import LocalCluster
 
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        # Configured as the README advises for scan clusters: no statistical profiler.
+        with dask.config.set({"distributed.worker.profile.enabled": False}), LocalCluster(
+            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
             result = _peer_scan(args.folder, args.store, args.workers, dask=cluster.scheduler_address)
     elif name == "cli":
         result = _peer_cli(args.folder, args.store, args.workers, args.report)
@@ -285,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     limit_cpu = med("limit", "cpu_seconds")
     labels = {
         "limit": "limit: reduced-scale decode only",
+        "hash-limit": "compute_hashes only (warm pool, no scan)",
         "scan": "hashmatch.scan (pool)",
         "scan-no-dihedral": "hashmatch.scan, no dihedral",
         "scan-unpinned": "hashmatch.scan, malloc not pinned",
