@@ -644,11 +644,14 @@ def _plots(p: dict[str, Any], out: Path) -> None:
     shown = [n for n in ("ahash", "dhash", "phash", "whash", "pdq", "phash+dihedral", "pdq+dihedral", "pdq+dihedral+trim",
                           "imagehash phash", "pdqhash pdq", p["default_policy"]) if n in p["systems"]]
     shown = list(dict.fromkeys(shown))
+    colours = {name: plt.get_cmap("tab20")(k % 20) for k, name in enumerate(shown)}
     fig, ax = plt.subplots(figsize=(7, 5), dpi=90)
     for name in shown:
         roc = p["systems"][name]["roc"]
         style = "--" if p["systems"][name]["implementation"] != "hashmatch" else "-"
-        ax.plot([max(r["fpr"], 1e-8) for r in roc], [r["recall"] for r in roc], style, label=name, drawstyle="steps-post")
+        width = 2.5 if name == p["default_policy"] else 1.2
+        ax.plot([max(r["fpr"], 1e-8) for r in roc], [r["recall"] for r in roc], style, label=name,
+                drawstyle="steps-post", color=colours[name], lw=width)
     ax.set_xscale("log")
     ax.set_xlim(1e-7, 1e-1)
     ax.set_xlabel("false-positive rate (pairs of unrelated images)")
@@ -668,7 +671,8 @@ def _plots(p: dict[str, Any], out: Path) -> None:
             roc = p["systems"][name]["roc"]
             if fam not in roc[0]["by_family"]:
                 continue
-            ax.plot([max(r["fpr"], 1e-8) for r in roc], [r["by_family"][fam] for r in roc], label=name, drawstyle="steps-post", lw=1)
+            ax.plot([max(r["fpr"], 1e-8) for r in roc], [r["by_family"][fam] for r in roc], label=name,
+                    drawstyle="steps-post", lw=2 if name == p["default_policy"] else 1, color=colours[name])
         ax.set_title(fam, fontsize=9)
         ax.set_xscale("log")
         ax.set_xlim(1e-7, 1e-1)
