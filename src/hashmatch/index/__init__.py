@@ -34,8 +34,8 @@ __all__ = ["BKTree", "Flat", "Index", "MultiIndexHash", "QueryResult", "build_in
 
 _KINDS: dict[str, type[Index]] = {"flat": Flat, "bktree": BKTree, "mih": MultiIndexHash}
 
-# Below this many rows a scan beats every structure (measured: notes/index.md).
-FLAT_MAX_ROWS = 4096
+# Below this many rows a scan costs under a microsecond: no structure is worth building.
+FLAT_MAX_ROWS = 1024
 
 
 def build_index(
@@ -44,10 +44,11 @@ def build_index(
 ) -> Index:
     """Build the fastest exact index for ``batch`` queried at ``max_distance``.
 
-    ``kind="auto"`` takes :class:`Flat` for fewer than ``FLAT_MAX_ROWS`` rows or when
-    the radius is so large relative to the bit length that multi-index probing would
-    touch about every row anyway, and :class:`MultiIndexHash` otherwise (the
-    measurements behind this are in ``notes/index.md``). ``max_distance=None`` means
+    ``kind="auto"`` takes :class:`Flat` for fewer than ``FLAT_MAX_ROWS`` rows, or when
+    the cost model of :mod:`hashmatch.index.mih` (fitted to ``benchmarks/bench_index.py``,
+    see ``notes/index.md``) says a scan beats probing at this size, bit length and
+    radius, and :class:`MultiIndexHash` otherwise. :class:`BKTree` is never the
+    fastest in those measurements; it is there on request. ``max_distance=None`` means
     "not known yet": multi-index hashing, which itself scans when a query's radius
     turns out too large. ``kind`` may also name one kind: ``"flat"``, ``"bktree"``, ``"mih"``.
     """

@@ -34,14 +34,19 @@ _MAX_SUBSTRING_BITS = 16  # 2**16 int32 offsets = 256 KiB per table: stays in L2
 _MIN_SUBSTRING_BITS = 4
 
 
-# Cost model for choosing m, in nanoseconds on the benchmark machine (notes/index.md):
-# a probe is one cache miss into a table; a candidate is a popcount on a contiguous
-# copy for 64-bit hashes, and a random-access row read for longer ones.
-_PROBE_NS = 100.0
+# Cost model (nanoseconds per query, fitted to bench_index.py on the benchmark machine):
+# a probe is a cache miss into a table once the tables outgrow the caches (a few 100k
+# rows), a candidate is a popcount on a contiguous copy for 64-bit hashes and a
+# random-access row read for longer ones, and a flat scan costs about 0.3 ns per word.
+_PROBE_NS_LARGE = 100.0
+_PROBE_NS_SMALL = 20.0
+_LARGE_ROWS = 300_000
 _CANDIDATE_NS = {True: 2.0, False: 40.0}
+_SCAN_NS_PER_WORD = 0.3
 
 
-def _expected_cost(bits: int, n: int, m: int, r: int) -> float:
+def expected_cost_ns(bits: int, n: int, m: int, r: int) -> float:
+    """Modelled time of one multi-index query at radius ``r`` over ``n`` uniform rows."""
     _, lengths = _layout(bits, m)
     radii = probe_radii(r, m)
     probes = 0
@@ -50,7 +55,13 @@ def _expected_cost(bits: int, n: int, m: int, r: int) -> float:
         p = sum(math.comb(length, k) for k in range(min(rt, length) + 1)) if rt >= 0 else 0
         probes += p
         candidates += n * p / 2.0**length
-    return probes * _PROBE_NS + candidates * _CANDIDATE_NS[bits == 64]
+    probe_ns = _PROBE_NS_LARGE if n >= _LARGE_ROWS else _PROBE_NS_SMALL
+    return probes * probe_ns + candidates * _CANDIDATE_NS[bits == 64]
+
+
+def scan_cost_ns(bits: int, n: int) -> float:
+    """Modelled time of one flat-scan query over ``n`` rows."""
+    return n * (bits // 64) * _SCAN_NS_PER_WORD
 
 
 def default_substrings(bits: int, n: int, r: int | None = None) -> int:
@@ -66,7 +77,7 @@ def default_substrings(bits: int, n: int, r: int | None = None) -> int:
     radius = bits // 8 if r is None else r
     lo = max(1, math.ceil(bits / _MAX_SUBSTRING_BITS))
     hi = max(lo, bits // _MIN_SUBSTRING_BITS)
-    return min(range(lo, hi + 1), key=lambda m: (_expected_cost(bits, max(n, 1), m, radius), m))
+    return min(range(lo, hi + 1), key=lambda m: (expected_cost_ns(bits, max(n, 1), m, radius), m))
 
 
 def probe_radii(r: int, m: int) -> npt.NDArray[np.int64]:
@@ -145,7 +156,7 @@ class MultiIndexHash(Index):
         index._set_rows(words, ids)
         return index
 
-    def probe_cost(self, r: int) -> tuple[int, float]:
+    def probe_cost(self, r: int) -> tuple[int, float]:  # for benchmarks and notes
         """(bucket probes, expected candidates for uniform random rows) per query at radius ``r``."""
         n = self._words.shape[0]
         radii = probe_radii(r, self._m)
@@ -160,14 +171,12 @@ class MultiIndexHash(Index):
         return probes, candidates
 
     def scans_at(self, r: int) -> bool:
-        """Whether a query at radius ``r`` scans every row instead of probing.
+        """Whether a query at radius ``r`` is modelled cheaper as a scan of every row.
 
-        Probing costs about one bucket lookup per probe plus one (random-access)
-        verification per candidate; a scan costs one popcount per word of every row.
+        Then :meth:`query` scans (still exactly) and :func:`build_index` picks ``Flat``.
         """
-        probes, candidates = self.probe_cost(r)
-        n, nw = self._words.shape
-        return probes + candidates * nw >= n * nw
+        n = self._words.shape[0]
+        return expected_cost_ns(self.bits, n, self._m, r) >= scan_cost_ns(self.bits, n)
 
     def _search(self, queries, r, bounds, parallel, out, cap, counts) -> None:  # type: ignore[no-untyped-def]
         if self.scans_at(r):
