@@ -296,6 +296,14 @@ def test_pdq_equals_pdqhash_on_photo_like_arrays(seed, width, height):
     assert [str(Hash.from_bits(v.astype(bool), algorithm="pdq")) for v in vectors] == [str(r.hash) for r in ours]
 
 
+@pytest.mark.parametrize("shape", [(64, 64), (5, 5), (5, 300), (63, 65), (128, 128)])
+def test_pdq_equals_pdqhash_at_boundary_sizes(rng, shape):
+    # 64x64: the newest upstream core skips the filter there; pdqhash 0.2.8 (and we) do not
+    rgb = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+    result = pdq_from_array(rgb)
+    assert (str(result.hash), result.quality) == _pdqhash_result(rgb)
+
+
 def test_pdq_non_contiguous_array_same_as_contiguous(rng):
     rgb = photo_like(rng, 200, 150)
     view = np.asfortranarray(rgb)[::1, ::1]
