@@ -371,3 +371,11 @@ def test_matcher_ignores_snapshot_the_store_does_not_vouch_for(tmp_path: Path, r
         assert snap.name.split("-")[2] == str(store.generation)
         m = Matcher.from_store(store)
         assert m.match_hashes(hashes[0]) == []  # rebuilt from the store, not the stale file
+
+
+def test_matcher_orders_across_algorithms_by_relative_distance(rng: np.random.Generator) -> None:
+    p, q = _random_hash(rng, "phash"), _random_hash(rng, "pdq", 256)
+    m = Matcher.from_hashes([_flip(p, rng, 4), _flip(q, rng, 12)], min_quality=None)
+    got = m.match_hashes([p, q])
+    # 12 of 256 bits (4.7 %) is nearer than 4 of 64 bits (6.25 %).
+    assert [(x.algorithm, x.distance) for x in got] == [("pdq", 12), ("phash", 4)]

@@ -116,11 +116,17 @@ def run(out_dir: Path, *, seed: int = 2026) -> int:
             if got is None:
                 print(f"   {fname:<28} {want or '-':<12} {'no match':<8}")
             else:
-                print(
+                # The same original through every algorithm that found it.
+                others = ", ".join(
+                    f"{m.algorithm} {m.distance}" for m in matches[1:] if m.label == got.label
+                )
+                line = (
                     f"   {fname:<28} {want or '-':<12} {'MATCH':<8} {got.entry_id:>5}  {got.label or '':<12} "
-                    f"{got.algorithm:<6} {got.distance:>4}  {got.orientation or '-'}"
+                    f"{got.algorithm:<6} {got.distance:>4}  {got.orientation or '-':<11}"
+                    + (f" (also {others})" if others else "")
                     + ("" if ok else "   <- unexpected")
                 )
+                print(line.rstrip())
         print(f"   {right}/{len(expected)} as expected")
 
         victim = next(e for e in store.entries() if e.label == "original-00")

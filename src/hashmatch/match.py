@@ -535,7 +535,10 @@ class Matcher:
             list_name, label, external_id = info.get(entry_id, (None, None, None))
             orientation = DIHEDRAL_NAMES[variant] if 0 < variant < len(DIHEDRAL_NAMES) else None
             matches.append(Match(entry_id, list_name, label, external_id, name, distance, orientation))
-        matches.sort(key=lambda m: (m.distance, m.algorithm, m.entry_id))
+        # Nearest first across algorithms too: a distance counts relative to the bit length
+        # (8 of 64 phash bits is as far as 32 of 256 PDQ bits).
+        bits = {name: s.bits for name, s in state.indexes.items()}
+        matches.sort(key=lambda m: (m.distance / bits[m.algorithm], m.algorithm, m.entry_id))
         return matches
 
     def _describe(self, entry_ids: Iterable[int]) -> Mapping[int, tuple[str | None, str | None, str | None]]:
