@@ -140,9 +140,9 @@ def test_phash_dihedral_variants_match_hashing_the_transformed_image(rng):
     assert variants[0].hash == hashmatch.hash_image(img, "phash")
     transposes = [
         None,
-        Image.Transpose.ROTATE_270,  # clockwise 90
+        Image.Transpose.ROTATE_90,  # counter-clockwise, as PDQ names its variants
         Image.Transpose.ROTATE_180,
-        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_270,
         Image.Transpose.FLIP_TOP_BOTTOM,
         Image.Transpose.FLIP_LEFT_RIGHT,
         Image.Transpose.TRANSPOSE,

@@ -89,9 +89,9 @@ def _dihedral_views(pixels: np.ndarray) -> tuple[np.ndarray, ...]:
     """The reduced image under each of :data:`DIHEDRAL_NAMES` (PDQ's convention)."""
     return (
         pixels,
-        np.rot90(pixels, -1),  # rot90: clockwise, as PIL's rotate(-90)
+        np.rot90(pixels, 1),  # rot90: counter-clockwise, as PDQ's reference and PIL's rotate(90)
         np.rot90(pixels, 2),
-        np.rot90(pixels, 1),
+        np.rot90(pixels, -1),
         pixels[::-1, :],  # flipx: top-bottom
         pixels[:, ::-1],  # flipy: left-right
         pixels.T,  # flipp: transpose
