@@ -379,3 +379,11 @@ def test_matcher_orders_across_algorithms_by_relative_distance(rng: np.random.Ge
     got = m.match_hashes([p, q])
     # 12 of 256 bits (4.7 %) is nearer than 4 of 64 bits (6.25 %).
     assert [(x.algorithm, x.distance) for x in got] == [("pdq", 12), ("phash", 4)]
+
+
+def test_matcher_warmup_leaves_results_unchanged(rng: np.random.Generator) -> None:
+    image = Image.fromarray(photo_like(rng, 96, 96))
+    h = compute_hashes(image, ["phash"])["phash"][0].hash
+    m = Matcher.from_hashes([h])
+    m.warmup()
+    assert [x.distance for x in m.match(image)] == [0]

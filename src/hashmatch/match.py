@@ -549,7 +549,15 @@ class Matcher:
         return self._store.entry_info(entry_ids)
 
     def warmup(self) -> None:
-        """Compile and load the query kernels now, not on the first upload."""
+        """Load this Matcher's hashing and query kernels now, not on the first upload.
+
+        (:func:`hashmatch.warmup` loads every kernel of every algorithm.)
+        """
+        names = self.algorithms
+        if names:
+            probe_image = np.zeros((64, 64, 3), np.uint8)
+            probe_image[::2] = 255  # not flat: PDQ and phash take their usual paths
+            compute_hashes(probe_image, names, fast=self._fast, limits=self._limits, dihedral=self.dihedral)
         for name, alg_state in self._state.indexes.items():
             nwords = (alg_state.bits + 63) // 64
             probe = HashBatch(np.zeros((1, nwords), np.uint64), algorithm=name, bits=alg_state.bits)
