@@ -387,3 +387,12 @@ def test_matcher_warmup_leaves_results_unchanged(rng: np.random.Generator) -> No
     m = Matcher.from_hashes([h])
     m.warmup()
     assert [x.distance for x in m.match(image)] == [0]
+
+
+def test_matcher_from_hashes_takes_unregistered_algorithms(rng: np.random.Generator) -> None:
+    h = _random_hash(rng, "myhash", 128)
+    m = Matcher.from_hashes([h, _flip(h, rng, 20)], thresholds={"myhash": 20})
+    assert [x.distance for x in m.match_hashes(h)] == [0, 20]
+    assert m.algorithms == ()  # nothing to compute from an image
+    with pytest.raises(ValueError, match="threshold"):
+        Matcher.from_hashes([h], thresholds={"myhash": 129})

@@ -37,6 +37,7 @@ from .errors import (
     InvalidHashError,
     MissingDependencyError,
     StoreError,
+    UnknownAlgorithmError,
 )
 from .hashers import ALGORITHMS, DIHEDRAL_NAMES, HashResult, compute_hashes
 from .hashes import Hash, HashBatch
@@ -186,7 +187,11 @@ class Matcher:
                 expected_bits(name)  # UnknownAlgorithmError for a name nobody knows
         self._thresholds = dict(thresholds or {})
         for name, value in self._thresholds.items():
-            _check_threshold(name, value, expected_bits(name))
+            try:
+                bits = expected_bits(name)
+            except UnknownAlgorithmError:  # an in-memory algorithm: checked against its hashes
+                bits = 1 << 16
+            _check_threshold(name, value, bits)
         self.require = require
         self.dihedral = bool(dihedral)
         self.min_quality = min_quality
