@@ -321,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pybktree-max", type=int, default=100_000, help="largest set pybktree runs on")
     parser.add_argument("--no-pybktree", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--name", default="index", help="results file: benchmarks/results/<name>.json")
     args = parser.parse_args(argv)
     pin_malloc()
 
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[list[Any]] = []
     results: list[dict[str, Any]] = []
     print(table([], HEADER))
-    for spec in args.sizes.split(","):
+    for spec in filter(None, args.sizes.split(",")):
         bits, n = (int(x) for x in spec.split(":"))
         refs = random_words(rng, n, bits // 64)
         for r in RADII[bits]:
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows, HEADER))
     print(f"\nnumba cold start (fresh process, kernels from the disk cache): import {startup['import_s']:.2f} s, "
           f"first build+query {startup['first_build_and_query_s']:.3f} s, warm {startup['warm_build_and_query_s']:.3f} s")
-    path = write_results("index", {
+    path = write_results(args.name, {
         "machine": machine(),
         "settings": {**vars(args), "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD),
                      "numba_threads": args.threads, "faiss_threads": args.threads},
