@@ -168,3 +168,13 @@ def test_hash_images_reports_bad_inputs_in_place_and_goes_on(rng):
     assert isinstance(out[0], hashmatch.Hash) and out[0] == out[3]
     assert isinstance(out[1], hashmatch.UnreadableImageError)
     assert isinstance(out[2], hashmatch.UnreadableImageError)
+
+
+def test_rgb_arrays_take_the_array_lane_with_the_same_results_and_limits(rng):
+    arr = photo_like(rng, 150, 110)
+    for dihedral in (False, True):
+        via_array = hashmatch.compute_hashes(arr, ["pdq", "phash", "dhash"], dihedral=dihedral)
+        via_pil = hashmatch.compute_hashes(Image.fromarray(arr), ["pdq", "phash", "dhash"], dihedral=dihedral)
+        assert via_array == via_pil
+    with pytest.raises(hashmatch.ImageTooLargeError):
+        hashmatch.compute_hashes(arr, ["pdq"], limits=hashmatch.ImageLimits(max_pixels=100))

@@ -112,7 +112,7 @@ def _read_source(source: ImageInput, limits: ImageLimits) -> tuple[IO[bytes], st
     )
 
 
-def _check_pixels(width: int, height: int, limits: ImageLimits, name: str) -> None:
+def check_pixel_limit(width: int, height: int, limits: ImageLimits, name: str) -> None:
     if width <= 0 or height <= 0:
         raise UnreadableImageError(f"{name}: image has no pixels ({width}x{height})")
     if width * height > limits.max_pixels:
@@ -160,7 +160,7 @@ def load_image(
     The returned image keeps its own mode; hashers convert it.
     """
     if isinstance(source, Image.Image):
-        _check_pixels(source.width, source.height, limits, "<PIL image>")
+        check_pixel_limit(source.width, source.height, limits, "<PIL image>")
         img = source
         name = "<PIL image>"
         try:
@@ -169,7 +169,7 @@ def load_image(
             raise UnreadableImageError(f"{name}: cannot decode image: {exc}") from exc
     elif isinstance(source, np.ndarray):
         if source.ndim >= 2:
-            _check_pixels(int(source.shape[1]), int(source.shape[0]), limits, "<array>")
+            check_pixel_limit(int(source.shape[1]), int(source.shape[0]), limits, "<array>")
         return _orient(_from_array(source), exif_transpose, "<array>")
     else:
         stream, name = _read_source(source, limits)
@@ -192,7 +192,7 @@ def _open_and_decode(
         raise UnreadableImageError(f"{name}: not a recognised image format") from exc
     except Exception as exc:  # Pillow raises many kinds for malformed headers
         raise UnreadableImageError(f"{name}: cannot open image: {exc}") from exc
-    _check_pixels(img.width, img.height, limits, name)
+    check_pixel_limit(img.width, img.height, limits, name)
     try:
         if draft is not None and img.format == "JPEG":
             mode, size = draft

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from ..errors import HashmatchError
 from ..hashes import Hash
-from ..imageio import DEFAULT_LIMITS, ImageInput, ImageLimits, load_image, to_mode
+from ..imageio import DEFAULT_LIMITS, ImageInput, ImageLimits, check_pixel_limit, load_image, to_mode
 from ._registry import Algorithm, HashResult, get_algorithm
 
 __all__ = ["compute_hashes", "hash_image", "hash_images"]
@@ -53,10 +54,24 @@ def compute_hashes(
         chosen.append((alg, alg.check_options(options.get(name, {}))))
     if not chosen:
         raise ValueError("no algorithm requested")
+    out: dict[str, tuple[HashResult, ...]] = {}
+    if _is_rgb_array(image) and not exif_transpose:
+        rgb = np.ascontiguousarray(image)
+        check_pixel_limit(rgb.shape[1], rgb.shape[0], limits, "<array>")
+        rest = []
+        for alg, opts in chosen:
+            if dihedral and alg.dihedral_rgb is not None:
+                out[alg.name] = alg.dihedral_rgb(rgb, **opts)
+            elif alg.compute_rgb is not None and not (dihedral and alg.dihedral is not None):
+                out[alg.name] = (alg.compute_rgb(rgb, **opts),)
+            else:
+                rest.append((alg, opts))
+        if not rest:
+            return out
+        chosen = rest
     draft = _draft_request(chosen) if fast else None
     img = load_image(image, limits=limits, exif_transpose=exif_transpose, draft=draft)
     converted: dict[str, Image.Image] = {}
-    out: dict[str, tuple[HashResult, ...]] = {}
     for alg, opts in chosen:
         if alg.mode not in converted:
             converted[alg.mode] = to_mode(img, alg.mode)
@@ -66,6 +81,12 @@ def compute_hashes(
         else:
             out[alg.name] = (alg.compute(pixels, **opts),)
     return out
+
+
+def _is_rgb_array(image: object) -> bool:
+    return (
+        isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    )
 
 
 def hash_image(
@@ -118,8 +139,6 @@ def hash_images(
 
 def warmup() -> None:
     """Compile (or load from numba's disk cache) every registered hasher's kernels."""
-    import numpy as np
-
     from ._registry import ALGORITHMS
 
     rng = np.random.default_rng(0)

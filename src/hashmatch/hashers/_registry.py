@@ -40,6 +40,8 @@ class Algorithm:
     can work from without noticeable drift, for reduced-scale JPEG decoding, or None
     when it needs full resolution. ``dihedral(image, **options)`` returns the eight
     :data:`DIHEDRAL_NAMES` variants, or is None when the algorithm has none.
+    ``compute_rgb`` and ``dihedral_rgb``, where given, take a C-contiguous
+    ``(height, width, 3)`` uint8 array with the same options and give the same result.
     """
 
     name: str
@@ -50,6 +52,10 @@ class Algorithm:
     options: Mapping[str, Any] = field(default_factory=dict)  # name -> default
     dihedral: Callable[..., tuple[HashResult, ...]] | None = None
     description: str = ""
+    # Optional lanes for (height, width, 3) uint8 arrays, which skip a round trip through
+    # PIL (two full-image copies, most of PDQ's time on a decoded 1024x768 array).
+    compute_rgb: Callable[..., HashResult] | None = None
+    dihedral_rgb: Callable[..., tuple[HashResult, ...]] | None = None
 
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         unknown = set(options) - set(self.options)

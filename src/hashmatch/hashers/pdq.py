@@ -269,6 +269,23 @@ def _dihedral(
     return _dihedral_results(_rgb_of(image), preresize_512, _decode_scale(image), dihedral_method)
 
 
+def _compute_rgb(
+    rgb: np.ndarray, *, preresize_512: bool = False, draft_min_side: int = PDQ_DRAFT_MIN_SIDE, dihedral_method: str = "dct"
+) -> HashResult:
+    # An array is already decoded: draft_min_side has nothing to reduce.
+    _check_draft(draft_min_side)
+    if dihedral_method not in DIHEDRAL_METHODS:
+        raise ValueError(f"dihedral_method must be one of {DIHEDRAL_METHODS}, got {dihedral_method!r}")
+    return pdq_from_array(rgb, preresize_512=preresize_512)
+
+
+def _dihedral_rgb(
+    rgb: np.ndarray, *, preresize_512: bool = False, draft_min_side: int = PDQ_DRAFT_MIN_SIDE, dihedral_method: str = "dct"
+) -> tuple[HashResult, ...]:
+    _check_draft(draft_min_side)
+    return pdq_dihedral_from_array(rgb, preresize_512=preresize_512, dihedral_method=dihedral_method)
+
+
 def _check_draft(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"draft_min_side must be 0 (full decode) or a positive integer, got {value!r}")
@@ -296,6 +313,8 @@ PDQ = register(
         options={"preresize_512": False, "draft_min_side": PDQ_DRAFT_MIN_SIDE, "dihedral_method": "dct"},
         dihedral=_dihedral,
         description="PDQ 256-bit photo hash with quality (ThreatExchange)",
+        compute_rgb=_compute_rgb,
+        dihedral_rgb=_dihedral_rgb,
     )
 )
 
