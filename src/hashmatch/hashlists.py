@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TextIO
 
-from .errors import HashListError, InvalidHashError, UnknownAlgorithmError
+from .errors import HashListError, UnknownAlgorithmError
 from .hashes import Hash
 
 __all__ = [
@@ -47,6 +47,7 @@ FORMATS = ("csv", "tsv", "hex", "pdq")
 # Algorithms a store can hold before their hasher is installed: lists arrive first.
 _WELL_KNOWN_BITS = {"pdq": 256}
 _PDQ_LINE = re.compile(r"^\s*(?:hash=)?([0-9a-fA-F]{64})\s*,\s*(?:quality=)?(\d{1,3})\s*(?:,(.*))?$")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _MAX_FIELD = 1 << 16
 
@@ -73,13 +74,20 @@ class RejectedRow:
         return f"line {self.line}: {self.reason}"
 
 
+_BITS_SEEN: dict[str, int] = {}  # a registered algorithm's bit length never changes
+
+
 def expected_bits(algorithm: str) -> int:
     """The bit length a store accepts for ``algorithm`` (its default options)."""
+    seen = _BITS_SEEN.get(algorithm)
+    if seen is not None:
+        return seen
     from .hashers import ALGORITHMS  # late: hashers pull in numba and Pillow
 
     alg = ALGORITHMS.get(algorithm)
     if alg is not None:
-        return int(alg.bits(**alg.options))
+        bits = _BITS_SEEN[algorithm] = int(alg.bits(**alg.options))
+        return bits
     if algorithm in _WELL_KNOWN_BITS:
         return _WELL_KNOWN_BITS[algorithm]
     known = ", ".join(sorted({*ALGORITHMS, *_WELL_KNOWN_BITS}))
@@ -97,15 +105,15 @@ def _parse_hash(text: str, algorithm: str) -> Hash | str:
         digits = digits[2:]
     if not digits:
         return "empty hash"
-    if not all(c in "0123456789abcdefABCDEF" for c in digits):
+    if _HEX.fullmatch(digits) is None:
         return "hash is not hexadecimal"
     width = (bits + 3) // 4
     if len(digits) != width:
         return f"wrong length for {algorithm}: {len(digits)} hex digits, expected {width}"
-    try:
-        return Hash.from_hex(digits, algorithm=algorithm, bits=bits)
-    except InvalidHashError:
+    value = int(digits, 16)
+    if value >> bits:
         return f"hash does not fit in {bits} bits"
+    return Hash(value, algorithm, bits)
 
 
 def _parse_quality(text: str | None) -> int | None | str:
