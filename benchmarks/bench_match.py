@@ -291,6 +291,40 @@ def cold_start(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return {"references": 100_000, "runs": runs}
 
 
+def import_rate(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """A ThreatExchange-style PDQ list through ``import_file`` against the same rows
+    through ``add_entries`` (no parsing): rows per second, each into a fresh store."""
+    from hashmatch import ReferenceStore
+
+    n = args.import_rows
+    rng = np.random.default_rng(args.seed + 11)
+    raw = rng.bytes(32 * n)
+    listing = workdir / f"list-{n}.pdq"
+    with open(listing, "w") as f:
+        for i in range(n):
+            f.write(f"{raw[32 * i:32 * i + 32].hex()},100,item{i}.jpg\n")
+    rows = []
+    out: dict[str, Any] = {"rows": n, "load_average": os.getloadavg()}
+    for label in ("import_file", "add_entries"):
+        path = workdir / f"import-{label}-{n}.db"
+        for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            stale.unlink(missing_ok=True)
+        with ReferenceStore(path) as store:
+            t0 = time.perf_counter()
+            if label == "import_file":
+                report = store.import_file(listing, "bench")
+                added = report.added
+            else:
+                entries = _random_entries(np.random.default_rng(args.seed + 11), n, "pdq", 256)
+                added = store.add_entries("bench", entries, return_ids=False).added
+            seconds = time.perf_counter() - t0
+        out[label] = {"seconds": seconds, "rows_per_s": n / seconds, "added": added}
+        rows.append([label, n, seconds, n / seconds])
+    print(f"\nImport of a {n}-row PDQ list (hash,quality,name):")
+    print(table(rows, ["path", "rows", "seconds", "rows/s"]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -302,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None,
                         help="keep the stores here and reuse them on the next run (default: a temp dir)")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--import-rows", type=int, default=0, help="also time importing a PDQ list of this many rows")
     parser.add_argument("--output", default="match", help="results file name in benchmarks/results/ (no .json)")
     args = parser.parse_args(argv)
     pin_malloc()
@@ -315,7 +351,10 @@ def main(argv: list[str] | None = None) -> int:
         result["pdq_hasher_registered"] = "pdq" in ALGORITHMS
         if not args.skip_latency:
             result["latency"] = latency(args, workdir)
-        result["cold_start"] = cold_start(args, workdir)
+        if not args.skip_cold:
+            result["cold_start"] = cold_start(args, workdir)
+        if args.import_rows:
+            result["import"] = import_rate(args, workdir)
         if args.big:
             result["big_load"] = big_load(args, workdir)
     out = write_results(args.output, result)
