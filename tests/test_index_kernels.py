@@ -215,3 +215,23 @@ def test_bktree_query_matches_list_scan(seed: int, nw: int, clustered: bool, n: 
     assert got == naive_range(words, alive, queries, r)
     par, _ = run_chunks(_kernels.bktree_query_parallel, args, queries, r, 3, max(1, 12 * n))
     assert par == got
+
+
+@pytest.mark.parametrize("nw", [1, 4])
+def test_mih_tables_parallel_matches_serial(rng: np.random.Generator, nw: int) -> None:
+    bits = 64 * nw
+    starts, lengths = _layout(bits, bits // 16)
+    words = clustered_words(rng, 500, nw)
+    at = np.concatenate([[0], np.cumsum((1 << lengths) + 1)]).astype(np.int64)
+    serial = _kernels.mih_tables(words, starts, lengths, at, nw == 1)
+    parallel = _kernels.mih_tables_parallel(words, starts, lengths, at, nw == 1)
+    for a, b in zip(serial, parallel):
+        assert np.array_equal(a, b)
+    # every table is a permutation of the rows, bucketed by its substring
+    offsets, entries = serial[0], serial[1].astype(np.int64)
+    for t in range(1, len(starts)):
+        rows = entries[(t - 1) * 500 : t * 500]
+        assert sorted(rows.tolist()) == list(range(500))
+        keys = _kernels.substring_keys(words, starts[t], lengths[t])[rows]
+        assert np.all(np.diff(keys.astype(np.int64)) >= 0)
+        assert offsets[at[t] + (1 << lengths[t])] == 500

@@ -206,22 +206,42 @@ def mih_tables(words, starts, lengths, table_offsets_at, copy_words):
     table_words = np.empty(((m - 1) * n if copy_words else 0, words.shape[1]), dtype=np.uint64)
     offsets = np.empty(table_offsets_at[m], dtype=np.int32)
     for t in range(m):
-        nb = np.int64(1) << lengths[t]
-        keys = substring_keys(words, starts[t], lengths[t])
-        order, offs = bucket_order(keys, nb)
-        at = table_offsets_at[t]
-        for b in range(nb + 1):
-            offsets[at + b] = np.int32(offs[b])
-        if t == 0:
-            continue
-        base = (t - 1) * n
+        _mih_table(words, starts, lengths, table_offsets_at, copy_words, t, entries, table_words, offsets)
+    return offsets, entries, table_words
+
+
+@njit(cache=True, nogil=True)
+def _mih_table(words, starts, lengths, table_offsets_at, copy_words, t, entries, table_words, offsets):
+    """Fill table t's slices of the arrays :func:`mih_tables` returns."""
+    n = words.shape[0]
+    nb = np.int64(1) << lengths[t]
+    keys = substring_keys(words, starts[t], lengths[t])
+    order, offs = bucket_order(keys, nb)
+    at = table_offsets_at[t]
+    for b in range(nb + 1):
+        offsets[at + b] = np.int32(offs[b])
+    if t == 0:
+        return
+    base = (t - 1) * n
+    for i in range(n):
+        entries[base + i] = order[i]
+    if copy_words:
         for i in range(n):
-            entries[base + i] = order[i]
-        if copy_words:
-            for i in range(n):
-                e = np.int64(order[i])
-                for k in range(words.shape[1]):
-                    table_words[base + i, k] = words[e, k]
+            e = np.int64(order[i])
+            for k in range(words.shape[1]):
+                table_words[base + i, k] = words[e, k]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def mih_tables_parallel(words, starts, lengths, table_offsets_at, copy_words):
+    """:func:`mih_tables` with the tables built on numba's threads (loads of big indexes)."""
+    n = words.shape[0]
+    m = starts.shape[0]
+    entries = np.empty((m - 1) * n, dtype=np.uint32)
+    table_words = np.empty(((m - 1) * n if copy_words else 0, words.shape[1]), dtype=np.uint64)
+    offsets = np.empty(table_offsets_at[m], dtype=np.int32)
+    for t in prange(m):
+        _mih_table(words, starts, lengths, table_offsets_at, copy_words, t, entries, table_words, offsets)
     return offsets, entries, table_words
 
 

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from ..errors import IndexArgumentError
 from ..hashes import HashBatch
 from . import _kernels
-from ._base import Index, check_batch
+from ._base import Index, check_batch, use_parallel
 
 __all__ = ["MultiIndexHash", "default_substrings", "probe_radii"]
 
@@ -139,7 +139,9 @@ class MultiIndexHash(Index):
         del keys
         self._words = words
         self._table_at = np.concatenate([[0], np.cumsum((1 << self._lengths) + 1)]).astype(np.int64)
-        self._offsets, self._entries, self._table_words = _kernels.mih_tables(
+        # Tables are independent: big builds (loads of saved indexes) use every core.
+        build = _kernels.mih_tables_parallel if use_parallel(n // 1000) else _kernels.mih_tables
+        self._offsets, self._entries, self._table_words = build(
             self._words, self._starts, self._lengths, self._table_at, self.bits == 64
         )
 
