@@ -9,8 +9,10 @@ unused outputs; these tests pin that the bits do not move.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -29,6 +31,11 @@ from hashmatch.hashers._pdq_kernels import (
 from hashmatch.hashers.pdq import _dct_matrix
 
 F32 = np.float32
+# Under NUMBA_DISABLE_JIT=1 (the coverage run) the kernels are plain Python: photo sizes
+# would take minutes there, the small hypothesis cases still cover every line.
+needs_jit = pytest.mark.skipif(
+    os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="photo-sized arrays are too slow without the JIT"
+)
 
 
 # -- naive twins -----------------------------------------------------------------------
@@ -198,6 +205,7 @@ def test_jarosz_64_equals_full_filter_then_decimate(gray):
     assert np.array_equal(_jarosz(gray), naive_jarosz_64(gray))
 
 
+@needs_jit
 def test_jarosz_64_photo_sizes_equal_naive(rng):
     for h, w in [(768, 1024), (1004, 1600), (64, 64), (5, 5), (129, 257)]:
         gray = (rng.random((h, w)) * 255).astype(F32)
@@ -337,6 +345,7 @@ def test_resample_weights_are_a_partition_of_unity_inside_the_image(size, scale)
     assert np.allclose(weights.sum(axis=1), 1.0)
 
 
+@needs_jit
 def test_resample_at_full_scale_is_close_to_exact(rng):
     """The weights model the exact filter: at scale 1 the hash is (nearly) the exact one."""
     from PIL import Image
