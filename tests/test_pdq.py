@@ -501,3 +501,18 @@ def test_pdq_garbage_bytes_raise_project_error():
 
 def test_pdq_warmup_runs():
     warmup()
+
+
+def test_pdq_reduced_decode_of_grey_jpeg_uses_the_scale_model(rng):
+    # A grey JPEG is drafted in L and converted to RGB; the 1/n scale must survive that.
+    from hashmatch.imageio import DRAFT_SCALE_KEY, load_image, to_mode
+
+    grey = Image.fromarray(photo_like(rng, 1024, 768)).convert("L")
+    buf = io.BytesIO()
+    grey.save(buf, format="JPEG", quality=90)
+    data = buf.getvalue()
+    img = to_mode(load_image(data, draft=("RGB", (192, 192))), "RGB")
+    assert img.size == (256, 192) and img.info[DRAFT_SCALE_KEY] == 4
+    exact = compute_hashes(data, ["pdq"], fast=False)["pdq"][0].hash
+    fast = compute_hashes(data, ["pdq"], options={"pdq": {"draft_min_side": 192}})["pdq"][0].hash
+    assert exact - fast <= 12

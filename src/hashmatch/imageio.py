@@ -41,6 +41,9 @@ __all__ = ["DEFAULT_LIMITS", "ImageInput", "ImageLimits", "load_image"]
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray]
 
+DRAFT_SCALE_KEY = "hashmatch.draft_scale"
+"""``Image.info`` key holding n when :func:`load_image` decoded a JPEG at 1/n scale."""
+
 # Pillow's own threshold at import time: our default never rejects what Pillow accepts silently.
 _PILLOW_DEFAULT_MAX_PIXELS = 89_478_485
 
@@ -200,6 +203,11 @@ def _open_and_decode(
                 img.draft(mode if img.mode != "L" else "L", size)
         img.seek(0)
         img.load()
+        config = getattr(img, "decoderconfig", ())
+        if config and isinstance(config[0], int) and config[0] in (2, 4, 8):
+            # In info, so it survives convert(): hashers that model the full-resolution
+            # filter (PDQ) need to know the pixels came from a 1/n decode.
+            img.info[DRAFT_SCALE_KEY] = config[0]
     except Exception as exc:  # truncated data, corrupt streams, unsupported codecs
         raise UnreadableImageError(f"{name}: cannot decode image: {exc}") from exc
     return img

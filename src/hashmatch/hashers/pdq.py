@@ -28,6 +28,7 @@ from PIL import Image
 
 from ..errors import ImageError
 from ..hashes import Hash
+from ..imageio import DRAFT_SCALE_KEY
 from ._pdq_kernels import bits_above_median, dihedral_coeffs, pdq_coeffs, pdq_coeffs_resampled
 from ._registry import Algorithm, HashResult, register
 
@@ -237,7 +238,10 @@ def _rgb_of(image: Image.Image) -> np.ndarray:
 
 
 def _decode_scale(image: Image.Image) -> int:
-    """1, or the n of a 1/n JPEG draft decode (Pillow records it as decoderconfig)."""
+    """1, or the n of a 1/n JPEG draft decode (the loader records it in ``info``)."""
+    scale = image.info.get(DRAFT_SCALE_KEY)
+    if scale in (2, 4, 8):
+        return int(scale)
     config = getattr(image, "decoderconfig", ())
     if isinstance(config, tuple) and config and isinstance(config[0], int) and config[0] in (2, 4, 8):
         return config[0]
