@@ -62,28 +62,31 @@ def test_match_is_frozen_and_to_dict_has_no_hash() -> None:
 
 
 def test_default_thresholds_named_in_one_place() -> None:
-    assert DEFAULT_THRESHOLDS["pdq"] == 31
-    assert all(DEFAULT_THRESHOLDS[n] == 8 for n in ("phash", "dhash", "ahash", "whash"))
+    assert DEFAULT_THRESHOLDS["pdq"] == 31  # upstream's customary distance
+    assert set(DEFAULT_THRESHOLDS) == {"pdq", "phash", "dhash", "ahash", "whash"}
+    assert all(default_threshold(n, 64) == DEFAULT_THRESHOLDS[n] for n in ("phash", "dhash", "ahash", "whash"))
     assert default_threshold("other", 128) == 16
 
 
 # -- in memory --------------------------------------------------------------------------
 def test_matcher_from_hashes_matches_within_threshold_nearest_first(rng: np.random.Generator) -> None:
     base = _random_hash(rng)
-    refs = [_flip(base, rng, 5), _flip(base, rng, 1), _flip(base, rng, 9), base]
+    beyond = DEFAULT_THRESHOLDS["phash"] + 1
+    refs = [_flip(base, rng, 5), _flip(base, rng, 1), _flip(base, rng, beyond), base]
     m = Matcher.from_hashes(refs, ids=[10, 11, 12, 13], labels=["a", "b", "c", "d"], list_name="mem")
     got = m.match_hashes(base)
     assert [(x.entry_id, x.distance, x.label) for x in got] == [(13, 0, "d"), (11, 1, "b"), (10, 5, "a")]
     assert all(x.list_name == "mem" and x.orientation is None for x in got)
-    assert m.match_hashes(_random_hash(rng)) == []  # 64 random bits are never within 8
+    assert m.match_hashes(_random_hash(rng)) == []  # 64 random bits are almost never that close
 
 
 def test_matcher_threshold_is_inclusive_and_configurable(rng: np.random.Generator) -> None:
     base = _random_hash(rng)
-    refs = [_flip(base, rng, 8), _flip(base, rng, 9)]
-    assert [x.distance for x in Matcher.from_hashes(refs).match_hashes(base)] == [8]
-    loose = Matcher.from_hashes(refs, thresholds={"phash": 9})
-    assert [x.distance for x in loose.match_hashes(base)] == [8, 9]
+    t = DEFAULT_THRESHOLDS["phash"]
+    refs = [_flip(base, rng, t), _flip(base, rng, t + 1)]
+    assert [x.distance for x in Matcher.from_hashes(refs).match_hashes(base)] == [t]
+    loose = Matcher.from_hashes(refs, thresholds={"phash": t + 1})
+    assert [x.distance for x in loose.match_hashes(base)] == [t, t + 1]
     assert Matcher.from_hashes(refs, thresholds={"phash": 0}).match_hashes(base) == []
     with pytest.raises(ValueError, match="threshold"):
         Matcher.from_hashes(refs, thresholds={"phash": 65})
@@ -396,3 +399,37 @@ def test_matcher_from_hashes_takes_unregistered_algorithms(rng: np.random.Genera
     assert m.algorithms == ()  # nothing to compute from an image
     with pytest.raises(ValueError, match="threshold"):
         Matcher.from_hashes([h], thresholds={"myhash": 129})
+
+
+def _letterboxed(image: Image.Image, bar: int) -> Image.Image:
+    canvas = Image.new("RGB", (image.width, image.height + 2 * bar), (0, 0, 0))
+    canvas.paste(image, (0, bar))
+    return canvas
+
+
+def test_compute_query_hashes_adds_a_trimmed_view_only_for_bordered_images():
+    from hashmatch.hashers import compute_query_hashes
+    from hashmatch.synthetic import generate_image
+
+    original = generate_image(11, size=(320, 240))
+    assert len(compute_query_hashes(original, ["phash"], trim_borders=True)) == 1
+    views = compute_query_hashes(_letterboxed(original, 80), ["phash"], trim_borders=True)
+    assert len(views) == 2
+    assert views[1]["phash"][0].hash - compute_hashes(original, ["phash"])["phash"][0].hash <= 4
+
+
+def test_matcher_trims_letterbox_bars_and_says_so():
+    from hashmatch.synthetic import generate_image
+
+    original = generate_image(12, size=(320, 240))
+    reference = compute_hashes(original, ["phash", "pdq"])
+    hashes = [reference["phash"][0].hash, reference["pdq"][0].hash]
+    upload = encode(_letterboxed(original, 90), "PNG")
+    with_trim = Matcher.from_hashes(hashes, labels=["a", "a"])
+    without = Matcher.from_hashes(hashes, labels=["a", "a"], trim_borders=False)
+    found = with_trim.match(upload)
+    assert {m.algorithm for m in found} == {"phash", "pdq"}
+    assert all(m.orientation == "trimmed" for m in found)
+    assert without.match(upload) == []
+    # An image without borders matches as it is, with no trimmed view at all.
+    assert [m.orientation for m in with_trim.match(encode(original, "PNG"))] == [None, None]

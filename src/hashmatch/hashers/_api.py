@@ -10,10 +10,18 @@ from PIL import Image
 
 from ..errors import HashmatchError
 from ..hashes import Hash
-from ..imageio import DEFAULT_LIMITS, ImageInput, ImageLimits, check_pixel_limit, load_image, to_mode
+from ..imageio import (
+    DEFAULT_LIMITS,
+    DRAFT_SCALE_KEY,
+    ImageInput,
+    ImageLimits,
+    check_pixel_limit,
+    load_image,
+    to_mode,
+)
 from ._registry import Algorithm, HashResult, get_algorithm
 
-__all__ = ["compute_hashes", "hash_image", "hash_images"]
+__all__ = ["compute_hashes", "compute_query_hashes", "hash_image", "hash_images", "warmup"]
 
 
 def _draft_request(algorithms: Sequence[tuple[Algorithm, dict[str, Any]]]) -> tuple[str, tuple[int, int]] | None:
@@ -47,6 +55,30 @@ def compute_hashes(
     algorithm has them. ``options`` maps an algorithm's name to its keyword options.
     ``fast`` allows reduced-scale JPEG decoding where the algorithm permits it.
     """
+    return compute_query_hashes(
+        image, algorithms, fast=fast, limits=limits, exif_transpose=exif_transpose,
+        options=options, dihedral=dihedral, trim_borders=False,
+    )[0]
+
+
+def compute_query_hashes(
+    image: ImageInput,
+    algorithms: Iterable[str] = ("phash",),
+    *,
+    fast: bool = True,
+    limits: ImageLimits = DEFAULT_LIMITS,
+    exif_transpose: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    dihedral: bool = False,
+    trim_borders: bool = False,
+) -> list[dict[str, tuple[HashResult, ...]]]:
+    """Hashes of each view of an upload, as :func:`compute_hashes` gives them.
+
+    The first view is the image as it is. With ``trim_borders``, a second view is the
+    image with uniform borders cut away (padding, letterbox, pillarbox), when it has
+    any: borders move every global hash far from the original's, and trimming them
+    took padded copies from about 10% to 100% recall in the robustness benchmark.
+    """
     options = options or {}
     chosen = []
     for name in algorithms:
@@ -55,7 +87,7 @@ def compute_hashes(
     if not chosen:
         raise ValueError("no algorithm requested")
     out: dict[str, tuple[HashResult, ...]] = {}
-    if _is_rgb_array(image) and not exif_transpose:
+    if _is_rgb_array(image) and not exif_transpose and not trim_borders:
         rgb = np.ascontiguousarray(image)
         check_pixel_limit(rgb.shape[1], rgb.shape[0], limits, "<array>")
         rest = []
@@ -67,11 +99,28 @@ def compute_hashes(
             else:
                 rest.append((alg, opts))
         if not rest:
-            return out
+            return [out]
         chosen = rest
     draft = _draft_request(chosen) if fast else None
     img = load_image(image, limits=limits, exif_transpose=exif_transpose, draft=draft)
+    out.update(_hash_loaded(img, chosen, dihedral))
+    views = [out]
+    if trim_borders:
+        from ..transforms import trim_borders as trim  # the one border rule, shared with the benchmark
+
+        trimmed = trim(img)
+        if trimmed is not img and trimmed.size != img.size:
+            if DRAFT_SCALE_KEY in img.info:
+                trimmed.info[DRAFT_SCALE_KEY] = img.info[DRAFT_SCALE_KEY]
+            views.append(_hash_loaded(trimmed, chosen, dihedral))
+    return views
+
+
+def _hash_loaded(
+    img: Image.Image, chosen: Sequence[tuple[Algorithm, dict[str, Any]]], dihedral: bool
+) -> dict[str, tuple[HashResult, ...]]:
     converted: dict[str, Image.Image] = {}
+    out: dict[str, tuple[HashResult, ...]] = {}
     for alg, opts in chosen:
         if alg.mode not in converted:
             converted[alg.mode] = to_mode(img, alg.mode)
