@@ -201,6 +201,23 @@ def test_scan_cli_progress_prints_plain_lines_off_a_terminal(monkeypatch):
     assert quiet.text == ""
 
 
+def _processes_writing(report: Path) -> list[int]:
+    """Processes whose command line names ``report`` (a scan and its forked workers)."""
+    found: list[int] = []
+    if not Path("/proc").is_dir():  # not Linux: nothing to inspect
+        return found
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if str(report).encode() in cmdline and "State:\tZ" not in status:
+                found.append(int(entry.name))
+    return found
+
+
 def _rows_on_disk(path: Path) -> int:
     try:
         return path.read_bytes().count(b"\n") - 1
@@ -227,6 +244,11 @@ def test_scan_cli_resume_after_kill_9_holds_every_file_exactly_once(tmp_path, rn
             killed_at.append(_rows_on_disk(out))
         proc.wait()
         proc.stderr.close()
+        # Its workers must not outlive it (forked workers would otherwise wait forever).
+        deadline = time.monotonic() + 10
+        while _processes_writing(out) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _processes_writing(out), "worker processes outlived the killed scan"
     assert killed_at, "the scan finished before it could be killed; use more images"
     done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert done.returncode == 1, done.stderr  # image 0 matched, in whichever run hashed it

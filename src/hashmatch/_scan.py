@@ -18,6 +18,7 @@ import fnmatch
 import hashlib
 import multiprocessing
 import os
+import signal
 import stat
 import threading
 import time
@@ -59,6 +60,7 @@ DEFAULT_MMAP_THRESHOLD = 128 * 1024 * 1024
 reused, instead of being freshly mapped (and page-faulted) for every image."""
 
 _M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD = -3, -1  # from glibc's <malloc.h>
+_PR_SET_PDEATHSIG = 1  # from Linux's <sys/prctl.h>
 _STARTUP_CRASHES = 3  # this many files crashing workers before any success: workers cannot start
 
 
@@ -374,8 +376,34 @@ def _hash_chunk(files: list[tuple[str, int, int]], job: _Job) -> list[_Raw]:
     return [_hash_one(path, size, mtime_ns, job) for path, size, mtime_ns in files]
 
 
-def _worker_init(threshold: int | None) -> None:
+def _worker_init(threshold: int | None, parent_pid: int | None) -> None:
     _pin_malloc(threshold)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make a forked worker exit when the scanning process dies, even by ``kill -9``.
+
+    A forked worker holds copies of the pool's pipe ends, so it never reads EOF when the
+    parent is gone and would wait forever. Linux kills it with its parent (PR_SET_PDEATHSIG);
+    elsewhere a thread watches for the worker being re-parented.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        armed = prctl(ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL)) == 0
+    except (OSError, AttributeError):
+        armed = False
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _dask_worker_init(threshold: int | None, job: _Job) -> bool:
@@ -452,12 +480,17 @@ class _ProcessPool:
     def _start(self) -> ProcessPoolExecutor:
         method = _start_method()
         ctx = multiprocessing.get_context(method)
+        parent_pid = None
         if method == "fork":
             _warm_up(self._job)
+            parent_pid = os.getpid()
         else:  # the server imports hashmatch once; each worker it forks starts from there
             ctx.set_forkserver_preload(["hashmatch._scan"])
         return ProcessPoolExecutor(
-            max_workers=self._workers, mp_context=ctx, initializer=_worker_init, initargs=(self._threshold,)
+            max_workers=self._workers,
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(self._threshold, parent_pid),
         )
 
     def submit(self, chunk: _Chunk) -> None:
