@@ -377,6 +377,9 @@ def _hash_chunk(files: list[tuple[str, int, int]], job: _Job) -> list[_Raw]:
 
 
 def _worker_init(threshold: int | None, parent_pid: int | None) -> None:
+    # Ctrl-C reaches the whole process group: the scan stops the pool itself, and a worker
+    # interrupted mid-chunk must not turn its files into error rows that resume would skip.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _pin_malloc(threshold)
     if parent_pid is not None:
         _die_with_parent(parent_pid)
@@ -813,6 +816,8 @@ class ScanRun(Iterator[ScanResult]):
                         backend.restart()
                     continue
                 if isinstance(outcome, BaseException):
+                    if not isinstance(outcome, Exception):  # an interrupt, not a fault of these files
+                        raise outcome
                     message = f"{type(outcome).__name__}: {outcome}"
                     for path, fsize, mtime_ns in chunk:
                         yield self._record(ScanResult(path, fsize, mtime_ns, error_kind="internal_error", error=message))
