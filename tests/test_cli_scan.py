@@ -280,3 +280,27 @@ def test_scan_cli_dask_without_the_extra_says_what_to_install(setup, capsys, mon
     monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
     assert main(scan_args(tmp_path, store, "--dask", "local")) == 2
     assert "pip install 'hashmatch[dask]'" in capsys.readouterr().err
+
+
+def test_scan_cli_ctrl_c_exits_130_and_leaves_no_error_rows(tmp_path, rng):
+    images = make_images(tmp_path / "imgs", rng, 200, size=24)
+    store = make_store(tmp_path / "refs.db", [images[0]])
+    out = tmp_path / "report.jsonl"
+    argv = [sys.executable, "-m", "hashmatch", "scan", str(tmp_path / "imgs"), "--store", str(store),
+            "--out", str(out), "-j", "2", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    # Its own process group, so SIGINT reaches the scan and its workers as Ctrl-C would.
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and _rows_on_disk(out) < 10 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    if proc.poll() is not None:
+        pytest.skip("the scan finished before it could be interrupted")
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    rows = report_rows(out)
+    assert rows and all(r["error_kind"] is None for r in rows)
+    done = subprocess.run([*argv, "--resume"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 1, done.stderr
+    paths = [r["path"] for r in report_rows(out)]
+    assert len(paths) == len(set(paths)) == 200
