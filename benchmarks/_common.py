@@ -66,6 +66,21 @@ def rate(fn: Callable[[Any], Any], items: list[Any], repeats: int = 3) -> float:
     return best
 
 
+def rates_interleaved(fns: dict[str, Callable[[Any], Any]], items: list[Any], repeats: int = 3) -> dict[str, float]:
+    """Best items-per-second of each function, the functions taking turns in every round,
+    so that a change in the machine's load hits every peer alike."""
+    for fn in fns.values():
+        fn(items[0])
+    best = dict.fromkeys(fns, 0.0)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for item in items:
+                fn(item)
+            best[name] = max(best[name], len(items) / (time.perf_counter() - start))
+    return best
+
+
 def cold_start(code: str) -> float:
     """Seconds for a fresh interpreter to run ``code`` (numba cache already on disk)."""
     start = time.perf_counter()

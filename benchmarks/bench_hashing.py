@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cold_start, machine, pin_malloc, rate, table, write_results  # noqa: E402
+from _common import cold_start, machine, pin_malloc, rates_interleaved, table, write_results  # noqa: E402
 
 
 def _images(count: int, seed: int, size: tuple[int, int]) -> list[Path]:
@@ -58,25 +58,32 @@ def main(argv: list[str] | None = None) -> int:
 
     peers = {"ahash": imagehash.average_hash, "dhash": imagehash.dhash, "phash": imagehash.phash, "whash": imagehash.whash}
     r = args.repeats
-    files_rates = {
-        "decode only (full)": rate(decode, files, r),
-        "decode only (reduced scale, grey): ceiling": rate(decode_reduced, files, r),
-        "imagehash phash": rate(lambda d: peers["phash"](Image.open(io.BytesIO(d))), files, r),
-        "hashmatch phash exact": rate(lambda d: hashmatch.hash_image(d, "phash", fast=False), files, r),
-        "hashmatch phash fast": rate(lambda d: hashmatch.hash_image(d, "phash"), files, r),
-    }
+    files_rates = rates_interleaved(
+        {
+            "decode only (full)": decode,
+            "decode only (reduced scale, grey): ceiling": decode_reduced,
+            "imagehash phash": lambda d: peers["phash"](Image.open(io.BytesIO(d))),
+            "hashmatch phash exact": lambda d: hashmatch.hash_image(d, "phash", fast=False),
+            "hashmatch phash fast": lambda d: hashmatch.hash_image(d, "phash"),
+        },
+        files,
+        r,
+    )
     base = files_rates["imagehash phash"]
     ceiling = files_rates["decode only (reduced scale, grey): ceiling"]
     rows = [[name, v, v / base, v / ceiling] for name, v in files_rates.items()]
     print("\nFrom JPEG files (images/s, one thread)")
     print(table(rows, ["path", "images/s", "x imagehash phash", "x ceiling"]))
 
-    decoded = [Image.open(io.BytesIO(d)).convert("RGB") for d in files[:100]]
+    decoded = [Image.open(io.BytesIO(d)).convert("RGB") for d in files[:60]]
     decoded_rows = []
     for name, peer in peers.items():
-        theirs = rate(lambda im, peer=peer: peer(im), decoded, r)
-        ours = rate(lambda im, name=name: hashmatch.hash_image(im, name), decoded, r)
-        decoded_rows.append([name, theirs, ours, ours / theirs])
+        pair = rates_interleaved(
+            {"imagehash": lambda im, peer=peer: peer(im), "hashmatch": lambda im, name=name: hashmatch.hash_image(im, name)},
+            decoded,
+            max(r, 5),
+        )
+        decoded_rows.append([name, pair["imagehash"], pair["hashmatch"], pair["hashmatch"] / pair["imagehash"]])
     print("\nFrom decoded RGB images (images/s, one thread)")
     print(table(decoded_rows, ["algorithm", "imagehash", "hashmatch", "ratio"]))
 
@@ -102,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             f"import hashmatch; hashmatch.hash_image({sample!r}, 'phash')"
         ),
         "CLI: hashmatch hash FILE": cold_start(
-            f"import sys; from hashmatch.cli import main; sys.argv=['hashmatch']; main(['hash', {sample!r}])"
+            f"from hashmatch.cli import main; main(['hash', {sample!r}])"
         ),
     }
     print("\nCold start (seconds, fresh interpreter)")

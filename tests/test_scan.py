@@ -133,6 +133,23 @@ def test_scan_dihedral_matches_a_rotated_copy(tmp_path, rng):
     assert result.hashes["phash"] not in matcher.known  # the file's own hash, not the variant
 
 
+def test_scan_matches_a_letterboxed_copy_through_the_trimmed_view(tmp_path):
+    from hashmatch.synthetic import generate_image
+
+    original = generate_image(5, size=(320, 240))
+    boxed = Image.new("RGB", (320, 420))
+    boxed.paste(original, (0, 90))
+    boxed.save(tmp_path / "boxed.png")
+    ref = hashmatch.compute_hashes(original, ["phash"])["phash"][0].hash
+    for trim in (True, False):
+        matcher = hashmatch.Matcher.from_hashes([ref], labels=["x"], trim_borders=trim)
+        (result,) = list(hashmatch.scan(tmp_path / "boxed.png", matcher, workers=0))
+        assert result.matched is trim
+        if trim:
+            assert result.matches[0].orientation == "trimmed"
+            assert result.hashes["phash"] != ref.hex()  # the file's own hash, as stored
+
+
 def test_scan_limits_record_too_large(tree):
     root, images = tree
     matcher = StandInMatcher({})

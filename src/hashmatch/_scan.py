@@ -34,7 +34,7 @@ from PIL import UnidentifiedImageError
 
 from ._report import ReportState, ReportWriter, detect_format, read_report
 from .errors import HashmatchError, ImageTooLargeError, MissingDependencyError, ReportFormatError
-from .hashers import HashResult, compute_hashes, get_algorithm
+from .hashers import HashResult, compute_hashes, compute_query_hashes, get_algorithm
 from .hashes import Hash
 from .imageio import DEFAULT_LIMITS, ImageLimits
 
@@ -62,6 +62,10 @@ reused, instead of being freshly mapped (and page-faulted) for every image."""
 _M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD = -3, -1  # from glibc's <malloc.h>
 _PR_SET_PDEATHSIG = 1  # from Linux's <sys/prctl.h>
 _STARTUP_CRASHES = 3  # this many files crashing workers before any success: workers cannot start
+
+
+# Key suffix, in a worker's reply, of the hashes of the border-trimmed view.
+_TRIMMED = "#trimmed"
 
 
 class MatcherLike(Protocol):
@@ -301,6 +305,7 @@ class _Job:
     dihedral: bool
     limits: ImageLimits
     fast: bool
+    trim_borders: bool = False
 
 
 # Plain tuples cross process boundaries: (path, size, mtime_ns, sha256, hashes, kind, message)
@@ -358,7 +363,10 @@ def _hash_one(path: str, size: int | None, mtime_ns: int | None, job: _Job) -> _
         os.close(fd)
     digest = hashlib.sha256(data).hexdigest()
     try:
-        results = compute_hashes(data, job.algorithms, fast=job.fast, limits=job.limits, dihedral=job.dihedral)
+        views = compute_query_hashes(
+            data, job.algorithms, fast=job.fast, limits=job.limits, dihedral=job.dihedral,
+            trim_borders=job.trim_borders,
+        )
     except ImageTooLargeError as exc:
         return (path, size, mtime_ns, digest, {}, "too_large", _strip_source(str(exc)))
     except HashmatchError as exc:
@@ -367,7 +375,9 @@ def _hash_one(path: str, size: int | None, mtime_ns: int | None, job: _Job) -> _
     except Exception as exc:  # one odd file must not stop a scan; recorded as a bug to report
         return (path, size, mtime_ns, digest, {}, "internal_error", f"{type(exc).__name__}: {exc}")
     hashes = {
-        name: [(r.hash.value, r.hash.bits, r.quality) for r in variants] for name, variants in results.items()
+        name + suffix: [(r.hash.value, r.hash.bits, r.quality) for r in variants]
+        for view, suffix in zip(views, ("", _TRIMMED))
+        for name, variants in view.items()
     }
     return (path, size, mtime_ns, digest, hashes, None, None)
 
@@ -627,6 +637,7 @@ class ScanRun(Iterator[ScanResult]):
         self._settings = {
             "algorithms": list(job.algorithms),
             "dihedral": job.dihedral,
+            "trim_borders": job.trim_borders,
             "fast": job.fast,
             "hashes": include_hashes,
             "max_pixels": job.limits.max_pixels,
@@ -734,11 +745,16 @@ class ScanRun(Iterator[ScanResult]):
         path, size, mtime_ns, digest, hashes, kind, message = raw
         if kind is not None:
             return ScanResult(path, size, mtime_ns, digest, error_kind=kind, error=message)
-        results = {
-            name: tuple(HashResult(Hash(value, name, bits), quality) for value, bits, quality in variants)
-            for name, variants in hashes.items()
-        }
-        matches = tuple(self._matcher.match_hashes(results))
+        views: list[dict[str, tuple[HashResult, ...]]] = [{}, {}]
+        for key, variants in hashes.items():
+            trimmed = key.endswith(_TRIMMED)
+            name = key[: -len(_TRIMMED)] if trimmed else key
+            views[trimmed][name] = tuple(HashResult(Hash(value, name, bits), quality) for value, bits, quality in variants)
+        results = views[0]
+        if views[1]:
+            matches = tuple(self._matcher.match_views(views))  # type: ignore[attr-defined]
+        else:
+            matches = tuple(self._matcher.match_hashes(results))
         own = {name: variants[0].hash.hex() for name, variants in results.items()}
         quality = {name: variants[0].quality for name, variants in results.items() if variants[0].quality is not None}
         return ScanResult(path, size, mtime_ns, digest, own, quality, matches)
@@ -885,7 +901,9 @@ def scan(
         raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    job = _Job(algorithms, bool(matcher.dihedral), limits, bool(fast))
+    # A matcher that takes a border-trimmed view (hashmatch.Matcher does) gets it here too.
+    trim = bool(getattr(matcher, "trim_borders", False)) and hasattr(matcher, "match_views")
+    job = _Job(algorithms, bool(matcher.dihedral), limits, bool(fast), trim)
     return ScanRun(
         roots,
         matcher,
