@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from hashmatch.hashers._kernels import above_mean, above_median, dct_basis, dct_low_above_median, median, right_brighter
+from hashmatch.hashers._kernels import (
+    above_mean,
+    above_median,
+    dct_basis,
+    dct_low_above_median,
+    dihedral_above_median,
+    median,
+    right_brighter,
+)
 
 
 def pixel_arrays(min_side=1, max_side=24):
@@ -65,3 +73,23 @@ def test_dct_low_above_median_equals_scipy_unless_flagged(sizes, seed, flat):
     else:
         assert not ambiguous
         assert bits.tolist() == (dct > np.median(dct)).tolist()
+
+
+@settings(max_examples=60)
+@given(st.sampled_from([(8, 32), (4, 16), (6, 24), (16, 64)]), st.integers(0, 2**32 - 1))
+def test_dihedral_above_median_equals_hashing_each_turned_image(sizes, seed):
+    from hashmatch.hashers.imagehash_compat import _dihedral_views
+
+    k, n = sizes
+    pixels = np.random.default_rng(seed).integers(0, 256, (n, n), dtype=np.uint8)
+    basis = dct_basis(n, k)
+    bits, ambiguous = dihedral_above_median(pixels, basis)
+    for i, view in enumerate(_dihedral_views(pixels)):
+        expected, expected_ambiguous = dct_low_above_median(np.ascontiguousarray(view), basis)
+        assert not ambiguous[i] and not expected_ambiguous
+        assert bits[i].tolist() == expected.tolist(), i
+
+
+def test_dihedral_above_median_flags_flat_images():
+    _, ambiguous = dihedral_above_median(np.full((32, 32), 77, np.uint8), dct_basis(32, 8))
+    assert ambiguous.all()

@@ -55,13 +55,8 @@ def median(values):
 
 
 @njit(cache=True, nogil=True)
-def dct_low_above_median(pixels, basis):
-    """phash's core: the low ``k × k`` block of the 2-D DCT-II, thresholded at its median.
-
-    Returns (bits, ambiguous). ``ambiguous`` is true when a coefficient lies so close
-    to the median that the bit depends on rounding; the caller then recomputes with
-    scipy's exact sequence of operations, so the result stays bit-identical.
-    """
+def dct_low(pixels, basis):
+    """The low ``k × k`` block of the unnormalised 2-D DCT-II (scipy's convention)."""
     k, n = basis.shape
     # rows = basis @ pixels (DCT along axis 0), then low = rows @ basis.T (along axis 1)
     rows = np.zeros((k, n), dtype=np.float64)
@@ -77,6 +72,18 @@ def dct_low_above_median(pixels, basis):
             for j in range(n):
                 acc += rows[u, j] * basis[v, j]
             low[u, v] = acc
+    return low
+
+
+@njit(cache=True, nogil=True)
+def above_median_checked(low):
+    """Bits of ``low > median(low)``, and whether any of them depends on rounding.
+
+    ``ambiguous`` is true when a coefficient lies so close to the median that its bit
+    could flip with the order of floating-point operations; the caller then recomputes
+    with scipy's exact sequence, so the result stays bit-identical to imagehash.
+    """
+    k = low.shape[0]
     med = median(low)
     scale = 1.0
     for u in range(k):
@@ -93,6 +100,54 @@ def dct_low_above_median(pixels, basis):
             bits[u, v] = d > 0.0
             if abs(d) <= tol:
                 ambiguous = True
+    return bits, ambiguous
+
+
+@njit(cache=True, nogil=True)
+def dct_low_above_median(pixels, basis):
+    """phash's core: the low DCT block thresholded at its median; (bits, ambiguous)."""
+    return above_median_checked(dct_low(pixels, basis))
+
+
+@njit(cache=True, nogil=True)
+def dihedral_blocks(low):
+    """The low DCT block of each dihedral view of the image, from the original's block.
+
+    Reversing an axis of the input multiplies DCT-II coefficient ``u`` on that axis by
+    ``(-1)**u`` exactly, and transposing the input transposes the block, so one DCT
+    serves all eight views (in DIHEDRAL_NAMES order: orig, rot90 counter-clockwise,
+    rot180, rot270, flipx, flipy, flipp, flipm).
+    """
+    k = low.shape[0]
+    out = np.empty((8, k, k), dtype=np.float64)
+    for u in range(k):
+        for v in range(k):
+            su = 1.0 - 2.0 * (u & 1)
+            sv = 1.0 - 2.0 * (v & 1)
+            c = low[u, v]
+            t = low[v, u]
+            out[0, u, v] = c
+            out[1, u, v] = su * t  # rot90 = flip rows of the transpose
+            out[2, u, v] = su * sv * c
+            out[3, u, v] = sv * t  # rot270 = transpose of the row flip
+            out[4, u, v] = su * c  # flipx: top-bottom
+            out[5, u, v] = sv * c  # flipy: left-right
+            out[6, u, v] = t  # flipp: transpose
+            out[7, u, v] = su * sv * t  # flipm: anti-transpose
+    return out
+
+
+@njit(cache=True, nogil=True)
+def dihedral_above_median(pixels, basis):
+    """Bits of all eight dihedral views from one DCT: ((8, k, k) bits, (8,) ambiguous)."""
+    blocks = dihedral_blocks(dct_low(pixels, basis))
+    k = blocks.shape[1]
+    bits = np.empty((8, k, k), dtype=np.bool_)
+    ambiguous = np.empty(8, dtype=np.bool_)
+    for i in range(8):
+        b, a = above_median_checked(blocks[i])
+        bits[i] = b
+        ambiguous[i] = a
     return bits, ambiguous
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..hashes import Hash
-from ._kernels import above_mean, above_median, dct_basis, dct_low_above_median, right_brighter
+from ._kernels import above_mean, above_median, dct_basis, dct_low_above_median, dihedral_above_median, right_brighter
 from ._registry import DIHEDRAL_NAMES, Algorithm, HashResult, register
 
 __all__ = ["ahash", "dhash", "phash", "whash"]
@@ -100,19 +100,24 @@ def _dihedral_views(pixels: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def _phash_dihedral(image: Image.Image, *, hash_size: int = 8, highfreq_factor: int = 4) -> tuple[HashResult, ...]:
-    """phash of each dihedral view of the reduced square image.
+    """phash of each dihedral view of the reduced square image, from one DCT.
 
-    Resizing commutes with the eight symmetries of a square up to rounding, so this
-    equals hashing a rotated or mirrored file to within a bit or two, for one resize.
+    Equal, bit for bit, to hashing each turned copy of the reduced image (the DCT
+    sign identities are exact; a near-tie falls back to scipy on the turned pixels).
+    Resizing commutes with the square's symmetries up to rounding, so this is within
+    a bit or two of hashing a rotated or mirrored file.
     """
     _check_size("hash_size", hash_size)
     _check_size("highfreq_factor", highfreq_factor, 1)
     size = hash_size * highfreq_factor
     pixels = _reduce(image, size, size)
-    return tuple(
-        HashResult(Hash.from_bits(_phash_bits(np.ascontiguousarray(v), hash_size), algorithm="phash"))
-        for v in _dihedral_views(pixels)
-    )
+    bits, ambiguous = dihedral_above_median(pixels, _basis(size, hash_size))
+    views = _dihedral_views(pixels) if ambiguous.any() else None
+    out = []
+    for i in range(8):
+        b = _phash_bits(np.ascontiguousarray(views[i]), hash_size) if ambiguous[i] else bits[i]
+        out.append(HashResult(Hash.from_bits(b, algorithm="phash")))
+    return tuple(out)
 
 
 # -- whash ---------------------------------------------------------------------------
