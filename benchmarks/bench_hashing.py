@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     import hashmatch
+    from hashmatch.hashers import compute_query_hashes
 
     size = tuple(int(v) for v in args.size.split("x"))
     paths = _images(args.count, args.seed, size)  # type: ignore[arg-type]
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             "imagehash phash": lambda d: peers["phash"](Image.open(io.BytesIO(d))),
             "hashmatch phash exact": lambda d: hashmatch.hash_image(d, "phash", fast=False),
             "hashmatch phash fast": lambda d: hashmatch.hash_image(d, "phash"),
+            "hashmatch phash fast, 8 dihedral variants": lambda d: hashmatch.compute_hashes(d, ["phash"], dihedral=True),
+            "hashmatch phash fast, dihedral + trimmed view (Matcher's default)": lambda d: compute_query_hashes(
+                d, ["phash"], dihedral=True, trim_borders=True
+            ),
         },
         files,
         r,
