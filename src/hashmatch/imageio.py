@@ -10,6 +10,8 @@ Policy (documented in the README):
   :class:`~hashmatch.errors.ImageTooLargeError`.
 * **Bad input.** Empty, truncated, non-image and undecodable files raise
   :class:`~hashmatch.errors.UnreadableImageError`. No bare PIL or OS error escapes.
+  (Pillow's process-wide ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left as the application
+  set it: set to True, truncated files decode partially and are hashed.)
 * **Frames.** Animated GIF, WebP and APNG: the first frame.
 * **EXIF orientation.** Ignored by default: the stored pixels are hashed, as imagehash
   and the PDQ reference do, so hashes agree with lists those tools made. A copy that
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import IO, Union
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageTooLargeError, UnreadableImageError
 
@@ -234,6 +236,3 @@ def to_mode(img: Image.Image, mode: str) -> Image.Image:
     except Exception as exc:
         raise UnreadableImageError(f"cannot convert a {img.mode} image to {mode}: {exc}") from exc
 
-
-# Truncated files must fail, never decode as half-grey pictures.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
