@@ -25,3 +25,22 @@ def test_readme_quickstart_runs_and_matches_the_altered_copy(tmp_path, monkeypat
     assert lines[0].startswith("case-1 ")  # the altered copy matched its original, nothing else did
     assert not any(line.startswith("case-2") for line in lines)
     assert int(lines[-1]) > 31  # two unrelated photos are far apart
+
+
+def test_readme_command_lines_name_real_commands_and_options(capsys):
+    import shlex
+
+    from hashmatch.cli import main
+
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(), re.S)
+    lines = [
+        line.split("#", 1)[0].strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip().startswith("hashmatch ")
+    ]
+    assert len(lines) >= 8
+    for line in lines:
+        # Every option is parsed before --help acts: an unknown one exits 2.
+        assert main([*shlex.split(line)[1:], "--help"]) == 0, line
+    capsys.readouterr()
