@@ -29,8 +29,13 @@ $(BIN)/.installed-bench: pyproject.toml $(BIN)/.installed-dev
 demo: $(BIN)/.installed-core
 	$(BIN)/python -m hashmatch.demo demo-out
 
+# The kernels' naive-twin tests run a second time with the JIT off, so their bodies run
+# as plain Python (coverage sees them, and a numba-only behaviour cannot hide a bug).
+KERNEL_TESTS := tests/test_hasher_kernels.py tests/test_pdq_kernels.py tests/test_index_kernels.py tests/test_calibrate.py
+
 test: $(BIN)/.installed-dev
 	$(BIN)/python -m pytest -q -n 2
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -n 2 $(KERNEL_TESTS)
 
 bench: $(BIN)/.installed-bench
 	$(BIN)/python benchmarks/run_all.py
