@@ -301,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="1024x768", help="WIDTHxHEIGHT of the images (the --sizes of this job)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--name", default="scan", help="results file: benchmarks/results/NAME.json")
     parser.add_argument("--peers", default="limit,scan,scan-no-dihedral,scan-unpinned,cli,dask,dask-address")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -397,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         ["allocator (full 1024x768 decode + phash)", "CPU ms/file", "minor faults/file"],
     ))
     facts["load_average_at_end"] = os.getloadavg()
-    path = write_results("scan", {
+    path = write_results(args.name, {
         "machine": facts,
         "settings": {
             "count": args.count, "seed": args.seed, "size": args.size, "workers": args.workers,

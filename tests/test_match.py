@@ -433,3 +433,57 @@ def test_matcher_trims_letterbox_bars_and_says_so():
     assert without.match(upload) == []
     # An image without borders matches as it is, with no trimmed view at all.
     assert [m.orientation for m in with_trim.match(encode(original, "PNG"))] == [None, None]
+
+
+# -- batched matching -------------------------------------------------------------------
+def _random_uploads(rng: np.random.Generator, refs: list[Hash], count: int) -> list[list[dict[str, tuple[HashResult, ...]]]]:
+    """Uploads of one or two views (as is, trimmed), eight dihedral variants per algorithm,
+    some near references, random PDQ qualities; some uploads have no view at all."""
+    def variants(algorithm: str, bits: int) -> tuple[HashResult, ...]:
+        near = [r for r in refs if r.algorithm == algorithm]
+        out = []
+        for _ in range(len(DIHEDRAL_NAMES)):
+            h = _flip(near[int(rng.integers(len(near)))], rng, int(rng.integers(0, 40 if bits > 64 else 12))) \
+                if near and rng.random() < 0.4 else _random_hash(rng, algorithm, bits)
+            quality = int(rng.integers(0, 101)) if algorithm == "pdq" else None
+            out.append(HashResult(h, quality))
+        return tuple(out)
+
+    uploads = []
+    for _ in range(count):
+        views = [{"phash": variants("phash", 64), "pdq": variants("pdq", 256)} for _ in range(int(rng.integers(0, 3)))]
+        if views and rng.random() < 0.3:
+            del views[-1]["pdq"]  # an algorithm missing from one view
+        uploads.append(views)
+    return uploads
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), require=st.sampled_from(["any", "all"]), min_quality=st.sampled_from([None, 50]))
+def test_matcher_match_views_many_equals_match_views(seed: int, require: str, min_quality: int | None) -> None:
+    rng = np.random.default_rng(seed)
+    refs = [_random_hash(rng) for _ in range(30)] + [_random_hash(rng, "pdq", 256) for _ in range(30)]
+    refs += refs[:3]  # duplicates
+    m = Matcher.from_hashes(refs, require=require, min_quality=min_quality)  # type: ignore[arg-type]
+    uploads = _random_uploads(rng, refs, 20)
+    assert m.match_views_many(uploads) == [m.match_views(views) for views in uploads]
+    assert m.match_views_many([]) == []
+
+
+def test_matcher_match_views_many_equals_match_views_with_store_and_retractions(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    refs = [_random_hash(rng) for _ in range(40)]
+    store, ids = _store_with(tmp_path, refs[:30])
+    with store:
+        m = Matcher.from_store(store)
+        store.retract([ids[0], ids[5]])
+        store.add("L2", refs[35])  # lands in the delta index
+        assert m.refresh() is True
+        uploads = _random_uploads(rng, refs, 40)
+        uploads.append([{"phash": tuple(HashResult(h, None) for h in [refs[0]] + refs[1:8])}])  # retracted nearest
+        got = m.match_views_many(uploads)
+        assert got == [m.match_views(views) for views in uploads]
+        assert any(x.orientation and x.orientation.startswith("trimmed") for ms in got for x in ms)
+        assert any(x.orientation not in (None, "rot0") for ms in got for x in ms if x.orientation)
+        assert all(x.entry_id not in (ids[0], ids[5]) for ms in got for x in ms)

@@ -362,3 +362,48 @@ def test_scan_calls_workers_that_always_die_a_start_up_failure(tmp_path, rng, mo
         path.rename(many / f"crash{i}.jpg")
     with pytest.raises(hashmatch.HashmatchError, match="start-up"):
         list(hashmatch.scan(many, StandInMatcher({}), workers=2))
+
+
+class _FileByFile:
+    """A real Matcher without its batched method: the scan matches one file at a time."""
+
+    def __init__(self, matcher: hashmatch.Matcher) -> None:
+        self._m = matcher
+        self.algorithms, self.dihedral, self.trim_borders = matcher.algorithms, matcher.dihedral, matcher.trim_borders
+
+    def match_hashes(self, results):  # noqa: ANN001 - the Matcher's signature
+        return self._m.match_hashes(results)
+
+    def match_views(self, views):  # noqa: ANN001
+        return self._m.match_views(views)
+
+
+def test_scan_batched_matching_equals_file_by_file(tmp_path, rng):
+    from hashmatch.synthetic import generate_image
+
+    root = tmp_path / "t"
+    root.mkdir()
+    refs = []
+    for i in range(8):
+        image = generate_image(i, size=(160, 120))
+        refs.append(hashmatch.compute_hashes(image, ["phash"])["phash"][0].hash)
+        if i % 2:
+            image = image.transpose(Image.Transpose.ROTATE_90)
+        if i % 3 == 0:
+            boxed = Image.new("RGB", (160, 200))
+            boxed.paste(image if image.size == (160, 120) else image.resize((160, 120)), (0, 40))
+            image = boxed
+        image.save(root / f"f{i}.png")
+    make_images(root, rng, 5)
+    (root / "bad.jpg").write_bytes(b"nope")
+    matcher = hashmatch.Matcher.from_hashes(refs + [_random_phash(rng) for _ in range(50)], trim_borders=True)
+    batched = by_path(hashmatch.scan(root, matcher, workers=2, chunk_size=4))
+    single = by_path(hashmatch.scan(root, _FileByFile(matcher), workers=0))
+    assert batched == single
+    assert sum(r.matched for r in batched.values()) >= 6
+    assert any(m.orientation and m.orientation.startswith("trimmed") for r in batched.values() for m in r.matches)
+    assert batched[str(root / "bad.jpg")].error_kind is not None
+
+
+def _random_phash(rng: np.random.Generator) -> hashmatch.Hash:
+    return hashmatch.Hash(int.from_bytes(rng.bytes(8), "big"), "phash", 64)
