@@ -759,42 +759,6 @@ class ScanRun(Iterator[ScanResult]):
         quality = {name: variants[0].quality for name, variants in results.items() if variants[0].quality is not None}
         return ScanResult(path, size, mtime_ns, digest, own, quality, matches)
 
-    def _finish_chunk(self, chunk: _Chunk, outcome: list[_Raw]) -> list[ScanResult]:
-        # One index query per algorithm for the whole chunk, when the matcher can batch:
-        # the same matches as file by file, at a fraction of the parent's CPU per file.
-        batched = getattr(self._matcher, "match_views_many", None)
-        if batched is None:
-            return [self._finish(item, raw) for item, raw in zip(chunk, outcome)]
-        pending: list[tuple[_Raw, list[dict[str, tuple[HashResult, ...]]]]] = []
-        for raw in outcome:
-            pending.append((raw, self._views(raw[4]) if raw[5] is None else []))
-        all_matches = batched([views for raw, views in pending if raw[5] is None])
-        out: list[ScanResult] = []
-        found = iter(all_matches)
-        for raw, views in pending:
-            path, size, mtime_ns, digest, _, kind, message = raw
-            if kind is not None:
-                out.append(ScanResult(path, size, mtime_ns, digest, error_kind=kind, error=message))
-                continue
-            out.append(self._shape(raw, views[0], tuple(next(found))))
-        return out
-
-    @staticmethod
-    def _views(hashes: Any) -> list[dict[str, tuple[HashResult, ...]]]:
-        views: list[dict[str, tuple[HashResult, ...]]] = [{}, {}]
-        for key, variants in hashes.items():
-            trimmed = key.endswith(_TRIMMED)
-            name = key[: -len(_TRIMMED)] if trimmed else key
-            views[trimmed][name] = tuple(HashResult(Hash(value, name, bits), quality) for value, bits, quality in variants)
-        return views if views[1] else views[:1]
-
-    @staticmethod
-    def _shape(raw: _Raw, results: dict[str, tuple[HashResult, ...]], matches: tuple[Any, ...]) -> ScanResult:
-        path, size, mtime_ns, digest = raw[:4]
-        own = {name: variants[0].hash.hex() for name, variants in results.items()}
-        quality = {name: variants[0].quality for name, variants in results.items() if variants[0].quality is not None}
-        return ScanResult(path, size, mtime_ns, digest, own, quality, matches)
-
     def _run(self) -> Iterator[ScanResult]:
         self.start()
         todo = self._todo or []
@@ -878,8 +842,8 @@ class ScanRun(Iterator[ScanResult]):
                 for result in crashed:  # confirmed: workers do run, these files killed theirs
                     yield self._record(result)
                 crashed.clear()
-                for result in self._finish_chunk(chunk, outcome):
-                    yield self._record(result)
+                for item, raw in zip(chunk, outcome):
+                    yield self._record(self._finish(item, raw))
             for result in crashed:  # too few to call it a start-up failure
                 yield self._record(result)
         finally:

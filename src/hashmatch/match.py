@@ -508,73 +508,6 @@ class Matcher:
                     best[key] = m
         return sorted(best.values(), key=self._rank)
 
-    def match_views_many(self, uploads: Sequence[Sequence[HashesInput]]) -> list[list[Match]]:
-        """``[self.match_views(views) for views in uploads]``, with one index query per
-        algorithm for all the uploads at once (much cheaper per upload for a folder scan).
-        Raises as :meth:`match_hashes` does if any of the hashes is unusable."""
-        state = self._state  # one read: the whole batch runs on one consistent state
-        used = self._fixed_algorithms or tuple(state.indexes)
-        slots = [(u, _normalise(view)) for u, views in enumerate(uploads) for view in views]
-        found: list[dict[tuple[str, int], tuple[int, int]]] = [{} for _ in slots]
-        matched: list[set[str]] = [set() for _ in slots]
-        considered = [0] * len(slots)
-        for name in used:
-            alg_state = state.indexes.get(name)
-            if alg_state is None:
-                continue
-            hashes: list[Hash] = []
-            owner: list[int] = []
-            variant: list[int] = []
-            for k, (_, queries) in enumerate(slots):
-                variants = queries.get(name)
-                if not variants:
-                    continue
-                considered[k] += 1
-                for h, q, v in variants:
-                    if self.min_quality is not None and q is not None and q < self.min_quality:
-                        continue
-                    if h.bits != alg_state.bits:
-                        raise IncompatibleHashError(
-                            f"a {h.bits}-bit {name} hash cannot match {alg_state.bits}-bit references"
-                        )
-                    hashes.append(h)
-                    owner.append(k)
-                    variant.append(v)
-            if not hashes:
-                continue
-            batch = HashBatch.from_hashes(hashes, algorithm=name, bits=alg_state.bits)
-            for index in (alg_state.base, alg_state.delta):
-                if index is None:
-                    continue
-                res = index.query(batch, alg_state.threshold)
-                ids, distances, qidx = res.ids, res.distances, res.query_index
-                if alg_state.removed.size and ids.size:
-                    keep = ~np.isin(ids, alg_state.removed, assume_unique=False)
-                    ids, distances, qidx = ids[keep], distances[keep], qidx[keep]
-                for entry_id, distance, qi in zip(ids.tolist(), distances.tolist(), qidx.tolist()):
-                    k, q = owner[qi], variant[qi]
-                    key = (name, entry_id)
-                    best = found[k].get(key)
-                    if best is None or (distance, q) < best:
-                        found[k][key] = (distance, q)
-                    matched[k].add(name)
-        for k in range(len(slots)):
-            if self.require == "all" and (len(matched[k]) < considered[k] or considered[k] < len(used)):
-                found[k] = {}
-        info = self._describe(entry_id for f in found for _, entry_id in f) if any(found) else {}
-        best: list[dict[tuple[str, int], Match]] = [{} for _ in uploads]
-        previous, view_number = -1, 0
-        for k, (u, _) in enumerate(slots):
-            view_number = view_number + 1 if u == previous else 0
-            previous = u
-            for m in self._shape(found[k], info) if found[k] else ():
-                if view_number:
-                    m = replace(m, orientation="trimmed" if m.orientation is None else f"trimmed+{m.orientation}")
-                key = (m.algorithm, m.entry_id)
-                if key not in best[u] or m.distance < best[u][key].distance:
-                    best[u][key] = m
-        return [sorted(b.values(), key=self._rank) for b in best]
-
     def match_many(self, images: Iterable[ImageInput]) -> list[list[Match] | HashmatchError]:
         """Match each image; one that cannot be read yields its error in its place."""
         out: list[list[Match] | HashmatchError] = []
@@ -629,13 +562,7 @@ class Matcher:
             return []
         if self.require == "all" and (len(matched_algorithms) < considered or considered < len(used)):
             return []
-        return self._shape(found, self._describe(entry_id for _, entry_id in found))
-
-    def _shape(
-        self,
-        found: Mapping[tuple[str, int], tuple[int, int]],
-        info: Mapping[int, tuple[str | None, str | None, str | None]],
-    ) -> list[Match]:
+        info = self._describe(entry_id for _, entry_id in found)
         matches = []
         for (name, entry_id), (distance, variant) in found.items():
             list_name, label, external_id = info.get(entry_id, (None, None, None))
