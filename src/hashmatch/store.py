@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -542,19 +543,11 @@ class ReferenceStore:
         """All active entries of one algorithm, as ``(batch, entry_ids, generation)``,
         read in one consistent transaction."""
         bits = expected_bits(algorithm)
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN")
-            try:
-                gen = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-                rows = conn.execute(
-                    "SELECT id, hash FROM entries WHERE algorithm = ? AND retracted IS NULL ORDER BY id",
-                    (algorithm,),
-                ).fetchall()
-            finally:
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"reading {self.path} failed: {exc}") from None
+        with self._consistent_read() as (conn, gen):
+            rows = conn.execute(
+                "SELECT id, hash FROM entries WHERE algorithm = ? AND retracted IS NULL ORDER BY id",
+                (algorithm,),
+            ).fetchall()
         return self._batch(rows, algorithm, bits) + (gen,)
 
     def read_changes(
@@ -563,26 +556,31 @@ class ReferenceStore:
         """Changes after generation ``since``: ``(added batch, added ids, retracted ids,
         generation)``. Entries both added and retracted since then appear in neither."""
         bits = expected_bits(algorithm)
+        with self._consistent_read() as (conn, gen):
+            added = conn.execute(
+                "SELECT id, hash FROM entries WHERE algorithm = ? AND added_gen > ? AND retracted IS NULL "
+                "ORDER BY id",
+                (algorithm, since),
+            ).fetchall()
+            gone = conn.execute(
+                "SELECT id FROM entries WHERE algorithm = ? AND retracted_gen > ? AND added_gen <= ? ORDER BY id",
+                (algorithm, since, since),
+            ).fetchall()
+        batch, ids = self._batch(added, algorithm, bits)
+        return batch, ids, np.array([r[0] for r in gone], dtype=np.int64), gen
+
+    @contextmanager
+    def _consistent_read(self) -> Iterator[tuple[sqlite3.Connection, int]]:
+        """One read transaction, and the store's generation as of its start."""
         conn = self._conn()
         try:
             conn.execute("BEGIN")
             try:
-                gen = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-                added = conn.execute(
-                    "SELECT id, hash FROM entries WHERE algorithm = ? AND added_gen > ? AND retracted IS NULL "
-                    "ORDER BY id",
-                    (algorithm, since),
-                ).fetchall()
-                gone = conn.execute(
-                    "SELECT id FROM entries WHERE algorithm = ? AND retracted_gen > ? AND added_gen <= ? ORDER BY id",
-                    (algorithm, since, since),
-                ).fetchall()
+                yield conn, int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
             finally:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"reading {self.path} failed: {exc}") from None
-        batch, ids = self._batch(added, algorithm, bits)
-        return batch, ids, np.array([r[0] for r in gone], dtype=np.int64), gen
 
     @staticmethod
     def _batch(rows: list[tuple[int, bytes]], algorithm: str, bits: int) -> tuple[HashBatch, npt.NDArray[np.int64]]:
