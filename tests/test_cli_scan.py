@@ -292,7 +292,8 @@ def test_scan_cli_ctrl_c_exits_130_and_leaves_no_error_rows(tmp_path, rng):
     # Its own process group, so SIGINT reaches the scan and its workers as Ctrl-C would.
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
-    while proc.poll() is None and _rows_on_disk(out) < 10 and time.monotonic() < deadline:
+    # Interrupt as soon as the first row lands, so a fast machine still has most files to go.
+    while proc.poll() is None and _rows_on_disk(out) < 1 and time.monotonic() < deadline:
         time.sleep(0.002)
     if proc.poll() is not None:
         pytest.skip("the scan finished before it could be interrupted")
