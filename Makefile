@@ -27,7 +27,7 @@ $(BIN)/.installed-bench: pyproject.toml $(BIN)/.installed-dev
 	touch $@
 
 demo: $(BIN)/.installed-core
-	$(BIN)/python -m hashmatch.demo demo-out
+	$(BIN)/python -m hashmatch.testing.demo demo-out
 
 # The kernels' naive-twin tests run a second time with the JIT off, so their bodies run
 # as plain Python (coverage sees them, and a numba-only behaviour cannot hide a bug).

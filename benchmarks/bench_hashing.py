@@ -3,7 +3,7 @@
     python benchmarks/bench_hashing.py [--count 300] [--seed 7] [--size 1024x768]
 
 One process, one thread. The allocator is pinned (MALLOC_MMAP_THRESHOLD_, see
-_common.pin_malloc). Images: hashmatch.synthetic JPEGs (quality 90), written once
+_common.pin_malloc). Images: hashmatch.testing.synthetic JPEGs (quality 90), written once
 under benchmarks/data/. Writes benchmarks/results/hashing.json.
 """
 

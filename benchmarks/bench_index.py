@@ -97,7 +97,7 @@ def realistic_hashes(seed: int, n_images: int) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     from hashmatch.hashers import hash_image
-    from hashmatch.synthetic import generate_image
+    from hashmatch.testing.synthetic import generate_image
 
     rng = np.random.default_rng(seed)
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("phash_ref", "pdq_ref", "phash_unseen", "pdq_unseen")}

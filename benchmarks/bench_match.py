@@ -72,7 +72,7 @@ def _cpu(samples: list[float]) -> dict[str, float]:
 
 def _random_entries(rng: np.random.Generator, n: int, algorithm: str, bits: int, chunk: int = 200_000):
     from hashmatch.hashes import Hash
-    from hashmatch.store import NewEntry
+    from hashmatch._store import NewEntry
 
     nbytes = bits // 8
     for start in range(0, n, chunk):
@@ -82,7 +82,7 @@ def _random_entries(rng: np.random.Generator, n: int, algorithm: str, bits: int,
 
 
 def _jpeg(seed: int) -> bytes:
-    from hashmatch.synthetic import generate_image
+    from hashmatch.testing.synthetic import generate_image
 
     buf = io.BytesIO()
     generate_image(seed, size=(1024, 768)).save(buf, format="JPEG", quality=85)
@@ -93,7 +93,7 @@ def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from hashmatch import ALGORITHMS, Matcher, ReferenceStore, compute_hashes
     from hashmatch.hashes import HashBatch
     from hashmatch.index import Flat
-    from hashmatch.match import DEFAULT_THRESHOLDS
+    from hashmatch._match import DEFAULT_THRESHOLDS
 
     algorithms = [a for a in ("phash", "pdq") if a in ALGORITHMS]
     upload = _jpeg(args.seed)

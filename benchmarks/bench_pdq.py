@@ -3,7 +3,7 @@
     python benchmarks/bench_pdq.py [--count 200] [--seed 7] [--sizes 1024x768] [--rounds 5]
 
 One process, one thread; the allocator is pinned (MALLOC_MMAP_THRESHOLD_, see
-_common.pin_malloc). Images: photo-like JPEGs (quality 90) from hashmatch.synthetic
+_common.pin_malloc). Images: photo-like JPEGs (quality 90) from hashmatch.testing.synthetic
 when it is importable, else a small seeded generator here; kept in memory. Peers run
 interleaved, round after round, so that machine noise hits them alike: each ratio is
 taken within a round, and the table gives the median over rounds and its spread. Speed
@@ -31,7 +31,7 @@ TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / 
 
 
 def _photo(seed: int, size: tuple[int, int]):  # type: ignore[no-untyped-def]
-    """A photo-like image: hashmatch.synthetic if present, else gradients, blobs, grain."""
+    """A photo-like image: hashmatch.testing.synthetic if present, else gradients, blobs, grain."""
     import numpy as np
     from PIL import Image
 

@@ -9,7 +9,7 @@ synthetic photo-like images:
 * false positives: every ordered pair (query image, other reference image) of the
   ``--negatives`` originals, counted exactly by a numba histogram of distances;
 * recall: every variant of the first ``--positives`` originals under
-  :func:`hashmatch.transforms.standard_suite` (55 transforms, 14 families) against
+  :func:`hashmatch.testing.transforms.standard_suite` (55 transforms, 14 families) against
   its own original;
 * the threshold(s) reaching each target FPR (1e-3 … 1e-6), the recall there per family,
   ROC curves (PNG) and a markdown table;
@@ -59,7 +59,7 @@ def _hash_pixels(image: Any, source: Any, peers: bool) -> dict[str, Any]:
     """All hashes of one image: ours from ``source`` (a path or the image), peers from pixels."""
     import imagehash
     from hashmatch import compute_hashes
-    from hashmatch.transforms import trim_borders
+    from hashmatch.testing.transforms import trim_borders
 
     res = compute_hashes(source, OURS, dihedral=True)
     out: dict[str, Any] = {name: [r.hash.value for r in res[name]] for name in OURS}
@@ -88,7 +88,7 @@ def _work(job: tuple[str, bool, int, bool]) -> tuple[dict[str, Any], list[dict[s
     path, positive, suite_seed, peers = job
     from PIL import Image
 
-    from hashmatch.transforms import standard_suite
+    from hashmatch.testing.transforms import standard_suite
 
     with Image.open(path) as im:
         image = im.convert("RGB")
@@ -219,14 +219,14 @@ def _matched_pair(policy: Pair, thresholds: tuple[int, ...], da: np.ndarray, db:
 
 
 def _upper95(count: int, pairs: int) -> float:
-    from hashmatch.calibrate import upper_rate_bound
+    from hashmatch._calibrate import upper_rate_bound
 
     return upper_rate_bound(count, pairs)
 
 
 # -- main -----------------------------------------------------------------------------------------------
 def _dataset(count: int, seed: int, long_side: int, workers: int, data: Path) -> tuple[Path, list[dict[str, Any]], float]:
-    from hashmatch.synthetic import MANIFEST_NAME, write_dataset
+    from hashmatch.testing.synthetic import MANIFEST_NAME, write_dataset
 
     folder = data / f"synthetic-s{seed}-n{count}-l{long_side}"
     manifest = folder / MANIFEST_NAME
@@ -260,7 +260,7 @@ def _real_photo_check(policies: dict[str, Any], chosen: dict[str, tuple[int, ...
 
     from hashmatch import compute_hashes
     from hashmatch.errors import HashmatchError
-    from hashmatch.transforms import trim_borders
+    from hashmatch.testing.transforms import trim_borders
 
     if not REAL_PHOTOS.is_dir():
         return {"available": False}
@@ -343,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     peers = not args.no_peers
 
     from hashmatch._calibrate_kernels import joint_query_pair_histogram, query_pair_histogram
-    from hashmatch.transforms import FAMILIES, standard_suite
+    from hashmatch.testing.transforms import FAMILIES, standard_suite
 
     folder, images, t_gen = _dataset(args.negatives, args.seed, args.long_side, args.workers, args.data)
     suite = standard_suite(seed=args.seed)

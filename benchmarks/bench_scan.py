@@ -26,7 +26,7 @@ measure of how much work a file costs. Peers:
   ``--dask ADDRESS`` on a cluster that is already up.
 
 The allocator is pinned for every peer but one (MALLOC_MMAP_THRESHOLD_=134217728, recorded
-in the JSON). Images: hashmatch.synthetic JPEGs (quality 90), written once under
+in the JSON). Images: hashmatch.testing.synthetic JPEGs (quality 90), written once under
 benchmarks/data/. Writes benchmarks/results/scan.json.
 """
 
@@ -108,7 +108,7 @@ def _decode_reduced(item: tuple[str, tuple[str, tuple[int, int]]]) -> tuple[int,
 
 def _peer_scan(folder: str, store: str, workers: int, *, dihedral: bool = True, pinned: bool = True, dask: str | None = None) -> dict[str, float]:
     import hashmatch
-    from hashmatch.match import Matcher
+    from hashmatch._match import Matcher
 
     start = time.perf_counter()
     matcher = Matcher.from_store(store, algorithms=ALGORITHMS, dihedral=dihedral)
@@ -272,7 +272,7 @@ def _store(folder: Path, seed: int) -> Path:
     import numpy as np
 
     import hashmatch
-    from hashmatch.store import ReferenceStore
+    from hashmatch._store import ReferenceStore
 
     path = folder.parent / f"{folder.name}-refs.db"
     if path.exists():

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hashmatch._calibrate_kernels import joint_query_pair_histogram, pair_histogram, query_pair_histogram
-from hashmatch.calibrate import (
+from hashmatch._calibrate import (
     calibrate,
     calibrate_folder,
     distance_histogram,
@@ -21,7 +21,7 @@ from hashmatch.calibrate import (
 from hashmatch.cli import main
 from hashmatch.errors import CalibrationError, HashmatchError
 from hashmatch.hashes import HashBatch
-from hashmatch.synthetic import write_dataset
+from hashmatch.testing.synthetic import write_dataset
 
 WORDS = st.integers(0, 2**64 - 1)
 

@@ -19,7 +19,7 @@ import hashmatch
 from hashmatch._report import parse_row
 from hashmatch.cli import _scan as cli_scan
 from hashmatch.cli import main
-from hashmatch.store import ReferenceStore
+from hashmatch._store import ReferenceStore
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from hashmatch.errors import HashListError
 from hashmatch.hashes import Hash
-from hashmatch.hashlists import ParsedRow, RejectedRow, detect_format, read_hashlist, write_hashlist
+from hashmatch._hashlists import ParsedRow, RejectedRow, detect_format, read_hashlist, write_hashlist
 
 
 def _read(text: str, **kwargs: object) -> tuple[list[ParsedRow], list[RejectedRow]]:

@@ -12,7 +12,7 @@ from PIL import Image
 
 import hashmatch
 from hashmatch.errors import HashmatchError, ImageTooLargeError, UnreadableImageError
-from hashmatch.imageio import ImageLimits, load_image, to_mode
+from hashmatch._loading import ImageLimits, load_image, to_mode
 
 from .conftest import encode, photo_like
 

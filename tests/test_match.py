@@ -12,13 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import hashmatch.match as match_module
+import hashmatch._match as match_module
 from hashmatch import Match, Matcher, ReferenceStore, compute_hashes
 from hashmatch.errors import IncompatibleHashError, InvalidHashError, StoreError, UnreadableImageError
 from hashmatch.hashers import DIHEDRAL_NAMES, HashResult
 from hashmatch.hashes import Hash
-from hashmatch.match import DEFAULT_THRESHOLDS, default_threshold
-from hashmatch.store import NewEntry
+from hashmatch._match import DEFAULT_THRESHOLDS, default_threshold
+from hashmatch._store import NewEntry
 
 from .conftest import encode, photo_like
 
@@ -409,7 +409,7 @@ def _letterboxed(image: Image.Image, bar: int) -> Image.Image:
 
 def test_compute_query_hashes_adds_a_trimmed_view_only_for_bordered_images():
     from hashmatch.hashers import compute_query_hashes
-    from hashmatch.synthetic import generate_image
+    from hashmatch.testing.synthetic import generate_image
 
     original = generate_image(11, size=(320, 240))
     assert len(compute_query_hashes(original, ["phash"], trim_borders=True)) == 1
@@ -419,7 +419,7 @@ def test_compute_query_hashes_adds_a_trimmed_view_only_for_bordered_images():
 
 
 def test_matcher_trims_letterbox_bars_and_says_so():
-    from hashmatch.synthetic import generate_image
+    from hashmatch.testing.synthetic import generate_image
 
     original = generate_image(12, size=(320, 240))
     reference = compute_hashes(original, ["phash", "pdq"])

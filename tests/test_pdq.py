@@ -505,7 +505,7 @@ def test_pdq_warmup_runs():
 
 def test_pdq_reduced_decode_of_grey_jpeg_uses_the_scale_model(rng):
     # A grey JPEG is drafted in L and converted to RGB; the 1/n scale must survive that.
-    from hashmatch.imageio import DRAFT_SCALE_KEY, load_image, to_mode
+    from hashmatch._loading import DRAFT_SCALE_KEY, load_image, to_mode
 
     grey = Image.fromarray(photo_like(rng, 1024, 768)).convert("L")
     buf = io.BytesIO()

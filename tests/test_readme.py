@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from hashmatch.synthetic import generate_image
+from hashmatch.testing.synthetic import generate_image
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -16,7 +16,7 @@ import hashmatch
 from hashmatch import _scan
 from hashmatch._report import read_report
 from hashmatch.errors import ReportFormatError
-from hashmatch.imageio import ImageLimits
+from hashmatch._loading import ImageLimits
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def test_scan_dihedral_matches_a_rotated_copy(tmp_path, rng):
 
 
 def test_scan_matches_a_letterboxed_copy_through_the_trimmed_view(tmp_path):
-    from hashmatch.synthetic import generate_image
+    from hashmatch.testing.synthetic import generate_image
 
     original = generate_image(5, size=(320, 240))
     boxed = Image.new("RGB", (320, 420))

@@ -17,7 +17,7 @@ import pytest
 
 from hashmatch.errors import HashListError, InvalidHashError, StoreError
 from hashmatch.hashes import Hash
-from hashmatch.store import NewEntry, ReferenceStore
+from hashmatch._store import NewEntry, ReferenceStore
 
 
 def _phash(rng: np.random.Generator) -> Hash:
@@ -211,7 +211,7 @@ def test_store_import_killed_mid_way_leaves_store_unchanged(tmp_path: Path, rng:
     script = textwrap.dedent(
         f"""
         import os, signal
-        from hashmatch.store import ReferenceStore
+        from hashmatch._store import ReferenceStore
         def rows():
             yield "hash,algorithm\\n"
             for i in range(50_000):

@@ -11,7 +11,7 @@ import pytest
 
 from hashmatch import hash_image
 from hashmatch.cli import main
-from hashmatch.synthetic import MANIFEST_NAME, generate_image, image_seed, write_dataset
+from hashmatch.testing.synthetic import MANIFEST_NAME, generate_image, image_seed, write_dataset
 
 
 def _png(image) -> bytes:

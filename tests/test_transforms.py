@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from hashmatch import hash_image
-from hashmatch.synthetic import generate_image
-from hashmatch.transforms import (
+from hashmatch.testing.synthetic import generate_image
+from hashmatch.testing.transforms import (
     FAMILIES,
     TRANSFORMS,
     TransformSpec,

@@ -6,14 +6,13 @@ Hamming-distance index, and near-duplicate matching against reference lists.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
+from ._version import __version__
 from .errors import HashmatchError, ImageTooLargeError, UnreadableImageError
 from .hashers import ALGORITHMS, HashResult, compute_hashes, hash_image, hash_images
 from .hashes import Hash, HashBatch
-from .imageio import ImageLimits
-from .match import Match, Matcher
-from .store import ReferenceStore
+from ._loading import ImageLimits
+from ._match import Match, Matcher
+from ._store import ReferenceStore
 from ._scan import ScanResult, ScanSummary, scan
 
 
@@ -29,11 +28,6 @@ def warmup() -> None:
     _warm_hashers()
     _warm_index()
 
-
-try:
-    __version__ = version("hashmatch")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
 
 __all__ = [
     "ALGORITHMS",

@@ -122,7 +122,7 @@ def _csv_cells(row: Mapping[str, Any]) -> list[str]:
 
 
 def _meta_record(fmt: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-    from . import __version__
+    from ._version import __version__
 
     return {
         "magic": REPORT_MAGIC,

@@ -5,6 +5,7 @@ Children also inherit the builtin that callers would already catch, so an existi
 ``except ValueError`` or ``except OSError`` keeps working::
 
     HashmatchError
+    ├── UsageError                  (ValueError)  a bad argument: option, threshold, spec field
     ├── InvalidHashError            (ValueError)  malformed hex, bytes or bit array
     ├── IncompatibleHashError       (ValueError)  different algorithm or bit length
     ├── UnknownAlgorithmError       (ValueError)  name not in the registry
@@ -39,11 +40,16 @@ __all__ = [
     "StoreError",
     "UnknownAlgorithmError",
     "UnreadableImageError",
+    "UsageError",
 ]
 
 
 class HashmatchError(Exception):
     """Root of every error hashmatch raises on purpose."""
+
+
+class UsageError(HashmatchError, ValueError):
+    """A function or command was called with an argument it cannot use (out of range, unknown name)."""
 
 
 class InvalidHashError(HashmatchError, ValueError):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import click
 
-from .. import __version__
+from .._version import __version__
 from ..errors import HashmatchError
 
 __all__ = ["group", "main"]

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from ..calibrate import calibrate_folder
+from .._calibrate import calibrate_folder
 
 
 @click.command("calibrate")

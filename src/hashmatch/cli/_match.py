@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..errors import HashmatchError
-from ..match import Matcher
+from .._match import Matcher
 
 EXIT_NO_MATCH, EXIT_MATCH, EXIT_ERROR = 0, 1, 2
 

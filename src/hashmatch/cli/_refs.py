@@ -8,8 +8,8 @@ import click
 
 from ..errors import HashmatchError
 from ..hashers import ALGORITHMS, compute_hashes
-from ..hashlists import FORMATS
-from ..store import NewEntry, ReferenceStore
+from .._hashlists import FORMATS
+from .._store import NewEntry, ReferenceStore
 
 EXIT_OK, EXIT_PARTIAL = 0, 1
 

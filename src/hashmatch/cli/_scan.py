@@ -16,7 +16,7 @@ from typing import IO, Any
 import click
 
 from ..hashers import ALGORITHMS
-from ..imageio import DEFAULT_LIMITS, ImageLimits
+from .._loading import DEFAULT_LIMITS, ImageLimits
 from .._scan import ScanRun, ScanSummary, scan
 
 EXIT_CLEAN, EXIT_MATCHED = 0, 1
@@ -24,7 +24,7 @@ EXIT_CLEAN, EXIT_MATCHED = 0, 1
 
 def _load_matcher(store: str, algorithms: list[str] | None, dihedral: bool) -> Any:
     """The Matcher for ``store`` (a seam: tests substitute a stand-in)."""
-    from ..match import Matcher
+    from .._match import Matcher
 
     return Matcher.from_store(store, algorithms=algorithms, dihedral=dihedral)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..synthetic import write_dataset
+from ..testing.synthetic import write_dataset
 
 
 def _parse_size(value: str | None) -> tuple[int, int] | None:

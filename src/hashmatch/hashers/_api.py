@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..errors import HashmatchError
 from ..hashes import Hash
-from ..imageio import (
+from .._loading import (
     DEFAULT_LIMITS,
     DRAFT_SCALE_KEY,
     ImageInput,
@@ -106,7 +106,7 @@ def compute_query_hashes(
     out.update(_hash_loaded(img, chosen, dihedral))
     views = [out]
     if trim_borders:
-        from ..transforms import trim_borders as trim  # the one border rule, shared with the benchmark
+        from ..testing.transforms import trim_borders as trim  # the one border rule, shared with the benchmark
 
         trimmed = trim(img)
         if trimmed is not img and trimmed.size != img.size:

@@ -28,7 +28,7 @@ from PIL import Image
 
 from ..errors import ImageError
 from ..hashes import Hash
-from ..imageio import DRAFT_SCALE_KEY
+from .._loading import DRAFT_SCALE_KEY
 from ._pdq_kernels import bits_above_median, dihedral_coeffs, pdq_coeffs, pdq_coeffs_resampled
 from ._registry import Algorithm, HashResult, register
 

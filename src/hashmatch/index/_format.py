@@ -68,7 +68,7 @@ class IndexFile:
 
 
 def _library_version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 

@@ -32,11 +32,11 @@ from typing import IO, Any, Protocol
 import numpy as np
 from PIL import UnidentifiedImageError
 
-from ._report import ReportState, ReportWriter, detect_format, read_report
-from .errors import HashmatchError, ImageTooLargeError, MissingDependencyError, ReportFormatError
-from .hashers import HashResult, compute_hashes, compute_query_hashes, get_algorithm
-from .hashes import Hash
-from .imageio import DEFAULT_LIMITS, ImageLimits
+from .._report import ReportState, ReportWriter, detect_format, read_report
+from ..errors import HashmatchError, ImageTooLargeError, MissingDependencyError, ReportFormatError
+from ..hashers import HashResult, compute_hashes, compute_query_hashes, get_algorithm
+from ..hashes import Hash
+from .._loading import DEFAULT_LIMITS, ImageLimits
 
 __all__ = ["ERROR_KINDS", "DEFAULT_MMAP_THRESHOLD", "ScanResult", "ScanRun", "ScanSummary", "scan"]
 

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from .errors import HashListError, InvalidHashError, StoreError, UnknownAlgorithmError
 from .hashes import Hash, HashBatch
-from .hashlists import ParsedRow, RejectedRow, expected_bits, read_hashlist, write_hashlist
+from ._hashlists import ParsedRow, RejectedRow, expected_bits, read_hashlist, write_hashlist
 
 __all__ = ["Entry", "ImportReport", "ListInfo", "ListStats", "NewEntry", "ReferenceStore"]
 
@@ -359,7 +359,7 @@ class ReferenceStore:
         source_name: str | None = None,
         description: str | None = None,
     ) -> ImportReport:
-        """Import a hash-list file (see :mod:`hashmatch.hashlists`) in one transaction.
+        """Import a hash-list file (see :mod:`hashmatch._hashlists`) in one transaction.
 
         Bad rows are skipped and listed in the report with their line numbers; with
         ``strict`` any bad row aborts the import and nothing is added

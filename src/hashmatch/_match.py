@@ -41,9 +41,9 @@ from .errors import (
 )
 from .hashers import ALGORITHMS, DIHEDRAL_NAMES, HashResult, compute_query_hashes
 from .hashes import Hash, HashBatch
-from .hashlists import expected_bits
-from .imageio import DEFAULT_LIMITS, ImageInput, ImageLimits
-from .store import ReferenceStore
+from ._hashlists import expected_bits
+from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
+from ._store import ReferenceStore
 
 __all__ = ["DEFAULT_THRESHOLDS", "PDQ_MIN_QUALITY", "Match", "Matcher", "default_threshold"]
 

@@ -1,4 +1,4 @@
-"""The whole story on synthetic data: ``python -m hashmatch.demo OUT_DIR`` (``make demo``).
+"""The whole story on synthetic data: ``python -m hashmatch.testing.demo OUT_DIR`` (``make demo``).
 
 1. Make photo-like originals; put some of them on a reference list in a store.
 2. Make altered copies of listed originals (resized, recompressed, rotated, mirrored,
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from PIL import Image, ImageEnhance
 
-from . import ALGORITHMS, Matcher, ReferenceStore, compute_hashes
-from .store import NewEntry
+from hashmatch import ALGORITHMS, Matcher, ReferenceStore, compute_hashes
+from hashmatch._store import NewEntry
 from .synthetic import generate_image
 
 LISTED, UNLISTED = 6, 6

@@ -234,7 +234,7 @@ def write_dataset(
     else:
         entries = [_write_one(job) for job in jobs]
     manifest = {
-        "generator": "hashmatch.synthetic",
+        "generator": "hashmatch.testing.synthetic",
         "version": _MANIFEST_VERSION,
         "seed": seed,
         "count": int(count),
