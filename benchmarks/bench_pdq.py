@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         theirs = [pdqhash.compute(a) for a in arrays]
         ours = [pdq_from_array(a) for a in arrays]
         mismatched = sum(
-            (o.hash.to_bits() != t[0].astype(bool)).any() or o.quality != t[1] for o, t in zip(ours, theirs)
+            (o.hash.to_bool_array() != t[0].astype(bool)).any() or o.quality != t[1] for o, t in zip(ours, theirs)
         )
         print(f"bit-exact with pdqhash on decoded arrays: {len(arrays) - mismatched}/{len(arrays)} (hash and quality)")
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         half = []
         for f in files:
             vec, q = pdqhash_half(f)
-            half.append(HashResult(Hash.from_bits(vec.astype(bool), algorithm="pdq"), int(q)))
+            half.append(HashResult(Hash.from_bool_array(vec.astype(bool), algorithm="pdq"), int(q)))
         drift["decode 1/2 (draft) + pdqhash"] = _drift(half, full)
         for side in DRAFT_SIDES:
             fast = [ours_file(f, side) for f in files]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import hashmatch
-from hashmatch.errors import UnknownAlgorithmError
+from hashmatch.errors import UnknownAlgorithmError, UsageError
 
 from .conftest import encode, photo_like
 
@@ -156,7 +156,9 @@ def test_unknown_algorithm_and_option_are_usage_errors(rng):
     img = Image.fromarray(photo_like(rng, 10, 10))
     with pytest.raises(UnknownAlgorithmError, match="known"):
         hashmatch.hash_image(img, "nope")
-    with pytest.raises(TypeError, match="hash_szie"):
+    with pytest.raises(UnknownAlgorithmError, match="did you mean 'phash'"):
+        hashmatch.hash_image(img, "phahs")
+    with pytest.raises(UsageError, match="hash_szie"):
         hashmatch.hash_image(img, "phash", hash_szie=8)
     with pytest.raises(ValueError, match="hash_size"):
         hashmatch.hash_image(img, "phash", hash_size=1)

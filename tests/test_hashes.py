@@ -27,13 +27,13 @@ def test_hash_hex_round_trip(h):
 @given(hashes())
 def test_hash_bytes_and_bits_round_trip(h):
     assert Hash.from_bytes(h.to_bytes(), algorithm=h.algorithm, bits=h.bits) == h
-    assert Hash.from_bits(h.to_bits(), algorithm=h.algorithm) == h
+    assert Hash.from_bool_array(h.to_bool_array(), algorithm=h.algorithm) == h
 
 
 @given(st.integers(1, 300).flatmap(lambda n: st.tuples(hashes(bits=n), hashes(bits=n))))
 def test_hash_distance_is_popcount_of_xor(pair):
     a, b = pair
-    naive = sum(x != y for x, y in zip(a.to_bits(), b.to_bits()))
+    naive = sum(x != y for x, y in zip(a.to_bool_array(), b.to_bool_array()))
     assert a - b == naive == b - a
     assert a - a == 0
 
@@ -42,11 +42,11 @@ def test_hash_hex_matches_imagehash_for_its_bit_arrays(rng):
     for shape in [(8, 8), (16, 16), (6, 6), (5, 5)]:
         bits = rng.random(shape) > 0.5
         ref = imagehash.ImageHash(bits)
-        ours = Hash.from_bits(bits, algorithm="phash")
+        ours = Hash.from_bool_array(bits, algorithm="phash")
         assert str(ours) == str(ref)
         assert ours.bits == bits.size
         other_bits = rng.random(shape) > 0.5
-        assert ours - Hash.from_bits(other_bits, algorithm="phash") == ref - imagehash.ImageHash(other_bits)
+        assert ours - Hash.from_bool_array(other_bits, algorithm="phash") == ref - imagehash.ImageHash(other_bits)
         assert Hash.from_hex(str(ref), algorithm="phash", bits=bits.size) == ours
 
 

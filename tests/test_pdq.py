@@ -266,7 +266,7 @@ def test_pdq_dihedral_first_is_plain_hash_and_quality_shared(rng):
 def _pdqhash_result(rgb: np.ndarray) -> tuple[str, int]:
     pdqhash = pytest.importorskip("pdqhash", reason="pdqhash (the C++ reference bindings) is not installed")
     vector, quality = pdqhash.compute(rgb)
-    return str(Hash.from_bits(vector.astype(bool), algorithm="pdq")), int(quality)
+    return str(Hash.from_bool_array(vector.astype(bool), algorithm="pdq")), int(quality)
 
 
 def _rgb_arrays():
@@ -293,7 +293,7 @@ def test_pdq_equals_pdqhash_on_photo_like_arrays(seed, width, height):
     pdqhash = pytest.importorskip("pdqhash")
     vectors, quality = pdqhash.compute_dihedral(rgb)
     ours = pdq_dihedral_from_array(rgb)
-    assert [str(Hash.from_bits(v.astype(bool), algorithm="pdq")) for v in vectors] == [str(r.hash) for r in ours]
+    assert [str(Hash.from_bool_array(v.astype(bool), algorithm="pdq")) for v in vectors] == [str(r.hash) for r in ours]
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (5, 5), (5, 300), (63, 65), (128, 128)])
@@ -334,8 +334,9 @@ def test_pdq_photo_is_not_low_quality(rng):
 def test_is_low_quality_threshold_and_missing_quality():
     assert PDQ_MIN_QUALITY == 50
     assert is_low_quality(49) and not is_low_quality(50)
-    assert is_low_quality(None)
-    assert is_low_quality(HashResult(Hash(0, "pdq", 256), None))
+    # One rule with the Matcher's gate: a result without a quality is not gated.
+    assert not is_low_quality(None)
+    assert not is_low_quality(HashResult(Hash(0, "pdq", 256), None))
 
 
 @needs_testdata

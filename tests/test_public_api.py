@@ -11,10 +11,11 @@ import hashmatch.errors as errors
 def test_top_level_all_is_pinned():
     assert sorted(hashmatch.__all__) == sorted(
         [
-            "ALGORITHMS", "Hash", "HashBatch", "HashResult", "HashmatchError", "ImageLimits",
-            "ImageTooLargeError", "Match", "Matcher", "ReferenceStore", "ScanResult", "ScanSummary",
-            "UnreadableImageError", "__version__", "compute_hashes", "hash_image", "hash_images",
-            "scan", "warmup",
+            "ALGORITHMS", "DEFAULT_THRESHOLDS", "ERROR_KINDS", "Hash", "HashBatch", "HashResult",
+            "HashmatchError", "ImageError", "ImageLimits", "ImageTooLargeError", "Match", "Matcher",
+            "QuerySpec", "ReferenceStore", "ScanResult", "ScanRun", "ScanSummary", "StoreError",
+            "UnknownAlgorithmError", "UnreadableImageError", "UsageError", "__version__",
+            "compute_hashes", "compute_query_hashes", "hash_image", "hash_images", "scan", "warmup",
         ]
     )
     for name in hashmatch.__all__:

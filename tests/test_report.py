@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,10 @@ def test_jsonl_rows_are_json_objects_with_a_header(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
-def test_read_report_drops_a_partial_last_row_at_every_cut(tmp_path, fmt):
+def test_read_report_drops_a_partial_last_row_at_every_cut(tmp_path, fmt, monkeypatch):
+    # Both writes must carry the same "created" time, whatever second each starts in.
+    frozen = time.gmtime()
+    monkeypatch.setattr(time, "gmtime", lambda *args: frozen)
     path = str(tmp_path / f"r.{fmt}")
     rows = [_row(name, i) for i, name in enumerate(["a.jpg", "new\nline,\"q\".jpg", "=c.jpg"])]
     _write(path, fmt, rows)

@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 import hashmatch
-from hashmatch import _scan
+from hashmatch._scan._backends import CrashedChunk
+from hashmatch._scan._schedule import Failed, schedule
+from hashmatch._scan._worker import hash_chunk
 from hashmatch._report import read_report
 from hashmatch.errors import ReportFormatError
 from hashmatch._loading import ImageLimits
@@ -34,18 +36,22 @@ class StandInMatch:
 
 
 class StandInMatcher:
-    """The interface scan needs (algorithms, dihedral, match_hashes), over exact hex hashes."""
+    """The interface scan needs (spec, match_views), over exact hex hashes of the first view."""
 
-    def __init__(self, known: dict[str, str], *, algorithms: tuple[str, ...] = ("phash",), dihedral: bool = False):
+    def __init__(
+        self, known: dict[str, str], *, algorithms: tuple[str, ...] = ("phash",), dihedral: bool = False,
+        limits: ImageLimits = ImageLimits(),
+    ):
         self.known = dict(known)  # hex of the first algorithm -> label
         self.algorithms = algorithms
-        self.dihedral = dihedral
+        self.spec = hashmatch.QuerySpec(algorithms=algorithms, dihedral=dihedral, trim_borders=False, limits=limits)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> StandInMatcher:
         return cls(json.loads(Path(path).read_text()))
 
-    def match_hashes(self, results):  # noqa: ANN001 - the Matcher's signature
+    def match_views(self, views):  # noqa: ANN001 - the Matcher's signature
+        results = views[0]
         name = self.algorithms[0]
         out = []
         for variant, result in enumerate(results[name]):
@@ -152,12 +158,11 @@ def test_scan_matches_a_letterboxed_copy_through_the_trimmed_view(tmp_path):
 
 def test_scan_limits_record_too_large(tree):
     root, images = tree
-    matcher = StandInMatcher({})
     limits = ImageLimits(max_pixels=100, max_file_bytes=10_000_000)
-    results = by_path(hashmatch.scan(root, matcher, workers=0, limits=limits))
+    results = by_path(hashmatch.scan(root, StandInMatcher({}, limits=limits), workers=0))
     assert {results[str(p)].error_kind for p in images} == {"too_large"}
     small_files = ImageLimits(max_file_bytes=50)
-    results = by_path(hashmatch.scan(root, matcher, workers=0, limits=small_files))
+    results = by_path(hashmatch.scan(root, StandInMatcher({}, limits=small_files), workers=0))
     assert {results[str(p)].error_kind for p in images} == {"too_large"}
     assert results[str(images[0])].sha256 is None  # never read past the size check
 
@@ -198,7 +203,7 @@ def test_scan_unlistable_folder_is_reported_and_the_rest_scanned(tree, monkeypat
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(_scan.os, "scandir", refusing)
+    monkeypatch.setattr(os, "scandir", refusing)
     results = by_path(hashmatch.scan(root, StandInMatcher({}), workers=0))
     assert results[str(root / "sub" / "deeper")].error_kind == "permission"
     assert sum(r.error_kind is None for r in results.values()) == 6
@@ -292,12 +297,12 @@ def test_scan_rejects_bad_arguments(tree):
 
 
 class _CrashingBackend:
-    """Stands in for a pool whose worker dies on any chunk holding a file named crash*."""
+    """A backend whose worker dies on any chunk holding a file named crash*."""
 
     capacity = 3
 
-    def __init__(self, job):  # noqa: ANN001
-        self._job = job
+    def __init__(self, spec: hashmatch.QuerySpec) -> None:
+        self._spec = spec
         self._pending: list = []
         self._doomed = 0
         self.restarts = 0
@@ -309,11 +314,11 @@ class _CrashingBackend:
         chunk = self._pending.pop(0)
         if self._doomed:  # a dead worker fails every chunk that was in flight with it
             self._doomed -= 1
-            return chunk, _scan._CrashedChunk("worker died")
+            return chunk, CrashedChunk("worker died")
         if any(Path(p).name.startswith("crash") for p, _, _ in chunk):
             self._doomed = len(self._pending)
-            return chunk, _scan._CrashedChunk("worker died")
-        return chunk, _scan._hash_chunk(chunk, self._job)
+            return chunk, CrashedChunk("worker died")
+        return chunk, hash_chunk(chunk, self._spec)
 
     def restart(self) -> None:
         self.restarts += 1
@@ -322,22 +327,37 @@ class _CrashingBackend:
         pass
 
 
-def test_scan_isolates_the_file_that_crashes_a_worker(tree, monkeypatch):
+def _listed(folder: Path) -> list[tuple[str, int, int]]:
+    return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+def test_schedule_isolates_the_file_that_crashes_a_worker(tree):
     root, images = tree
     crash = root / "crash.jpg"
     crash.write_bytes(images[0].read_bytes())
-    backends = []
+    backend = _CrashingBackend(hashmatch.QuerySpec(trim_borders=False))
+    files = _listed(root)
+    outcomes = list(schedule(files, backend, 3))
+    failed = [o for o in outcomes if isinstance(o, Failed)]
+    replies = [o for o in outcomes if not isinstance(o, Failed)]
+    assert [(f.path, f.kind) for f in failed] == [(str(crash), "worker_crashed")]
+    assert sorted(item[0] for item, _ in replies) == sorted(p for p, _, _ in files if p != str(crash))
+    assert sum(raw[5] is None for _, raw in replies) == 8  # the 8 images hashed; the rest are error replies
+    assert backend.restarts >= 1
 
-    def make(self):  # noqa: ANN001
-        backends.append(_CrashingBackend(self._job))
-        return backends[-1]
 
-    monkeypatch.setattr(_scan.ScanRun, "_backend", make)
-    results = by_path(hashmatch.scan(root, StandInMatcher({}), workers=2, chunk_size=3))
-    assert results[str(crash)].error_kind == "worker_crashed"
-    assert sum(r.error_kind == "worker_crashed" for r in results.values()) == 1
-    assert sum(r.error_kind is None for r in results.values()) == 8
-    assert backends[0].restarts >= 1
+def test_schedule_calls_workers_that_always_die_a_start_up_failure(tmp_path, rng):
+    spec = hashmatch.QuerySpec(trim_borders=False)
+    few = tmp_path / "few"
+    for i, path in enumerate(make_images(few, rng, 2)):
+        path.rename(few / f"crash{i}.jpg")
+    outcomes = list(schedule(_listed(few), _CrashingBackend(spec), 1))
+    assert [o.kind for o in outcomes] == ["worker_crashed"] * 2
+    many = tmp_path / "many"
+    for i, path in enumerate(make_images(many, rng, 4)):
+        path.rename(many / f"crash{i}.jpg")
+    with pytest.raises(hashmatch.HashmatchError, match="start-up"):
+        list(schedule(_listed(many), _CrashingBackend(spec), 1))
 
 
 def test_scan_dask_cluster_agrees_with_in_process(tree):
@@ -350,15 +370,3 @@ def test_scan_dask_cluster_agrees_with_in_process(tree):
     assert on_dask == serial
 
 
-def test_scan_calls_workers_that_always_die_a_start_up_failure(tmp_path, rng, monkeypatch):
-    monkeypatch.setattr(_scan.ScanRun, "_backend", lambda self: _CrashingBackend(self._job))
-    few = tmp_path / "few"
-    for i, path in enumerate(make_images(few, rng, 2)):
-        path.rename(few / f"crash{i}.jpg")
-    results = by_path(hashmatch.scan(few, StandInMatcher({}), workers=2))
-    assert {r.error_kind for r in results.values()} == {"worker_crashed"} and len(results) == 2
-    many = tmp_path / "many"
-    for i, path in enumerate(make_images(many, rng, 4)):
-        path.rename(many / f"crash{i}.jpg")
-    with pytest.raises(hashmatch.HashmatchError, match="start-up"):
-        list(hashmatch.scan(many, StandInMatcher({}), workers=2))

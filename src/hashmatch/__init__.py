@@ -2,49 +2,70 @@
 
 Perceptual hashes (imagehash-compatible ahash, dhash, phash, whash, and PDQ), an exact
 Hamming-distance index, and near-duplicate matching against reference lists.
+
+Everything public is re-exported here and listed in ``__all__``; the modules behind
+it are private.
 """
 
 from __future__ import annotations
 
-from ._version import __version__
-from .errors import HashmatchError, ImageTooLargeError, UnreadableImageError
-from .hashers import ALGORITHMS, HashResult, compute_hashes, hash_image, hash_images
-from .hashes import Hash, HashBatch
 from ._loading import ImageLimits
-from ._match import Match, Matcher
+from ._match import DEFAULT_THRESHOLDS, Match, Matcher
+from ._query import QuerySpec
+from ._scan import ERROR_KINDS, ScanResult, ScanRun, ScanSummary, scan
 from ._store import ReferenceStore
-from ._scan import ScanResult, ScanSummary, scan
+from ._version import __version__
+from .errors import (
+    HashmatchError,
+    ImageError,
+    ImageTooLargeError,
+    StoreError,
+    UnknownAlgorithmError,
+    UnreadableImageError,
+    UsageError,
+)
+from .hashers import ALGORITHMS, HashResult, compute_hashes, compute_query_hashes, hash_image, hash_images
+from .hashers._api import warmup as _warm_hashers
+from .hashes import Hash, HashBatch
+from .index import warmup as _warm_index
 
 
 def warmup() -> None:
     """Compile every numba kernel now (hashers and indexes), so no request pays for it.
 
     Kernels are cached on disk after the first compile; this loads them from there.
-    Call it once at server start-up.
+    Call it once at server start-up. (:meth:`Matcher.warmup` loads only what one
+    Matcher uses.)
     """
-    from .hashers._api import warmup as _warm_hashers
-    from .index import warmup as _warm_index
-
     _warm_hashers()
     _warm_index()
 
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_THRESHOLDS",
+    "ERROR_KINDS",
     "Hash",
     "HashBatch",
     "HashResult",
     "HashmatchError",
+    "ImageError",
     "ImageLimits",
     "ImageTooLargeError",
     "Match",
     "Matcher",
+    "QuerySpec",
     "ReferenceStore",
     "ScanResult",
+    "ScanRun",
     "ScanSummary",
+    "StoreError",
+    "UnknownAlgorithmError",
     "UnreadableImageError",
+    "UsageError",
     "__version__",
     "compute_hashes",
+    "compute_query_hashes",
     "hash_image",
     "hash_images",
     "scan",

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._calibrate_kernels import pair_histogram, query_pair_histogram
-from .errors import CalibrationError, HashmatchError
+from .errors import CalibrationError, HashmatchError, UsageError
 from .hashers import compute_hashes, get_algorithm
 from .hashes import Hash, HashBatch
 
@@ -79,15 +79,15 @@ def distance_histogram(
         return pair_histogram(_words(references), references.bits)
     ok = np.ones(n, dtype=np.bool_) if query_ok is None else np.asarray(query_ok, dtype=np.bool_)
     if ok.shape != (n,):
-        raise ValueError(f"query_ok must have one flag per image ({n}), got shape {ok.shape}")
+        raise UsageError(f"query_ok must have one flag per image ({n}), got shape {ok.shape}")
     queries = [references] if queries is None else queries
     if not queries:
-        raise ValueError("queries must hold at least one batch")
+        raise UsageError("queries must hold at least one batch")
     for q in queries:
         if not isinstance(q, HashBatch) or q.algorithm != references.algorithm or q.bits != references.bits:
-            raise ValueError("every query batch must be a HashBatch of the references' algorithm and length")
+            raise UsageError("every query batch must be a HashBatch of the references' algorithm and length")
         if len(q) != n:
-            raise ValueError(f"every query batch must have {n} rows, got {len(q)}")
+            raise UsageError(f"every query batch must have {n} rows, got {len(q)}")
     stacked = np.ascontiguousarray(np.stack([_words(q) for q in queries], axis=1))
     return query_pair_histogram(stacked, _words(references), ok, references.bits)
 
@@ -196,7 +196,7 @@ class Calibration:
 
 def _check_fpr(fpr: object) -> float:
     if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 < float(fpr) < 1:
-        raise ValueError(f"fpr must be a number strictly between 0 and 1, got {fpr!r}")
+        raise UsageError(f"fpr must be a number strictly between 0 and 1, got {fpr!r}")
     return float(fpr)
 
 
@@ -294,7 +294,7 @@ def calibrate_folder(
     if not root.is_dir():
         raise CalibrationError(f"not a folder: {os.fspath(folder)}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        raise UsageError(f"workers must be a positive integer, got {workers!r}")
     try:
         paths = _image_files(root, recursive)
     except OSError as exc:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import IO, TextIO
 
 from .errors import HashListError, UnknownAlgorithmError
-from .hashes import Hash
+from .hashes import Hash, default_bits
 
 __all__ = [
     "FORMATS",
@@ -44,8 +44,6 @@ __all__ = [
 FORMATS = ("csv", "tsv", "hex", "pdq")
 """Hash-list formats by name; ``auto`` detection picks one of these."""
 
-# Algorithms a store can hold before their hasher is installed: lists arrive first.
-_WELL_KNOWN_BITS = {"pdq": 256}
 _PDQ_LINE = re.compile(r"^\s*(?:hash=)?([0-9a-fA-F]{64})\s*,\s*(?:quality=)?(\d{1,3})\s*(?:,(.*))?$")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -74,24 +72,9 @@ class RejectedRow:
         return f"line {self.line}: {self.reason}"
 
 
-_BITS_SEEN: dict[str, int] = {}  # a registered algorithm's bit length never changes
-
-
 def expected_bits(algorithm: str) -> int:
     """The bit length a store accepts for ``algorithm`` (its default options)."""
-    seen = _BITS_SEEN.get(algorithm)
-    if seen is not None:
-        return seen
-    from .hashers import ALGORITHMS  # late: hashers pull in numba and Pillow
-
-    alg = ALGORITHMS.get(algorithm)
-    if alg is not None:
-        bits = _BITS_SEEN[algorithm] = int(alg.bits(**alg.options))
-        return bits
-    if algorithm in _WELL_KNOWN_BITS:
-        return _WELL_KNOWN_BITS[algorithm]
-    known = ", ".join(sorted({*ALGORITHMS, *_WELL_KNOWN_BITS}))
-    raise UnknownAlgorithmError(f"unknown algorithm {algorithm!r}; known: {known}")
+    return default_bits(algorithm)
 
 
 def _parse_hash(text: str, algorithm: str) -> Hash | str:

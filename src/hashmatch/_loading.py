@@ -37,7 +37,7 @@ from typing import IO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageTooLargeError, UnreadableImageError
+from .errors import ImageTooLargeError, UnreadableImageError, UsageError
 
 __all__ = ["DEFAULT_LIMITS", "ImageInput", "ImageLimits", "load_image"]
 
@@ -236,3 +236,32 @@ def to_mode(img: Image.Image, mode: str) -> Image.Image:
     except Exception as exc:
         raise UnreadableImageError(f"cannot convert a {img.mode} image to {mode}: {exc}") from exc
 
+
+
+def trim_borders(image: Image.Image, *, tolerance: int = 12, min_area: float = 0.2) -> Image.Image:
+    """Cut away uniform borders (padding, letterbox and pillarbox bars), for matching.
+
+    A row or column is border while every pixel in it stays within ``tolerance`` grey
+    levels of the top-left pixel; the bounding box of everything else is kept. The
+    image comes back unchanged (the same object) when there is nothing to trim or
+    when the kept box would be under ``min_area`` of the image, which guards flat or
+    mostly blank images. The query pipeline's trimmed view and the robustness
+    benchmark's "undo padding" both use this one rule.
+    """
+    if not isinstance(image, Image.Image):
+        raise UsageError(f"trim_borders needs a PIL image, got {type(image).__name__}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or not 0 <= tolerance <= 255:
+        raise UsageError(f"tolerance must be an integer in [0, 255], got {tolerance!r}")
+    if isinstance(min_area, bool) or not isinstance(min_area, (int, float)) or not 0.0 <= min_area <= 1.0:
+        raise UsageError(f"min_area must be a number in [0, 1], got {min_area!r}")
+    image = image if image.mode == "RGB" else image.convert("RGB")
+    grey = np.asarray(image.convert("L"), dtype=np.int16)
+    content = np.abs(grey - grey[0, 0]) > tolerance
+    rows = np.flatnonzero(content.any(axis=1))
+    cols = np.flatnonzero(content.any(axis=0))
+    if rows.size == 0:
+        return image
+    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if (bottom - top) * (right - left) < min_area * grey.size or (top, left, bottom, right) == (0, 0, *grey.shape):
+        return image
+    return image.crop((left, top, right, bottom))

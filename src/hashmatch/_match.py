@@ -2,7 +2,9 @@
 
 A Matcher holds one exact Hamming index per algorithm and a threshold for each
 (a reference matches when its distance is at most the threshold). It answers
-``match(image)`` from many threads at once.
+``match(image)`` from many threads at once. How an upload is hashed and judged is
+its :class:`~hashmatch.QuerySpec`: ``match(image)`` is ``match_views(spec.hash(image))``,
+and :func:`hashmatch.scan` matches its workers' hashes the same way.
 
 Changes to a store reach a running Matcher through :meth:`Matcher.refresh`: it
 builds the new indexes aside and then replaces one reference, so a query in flight
@@ -35,39 +37,20 @@ from .errors import (
     HashmatchError,
     IncompatibleHashError,
     InvalidHashError,
-    MissingDependencyError,
     StoreError,
-    UnknownAlgorithmError,
+    UsageError,
 )
-from .hashers import ALGORITHMS, DIHEDRAL_NAMES, HashResult, compute_query_hashes
-from .hashes import Hash, HashBatch
-from ._hashlists import expected_bits
+from .hashers import ALGORITHMS, DIHEDRAL_NAMES, HashResult
+from .hashes import Hash, HashBatch, default_bits
+from .index import Index, build_index, load_index
 from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
+from ._query import DEFAULT_THRESHOLDS, QuerySpec, View, check_threshold, default_threshold, orientation_name
 from ._store import ReferenceStore
-
-__all__ = ["DEFAULT_THRESHOLDS", "PDQ_MIN_QUALITY", "Match", "Matcher", "default_threshold"]
-
-_log = logging.getLogger(__name__)
-
 from .hashers.pdq import PDQ_MIN_QUALITY
 
-DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
-    {
-        # From benchmarks/bench_robustness.py (5,000 synthetic originals, 25M unrelated
-        # pairs, 8,250 altered copies; README "Choosing thresholds"). Each is at most the
-        # largest threshold whose measured false-positive rate per pair is <= 1e-6.
-        # PDQ: upstream's 31, not the 81 measured here: synthetic images sit further
-        # apart under PDQ than real photos do, and 31 had no false positive at all.
-        "pdq": 31,
-        "phash": 10,  # measured 11 at 1e-6 (9.2e-7 at 10 with dihedral variants)
-        "dhash": 6,
-        # Unrelated images collide under ahash and whash (distance 0 among 5,000):
-        # only near-identical copies can be matched safely with them.
-        "ahash": 1,
-        "whash": 1,
-    }
-)
-"""Default maximum Hamming distance per algorithm; others get an eighth of their bits."""
+__all__ = ["DEFAULT_THRESHOLDS", "Match", "Matcher", "default_threshold"]
+
+_log = logging.getLogger(__name__)
 
 SNAPSHOT_SUFFIX = ".hmidx"
 # The delta index is rebuilt on every refresh, so fold it into a new base (and a new
@@ -110,9 +93,9 @@ class _AlgorithmState:
 
     bits: int
     threshold: int
-    base: Any | None  # an index from hashmatch.index
+    base: Index | None
     base_generation: int
-    delta: Any | None
+    delta: Index | None
     removed: npt.NDArray[np.int64]  # sorted ids retracted since the base
 
     @property
@@ -125,25 +108,6 @@ class _AlgorithmState:
 class _State:
     generation: int
     indexes: Mapping[str, _AlgorithmState]
-
-
-def _index_api() -> tuple[Any, Any]:
-    try:
-        from .index import build_index, load_index
-    except ImportError as exc:  # pragma: no cover - the index package ships with hashmatch
-        raise MissingDependencyError(f"hashmatch.index is not available: {exc}") from None
-    return build_index, load_index
-
-
-def _check_threshold(algorithm: str, value: object, bits: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= bits:
-        raise ValueError(f"threshold for {algorithm} must be an integer from 0 to {bits}, got {value!r}")
-    return int(value)
-
-
-def default_threshold(algorithm: str, bits: int) -> int:
-    """The threshold used when none is given: :data:`DEFAULT_THRESHOLDS` or bits/8."""
-    return DEFAULT_THRESHOLDS.get(algorithm, bits // 8)
 
 
 class Matcher:
@@ -163,6 +127,10 @@ class Matcher:
             starts with ``"trimmed"``.
         min_quality: query hashes whose quality (PDQ) is below this are not matched;
             None matches them all.
+        fast, limits: reduced-scale decoding and decoding limits, as for hashing.
+
+    These options make up the Matcher's :attr:`spec`, which :func:`hashmatch.scan`
+    ships to its workers. Bad values raise :class:`~hashmatch.errors.UsageError`.
     """
 
     def __init__(
@@ -179,30 +147,26 @@ class Matcher:
         limits: ImageLimits,
         trim_borders: bool,
         snapshot_dir: str | os.PathLike[str] | None,
+        allowed: Iterable[str] = (),
     ) -> None:
-        if require not in ("any", "all"):
-            raise ValueError(f"require must be 'any' or 'all', got {require!r}")
-        if min_quality is not None and (isinstance(min_quality, bool) or not isinstance(min_quality, int)):
-            raise ValueError(f"min_quality must be an integer or None, got {min_quality!r}")
         self._store = _store
         self._metadata = _metadata
-        self._fixed_algorithms = None if algorithms is None else tuple(dict.fromkeys(algorithms))
+        self._fixed_algorithms = None if algorithms is None else QuerySpec(algorithms=tuple(algorithms)).algorithms
+        self._spec = QuerySpec(
+            algorithms=self._fixed_algorithms or (),
+            dihedral=dihedral,
+            trim_borders=trim_borders,
+            fast=fast,
+            limits=limits,
+            min_quality=min_quality,
+            thresholds=thresholds,
+            require=require,
+        )
         if self._fixed_algorithms is not None:
             for name in self._fixed_algorithms:
-                expected_bits(name)  # UnknownAlgorithmError for a name nobody knows
-        self._thresholds = dict(thresholds or {})
-        for name, value in self._thresholds.items():
-            try:
-                bits = expected_bits(name)
-            except UnknownAlgorithmError:  # an in-memory algorithm: checked against its hashes
-                bits = 1 << 16
-            _check_threshold(name, value, bits)
-        self.require = require
-        self.dihedral = bool(dihedral)
-        self.trim_borders = bool(trim_borders)
-        self.min_quality = min_quality
-        self._fast = fast
-        self._limits = limits
+                if name not in allowed:
+                    default_bits(name)  # UnknownAlgorithmError, with a "did you mean"
+        self._spec.check_names(allowed)
         self._snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
         self._owns_store = False
         self._refresh_lock = threading.Lock()
@@ -296,13 +260,13 @@ class Matcher:
                 batches[name] = (batch, np.asarray(rows))
         id_array = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids)
         if id_array.shape != (n,) or (n and not np.issubdtype(id_array.dtype, np.integer)):
-            raise ValueError(f"ids must be {n} integers, got shape {id_array.shape} of {id_array.dtype}")
+            raise UsageError(f"ids must be {n} integers, got shape {id_array.shape} of {id_array.dtype}")
         id_array = id_array.astype(np.int64)
         if np.unique(id_array).size != n:
-            raise ValueError("ids must be unique")
+            raise UsageError("ids must be unique")
         for name, seq in (("labels", labels), ("external_ids", external_ids)):
             if seq is not None and len(seq) != n:
-                raise ValueError(f"{name} must have {n} items, got {len(seq)}")
+                raise UsageError(f"{name} must have {n} items, got {len(seq)}")
         metadata = {
             int(id_array[i]): (
                 list_name,
@@ -323,13 +287,14 @@ class Matcher:
             limits=limits,
             trim_borders=trim_borders,
             snapshot_dir=None,
+            allowed=tuple(batches),
         )
         wanted = matcher._fixed_algorithms
         indexes = {}
         for name, (batch, rows) in batches.items():
             if wanted is not None and name not in wanted:
                 continue
-            threshold = matcher._threshold(name, batch.bits)
+            threshold = matcher._spec.threshold(name, batch.bits)
             base = _build(batch, id_array[rows], threshold)
             indexes[name] = _AlgorithmState(batch.bits, threshold, base, 0, None, np.zeros(0, np.int64))
         matcher._state = _State(0, MappingProxyType(indexes))
@@ -356,8 +321,37 @@ class Matcher:
         return tuple(name for name in state.indexes if name in ALGORITHMS)
 
     @property
+    def spec(self) -> QuerySpec:
+        """How this Matcher hashes and judges an upload, with :attr:`algorithms` resolved."""
+        return self._spec.with_algorithms(self.algorithms)
+
+    @property
+    def require(self) -> Literal["any", "all"]:
+        return self._spec.require
+
+    @property
+    def dihedral(self) -> bool:
+        return self._spec.dihedral
+
+    @property
+    def trim_borders(self) -> bool:
+        return self._spec.trim_borders
+
+    @property
+    def min_quality(self) -> int | None:
+        return self._spec.min_quality
+
+    @property
     def thresholds(self) -> Mapping[str, int]:
         return MappingProxyType({name: s.threshold for name, s in self._state.indexes.items()})
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        """Reference hashes that can match, per algorithm (0 for an algorithm asked for
+        that the references do not have)."""
+        state = self._state
+        names = dict.fromkeys((*(self._fixed_algorithms or ()), *state.indexes))
+        return MappingProxyType({name: state.indexes[name].size if name in state.indexes else 0 for name in names})
 
     @property
     def generation(self) -> int:
@@ -371,10 +365,6 @@ class Matcher:
     def __repr__(self) -> str:
         return f"Matcher(algorithms={self.algorithms!r}, references={len(self)}, require={self.require!r})"
 
-    def _threshold(self, algorithm: str, bits: int) -> int:
-        if algorithm in self._thresholds:
-            return _check_threshold(algorithm, self._thresholds[algorithm], bits)
-        return default_threshold(algorithm, bits)
 
     # -- refresh ------------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -406,8 +396,8 @@ class Matcher:
             return True
 
     def _refreshed(self, name: str, current: _AlgorithmState | None, store: ReferenceStore) -> _AlgorithmState:
-        bits = expected_bits(name)
-        threshold = self._threshold(name, bits)
+        bits = default_bits(name)
+        threshold = self._spec.threshold(name, bits)
         base, base_gen = (current.base, current.base_generation) if current is not None else (None, -1)
         if current is None:
             base, base_gen = self._load_snapshot(name, bits, store)
@@ -438,9 +428,8 @@ class Matcher:
                 found.append((int(match.group(1)), match.group(2), path))
         return sorted(found, reverse=True)
 
-    def _load_snapshot(self, name: str, bits: int, store: ReferenceStore) -> tuple[Any | None, int]:
+    def _load_snapshot(self, name: str, bits: int, store: ReferenceStore) -> tuple[Index | None, int]:
         """The newest usable snapshot (index, generation), or (None, -1)."""
-        _, load_index = _index_api()
         for generation, token, path in self._snapshots(name, store):
             if store.snapshot_token(name, generation) != token:
                 continue  # not (or no longer) vouched for by the store
@@ -455,7 +444,7 @@ class Matcher:
             return index, generation
         return None, -1
 
-    def _save_snapshot(self, name: str, index: Any | None, generation: int, store: ReferenceStore) -> None:
+    def _save_snapshot(self, name: str, index: Index | None, generation: int, store: ReferenceStore) -> None:
         directory = self._snapshot_dir
         if directory is None or index is None:  # an empty set costs nothing to rebuild
             return
@@ -482,31 +471,13 @@ class Matcher:
     def match(self, image: ImageInput) -> list[Match]:
         """Matches of one image, nearest first; [] when nothing matches.
 
-        Bad input raises :class:`~hashmatch.errors.ImageError`.
+        ``match_views(spec.hash(image))``. Bad input raises
+        :class:`~hashmatch.errors.ImageError`.
         """
-        names = self.algorithms
-        if not names:
+        spec = self.spec
+        if not spec.algorithms:
             return []
-        views = compute_query_hashes(
-            image, names, fast=self._fast, limits=self._limits, dihedral=self.dihedral,
-            trim_borders=self.trim_borders,
-        )
-        return self.match_views(views)
-
-    def match_views(self, views: Sequence[HashesInput]) -> list[Match]:
-        """Matches of several views of one upload, as :func:`hashmatch.compute_query_hashes`
-        gives them: the image as it is, then its border-trimmed copy. Each entry is
-        reported once, from its nearest view; the trimmed view's orientations start
-        with ``"trimmed"``."""
-        best: dict[tuple[str, int], Match] = {}
-        for i, view in enumerate(views):
-            for m in self.match_hashes(view):
-                if i:
-                    m = replace(m, orientation="trimmed" if m.orientation is None else f"trimmed+{m.orientation}")
-                key = (m.algorithm, m.entry_id)
-                if key not in best or m.distance < best[key].distance:
-                    best[key] = m
-        return sorted(best.values(), key=self._rank)
+        return self.match_views(spec.hash(image))
 
     def match_many(self, images: Iterable[ImageInput]) -> list[list[Match] | HashmatchError]:
         """Match each image; one that cannot be read yields its error in its place."""
@@ -521,60 +492,73 @@ class Matcher:
     def match_hashes(self, hashes: HashesInput) -> list[Match]:
         """Matches of precomputed hashes: the output of :func:`hashmatch.compute_hashes`
         (eight results per algorithm are the dihedral variants), a Hash or a list of them."""
+        return self.match_views([hashes])
+
+    def match_views(self, views: Sequence[HashesInput | View]) -> list[Match]:
+        """Matches of the views of one upload, as :meth:`QuerySpec.hash` gives them: the
+        image as it is, then its border-trimmed copy. Each entry is reported once, from
+        its nearest view; the trimmed view's orientations start with ``"trimmed"``. The
+        ``require`` policy is applied to the merged matches of all views."""
         state = self._state  # one read: the whole query runs on one consistent state
-        queries = _normalise(hashes)
         used = self._fixed_algorithms or tuple(state.indexes)
-        found: dict[tuple[str, int], tuple[int, int]] = {}  # (alg, id) -> (distance, variant)
-        matched_algorithms = set()
-        considered = 0
-        for name in used:
-            alg_state = state.indexes.get(name)
-            variants = queries.get(name)
-            if alg_state is None or not variants:
-                continue
-            considered += 1
-            rows = [(h, v) for h, q, v in variants
-                    if self.min_quality is None or q is None or q >= self.min_quality]
-            if not rows:
-                continue
-            for h, _ in rows:
-                if h.bits != alg_state.bits:
-                    raise IncompatibleHashError(
-                        f"a {h.bits}-bit {name} hash cannot match {alg_state.bits}-bit references"
-                    )
-            batch = HashBatch.from_hashes([h for h, _ in rows], algorithm=name, bits=alg_state.bits)
-            variant_of = np.array([i for _, i in rows], dtype=np.int64)
-            for index in (alg_state.base, alg_state.delta):
-                if index is None:
-                    continue
-                res = index.query(batch, alg_state.threshold)
-                ids, distances, qidx = res.ids, res.distances, res.query_index
-                if alg_state.removed.size and ids.size:
-                    keep = ~np.isin(ids, alg_state.removed, assume_unique=False)
-                    ids, distances, qidx = ids[keep], distances[keep], qidx[keep]
-                for entry_id, distance, q in zip(ids.tolist(), distances.tolist(), variant_of[qidx].tolist()):
-                    key = (name, entry_id)
-                    best = found.get(key)
-                    if best is None or (distance, q) < best:
-                        found[key] = (distance, q)
-                    matched_algorithms.add(name)
+        # (algorithm, entry id) -> (distance, view, variant): nearest first, then the
+        # earlier view, then the earlier variant.
+        found: dict[tuple[str, int], tuple[int, int, int]] = {}
+        for view_index, view in enumerate(views):
+            queries = _normalise(view)
+            for name in used:
+                alg_state = state.indexes.get(name)
+                variants = queries.get(name)
+                if alg_state is not None and variants:
+                    self._search(name, alg_state, variants, view_index, found)
         if not found:
             return []
-        if self.require == "all" and (len(matched_algorithms) < considered or considered < len(used)):
+        if self._spec.require == "all" and {name for name, _ in found} != set(used):
             return []
         info = self._describe(entry_id for _, entry_id in found)
         matches = []
-        for (name, entry_id), (distance, variant) in found.items():
+        for (name, entry_id), (distance, view_index, variant) in found.items():
             list_name, label, external_id = info.get(entry_id, (None, None, None))
-            orientation = DIHEDRAL_NAMES[variant] if 0 < variant < len(DIHEDRAL_NAMES) else None
+            orientation = orientation_name(view_index, variant)
             matches.append(Match(entry_id, list_name, label, external_id, name, distance, orientation))
         matches.sort(key=self._rank)
         return matches
 
+    def _search(
+        self,
+        name: str,
+        alg_state: _AlgorithmState,
+        variants: list[tuple[HashResult, int]],
+        view_index: int,
+        found: dict[tuple[str, int], tuple[int, int, int]],
+    ) -> None:
+        rows = [(r.hash, v) for r, v in variants if self._spec.passes(r)]
+        if not rows:
+            return
+        for h, _ in rows:
+            if h.bits != alg_state.bits:
+                raise IncompatibleHashError(f"a {h.bits}-bit {name} hash cannot match {alg_state.bits}-bit references")
+        batch = HashBatch.from_hashes([h for h, _ in rows], algorithm=name, bits=alg_state.bits)
+        variant_of = np.array([v for _, v in rows], dtype=np.int64)
+        for index in (alg_state.base, alg_state.delta):
+            if index is None:
+                continue
+            res = index.query(batch, alg_state.threshold)
+            ids, distances, qidx = res.ids, res.distances, res.query_index
+            if alg_state.removed.size and ids.size:
+                keep = ~np.isin(ids, alg_state.removed, assume_unique=False)
+                ids, distances, qidx = ids[keep], distances[keep], qidx[keep]
+            for entry_id, distance, q in zip(ids.tolist(), distances.tolist(), variant_of[qidx].tolist()):
+                key = (name, entry_id)
+                candidate = (distance, view_index, q)
+                best = found.get(key)
+                if best is None or candidate < best:
+                    found[key] = candidate
+
     def _rank(self, match: Match) -> tuple[float, str, int]:
         # Nearest first across algorithms: a distance counts relative to the bit length.
         indexed = self._state.indexes.get(match.algorithm)
-        bits = indexed.bits if indexed is not None else expected_bits(match.algorithm)
+        bits = indexed.bits if indexed is not None else default_bits(match.algorithm)
         return (match.distance / bits, match.algorithm, match.entry_id)
 
     def _describe(self, entry_ids: Iterable[int]) -> Mapping[int, tuple[str | None, str | None, str | None]]:
@@ -589,37 +573,28 @@ class Matcher:
 
         (:func:`hashmatch.warmup` loads every kernel of every algorithm.)
         """
-        names = self.algorithms
-        if names:
-            probe_image = np.zeros((64, 64, 3), np.uint8)
-            probe_image[::2] = 255  # not flat: PDQ and phash take their usual paths
-            compute_query_hashes(
-                probe_image, names, fast=self._fast, limits=self._limits, dihedral=self.dihedral,
-                trim_borders=self.trim_borders,
-            )
+        self.spec.warmup()
         for name, alg_state in self._state.indexes.items():
-            nwords = (alg_state.bits + 63) // 64
-            probe = HashBatch(np.zeros((1, nwords), np.uint64), algorithm=name, bits=alg_state.bits)
+            probe = HashBatch([[0] * ((alg_state.bits + 63) // 64)], algorithm=name, bits=alg_state.bits)
             for index in (alg_state.base, alg_state.delta):
                 if index is not None:
                     index.query(probe, alg_state.threshold)
 
 
-def _build(batch: HashBatch, ids: npt.NDArray[np.int64], threshold: int) -> Any:
-    build_index, _ = _index_api()
+def _build(batch: HashBatch, ids: npt.NDArray[np.int64], threshold: int) -> Index:
     return build_index(batch, ids, max_distance=threshold)
 
 
-def _normalise(hashes: HashesInput) -> dict[str, list[tuple[Hash, int | None, int]]]:
-    """{algorithm: [(hash, quality, variant), ...]}; variant indexes DIHEDRAL_NAMES,
-    0 for a hash that is not one of eight dihedral variants."""
-    out: dict[str, list[tuple[Hash, int | None, int]]] = {}
+def _normalise(hashes: HashesInput) -> dict[str, list[tuple[HashResult, int]]]:
+    """{algorithm: [(result, variant), ...]}; variant indexes DIHEDRAL_NAMES, 0 for a
+    hash that is not one of eight dihedral variants. A bare Hash has no quality."""
+    out: dict[str, list[tuple[HashResult, int]]] = {}
 
-    def one(item: object, where: str) -> tuple[Hash, int | None]:
+    def one(item: object, where: str) -> HashResult:
         if isinstance(item, HashResult):
-            return item.hash, item.quality
+            return item
         if isinstance(item, Hash):
-            return item, None
+            return HashResult(item)
         raise InvalidHashError(f"{where} is a {type(item).__name__}, not a Hash or HashResult")
 
     if isinstance(hashes, Mapping):
@@ -628,16 +603,15 @@ def _normalise(hashes: HashesInput) -> dict[str, list[tuple[Hash, int | None, in
                 results = (results,)
             items = [one(r, f"{name} result {i}") for i, r in enumerate(results)]
             dihedral = len(items) == len(DIHEDRAL_NAMES)
-            for h, _ in items:
-                if h.algorithm != name:
-                    raise IncompatibleHashError(f"a {h.algorithm} hash listed under {name}")
-            out[name] = [(h, q, i if dihedral else 0) for i, (h, q) in enumerate(items)]
+            for r in items:
+                if r.hash.algorithm != name:
+                    raise IncompatibleHashError(f"a {r.hash.algorithm} hash listed under {name}")
+            out[name] = [(r, i if dihedral else 0) for i, r in enumerate(items)]
         return out
     if isinstance(hashes, (Hash, HashResult)):
         hashes = [hashes]
     for i, item in enumerate(hashes):
-        h, q = one(item, f"item {i}")
         # Separate hashes are separate originals, not dihedral variants of one image.
-        out.setdefault(h.algorithm, []).append((h, q, 0))
+        r = one(item, f"item {i}")
+        out.setdefault(r.hash.algorithm, []).append((r, 0))
     return out
-

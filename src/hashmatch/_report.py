@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from ._version import __version__
 from .errors import ReportFormatError
 
 __all__ = [
@@ -122,8 +123,6 @@ def _csv_cells(row: Mapping[str, Any]) -> list[str]:
 
 
 def _meta_record(fmt: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-    from ._version import __version__
-
     return {
         "magic": REPORT_MAGIC,
         "version": REPORT_VERSION,

@@ -24,6 +24,9 @@ Children also inherit the builtin that callers would already catch, so an existi
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "CalibrationError",
     "CorruptIndexError",
@@ -106,3 +109,15 @@ class CalibrationError(HashmatchError, ValueError):
 
 class MissingDependencyError(HashmatchError, ImportError):
     """An optional extra is needed; the message says which to install."""
+
+
+def unknown_algorithm(name: object, known: Iterable[str]) -> UnknownAlgorithmError:
+    """The one wording for an algorithm name nobody knows, with a "did you mean" when close."""
+    names = sorted(set(known))
+    hint = ""
+    if isinstance(name, str):
+        close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.6)
+        if close:
+            hint = f"; did you mean {close[0]!r}?"
+    shown = repr(name) if not isinstance(name, str) or len(name) <= 40 else repr(name[:40] + "…")
+    return UnknownAlgorithmError(f"unknown algorithm {shown}{hint} (known: {', '.join(names) or 'none'})")

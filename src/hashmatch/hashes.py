@@ -14,15 +14,44 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import overload
+from types import MappingProxyType
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from .errors import IncompatibleHashError, InvalidHashError
+from .errors import IncompatibleHashError, InvalidHashError, unknown_algorithm
 
-__all__ = ["Hash", "HashBatch"]
+__all__ = ["DEFAULT_BITS", "Hash", "HashBatch", "default_bits", "record_default_bits"]
+
+# Bit length of each algorithm at its default options. The hasher registry records its
+# algorithms here when they register, so the store and the index (which sit below the
+# hashers) can check lengths without importing them. PDQ lists arrive before any hasher.
+_DEFAULT_BITS: dict[str, int] = {"pdq": 256}
+DEFAULT_BITS: Mapping[str, int] = MappingProxyType(_DEFAULT_BITS)
+"""Bit length of each known algorithm's hashes at its default options."""
+
+
+def default_bits(algorithm: str) -> int:
+    """The bit length of ``algorithm``'s hashes at its default options.
+
+    Raises :class:`~hashmatch.errors.UnknownAlgorithmError` (with a "did you mean")
+    for a name no hasher registered.
+    """
+    try:
+        return _DEFAULT_BITS[algorithm]
+    except (KeyError, TypeError):
+        raise unknown_algorithm(algorithm, _DEFAULT_BITS) from None
+
+
+def record_default_bits(algorithm: str, bits: int) -> None:
+    """Record a registered algorithm's bit length (called by the hasher registry)."""
+    known = _DEFAULT_BITS.get(algorithm)
+    if known is not None and known != bits:
+        raise IncompatibleHashError(f"{algorithm} hashes have {known} bits, not {bits}")
+    _DEFAULT_BITS[algorithm] = _check_bits(bits)
 
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 
@@ -49,7 +78,8 @@ class Hash:
 
     ``a - b`` is the Hamming distance; it raises :class:`IncompatibleHashError` when
     the algorithms or lengths differ. Build one with :meth:`from_hex`,
-    :meth:`from_bytes` or :meth:`from_bits`, or get it from a hasher.
+    :meth:`from_bytes`, :meth:`from_bool_array` or :meth:`from_imagehash`, or get it
+    from a hasher. ``bits`` is always the bit length; the bits themselves are ``value``.
     """
 
     value: int
@@ -104,9 +134,9 @@ class Hash:
         return cls(value, _check_algorithm(algorithm), nbits)
 
     @classmethod
-    def from_bits(cls, bits: npt.ArrayLike, *, algorithm: str) -> Hash:
+    def from_bool_array(cls, array: npt.ArrayLike, *, algorithm: str) -> Hash:
         """A boolean array (any shape), flattened in C order; first element is the top bit."""
-        arr = np.asarray(bits)
+        arr = np.asarray(array)
         if arr.size == 0:
             raise InvalidHashError("empty bit array")
         if arr.dtype != np.bool_:
@@ -126,7 +156,28 @@ class Hash:
     def to_bytes(self) -> bytes:
         return self.value.to_bytes((self.bits + 7) // 8, "big")
 
-    def to_bits(self) -> npt.NDArray[np.bool_]:
+    @classmethod
+    def from_imagehash(cls, value: Any, *, algorithm: str) -> Hash:
+        """An ``imagehash.ImageHash`` (its ``.hash`` bit array), as imagehash computed it.
+
+        imagehash objects do not know their algorithm, so name it: ``algorithm="phash"``.
+        """
+        array = getattr(value, "hash", None)
+        if array is None:
+            raise InvalidHashError(f"expected an imagehash.ImageHash, got {type(value).__name__}")
+        return cls.from_bool_array(array, algorithm=algorithm)
+
+    def to_imagehash(self) -> Any:
+        """This hash as an ``imagehash.ImageHash`` (a square bit array when the length is
+        a square, as imagehash's own hashes are; else one row)."""
+        import imagehash  # a dependency, imported here only because few callers need it
+
+        bits = self.to_bool_array()
+        side = int(round(self.bits**0.5))
+        shape = (side, side) if side * side == self.bits else (1, self.bits)
+        return imagehash.ImageHash(bits.reshape(shape))
+
+    def to_bool_array(self) -> npt.NDArray[np.bool_]:
         """The bits as a flat boolean array, most significant first."""
         nbytes = (self.bits + 7) // 8
         raw = np.frombuffer(self.value.to_bytes(nbytes, "big"), dtype=np.uint8)

@@ -17,16 +17,12 @@ import click
 
 from ..hashers import ALGORITHMS
 from .._loading import DEFAULT_LIMITS, ImageLimits
+from .._match import Matcher
 from .._scan import ScanRun, ScanSummary, scan
 
 EXIT_CLEAN, EXIT_MATCHED = 0, 1
 
 
-def _load_matcher(store: str, algorithms: list[str] | None, dihedral: bool) -> Any:
-    """The Matcher for ``store`` (a seam: tests substitute a stand-in)."""
-    from .._match import Matcher
-
-    return Matcher.from_store(store, algorithms=algorithms, dihedral=dihedral)
 
 
 def _split_algorithms(value: str | None) -> list[str] | None:
@@ -152,7 +148,8 @@ def scan_command(
     if resume and out is None:
         raise click.UsageError("--resume needs --out (the report to resume)")
     names = _split_algorithms(algorithms)
-    matcher = _load_matcher(store, names, dihedral)
+    limits = ImageLimits(max_pixels=max_pixels, max_file_bytes=max_file_size)
+    matcher = Matcher.from_store(store, algorithms=names, dihedral=dihedral, limits=limits)
     report: Any = out if out is not None else sys.stdout
     run = scan(
         list(paths),
@@ -165,7 +162,6 @@ def scan_command(
         exclude=exclude,
         follow_symlinks=follow_symlinks,
         include_hashes=not no_hashes,
-        limits=ImageLimits(max_pixels=max_pixels, max_file_bytes=max_file_size),
         reference=os.path.abspath(store),
         dask=dask_address,
     )

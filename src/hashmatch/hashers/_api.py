@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import HashmatchError
+from ..errors import HashmatchError, UsageError
 from ..hashes import Hash
 from .._loading import (
     DEFAULT_LIMITS,
@@ -18,10 +18,15 @@ from .._loading import (
     check_pixel_limit,
     load_image,
     to_mode,
+    trim_borders as _trim_borders,
 )
-from ._registry import Algorithm, HashResult, get_algorithm
+from ._registry import ALGORITHMS, Algorithm, HashResult, get_algorithm
 
-__all__ = ["compute_hashes", "compute_query_hashes", "hash_image", "hash_images", "warmup"]
+__all__ = ["compute_hashes", "compute_query_hashes", "hash_image", "hash_images", "probe_image", "warmup"]
+
+View = dict[str, tuple[HashResult, ...]]
+"""One view of an upload hashed: ``{algorithm: (result, ...)}``, dihedral variants in
+:data:`DIHEDRAL_NAMES` order when asked for."""
 
 
 def _draft_request(algorithms: Sequence[tuple[Algorithm, dict[str, Any]]]) -> tuple[str, tuple[int, int]] | None:
@@ -71,7 +76,7 @@ def compute_query_hashes(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     dihedral: bool = False,
     trim_borders: bool = False,
-) -> list[dict[str, tuple[HashResult, ...]]]:
+) -> list[View]:
     """Hashes of each view of an upload, as :func:`compute_hashes` gives them.
 
     The first view is the image as it is. With ``trim_borders``, a second view is the
@@ -85,7 +90,7 @@ def compute_query_hashes(
         alg = get_algorithm(name)
         chosen.append((alg, alg.check_options(options.get(name, {}))))
     if not chosen:
-        raise ValueError("no algorithm requested")
+        raise UsageError("no algorithm requested")
     out: dict[str, tuple[HashResult, ...]] = {}
     if _is_rgb_array(image) and not exif_transpose and not trim_borders:
         rgb = np.ascontiguousarray(image)
@@ -106,9 +111,7 @@ def compute_query_hashes(
     out.update(_hash_loaded(img, chosen, dihedral))
     views = [out]
     if trim_borders:
-        from ..testing.transforms import trim_borders as trim  # the one border rule, shared with the benchmark
-
-        trimmed = trim(img)
+        trimmed = _trim_borders(img)
         if trimmed is not img and trimmed.size != img.size:
             if DRAFT_SCALE_KEY in img.info:
                 trimmed.info[DRAFT_SCALE_KEY] = img.info[DRAFT_SCALE_KEY]
@@ -186,11 +189,14 @@ def hash_images(
     return out
 
 
+def probe_image() -> Image.Image:
+    """The image every warm-up hashes: small, not flat, so each code path runs."""
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8))
+
+
 def warmup() -> None:
     """Compile (or load from numba's disk cache) every registered hasher's kernels."""
-    from ._registry import ALGORITHMS
-
-    rng = np.random.default_rng(0)
-    image = Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8))
+    image = probe_image()
     compute_hashes(image, list(ALGORITHMS), dihedral=True)
     compute_hashes(image, list(ALGORITHMS), dihedral=False)

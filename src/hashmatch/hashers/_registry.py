@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-
-
-from ..errors import UnknownAlgorithmError
-from ..hashes import Hash
+from ..errors import UsageError, unknown_algorithm
+from ..hashes import Hash, record_default_bits
 
 __all__ = ["ALGORITHMS", "Algorithm", "HashResult", "get_algorithm", "register"]
 
@@ -29,6 +27,11 @@ class HashResult:
 
     hash: Hash
     quality: int | None = None
+
+    def passes(self, min_quality: int | None) -> bool:
+        """The one quality-gate rule: a result with a quality under ``min_quality`` is
+        not matched; one without a quality (the algorithm gives none) always is."""
+        return min_quality is None or self.quality is None or self.quality >= min_quality
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,7 @@ class Algorithm:
         unknown = set(options) - set(self.options)
         if unknown:
             known = ", ".join(sorted(self.options)) or "none"
-            raise TypeError(f"{self.name} takes no option {sorted(unknown)}; its options: {known}")
+            raise UsageError(f"{self.name} takes no option {sorted(unknown)}; its options: {known}")
         return {**self.options, **options}
 
 
@@ -71,7 +74,8 @@ ALGORITHMS: Mapping[str, Algorithm] = MappingProxyType(_ALGORITHMS)
 
 def register(algorithm: Algorithm) -> Algorithm:
     if algorithm.name in _ALGORITHMS:
-        raise ValueError(f"algorithm {algorithm.name!r} is already registered")
+        raise UsageError(f"algorithm {algorithm.name!r} is already registered")
+    record_default_bits(algorithm.name, int(algorithm.bits(**algorithm.options)))
     _ALGORITHMS[algorithm.name] = algorithm
     return algorithm
 
@@ -80,7 +84,6 @@ def get_algorithm(name: str) -> Algorithm:
     try:
         return _ALGORITHMS[name]
     except (KeyError, TypeError):
-        known = ", ".join(sorted(_ALGORITHMS))
-        raise UnknownAlgorithmError(f"unknown algorithm {name!r}; known: {known}") from None
+        raise unknown_algorithm(name, _ALGORITHMS) from None
 
 

@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
+from ..errors import UsageError
 from ..hashes import Hash
 from ._kernels import above_mean, above_median, dct_basis, dct_low_above_median, dihedral_above_median, right_brighter
 from ._registry import DIHEDRAL_NAMES, Algorithm, HashResult, register
@@ -30,7 +31,7 @@ DRAFT_MIN_SIDE = 64
 
 def _check_size(name: str, value: object, minimum: int = 2) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+        raise UsageError(f"{name} must be an integer of at least {minimum}, got {value!r}")
     return value
 
 
@@ -47,14 +48,14 @@ def _draft_square(size: int) -> tuple[int, int]:
 def _ahash(image: Image.Image, *, hash_size: int = 8) -> HashResult:
     _check_size("hash_size", hash_size)
     pixels = _reduce(image, hash_size, hash_size)
-    return HashResult(Hash.from_bits(above_mean(pixels), algorithm="ahash"))
+    return HashResult(Hash.from_bool_array(above_mean(pixels), algorithm="ahash"))
 
 
 # -- dhash ---------------------------------------------------------------------------
 def _dhash(image: Image.Image, *, hash_size: int = 8) -> HashResult:
     _check_size("hash_size", hash_size)
     pixels = _reduce(image, hash_size + 1, hash_size)
-    return HashResult(Hash.from_bits(right_brighter(pixels), algorithm="dhash"))
+    return HashResult(Hash.from_bool_array(right_brighter(pixels), algorithm="dhash"))
 
 
 # -- phash ---------------------------------------------------------------------------
@@ -82,7 +83,7 @@ def _phash(image: Image.Image, *, hash_size: int = 8, highfreq_factor: int = 4) 
     _check_size("highfreq_factor", highfreq_factor, 1)
     size = hash_size * highfreq_factor
     pixels = _reduce(image, size, size)
-    return HashResult(Hash.from_bits(_phash_bits(pixels, hash_size), algorithm="phash"))
+    return HashResult(Hash.from_bool_array(_phash_bits(pixels, hash_size), algorithm="phash"))
 
 
 def _dihedral_views(pixels: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -116,7 +117,7 @@ def _phash_dihedral(image: Image.Image, *, hash_size: int = 8, highfreq_factor: 
     out = []
     for i in range(8):
         b = _phash_bits(np.ascontiguousarray(views[i]), hash_size) if ambiguous[i] else bits[i]
-        out.append(HashResult(Hash.from_bits(b, algorithm="phash")))
+        out.append(HashResult(Hash.from_bool_array(b, algorithm="phash")))
     return tuple(out)
 
 
@@ -133,25 +134,25 @@ def _whash(
 
     _check_size("hash_size", hash_size)
     if hash_size & (hash_size - 1):
-        raise ValueError(f"hash_size must be a power of 2 for whash, got {hash_size}")
+        raise UsageError(f"hash_size must be a power of 2 for whash, got {hash_size}")
     if image_scale is not None:
         _check_size("image_scale", image_scale)
         if image_scale & (image_scale - 1):
-            raise ValueError(f"image_scale must be a power of 2, got {image_scale}")
+            raise UsageError(f"image_scale must be a power of 2, got {image_scale}")
     else:
         natural = 2 ** int(math.log2(min(image.size)))
         image_scale = max(natural, hash_size)
     ll_max_level = int(math.log2(image_scale))
     level = int(math.log2(hash_size))
     if level > ll_max_level:
-        raise ValueError(f"hash_size {hash_size} is larger than image_scale {image_scale}")
+        raise UsageError(f"hash_size {hash_size} is larger than image_scale {image_scale}")
     pixels = _reduce(image, image_scale, image_scale) / 255.0
     if remove_max_haar_ll:
         coeffs = list(pywt.wavedec2(pixels, "haar", level=ll_max_level))
         coeffs[0] *= 0
         pixels = pywt.waverec2(coeffs, "haar")
     low = np.ascontiguousarray(pywt.wavedec2(pixels, mode, level=ll_max_level - level)[0])
-    return HashResult(Hash.from_bits(above_median(low), algorithm="whash"))
+    return HashResult(Hash.from_bool_array(above_median(low), algorithm="whash"))
 
 
 def _square_bits(hash_size: int = 8, **_: object) -> int:

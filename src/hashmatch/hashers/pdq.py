@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import ImageError
+from ..errors import ImageError, UsageError
 from ..hashes import Hash
 from .._loading import DRAFT_SCALE_KEY
 from ._pdq_kernels import bits_above_median, dihedral_coeffs, pdq_coeffs, pdq_coeffs_resampled
@@ -171,7 +171,7 @@ def _coefficients(rgb: np.ndarray, preresize_512: bool, decode_scale: int = 1) -
 def _result(coeffs: np.ndarray | None, quality: int) -> HashResult:
     if coeffs is None:
         return HashResult(Hash(0, "pdq", PDQ_BITS), quality)
-    return HashResult(Hash.from_bits(bits_above_median(coeffs), algorithm="pdq"), quality)
+    return HashResult(Hash.from_bool_array(bits_above_median(coeffs), algorithm="pdq"), quality)
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -205,7 +205,7 @@ def _turned(rgb: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def _dihedral_results(rgb: np.ndarray, preresize_512: bool, scale: int, method: str) -> tuple[HashResult, ...]:
     if method not in DIHEDRAL_METHODS:
-        raise ValueError(f"dihedral_method must be one of {DIHEDRAL_METHODS}, got {method!r}")
+        raise UsageError(f"dihedral_method must be one of {DIHEDRAL_METHODS}, got {method!r}")
     preresize = _check_bool("preresize_512", preresize_512)
     if method == "pixels":
         # Eight full hashes: exact for losslessly turned copies, 8x the time.
@@ -257,7 +257,7 @@ def _compute(
 ) -> HashResult:
     _check_draft(draft_min_side)
     if dihedral_method not in DIHEDRAL_METHODS:
-        raise ValueError(f"dihedral_method must be one of {DIHEDRAL_METHODS}, got {dihedral_method!r}")
+        raise UsageError(f"dihedral_method must be one of {DIHEDRAL_METHODS}, got {dihedral_method!r}")
     preresize = _check_bool("preresize_512", preresize_512)
     return _result(*_coefficients(_rgb_of(image), preresize, _decode_scale(image)))
 
@@ -279,7 +279,7 @@ def _compute_rgb(
     # An array is already decoded: draft_min_side has nothing to reduce.
     _check_draft(draft_min_side)
     if dihedral_method not in DIHEDRAL_METHODS:
-        raise ValueError(f"dihedral_method must be one of {DIHEDRAL_METHODS}, got {dihedral_method!r}")
+        raise UsageError(f"dihedral_method must be one of {DIHEDRAL_METHODS}, got {dihedral_method!r}")
     return pdq_from_array(rgb, preresize_512=preresize_512)
 
 
@@ -292,9 +292,9 @@ def _dihedral_rgb(
 
 def _check_draft(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"draft_min_side must be 0 (full decode) or a positive integer, got {value!r}")
+        raise UsageError(f"draft_min_side must be 0 (full decode) or a positive integer, got {value!r}")
     if 0 < value < 64:
-        raise ValueError(f"draft_min_side must be 0 or at least 64 (PDQ samples 64x64), got {value}")
+        raise UsageError(f"draft_min_side must be 0 or at least 64 (PDQ samples 64x64), got {value}")
     return value
 
 
@@ -326,11 +326,13 @@ PDQ = register(
 def is_low_quality(result: HashResult | int | None) -> bool:
     """True when a PDQ result (or its quality) is under :data:`PDQ_MIN_QUALITY`.
 
-    Matching should skip such hashes: flat and nearly blank images all look alike.
-    A missing quality counts as low.
+    Matching skips such hashes: flat and nearly blank images all look alike. The rule
+    is :meth:`HashResult.passes`, the one the Matcher applies: a missing quality is
+    not low (nothing says it is).
     """
-    quality = result.quality if isinstance(result, HashResult) else result
-    return quality is None or quality < PDQ_MIN_QUALITY
+    if not isinstance(result, HashResult):
+        result = HashResult(Hash(0, "pdq", 256), result)
+    return not result.passes(PDQ_MIN_QUALITY)
 
 
 def _own_options(kwargs: dict[str, Any]) -> dict[str, Any]:

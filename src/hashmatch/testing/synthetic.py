@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
+from ..errors import UsageError
+
 __all__ = ["MANIFEST_NAME", "generate_image", "image_seed", "write_dataset"]
 
 MANIFEST_NAME = "manifest.json"
@@ -41,7 +43,7 @@ def _check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if not 0 <= int(seed) < 2**63:
-        raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+        raise UsageError(f"seed must be in [0, 2**63), got {seed}")
     return int(seed)
 
 
@@ -53,7 +55,7 @@ def _check_size(size: object) -> tuple[int, int] | None:
     w, h = size
     for v in (w, h):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 16 <= v <= 8192:
-            raise ValueError(f"width and height must be integers in [16, 8192], got {size!r}")
+            raise UsageError(f"width and height must be integers in [16, 8192], got {size!r}")
     return int(w), int(h)
 
 
@@ -61,7 +63,7 @@ def _check_long_side(long_side: object) -> int | None:
     if long_side is None:
         return None
     if isinstance(long_side, bool) or not isinstance(long_side, (int, np.integer)) or not 32 <= long_side <= 8192:
-        raise ValueError(f"long_side must be an integer in [32, 8192], got {long_side!r}")
+        raise UsageError(f"long_side must be an integer in [32, 8192], got {long_side!r}")
     return int(long_side)
 
 
@@ -218,13 +220,13 @@ def write_dataset(
     fixed = _check_size(size)
     long_side = _check_long_side(long_side)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        raise UsageError(f"workers must be a positive integer, got {workers!r}")
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-        raise ValueError(f"count must be a non-negative integer, got {count!r}")
+        raise UsageError(f"count must be a non-negative integer, got {count!r}")
     if format not in _FORMATS:
-        raise ValueError(f"format must be one of {', '.join(_FORMATS)}, got {format!r}")
+        raise UsageError(f"format must be one of {', '.join(_FORMATS)}, got {format!r}")
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise ValueError(f"quality must be an integer in [1, 100], got {quality!r}")
+        raise UsageError(f"quality must be an integer in [1, 100], got {quality!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(str(out), seed, index, fixed, long_side, format, quality) for index in range(int(count))]

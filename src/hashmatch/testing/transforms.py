@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
+from .._loading import trim_borders
+from ..errors import UsageError
+
 __all__ = [
     "FAMILIES",
     "TRANSFORMS",
@@ -51,7 +54,7 @@ def _check_range(name: str, value: object, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not low <= float(value) <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+        raise UsageError(f"{name} must be in [{low}, {high}], got {value}")
     return float(value)
 
 
@@ -61,7 +64,7 @@ def _check_colour(colour: object) -> Colour:
         or len(colour) != 3
         or not all(isinstance(c, (int, np.integer)) and 0 <= c <= 255 for c in colour)
     ):
-        raise ValueError(f"colour must be three integers 0-255, got {colour!r}")
+        raise UsageError(f"colour must be three integers 0-255, got {colour!r}")
     return (int(colour[0]), int(colour[1]), int(colour[2]))
 
 
@@ -145,7 +148,7 @@ def mirror(image: Image.Image, *, axis: str = "horizontal") -> Image.Image:
     image = _rgb(image)
     ops = {"horizontal": Image.Transpose.FLIP_LEFT_RIGHT, "vertical": Image.Transpose.FLIP_TOP_BOTTOM}
     if axis not in ops:
-        raise ValueError(f"axis must be 'horizontal' or 'vertical', got {axis!r}")
+        raise UsageError(f"axis must be 'horizontal' or 'vertical', got {axis!r}")
     return image.transpose(ops[axis])
 
 
@@ -154,7 +157,7 @@ def jpeg(image: Image.Image, *, quality: int) -> Image.Image:
     """Re-encode as JPEG at ``quality`` (1-100) and decode again."""
     image = _rgb(image)
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
-        raise ValueError(f"quality must be an integer in [1, 100], got {quality!r}")
+        raise UsageError(f"quality must be an integer in [1, 100], got {quality!r}")
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=int(quality))
     buf.seek(0)
@@ -217,7 +220,7 @@ def caption(image: Image.Image, *, text: str = "WHEN THE CODE WORKS", size: floa
     image = _rgb(image).copy()
     size = _check_range("size", size, 0.01, 0.5)
     if position not in ("top", "bottom"):
-        raise ValueError(f"position must be 'top' or 'bottom', got {position!r}")
+        raise UsageError(f"position must be 'top' or 'bottom', got {position!r}")
     font = _font(image.height * size)
     draw = ImageDraw.Draw(image)
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=2)
@@ -233,7 +236,7 @@ def logo(image: Image.Image, *, size: float = 0.15, corner: str = "bottom-right"
     size = _check_range("size", size, 0.01, 0.9)
     corners = {"top-left": (0, 0), "top-right": (1, 0), "bottom-left": (0, 1), "bottom-right": (1, 1)}
     if corner not in corners:
-        raise ValueError(f"corner must be one of {', '.join(corners)}, got {corner!r}")
+        raise UsageError(f"corner must be one of {', '.join(corners)}, got {corner!r}")
     rng = np.random.default_rng(seed)
     bw = max(4, round(image.width * size))
     bh = max(4, round(bw * 0.45))
@@ -301,31 +304,6 @@ def screenshot(image: Image.Image, *, fill: float = 0.7, seed: int = 0) -> Image
     return canvas
 
 
-# -- undoing alterations ------------------------------------------------------------------------
-def trim_borders(image: Image.Image, *, tolerance: int = 12, min_area: float = 0.2) -> Image.Image:
-    """Cut away uniform borders (padding, letterbox and pillarbox bars), for matching.
-
-    A row or column is border while every pixel in it stays within ``tolerance`` grey
-    levels of the top-left pixel; the bounding box of everything else is kept. The
-    image comes back unchanged (the same object) when there is nothing to trim or
-    when the kept box would be under ``min_area`` of the image, which guards flat or
-    mostly blank images.
-    """
-    image = _rgb(image)
-    tolerance = int(_check_range("tolerance", tolerance, 0, 255))
-    min_area = _check_range("min_area", min_area, 0.0, 1.0)
-    grey = np.asarray(image.convert("L"), dtype=np.int16)
-    content = np.abs(grey - grey[0, 0]) > tolerance
-    rows = np.flatnonzero(content.any(axis=1))
-    cols = np.flatnonzero(content.any(axis=0))
-    if rows.size == 0:
-        return image
-    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    if (bottom - top) * (right - left) < min_area * grey.size or (top, left, bottom, right) == (0, 0, *grey.shape):
-        return image
-    return image.crop((left, top, right, bottom))
-
-
 # -- registry -------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Transform:
@@ -358,7 +336,7 @@ def _transform(name: str) -> Transform:
     try:
         return TRANSFORMS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}") from None
+        raise UsageError(f"unknown transform {name!r}; known: {', '.join(TRANSFORMS)}") from None
 
 
 def _plain(value: Any) -> Any:
@@ -466,7 +444,7 @@ def sample_specs(seed: int, count: int, *, families: Iterable[str] | None = None
     wanted = set(FAMILIES if families is None else families)
     unknown = wanted - set(FAMILIES)
     if unknown:
-        raise ValueError(f"unknown families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
+        raise UsageError(f"unknown families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
     rng = np.random.default_rng(seed)
     names = [t.name for t in TRANSFORMS.values() if t.family in wanted]
     s = TransformSpec.of

@@ -1,0 +1,224 @@
+"""The query pipeline's one description: :class:`QuerySpec`.
+
+How an upload becomes query hashes (algorithms and their options, dihedral variants,
+a border-trimmed view, reduced-scale decoding, limits) and how those hashes become a
+verdict (quality gate, thresholds, the multi-algorithm policy) is decided here, once.
+The :class:`~hashmatch.Matcher` owns a spec; ``Matcher.match`` is
+``match_views(spec.hash(image))``, and :func:`hashmatch.scan` ships the same spec to
+its workers, so an image gets one verdict through every entry point.
+
+A spec is a frozen value made of plain data, so it pickles to worker processes and
+Dask clusters unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+
+from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
+from .errors import UsageError, unknown_algorithm
+from .hashers import ALGORITHMS, DIHEDRAL_NAMES, HashResult, compute_query_hashes, get_algorithm
+from .hashers._api import View, probe_image
+from .hashers.pdq import PDQ_MATCH_DISTANCE, PDQ_MIN_QUALITY
+from .hashes import DEFAULT_BITS
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "QuerySpec",
+    "VIEW_NAMES",
+    "View",
+    "check_threshold",
+    "default_threshold",
+    "orientation_name",
+]
+
+DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
+    {
+        # From benchmarks/bench_robustness.py (5,000 synthetic originals, 25M unrelated
+        # pairs, 8,250 altered copies; README "Choosing thresholds"). Each is at most the
+        # largest threshold whose measured false-positive rate per pair is <= 1e-6.
+        # PDQ: upstream's 31, not the 81 measured here: synthetic images sit further
+        # apart under PDQ than real photos do, and 31 had no false positive at all.
+        "pdq": PDQ_MATCH_DISTANCE,
+        "phash": 10,  # measured 11 at 1e-6 (9.2e-7 at 10 with dihedral variants)
+        "dhash": 6,
+        # Unrelated images collide under ahash and whash (distance 0 among 5,000):
+        # only near-identical copies can be matched safely with them.
+        "ahash": 1,
+        "whash": 1,
+    }
+)
+"""Default maximum Hamming distance per algorithm; others get an eighth of their bits."""
+
+VIEW_NAMES: tuple[str | None, ...] = (None, "trimmed")
+"""What each view of :meth:`QuerySpec.hash` is: the upload as it is, then border-trimmed."""
+
+
+def default_threshold(algorithm: str, bits: int) -> int:
+    """The threshold used when none is given: :data:`DEFAULT_THRESHOLDS` or bits/8."""
+    return DEFAULT_THRESHOLDS.get(algorithm, bits // 8)
+
+
+def check_threshold(algorithm: str, value: object, bits: int) -> int:
+    """``value`` as a threshold for ``bits``-bit hashes, or :class:`UsageError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) <= bits:
+        raise UsageError(f"threshold for {algorithm} must be an integer from 0 to {bits}, got {value!r}")
+    return int(value)
+
+
+def orientation_name(view: int, variant: int) -> str | None:
+    """How a match's upload was turned: None as is, ``"rot90"``, ``"trimmed+flipx"``, …"""
+    turned = DIHEDRAL_NAMES[variant] if 0 < variant < len(DIHEDRAL_NAMES) else None
+    prefix = VIEW_NAMES[view] if 0 <= view < len(VIEW_NAMES) else f"view{view}"
+    if prefix is None:
+        return turned
+    return prefix if turned is None else f"{prefix}+{turned}"
+
+
+def _frozen_items(mapping: Mapping[str, Any] | Iterable[tuple[str, Any]] | None, what: str) -> tuple[tuple[str, Any], ...]:
+    if mapping is None:
+        return ()
+    items = mapping.items() if isinstance(mapping, Mapping) else mapping
+    try:
+        pairs = tuple((k, v) for k, v in items)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} must be a mapping, got {type(mapping).__name__}") from None
+    for key, _ in pairs:
+        if not isinstance(key, str):
+            raise UsageError(f"{what} keys must be algorithm names, got {key!r}")
+    return tuple(sorted(pairs))
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """How an upload is hashed and judged; frozen and picklable.
+
+    Fields:
+        algorithms: algorithms to compute for an upload (registered names).
+        options: per-algorithm keyword options, ``{"phash": {"hash_size": 8}}``.
+        dihedral: also hash the seven rotated and mirrored variants.
+        trim_borders: also hash the upload with uniform borders cut away (padding,
+            letterbox), when it has any.
+        fast: allow reduced-scale JPEG decoding where an algorithm permits it.
+        limits: the file-size and pixel limits of decoding.
+        min_quality: query hashes whose quality (PDQ) is below this are not matched;
+            None matches them all (:meth:`HashResult.passes` is the rule).
+        thresholds: maximum distance per algorithm; others take :func:`default_threshold`.
+        require: ``"any"`` reports matches of any algorithm; ``"all"`` reports only when
+            every algorithm in use matched, in any view of the upload.
+
+    ``options`` and ``thresholds`` may be given as mappings; they are kept as sorted
+    tuples of pairs so the spec stays hashable (see :meth:`options_for`,
+    :meth:`threshold_map`).
+    """
+
+    algorithms: tuple[str, ...] = ("phash",)
+    options: Any = ()
+    dihedral: bool = True
+    trim_borders: bool = True
+    fast: bool = True
+    limits: ImageLimits = DEFAULT_LIMITS
+    min_quality: int | None = PDQ_MIN_QUALITY
+    thresholds: Any = ()
+    require: Literal["any", "all"] = "any"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.algorithms, str):
+            raise UsageError(f"algorithms must be a list of names, not the string {self.algorithms!r}")
+        try:
+            names = tuple(dict.fromkeys(self.algorithms))
+        except TypeError:
+            raise UsageError(f"algorithms must be a list of names, got {self.algorithms!r}") from None
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise UsageError(f"algorithm names must be non-empty strings, got {name!r}")
+        set_ = object.__setattr__
+        set_(self, "algorithms", names)
+        options = tuple((name, _frozen_items(opts, f"options for {name}")) for name, opts in _frozen_items(self.options, "options"))
+        set_(self, "options", options)
+        set_(self, "thresholds", _frozen_items(self.thresholds, "thresholds"))
+        for flag in ("dihedral", "trim_borders", "fast"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise UsageError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+            set_(self, flag, bool(getattr(self, flag)))
+        if not isinstance(self.limits, ImageLimits):
+            raise UsageError(f"limits must be an ImageLimits, got {type(self.limits).__name__}")
+        if self.min_quality is not None and (
+            isinstance(self.min_quality, bool) or not isinstance(self.min_quality, int)
+        ):
+            raise UsageError(f"min_quality must be an integer or None, got {self.min_quality!r}")
+        if self.require not in ("any", "all"):
+            raise UsageError(f"require must be 'any' or 'all', got {self.require!r}")
+        for name, value in self.thresholds:
+            bits = DEFAULT_BITS.get(name)
+            # A name no hasher knows may still be an in-memory algorithm of a Matcher's
+            # own hashes: the Matcher checks those against its references.
+            check_threshold(name, value, bits if bits is not None else 1 << 16)
+
+    # -- reading ------------------------------------------------------------------------
+    def options_for(self, algorithm: str) -> dict[str, Any]:
+        """The keyword options given for ``algorithm`` (empty when none)."""
+        for name, opts in self.options:
+            if name == algorithm:
+                return dict(opts)
+        return {}
+
+    def threshold_map(self) -> dict[str, int]:
+        """The thresholds given explicitly, by algorithm."""
+        return {name: int(value) for name, value in self.thresholds}
+
+    def threshold(self, algorithm: str, bits: int) -> int:
+        """The threshold for ``algorithm``'s ``bits``-bit hashes: as given, else the default."""
+        given = self.threshold_map()
+        if algorithm in given:
+            return check_threshold(algorithm, given[algorithm], bits)
+        return default_threshold(algorithm, bits)
+
+    def check_names(self, allowed: Iterable[str] = ()) -> None:
+        """Refuse threshold and option names that are neither known algorithms nor in
+        ``allowed`` (a Matcher's in-memory algorithms), with a "did you mean"."""
+        known = {*DEFAULT_BITS, *allowed}
+        for name, _ in (*self.thresholds, *self.options):
+            if name not in known:
+                raise unknown_algorithm(name, known)
+
+    def passes(self, result: HashResult) -> bool:
+        """The quality gate: whether ``result`` may be matched."""
+        return result.passes(self.min_quality)
+
+    def with_algorithms(self, algorithms: Iterable[str]) -> QuerySpec:
+        return dataclasses.replace(self, algorithms=tuple(algorithms))
+
+    # -- hashing ------------------------------------------------------------------------
+    def hash(self, image: ImageInput) -> list[View]:
+        """The query hashes of one upload: one :data:`View` per entry of
+        :data:`VIEW_NAMES` that applies (the trimmed view only when borders were found).
+
+        Bad input raises :class:`~hashmatch.errors.ImageError`; a spec without
+        algorithms raises :class:`~hashmatch.errors.UsageError`.
+        """
+        if not self.algorithms:
+            raise UsageError("no algorithm to hash with (the references hold none this spec can compute)")
+        for name in self.algorithms:
+            get_algorithm(name)
+        return compute_query_hashes(
+            image,
+            self.algorithms,
+            fast=self.fast,
+            limits=self.limits,
+            dihedral=self.dihedral,
+            trim_borders=self.trim_borders,
+            options={name: dict(opts) for name, opts in self.options if name in self.algorithms},
+        )
+
+    def warmup(self) -> None:
+        """Load this spec's hashing kernels now (numba caches, lazy imports)."""
+        if self.algorithms and all(name in ALGORITHMS for name in self.algorithms):
+            self.hash(probe_image())
+
