@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from hashmatch.cli import main
-
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_robustness.py"
 
 
@@ -45,7 +43,3 @@ def test_bench_robustness_quick_writes_tables_and_consistent_rates(tmp_path) -> 
     # Trimming uniform borders off the query finds every padded and letterboxed copy.
     assert payload["systems"]["pdq+dihedral+trim"]["at"]["0.001"]["recall_by_family"]["pad"] == 1.0
 
-
-def test_bench_cli_rejects_unknown_benchmark(capsys) -> None:
-    assert main(["bench", "no_such_bench"]) == 2
-    assert "available:" in capsys.readouterr().err

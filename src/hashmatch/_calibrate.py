@@ -29,6 +29,7 @@ from ._calibrate_kernels import pair_histogram, query_pair_histogram
 from .errors import CalibrationError, HashmatchError, UsageError
 from .hashers import compute_hashes, get_algorithm
 from .hashes import Hash, HashBatch
+from ._scan._walk import WalkError, walk
 
 __all__ = [
     "Calibration",
@@ -250,8 +251,18 @@ def calibrate(
 
 
 def _image_files(folder: Path, recursive: bool) -> list[Path]:
-    walker = folder.rglob("*") if recursive else folder.glob("*")
-    return sorted(p for p in walker if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+    """Image files under ``folder`` through the scan's walker (loops detected, symlinks
+    skipped); ``folder`` itself that cannot be listed is a :class:`CalibrationError`."""
+    exclude = () if recursive else ("*/*",)  # a pattern with a slash: anything below the top
+    found = []
+    for item in walk([os.fspath(folder)], exclude=exclude):
+        if isinstance(item, WalkError):
+            if item.path == os.fspath(folder):
+                raise CalibrationError(f"cannot read {item.path}: {item.message}")
+            continue  # a folder below that cannot be listed holds nothing to compare
+        if os.path.splitext(item.path)[1].lower() in _IMAGE_SUFFIXES:
+            found.append(Path(item.path))
+    return found
 
 
 def _hash_one(args: tuple[str, str, bool]) -> tuple[list[Hash], int | None] | None:

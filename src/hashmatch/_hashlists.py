@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TextIO
 
+from ._csv import FORMULA_STARTS, CsvWriter
 from .errors import HashListError, UnknownAlgorithmError
 from .hashes import Hash, default_bits
 
@@ -46,7 +47,7 @@ FORMATS = ("csv", "tsv", "hex", "pdq")
 
 _PDQ_LINE = re.compile(r"^\s*(?:hash=)?([0-9a-fA-F]{64})\s*,\s*(?:quality=)?(\d{1,3})\s*(?:,(.*))?$")
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = FORMULA_STARTS  # the writer's rule (hashmatch._csv), undone on reading
 _MAX_FIELD = 1 << 16
 
 
@@ -316,13 +317,6 @@ class _Chain(io.TextIOBase):
         return self._head.pop(0) if self._head else self._tail.readline(size)
 
 
-def _safe_cell(text: str | None) -> str:
-    if not text:
-        return ""
-    # Spreadsheets run a cell that starts with = + - @ as a formula.
-    return "'" + text if text[:1] in _FORMULA_START else text
-
-
 def write_hashlist(
     dest: str | os.PathLike[str] | IO[str],
     rows: Iterable[tuple[Hash, int | None, str | None, str | None, str | None]],
@@ -345,13 +339,10 @@ def write_hashlist(
     count = 0
     try:
         if format in ("csv", "tsv"):
-            writer = csv.writer(out, delimiter="," if format == "csv" else "\t", lineterminator="\n")
+            writer = CsvWriter(out, delimiter="," if format == "csv" else "\t")
             writer.writerow(["hash", "algorithm", "id", "label", "quality", "list"])
             for h, quality, label, external_id, list_name in rows:
-                writer.writerow(
-                    [h.hex(), h.algorithm, _safe_cell(external_id), _safe_cell(label),
-                     "" if quality is None else quality, _safe_cell(list_name)]
-                )
+                writer.writerow([h.hex(), h.algorithm, external_id or None, label or None, quality, list_name or None])
                 count += 1
         elif format == "hex":
             for h, *_ in rows:
@@ -361,7 +352,8 @@ def write_hashlist(
             for h, quality, _label, external_id, _list in rows:
                 if h.algorithm != "pdq":
                     raise HashListError(f"a PDQ list cannot hold {h.algorithm} hashes")
-                tail = "" if not external_id else "," + external_id.replace(",", " ").replace("\n", " ")
+                # One line per hash, as ThreatExchange reads it: no separators inside the id.
+                tail = "" if not external_id else "," + " ".join(external_id.replace(",", " ").splitlines())
                 out.write(f"{h.hex()},{100 if quality is None else quality}{tail}\n")
                 count += 1
     except OSError as exc:

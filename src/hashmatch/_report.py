@@ -12,10 +12,9 @@ serves "a killed run loses at most the rows in flight":
   meta in a sidecar ``<report>.meta.json`` (so spreadsheets see only the table), and
   its first row names the columns. Resume refuses a report of another kind or with
   other settings (:class:`~hashmatch.errors.ReportFormatError`).
-* CSV cells are quoted per RFC 4180 by :mod:`csv`; a cell starting with ``=``, ``+``,
-  ``-``, ``@``, tab, CR or ``'`` gets one ``'`` in front so a spreadsheet shows it as
-  text instead of running it as a formula. Reading strips exactly one leading ``'``
-  from such cells, so paths round-trip exactly.
+* CSV cells follow the project's one rule (:mod:`hashmatch._csv`): RFC 4180 quoting,
+  CRLF records, and a ``'`` before formula-like cells, stripped again on reading, so
+  paths round-trip exactly.
 * File names that are not valid UTF-8 (surrogate-escaped by Python) are written as
   ``\\udcXX`` escapes in JSON and as their raw bytes in CSV; both read back unchanged.
 """
@@ -23,7 +22,6 @@ serves "a killed run loses at most the rows in flight":
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import time
@@ -33,6 +31,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ._version import __version__
+from ._csv import csv_line as _csv_line
+from ._csv import escape_cell as _escape_cell
+from ._csv import unescape_cell as _unescape_cell
 from .errors import ReportFormatError
 
 __all__ = [
@@ -65,7 +66,6 @@ CSV_COLUMNS = (
 )
 _CSV_JSON_COLUMNS = ("hashes", "quality", "matches")
 _CSV_INT_COLUMNS = ("size", "mtime_ns")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 _FSYNC_EVERY_SECONDS = 2.0
 
 
@@ -93,20 +93,6 @@ def _json_dumps(obj: Any) -> str:
     except UnicodeEncodeError:  # a surrogate-escaped file name: keep it exact as \\udcXX
         text = json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
     return text
-
-
-def _escape_cell(text: str) -> str:
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
-
-
-def _unescape_cell(text: str) -> str:
-    return text[1:] if text.startswith("'") else text
-
-
-def _csv_line(cells: list[str]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\r\n").writerow(cells)
-    return buf.getvalue()
 
 
 def _csv_cells(row: Mapping[str, Any]) -> list[str]:
@@ -350,7 +336,6 @@ class ReportWriter:
         self._fmt = fmt
         self._owns = owns
         self._last_sync = time.monotonic()
-        self._csv = csv.writer(fh, lineterminator="\r\n") if fmt == "csv" else None
 
     @classmethod
     def open(

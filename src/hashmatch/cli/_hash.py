@@ -2,100 +2,75 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import click
 
+from .._csv import CsvWriter
+from .._scan._walk import WalkError, walk
 from ..errors import HashmatchError
-from ..hashers import ALGORITHMS, compute_hashes
-
-EXIT_OK, EXIT_SOME_UNREADABLE, EXIT_USAGE = 0, 1, 2
-
-
-def _split_algorithms(value: str) -> list[str]:
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ALGORITHMS]
-    if not names or unknown:
-        raise click.BadParameter(
-            f"unknown algorithm(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(sorted(ALGORITHMS))}"
-        )
-    return names
+from ..hashers import compute_hashes
+from ._options import EXIT_FOUND, EXIT_OK, algorithms_option
 
 
-def _walk(paths: tuple[str, ...], recursive: bool) -> Iterator[tuple[str, str | None]]:
-    """Yield (path, problem) in a stable order; a problem replaces hashing."""
+def _files(paths: tuple[str, ...], recursive: bool, follow_symlinks: bool) -> Iterator[tuple[str, str | None]]:
+    """(path, problem) in a stable order, through the scan's walker; a problem replaces hashing."""
     for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
+        if os.path.isdir(raw):
             if not recursive:
                 yield raw, "is a directory (use --recursive)"
                 continue
-            for root, dirs, files in os.walk(path, onerror=None):
-                dirs.sort()
-                for name in sorted(files):
-                    yield os.path.join(root, name), None
-        else:
-            yield raw, None
-
-
-def _safe_cell(text: str) -> str:
-    # A leading =, +, - or @ would run as a formula when the CSV is opened in a spreadsheet.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+        elif os.path.exists(raw) and not os.path.isfile(raw):
+            yield raw, "not a regular file"  # a FIFO or device: never read
+            continue
+        for item in walk([raw], follow_symlinks=follow_symlinks):
+            yield item.path, item.message if isinstance(item, WalkError) else None
 
 
 @click.command("hash")
 @click.argument("paths", nargs=-1, required=True)
-@click.option(
-    "--algorithm",
-    "-a",
-    "algorithms",
-    default="phash",
-    show_default=True,
-    help="Comma-separated algorithm names (see `hashmatch hash --help` for the list).",
-)
+@algorithms_option(default="phash", help="Comma-separated algorithm names.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
 @click.option("--recursive", "-r", is_flag=True, help="Walk folders.")
+@click.option("--follow-symlinks", is_flag=True, help="Follow symlinks found while walking (loops are detected).")
 @click.option("--exact", is_flag=True, help="Decode at full resolution (no reduced-scale JPEG decode).")
 @click.option("--exif-transpose", is_flag=True, help="Apply EXIF orientation before hashing (default: stored pixels).")
 def hash_command(
-    paths: tuple[str, ...], algorithms: str, fmt: str, recursive: bool, exact: bool, exif_transpose: bool
+    paths: tuple[str, ...], algorithms: tuple[str, ...], fmt: str, recursive: bool, follow_symlinks: bool,
+    exact: bool, exif_transpose: bool,
 ) -> int:
     """Hash image files: one row per file and algorithm.
 
     Columns: path, algorithm, hash, quality (PDQ only) and error. Exit code 0 when every
     file was hashed, 1 when some could not be read, 2 for usage errors.
     """
-    names = _split_algorithms(algorithms)
     out = sys.stdout
-    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    writer = CsvWriter(out) if fmt == "csv" else None
     if writer is not None:
         writer.writerow(["path", "algorithm", "hash", "quality", "error"])
     failures = 0
-    for path, problem in _walk(paths, recursive):
+    for path, problem in _files(paths, recursive, follow_symlinks):
         rows: list[tuple[str, str, str, int | None, str]] = []
         if problem is None:
             try:
-                results = compute_hashes(path, names, fast=not exact, exif_transpose=exif_transpose)
+                results = compute_hashes(path, algorithms, fast=not exact, exif_transpose=exif_transpose)
             except HashmatchError as exc:
                 problem = str(exc)
             else:
-                for name in names:
+                for name in algorithms:
                     result = results[name][0]
                     rows.append((path, name, result.hash.hex(), result.quality, ""))
         if problem is not None:
             failures += 1
-            rows = [(path, name, "", None, problem) for name in names]
+            rows = [(path, name, "", None, problem) for name in algorithms]
         for path_, name, hexstr, quality, error in rows:
             if writer is not None:
-                q = "" if quality is None else str(quality)
-                writer.writerow([_safe_cell(path_), name, hexstr, q, _safe_cell(error)])
+                writer.writerow([path_, name, hexstr, quality, error])
             else:
                 record = {"path": path_, "algorithm": name, "hash": hexstr or None, "quality": quality, "error": error or None}
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
         out.flush()
-    return EXIT_SOME_UNREADABLE if failures else EXIT_OK
+    return EXIT_FOUND if failures else EXIT_OK

@@ -4,41 +4,54 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import click
 
-from ..errors import HashmatchError
 from .._match import Matcher
+from .._store import ReferenceStore
+from ..errors import HashmatchError, UsageError
+from ._options import (
+    EXIT_ERROR,
+    EXIT_FOUND,
+    EXIT_OK,
+    algorithms_option,
+    check_known,
+    dihedral_option,
+    store_option,
+    threshold_option,
+)
 
-EXIT_NO_MATCH, EXIT_MATCH, EXIT_ERROR = 0, 1, 2
 
-
-def _thresholds(values: tuple[str, ...]) -> dict[str, int]:
-    out = {}
-    for value in values:
-        name, sep, number = value.partition("=")
-        if not sep or not name.strip() or not number.strip().isdigit():
-            raise click.BadParameter(f"expected ALGORITHM=DISTANCE, got {value!r}", param_hint="--threshold")
-        out[name.strip()] = int(number)
-    return out
+@contextmanager
+def open_matcher(store_path: str, asked: tuple[str, ...] | None, **options: Any) -> Iterator[Matcher]:
+    """A Matcher over the store at ``store_path``, closed on exit; a :class:`UsageError`
+    when the store holds nothing to match against or lacks an algorithm asked for
+    (matching against nothing would say "no match")."""
+    with ReferenceStore(store_path, create=False) as store:
+        held = store.algorithms()
+        if not held:
+            raise UsageError(f"{store_path} has no active entries to match against")
+        check_known(asked, {name: 1 for name in held}, store_path)
+        with Matcher.from_store(store, algorithms=asked, **options) as matcher:
+            yield matcher
 
 
 @click.command("match")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option(
-    "--store", "store_path", required=True, envvar="HASHMATCH_STORE",
-    type=click.Path(dir_okay=False, exists=True), help="The reference store; also $HASHMATCH_STORE.",
-)
+@store_option(must_exist=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True)
-@click.option("--algorithm", "-a", "algorithms", default=None, help="Comma-separated algorithms (default: all in the store).")
-@click.option("--threshold", "-t", "thresholds", multiple=True, metavar="ALG=N", help="Maximum distance, e.g. pdq=31 (repeatable).")
+@algorithms_option(default=None, help="Comma-separated algorithms (default: all in the store).")
+@threshold_option()
 @click.option("--require", type=click.Choice(["any", "all"]), default="any", show_default=True,
               help="Match when any algorithm matches, or only when all do.")
-@click.option("--no-dihedral", is_flag=True, help="Do not match rotated and mirrored variants.")
+@dihedral_option(default=True)
 @click.option("--no-cache", is_flag=True, help="Do not read or write index snapshots beside the store.")
 def match_command(
-    images: tuple[str, ...], store_path: str, fmt: str, algorithms: str | None, thresholds: tuple[str, ...],
-    require: str, no_dihedral: bool, no_cache: bool,
+    images: tuple[str, ...], store_path: str, fmt: str, algorithms: tuple[str, ...] | None,
+    thresholds: tuple[tuple[str, int], ...], require: str, dihedral: bool, no_cache: bool,
 ) -> int:
     """Match images against the lists in a store.
 
@@ -46,18 +59,10 @@ def match_command(
     code 0 when nothing matched, 1 when something matched, 2 on error (an unreadable
     image included), as grep does.
     """
-    names = None if algorithms is None else [n.strip() for n in algorithms.split(",") if n.strip()]
-    matcher = Matcher.from_store(
-        store_path,
-        algorithms=names,
-        thresholds=_thresholds(thresholds),
-        require=require,  # type: ignore[arg-type]
-        dihedral=not no_dihedral,
-        cache_snapshots=not no_cache,
-    )
     out = sys.stdout
     any_match = any_error = False
-    with matcher:
+    options = {"thresholds": dict(thresholds), "require": require, "dihedral": dihedral, "cache_snapshots": not no_cache}
+    with open_matcher(store_path, algorithms, **options) as matcher:
         for path in images:
             try:
                 matches = matcher.match(path)
@@ -83,4 +88,4 @@ def match_command(
             out.flush()
     if any_error:
         return EXIT_ERROR
-    return EXIT_MATCH if any_match else EXIT_NO_MATCH
+    return EXIT_FOUND if any_match else EXIT_OK

@@ -2,38 +2,39 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+from collections import Counter
+from collections.abc import Sequence
 
 import click
 
-from ..errors import HashmatchError
-from ..hashers import ALGORITHMS, compute_hashes
-from .._hashlists import FORMATS
+from .._hashlists import FORMATS, RejectedRow
 from .._store import NewEntry, ReferenceStore
+from ..errors import HashmatchError, UsageError
+from ..hashers import compute_hashes
+from ..hashes import DEFAULT_BITS
+from ._options import EXIT_FOUND, EXIT_OK, algorithms_option, store_option
 
-EXIT_OK, EXIT_PARTIAL = 0, 1
-
-_store_option = click.option(
-    "--store",
-    "store_path",
-    required=True,
-    envvar="HASHMATCH_STORE",
-    type=click.Path(dir_okay=False),
-    help="The reference store (SQLite file); also $HASHMATCH_STORE.",
-)
+_SHOWN_REJECTIONS = 20  # rows listed one by one; the rest are counted by reason
 
 
-def _algorithm_names(value: str | None, *, computable: bool = False) -> list[str] | None:
-    if value is None:
-        return None
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    # Lists of PDQ hashes can be imported before a PDQ hasher is installed.
-    unknown = [n for n in names if n not in ALGORITHMS and (computable or n != "pdq")]
-    if not names or unknown:
-        raise click.BadParameter(
-            f"unknown algorithm(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(sorted(ALGORITHMS))}"
-        )
-    return names
+def _report_rejections(source: str, rejected: Sequence[RejectedRow], algorithm: str | None) -> None:
+    """List the first rejected rows, then counts by reason, and a hint when every row
+    has the length of another algorithm (a PDQ list imported as phash)."""
+    for row in rejected[:_SHOWN_REJECTIONS]:
+        click.echo(f"{source}: rejected {row}", err=True)
+    if len(rejected) > _SHOWN_REJECTIONS:
+        click.echo(f"{source}: … and {len(rejected) - _SHOWN_REJECTIONS} more rejected rows", err=True)
+        for reason, count in Counter(r.reason for r in rejected).most_common(5):
+            click.echo(f"{source}: {count} rows: {reason}", err=True)
+    digits = {m.group(1) for r in rejected if (m := re.search(r"wrong length for \S+: (\d+) hex digits", r.reason))}
+    if len(digits) == 1:
+        width = int(digits.pop())
+        fits = sorted(name for name, bits in DEFAULT_BITS.items() if (bits + 3) // 4 == width and name != algorithm)
+        if fits:
+            click.echo(f"{source}: hint: {width}-digit hashes are {' or '.join(fits)}; import with --algorithm {fits[0]}", err=True)
 
 
 @click.group("refs")
@@ -43,15 +44,17 @@ def refs_group() -> None:
 
 @refs_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@_store_option
+@store_option(must_exist=False)
 @click.option("--list", "list_name", required=True, help="List to import into (created when missing).")
-@click.option("--algorithm", "-a", default=None, help="Algorithm of the hashes (for hex lists and CSV without that column).")
+@algorithms_option(
+    default=None, computable=False, single=True, help="Algorithm of the hashes (for hex lists and CSV without that column)."
+)
 @click.option("--format", "fmt", type=click.Choice(["auto", *FORMATS]), default="auto", show_default=True)
 @click.option("--source", default=None, help="Where the list came from (recorded for a new list).")
 @click.option("--description", default=None, help="What the list is (recorded for a new list).")
 @click.option("--strict", is_flag=True, help="Import nothing if any row is bad.")
 def import_command(
-    file: str, store_path: str, list_name: str, algorithm: str | None, fmt: str,
+    file: str, store_path: str, list_name: str, algorithms: tuple[str, ...] | None, fmt: str,
     source: str | None, description: str | None, strict: bool,
 ) -> int:
     """Import a hash-list file: CSV/TSV with a header, plain hex, or ThreatExchange PDQ.
@@ -60,34 +63,38 @@ def import_command(
     transaction. Exit code 0 when every row was imported or a duplicate, 1 when some
     rows were rejected, 2 on error.
     """
-    names = _algorithm_names(algorithm)
-    if names is not None and len(names) != 1:
-        raise click.BadParameter("give one algorithm for an import", param_hint="--algorithm")
+    algorithm = algorithms[0] if algorithms else None
     with ReferenceStore(store_path) as store:
         source_file = click.get_text_stream("stdin") if file == "-" else file
         report = store.import_file(
-            source_file, list_name, algorithm=names[0] if names else None, format=fmt,
+            source_file, list_name, algorithm=algorithm, format=fmt,
             strict=strict, source_name=source, description=description,
         )
-    for row in report.rejected:
-        click.echo(f"{file}: rejected {row}", err=True)
+    _report_rejections(file, report.rejected, algorithm)
     click.echo(f"{report.added} added, {report.duplicates} duplicates skipped, {report.rejected_count} rejected")
-    return EXIT_PARTIAL if report.rejected else EXIT_OK
+    return EXIT_FOUND if report.rejected else EXIT_OK
 
 
 @refs_group.command("add")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@_store_option
+@store_option(must_exist=False)
 @click.option("--list", "list_name", required=True, help="List to add to (created when missing).")
-@click.option("--algorithm", "-a", "algorithms", default="phash", show_default=True, help="Comma-separated algorithms.")
+@algorithms_option(default="phash", help="Comma-separated algorithms.")
 @click.option("--label", default=None, help="Label or category for every added entry.")
-def add_command(images: tuple[str, ...], store_path: str, list_name: str, algorithms: str, label: str | None) -> int:
-    """Hash images and add them to a list (the file name becomes the external id).
+@click.option("--external-id", default=None, help="External id for the entries (default: each file's name).")
+def add_command(
+    images: tuple[str, ...], store_path: str, list_name: str, algorithms: tuple[str, ...], label: str | None,
+    external_id: str | None,
+) -> int:
+    """Hash images and add them to a list (the file name, not its path, becomes the
+    external id: lists are shared with partners, local paths are not).
 
     Exit code 0 when every image was added (or already there), 1 when some could not
     be read, 2 on error.
     """
-    names = _algorithm_names(algorithms, computable=True) or []
+    if external_id is not None and len(images) > 1:
+        raise UsageError("--external-id names one image; give one image with it")
+    names = algorithms
     entries: list[NewEntry] = []
     failures = 0
     for path in images:
@@ -99,18 +106,18 @@ def add_command(images: tuple[str, ...], store_path: str, list_name: str, algori
             continue
         for name in names:
             result = results[name][0]
-            entries.append(NewEntry(result.hash, result.quality, label, path))
+            entries.append(NewEntry(result.hash, result.quality, label, external_id or os.path.basename(path)))
     with ReferenceStore(store_path) as store:
         report = store.add_entries(list_name, entries)
     click.echo(f"{report.added} added, {report.duplicates} duplicates skipped, {failures} unreadable")
     for entry_id in report.entry_ids:
         click.echo(f"added entry {entry_id}")
-    return EXIT_PARTIAL if failures else EXIT_OK
+    return EXIT_FOUND if failures else EXIT_OK
 
 
 @refs_group.command("retract")
-@click.argument("entry_ids", nargs=-1, required=True, type=int)
-@_store_option
+@click.argument("entry_ids", nargs=-1, required=True, type=click.IntRange(1, 2**63 - 1))
+@store_option(must_exist=False)
 @click.option("--reason", default=None, help="Why (kept with the entry for audit).")
 def retract_command(entry_ids: tuple[int, ...], store_path: str, reason: str | None) -> int:
     """Retract entries by id: kept for audit, never matched again.
@@ -122,19 +129,25 @@ def retract_command(entry_ids: tuple[int, ...], store_path: str, reason: str | N
     click.echo(f"{count} retracted")
     if count < len(set(entry_ids)):
         click.echo(f"{len(set(entry_ids)) - count} id(s) unknown or already retracted", err=True)
-        return EXIT_PARTIAL
+        return EXIT_FOUND
     return EXIT_OK
 
 
 @refs_group.command("export")
-@_store_option
+@store_option(must_exist=False)
 @click.option("--output", "-o", default="-", type=click.Path(dir_okay=False, allow_dash=True), show_default=True)
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="csv", show_default=True)
 @click.option("--list", "list_name", default=None, help="Only this list.")
-@click.option("--algorithm", "-a", default=None, help="Only this algorithm.")
-def export_command(store_path: str, output: str, fmt: str, list_name: str | None, algorithm: str | None) -> int:
+@algorithms_option(default=None, computable=False, single=True, help="Only this algorithm.")
+def export_command(
+    store_path: str, output: str, fmt: str, list_name: str | None, algorithms: tuple[str, ...] | None
+) -> int:
     """Write active entries as a hash-list file (retracted ones are left out)."""
+    algorithm = algorithms[0] if algorithms else None
     with ReferenceStore(store_path, create=False) as store:
+        if fmt == "hex" and algorithm is None and len(store.algorithms()) > 1:
+            held = ", ".join(store.algorithms())
+            raise UsageError(f"a hex list holds one algorithm and this store has {held}: choose one with --algorithm")
         dest = sys.stdout if output == "-" else output
         count = store.export_file(dest, format=fmt, list_name=list_name, algorithm=algorithm)
     click.echo(f"{count} exported", err=True)
@@ -142,7 +155,7 @@ def export_command(store_path: str, output: str, fmt: str, list_name: str | None
 
 
 @refs_group.command("stats")
-@_store_option
+@store_option(must_exist=False)
 def stats_command(store_path: str) -> int:
     """Lists with their active and retracted counts per algorithm."""
     with ReferenceStore(store_path, create=False) as store:

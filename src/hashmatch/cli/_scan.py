@@ -15,27 +15,12 @@ from typing import IO, Any
 
 import click
 
-from ..hashers import ALGORITHMS
 from .._loading import DEFAULT_LIMITS, ImageLimits
-from .._match import Matcher
 from .._scan import ScanRun, ScanSummary, scan
-
-EXIT_CLEAN, EXIT_MATCHED = 0, 1
-
-
+from ._match import open_matcher
+from ._options import EXIT_FOUND, EXIT_OK, algorithms_option, dihedral_option, store_option, workers_option
 
 
-def _split_algorithms(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ALGORITHMS]
-    if not names or unknown:
-        raise click.BadParameter(
-            f"unknown algorithm(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(sorted(ALGORITHMS))}",
-            param_hint="--algorithms",
-        )
-    return names
 
 
 class _Progress:
@@ -105,9 +90,9 @@ def _summary_text(s: ScanSummary, run: ScanRun) -> str:
 
 @click.command("scan")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--store", required=True, type=click.Path(exists=True, dir_okay=False), help="Reference store (SQLite).")
-@click.option("--algorithms", "-a", default=None, help="Comma-separated algorithms (default: those the store has).")
-@click.option("--workers", "-j", type=click.IntRange(min=0), default=None, help="Worker processes (default: all cores; 0: none).")
+@store_option(must_exist=True)
+@algorithms_option(default=None, help="Comma-separated algorithms (default: those the store has).")
+@workers_option(minimum=0, default=None, help="Worker processes (0: hash in this process).")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="Report file (.jsonl or .csv); default: JSON Lines on stdout.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None, help="Report format (default: by --out's extension).")
 @click.option("--resume", is_flag=True, help="Skip files already in --out (same path, size, mtime) and append the rest.")
@@ -115,7 +100,7 @@ def _summary_text(s: ScanSummary, run: ScanRun) -> str:
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip matching files and folders. Repeatable.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symlinks found while walking (loops are detected).")
 @click.option("--no-hashes", is_flag=True, help="Leave each file's own hashes out of the report.")
-@click.option("--dihedral/--no-dihedral", default=True, show_default=True, help="Also match rotated and mirrored copies.")
+@dihedral_option(default=True)
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_LIMITS.max_pixels, show_default=True)
 @click.option("--max-file-size", type=click.IntRange(min=1), default=DEFAULT_LIMITS.max_file_bytes, show_default=True, help="Bytes.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local", help="Hash on a Dask cluster (needs hashmatch[dask]).")
@@ -123,8 +108,8 @@ def _summary_text(s: ScanSummary, run: ScanRun) -> str:
 @click.option("--progress-every", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds between progress lines when not on a terminal.")
 def scan_command(
     paths: tuple[str, ...],
-    store: str,
-    algorithms: str | None,
+    store_path: str,
+    algorithms: tuple[str, ...] | None,
     workers: int | None,
     out: str | None,
     fmt: str | None,
@@ -147,24 +132,30 @@ def scan_command(
     """
     if resume and out is None:
         raise click.UsageError("--resume needs --out (the report to resume)")
-    names = _split_algorithms(algorithms)
     limits = ImageLimits(max_pixels=max_pixels, max_file_bytes=max_file_size)
-    matcher = Matcher.from_store(store, algorithms=names, dihedral=dihedral, limits=limits)
     report: Any = out if out is not None else sys.stdout
-    run = scan(
-        list(paths),
-        matcher,
-        workers=workers,
-        report=report,
-        report_format=fmt,
-        resume=resume,
-        include=include,
-        exclude=exclude,
-        follow_symlinks=follow_symlinks,
-        include_hashes=not no_hashes,
-        reference=os.path.abspath(store),
-        dask=dask_address,
-    )
+    with open_matcher(store_path, algorithms, dihedral=dihedral, limits=limits) as matcher:
+        return _run(
+            scan(
+                list(paths),
+                matcher,
+                workers=workers,
+                report=report,
+                report_format=fmt,
+                resume=resume,
+                include=include,
+                exclude=exclude,
+                follow_symlinks=follow_symlinks,
+                include_hashes=not no_hashes,
+                reference=os.path.abspath(store_path),
+                dask=dask_address,
+            ),
+            quiet,
+            progress_every,
+        )
+
+
+def _run(run: ScanRun, quiet: bool, progress_every: float) -> int:
     err = sys.stderr
     with run:
         total = run.start()  # before the progress bar's thread exists
@@ -176,4 +167,4 @@ def scan_command(
             progress.close()
     if not quiet:
         err.write(_summary_text(run.summary, run) + "\n")
-    return EXIT_MATCHED if run.summary.any_matched else EXIT_CLEAN
+    return EXIT_FOUND if run.summary.any_matched else EXIT_OK
