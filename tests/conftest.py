@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,28 @@ from PIL import Image
 # a per-example deadline would measure the machine, not the code.
 settings.register_profile("hashmatch", deadline=None, print_blob=True)
 settings.load_profile("hashmatch")
+
+SHARED_PDQ = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "pdq"
+"""The full PDQ reference vectors, beside the repository where the project keeps them."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "shared_testdata: needs ../shared/testdata/pdq (the full PDQ vectors)")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    where = "found" if SHARED_PDQ.is_dir() else "absent: tests marked shared_testdata are deselected"
+    return f"PDQ reference vectors {SHARED_PDQ}: {where} (tests/data/golden always runs)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Not a skip: a fresh clone runs everything it has data for and says what it left out.
+    if SHARED_PDQ.is_dir():
+        return
+    left_out = [item for item in items if item.get_closest_marker("shared_testdata")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker("shared_testdata")]
 
 
 @pytest.fixture

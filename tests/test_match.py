@@ -4,6 +4,7 @@ store-backed snapshots and refresh, and refresh under concurrent queries."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -319,8 +320,16 @@ def test_matcher_refresh_under_concurrent_queries(tmp_path: Path, rng: np.random
         threads = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
         for t in threads:
             t.start()
+        def readers_moved_on(since: int) -> None:
+            # Every refresh is raced by fresh queries, however the threads are scheduled.
+            deadline = time.monotonic() + 30
+            while len(observations) < since + 8 and not errors and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert len(observations) >= since + 8 or errors, "readers made no progress"
+
         try:
             for step in range(12):
+                readers_moved_on(len(observations))
                 new = pool[20 + step]
                 new_id = store.add("L", new)
                 assert new_id is not None
@@ -335,7 +344,7 @@ def test_matcher_refresh_under_concurrent_queries(tmp_path: Path, rng: np.random
             for t in threads:
                 t.join()
         assert errors == []
-        assert len(observations) > 50
+        assert len(observations) >= 12 * 8
         for before, after, qi, got in observations:
             candidates = [published[g][qi] for g in published if before <= g <= after]
             assert got in candidates

@@ -13,7 +13,7 @@ def test_top_level_all_is_pinned():
         [
             "ALGORITHMS", "DEFAULT_THRESHOLDS", "ERROR_KINDS", "Hash", "HashBatch", "HashResult",
             "HashmatchError", "ImageError", "ImageLimits", "ImageTooLargeError", "Match", "Matcher",
-            "QuerySpec", "ReferenceStore", "ScanResult", "ScanRun", "ScanSummary", "StoreError",
+            "NewEntry", "QuerySpec", "ReferenceStore", "ScanResult", "ScanRun", "ScanSummary", "StoreError",
             "UnknownAlgorithmError", "UnreadableImageError", "UsageError", "__version__",
             "compute_hashes", "compute_query_hashes", "hash_image", "hash_images", "scan", "warmup",
         ]

@@ -13,7 +13,7 @@ from ._loading import ImageLimits
 from ._match import DEFAULT_THRESHOLDS, Match, Matcher
 from ._query import QuerySpec
 from ._scan import ERROR_KINDS, ScanResult, ScanRun, ScanSummary, scan
-from ._store import ReferenceStore
+from ._store import NewEntry, ReferenceStore
 from ._version import __version__
 from .errors import (
     HashmatchError,
@@ -54,6 +54,7 @@ __all__ = [
     "ImageTooLargeError",
     "Match",
     "Matcher",
+    "NewEntry",
     "QuerySpec",
     "ReferenceStore",
     "ScanResult",

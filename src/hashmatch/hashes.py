@@ -170,7 +170,9 @@ class Hash:
     def to_imagehash(self) -> Any:
         """This hash as an ``imagehash.ImageHash`` (a square bit array when the length is
         a square, as imagehash's own hashes are; else one row)."""
-        import imagehash  # a dependency, imported here only because few callers need it
+        # Imported here, not at the top: imagehash (with SciPy) adds ~0.11 s to importing
+        # this bottom-floor module (python -X importtime), for a conversion few callers use.
+        import imagehash
 
         bits = self.to_bool_array()
         side = int(round(self.bits**0.5))

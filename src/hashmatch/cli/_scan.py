@@ -14,13 +14,12 @@ import time
 from typing import IO, Any
 
 import click
+from tqdm import tqdm
 
 from .._loading import DEFAULT_LIMITS, ImageLimits
 from .._scan import ScanRun, ScanSummary, scan
 from ._match import open_matcher
 from ._options import EXIT_FOUND, EXIT_OK, algorithms_option, dihedral_option, store_option, workers_option
-
-
 
 
 class _Progress:
@@ -35,8 +34,6 @@ class _Progress:
         self._bar: Any = None
         self._quiet = quiet
         if not quiet and stream.isatty():
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total, unit="file", file=stream, dynamic_ncols=True, mininterval=0.5, smoothing=0.1)
 
     def update(self) -> None:

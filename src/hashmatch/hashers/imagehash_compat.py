@@ -12,11 +12,13 @@ import math
 from functools import lru_cache
 
 import numpy as np
+import pywt  # imagehash's wavelet transform: whash bits identical to imagehash's
 from PIL import Image
 
 from ..errors import UsageError
 from ..hashes import Hash
 from ._kernels import above_mean, above_median, dct_basis, dct_low_above_median, dihedral_above_median, right_brighter
+from ._api import hash_image
 from ._registry import DIHEDRAL_NAMES, Algorithm, HashResult, register
 
 __all__ = ["ahash", "dhash", "phash", "whash"]
@@ -70,7 +72,10 @@ def _phash_bits(pixels: np.ndarray, hash_size: int) -> np.ndarray:
     n = pixels.shape[0]
     bits, ambiguous = dct_low_above_median(pixels, _basis(n, hash_size))
     if ambiguous:
-        import scipy.fftpack  # imagehash's own dependency and its exact computation
+        # imagehash's own computation, for the rare tie at the median. Imported here, not
+        # at the top: it adds ~0.17 s to `import hashmatch` (python -X importtime) for a
+        # path few images take.
+        import scipy.fftpack
 
         dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
         low = dct[:hash_size, :hash_size]
@@ -130,8 +135,6 @@ def _whash(
     mode: str = "haar",
     remove_max_haar_ll: bool = True,
 ) -> HashResult:
-    import pywt  # imagehash's dependency; its transform keeps the bits identical
-
     _check_size("hash_size", hash_size)
     if hash_size & (hash_size - 1):
         raise UsageError(f"hash_size must be a power of 2 for whash, got {hash_size}")
@@ -159,7 +162,7 @@ def _square_bits(hash_size: int = 8, **_: object) -> int:
     return hash_size * hash_size
 
 
-AHASH = register(
+register(
     Algorithm(
         name="ahash",
         mode="L",
@@ -170,7 +173,7 @@ AHASH = register(
         description="average hash (imagehash.average_hash)",
     )
 )
-DHASH = register(
+register(
     Algorithm(
         name="dhash",
         mode="L",
@@ -181,7 +184,7 @@ DHASH = register(
         description="difference hash (imagehash.dhash)",
     )
 )
-PHASH = register(
+register(
     Algorithm(
         name="phash",
         mode="L",
@@ -193,7 +196,7 @@ PHASH = register(
         description="DCT perceptual hash (imagehash.phash)",
     )
 )
-WHASH = register(
+register(
     Algorithm(
         name="whash",
         mode="L",
@@ -210,27 +213,19 @@ WHASH = register(
 
 def ahash(image, *, hash_size: int = 8, **kwargs) -> Hash:  # type: ignore[no-untyped-def]
     """imagehash.average_hash of any image input (see :func:`hashmatch.hash_image`)."""
-    from ._api import hash_image
-
     return hash_image(image, "ahash", hash_size=hash_size, **kwargs)
 
 
 def dhash(image, *, hash_size: int = 8, **kwargs) -> Hash:  # type: ignore[no-untyped-def]
     """imagehash.dhash of any image input (see :func:`hashmatch.hash_image`)."""
-    from ._api import hash_image
-
     return hash_image(image, "dhash", hash_size=hash_size, **kwargs)
 
 
 def phash(image, *, hash_size: int = 8, highfreq_factor: int = 4, **kwargs) -> Hash:  # type: ignore[no-untyped-def]
     """imagehash.phash of any image input (see :func:`hashmatch.hash_image`)."""
-    from ._api import hash_image
-
     return hash_image(image, "phash", hash_size=hash_size, highfreq_factor=highfreq_factor, **kwargs)
 
 
 def whash(image, *, hash_size: int = 8, **kwargs) -> Hash:  # type: ignore[no-untyped-def]
     """imagehash.whash of any image input (see :func:`hashmatch.hash_image`)."""
-    from ._api import hash_image
-
     return hash_image(image, "whash", hash_size=hash_size, **kwargs)

@@ -30,6 +30,7 @@ from ..errors import ImageError, UsageError
 from ..hashes import Hash
 from .._loading import DRAFT_SCALE_KEY
 from ._pdq_kernels import bits_above_median, dihedral_coeffs, pdq_coeffs, pdq_coeffs_resampled
+from ._api import compute_hashes
 from ._registry import Algorithm, HashResult, register
 
 __all__ = [
@@ -347,8 +348,6 @@ def pdq_with_quality(image: Any, *, preresize_512: bool = False, fast: bool = Tr
     reduced JPEG decode, see notes/pdq.md) or go to :func:`hashmatch.compute_hashes`
     (``limits``, ``exif_transpose``).
     """
-    from ._api import compute_hashes
-
     options = {"preresize_512": preresize_512, **_own_options(kwargs)}
     return compute_hashes(image, ("pdq",), fast=fast, options={"pdq": options}, **kwargs)["pdq"][0]
 
@@ -366,8 +365,6 @@ def pdq_dihedral(
     By default from the one DCT of the stored image, as the reference does; see
     :func:`pdq_dihedral_from_array` for ``dihedral_method="pixels"`` and when it matters.
     """
-    from ._api import compute_hashes
-
     options = {"preresize_512": preresize_512, "dihedral_method": dihedral_method, **_own_options(kwargs)}
     return compute_hashes(image, ("pdq",), fast=fast, options={"pdq": options}, dihedral=True, **kwargs)["pdq"]
 

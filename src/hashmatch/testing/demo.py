@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from PIL import Image, ImageEnhance
+from PIL import Image
 
-from hashmatch import ALGORITHMS, Matcher, ReferenceStore, compute_hashes
-from hashmatch._store import NewEntry
+from hashmatch import ALGORITHMS, Matcher, NewEntry, ReferenceStore, compute_hashes
+
 from .synthetic import generate_image
+from .transforms import apply_transform
 
 LISTED, UNLISTED = 6, 6
 
-# (name, what it does) -> function; the robustness engineer's transforms when present.
+# Alterations of listed originals: (transform name, its parameters).
 _ALTERATIONS: list[tuple[str, dict[str, object]]] = [
     ("resize", {"scale": 0.5}),
     ("jpeg", {"quality": 40}),
@@ -38,23 +38,7 @@ _ALTERATIONS: list[tuple[str, dict[str, object]]] = [
 
 
 def _alter(image: Image.Image, name: str, params: dict[str, object]) -> Image.Image:
-    try:
-        from .transforms import apply_transform
-    except ImportError:  # pragma: no cover - before the transforms module exists
-        return _pillow_fallback(image, name, params)
     return apply_transform(image, name, **params)
-
-
-def _pillow_fallback(image: Image.Image, name: str, params: dict[str, object]) -> Image.Image:
-    w, h = image.size
-    ops: dict[str, Callable[[], Image.Image]] = {
-        "resize": lambda: image.resize((w // 2, h // 2)),
-        "turn": lambda: image.transpose(Image.Transpose.ROTATE_90),
-        "mirror": lambda: image.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
-        "crop": lambda: image.crop((w // 20, h // 20, w - w // 20, h - h // 20)),
-        "brightness": lambda: ImageEnhance.Brightness(image).enhance(1.25),
-    }
-    return ops.get(name, lambda: image)()
 
 
 def run(out_dir: Path, *, seed: int = 2026) -> int:
