@@ -148,3 +148,31 @@ def test_batch_slicing_and_concat():
     assert list(batch[1:3]) == items[1:3]
     assert list(HashBatch.concat([batch[:2], batch[2:]])) == items
     assert len(HashBatch.empty(algorithm="pdq", bits=256)) == 0
+
+
+def test_from_hex_errors_never_quote_the_text() -> None:
+    secret = "f" * 63 + "g"
+    with pytest.raises(InvalidHashError) as info:
+        Hash.from_hex(secret, algorithm="pdq")
+    assert "fff" not in str(info.value)
+
+
+def test_imagehash_objects_go_in_and_out_unchanged() -> None:
+    import imagehash
+
+    theirs = imagehash.hex_to_hash("ffd7918181c9c1c0")
+    ours = Hash.from_imagehash(theirs, algorithm="phash")
+    assert ours == Hash.from_hex("ffd7918181c9c1c0", algorithm="phash")
+    back = ours.to_imagehash()
+    assert back == theirs and back.hash.shape == (8, 8)
+    with pytest.raises(InvalidHashError):
+        Hash.from_imagehash("ffd7918181c9c1c0", algorithm="phash")
+
+
+def test_default_bits_knows_registered_algorithms_and_suggests() -> None:
+    from hashmatch.errors import UnknownAlgorithmError
+    from hashmatch.hashes import DEFAULT_BITS, default_bits
+
+    assert {name: DEFAULT_BITS[name] for name in ("ahash", "pdq", "phash")} == {"ahash": 64, "pdq": 256, "phash": 64}
+    with pytest.raises(UnknownAlgorithmError, match="did you mean 'whash'"):
+        default_bits("wahsh")

@@ -108,7 +108,9 @@ class Hash:
         if stripped[:2].lower() == "0x":
             stripped = stripped[2:]
         if not stripped or not _HEX_RE.fullmatch(stripped):
-            raise InvalidHashError(f"not a hexadecimal hash: {_abbreviate(text)!r}")
+            # The text is not quoted: it may be (most of) a reference hash, which no message
+            # may carry (issue 10).
+            raise InvalidHashError(f"not a hexadecimal hash ({len(stripped)} characters)")
         nbits = len(stripped) * 4 if bits is None else _check_bits(bits)
         if len(stripped) != _hex_width(nbits):
             raise InvalidHashError(
@@ -216,10 +218,6 @@ class Hash:
 
     def __len__(self) -> int:
         return self.bits
-
-
-def _abbreviate(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class HashBatch(Sequence[Hash]):
