@@ -112,25 +112,25 @@ def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             store.add("known", planted.hash, quality=planted.quality, label="planted")
             fill_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            matcher = Matcher.from_store(store, algorithms=[algorithm])
+            built = Matcher.from_store(store, algorithms=[algorithm])
             build_s = time.perf_counter() - t0
             for dihedral in (True, False):
-                matcher.dihedral = dihedral
+                matcher = built.with_options(dihedral=dihedral)
                 for case, image in (("hit", upload), ("miss", other)):
                     precomputed = compute_hashes(image, [algorithm], dihedral=dihedral)
                     found = matcher.match(image)
                     assert (len(found) > 0) == (case == "hit"), (case, found)
-                    state = matcher._state.indexes[algorithm]
+                    base, threshold = matcher.index(algorithm), matcher.thresholds[algorithm]
                     batch = HashBatch.from_hashes([r.hash for r in precomputed[algorithm]])
-                    flat = _flat_cache(state.base, Flat)
+                    flat = _flat_cache(base, Flat)
                     t_all = _timed(lambda: matcher.match(image), args.reps)
                     t_hash = _timed(lambda: compute_hashes(image, [algorithm], dihedral=dihedral), args.reps)
                     t_outside = _timed(lambda: matcher.match_hashes(precomputed), args.reps)
-                    t_index = _timed(lambda: state.base.query(batch, state.threshold), args.reps)
-                    t_flat = _timed(lambda: flat.query(batch, state.threshold), max(5, args.reps // 20))
+                    t_index = _timed(lambda: base.query(batch, threshold), args.reps)
+                    t_flat = _timed(lambda: flat.query(batch, threshold), max(5, args.reps // 20))
                     rec = {
                         "algorithm": algorithm, "references": n, "dihedral": dihedral, "case": case,
-                        "index_kind": type(state.base).__name__, "threshold": state.threshold,
+                        "index_kind": type(base).__name__, "threshold": threshold,
                         "queries_per_upload": len(batch),
                         "match_ms": {"median": _pct(t_all, 50), "p99": _pct(t_all, 99)},
                         "decode_hash_ms": {"median": _pct(t_hash, 50), "p99": _pct(t_hash, 99)},
@@ -152,7 +152,7 @@ def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         rec["index_query_ms"]["median"], rec["flat_scan_ms"]["median"],
                         rec["flat_scan_ms"]["median"] / max(rec["index_query_ms"]["median"], 1e-9),
                     ])
-            matcher.close()
+            built.close()
             store.close()
     print(table(rows, [
         "alg", "refs", "dihedral", "case", "match med ms", "match p99 ms", "decode+hash med ms",
@@ -201,7 +201,7 @@ for _ in range(50):
     t0 = time.perf_counter(); m.match_hashes(q); times.append(time.perf_counter() - t0)
 print(json.dumps({"load_s": load_s, "rss_before": before["VmRSS"], "rss_after": after["VmRSS"],
                   "hwm_after": after["VmHWM"], "references": len(m), "first_query_s": first_query_s,
-                  "warm_query_median_ms": float(np.median(times) * 1e3), "kind": type(m._state.indexes[sys.argv[2]].base).__name__}))
+                  "warm_query_median_ms": float(np.median(times) * 1e3), "kind": type(m.index(sys.argv[2])).__name__}))
 """
 
 

@@ -148,3 +148,16 @@ def test_scan_with_nothing_to_match_against_is_a_usage_error(tmp_path):
     (tmp_path / "a.txt").write_text("x")
     with pytest.raises(UsageError, match="nothing to match against"):
         hashmatch.scan(tmp_path, empty, workers=0)
+
+
+def test_with_options_shares_the_references_and_changes_only_the_spec(rng):
+    original = generate_image(41, size=(128, 96))
+    ref = hashmatch.compute_hashes(original, ["phash"])["phash"][0].hash
+    m = Matcher.from_hashes([ref], labels=["x"])
+    plain = m.with_options(dihedral=False)
+    turned = original.transpose(Image.Transpose.ROTATE_90)
+    assert m.match(turned) and plain.match(turned) == []
+    assert plain.index("phash") is m.index("phash") and m.index("pdq") is None
+    assert (m.dihedral, plain.dihedral) == (True, False)
+    with pytest.raises(UsageError, match="thresholds"):
+        m.with_options(thresholds={"phash": 3})

@@ -22,6 +22,7 @@ issue 10 has landed here, so the two changes do not collide.)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -572,6 +573,28 @@ class Matcher:
         if self._store is None:
             return {}
         return self._store.entry_info(entry_ids)
+
+    def with_options(self, **changes: Any) -> Matcher:
+        """A Matcher over the same references (sharing their indexes) that hashes and
+        judges uploads differently: ``dihedral``, ``trim_borders``, ``fast``, ``limits``,
+        ``min_quality`` or ``require``. Thresholds and algorithms shape the indexes, so
+        changing them needs a new Matcher. The new one never closes the store."""
+        allowed = {"dihedral", "trim_borders", "fast", "limits", "min_quality", "require"}
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise UsageError(f"with_options cannot change {', '.join(unknown)}; it changes {', '.join(sorted(allowed))}")
+        other = object.__new__(Matcher)
+        other.__dict__.update(self.__dict__)
+        other._spec = dataclasses.replace(self._spec, **changes)
+        other._owns_store = False
+        other._refresh_lock = threading.Lock()
+        return other
+
+    def index(self, algorithm: str) -> Index | None:
+        """The base index answering ``algorithm`` (None when it has no references); entries
+        added since it was built are in a small delta index beside it."""
+        state = self._state.indexes.get(algorithm)
+        return None if state is None else state.base
 
     def warmup(self) -> None:
         """Load this Matcher's hashing and query kernels now, not on the first upload.
