@@ -112,3 +112,22 @@ def test_scan_report_csv_uses_the_same_rule():
 
     cells = _csv_cells({"path": "\uff1devil", "matches": [], "hashes": {"phash": "00"}})
     assert cells[0] == "'\uff1devil" and json.loads(cells[8]) == []
+
+
+def test_a_failed_export_leaves_no_partial_file(tmp_path):
+    pdq = Hash(1, "pdq", 256)
+    target = tmp_path / "out.pdq"
+    target.write_text("the previous list\n")
+
+    def rows():  # noqa: ANN202
+        yield (pdq, 90, None, "a", "L")
+        yield (Hash(1, "phash", 64), None, None, "b", "L")  # a PDQ list refuses it mid-way
+
+    from hashmatch.errors import HashListError
+
+    with pytest.raises(HashListError):
+        write_hashlist(target, rows(), format="pdq")
+    assert target.read_text() == "the previous list\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.pdq"]  # no temporary file left
+    assert write_hashlist(target, [(pdq, 90, None, "a", "L")], format="pdq") == 1
+    assert target.read_text().startswith("0" * 63 + "1,90,a")

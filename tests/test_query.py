@@ -161,3 +161,19 @@ def test_with_options_shares_the_references_and_changes_only_the_spec(rng):
     assert (m.dihedral, plain.dihedral) == (True, False)
     with pytest.raises(UsageError, match="thresholds"):
         m.with_options(thresholds={"phash": 3})
+
+
+def test_a_store_with_nothing_to_match_warns_in_the_log(tmp_path, caplog):
+    store = hashmatch.ReferenceStore(tmp_path / "s.db")
+    store.add("L", Hash(1, "phash", 64))
+    with caplog.at_level("WARNING", logger="hashmatch._match"):
+        with Matcher.from_store(store, algorithms=["phash", "dhash"]) as m:
+            assert m.counts == {"phash": 1, "dhash": 0}
+    assert "no active dhash entries" in caplog.text
+    store.retract([1])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hashmatch._match"):
+        with Matcher.from_store(store) as m:
+            assert len(m) == 0 and m.match(np.zeros((32, 32, 3), np.uint8)) == []
+    assert "no active entries" in caplog.text
+    store.close()

@@ -24,6 +24,7 @@ import csv
 import io
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TextIO
@@ -327,15 +328,33 @@ def write_hashlist(
 
     ``csv``/``tsv`` write a header (hash, algorithm, id, label, quality, list) that
     :func:`read_hashlist` reads back; ``hex`` writes one hash per line; ``pdq`` writes
-    ``hash,quality[,id]`` and accepts only pdq hashes.
+    ``hash,quality[,id]`` and accepts only pdq hashes. A path is written whole or not
+    at all: to a temporary file beside it, renamed into place once complete.
     """
     if format not in FORMATS:
         raise HashListError(f"unknown hash-list format {format!r}; known: {', '.join(FORMATS)}")
-    owned = isinstance(dest, (str, os.PathLike))
+    if not isinstance(dest, (str, os.PathLike)):
+        return _write_rows(dest, rows, format)
+    path = os.fspath(dest)
     try:
-        out: IO[str] = open(dest, "w", encoding="utf-8", newline="") if owned else dest  # type: ignore[arg-type]
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".hashlist")
     except OSError as exc:
-        raise HashListError(f"cannot write {os.fspath(dest)}: {exc.strerror or exc}") from None  # type: ignore[arg-type]
+        raise HashListError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as out:
+            count = _write_rows(out, rows, format)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise HashListError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return count
+
+
+def _write_rows(
+    out: IO[str], rows: Iterable[tuple[Hash, int | None, str | None, str | None, str | None]], format: str  # noqa: A002
+) -> int:
     count = 0
     try:
         if format in ("csv", "tsv"):
@@ -358,7 +377,4 @@ def write_hashlist(
                 count += 1
     except OSError as exc:
         raise HashListError(f"cannot write the list: {exc}") from None
-    finally:
-        if owned:
-            out.close()
     return count

@@ -198,7 +198,9 @@ class Matcher:
 
         Index snapshots are cached in ``<store>.snapshots/`` and reused while the
         store is unchanged (a snapshot a few changes old is reused plus a delta).
-        A store path is opened and owned by the Matcher (see :meth:`close`).
+        A store path is opened and owned by the Matcher (see :meth:`close`). A store
+        with no active entries (or none of an algorithm asked for) logs a warning: the
+        Matcher then answers "no match"; :func:`hashmatch.scan` and the CLI refuse it.
         """
         owns_store = not isinstance(store, ReferenceStore)
         if owns_store:
@@ -223,6 +225,12 @@ class Matcher:
         except BaseException:
             matcher.close()
             raise
+        # Matching against nothing answers "no match": say so where operators look.
+        empty = [name for name, count in matcher.counts.items() if not count]
+        if not len(matcher):
+            _log.warning("%s has no active entries: every upload will be 'no match'", store.path)
+        elif empty:
+            _log.warning("%s has no active %s entries: those algorithms match nothing", store.path, ", ".join(empty))
         return matcher
 
     @classmethod
