@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -46,11 +46,11 @@ from .errors import (
     StoreError,
     UsageError,
 )
-from .hashers import ALGORITHMS, DIHEDRAL_NAMES, HashResult
+from .hashers import ALGORITHMS, HashResult
 from .hashes import Hash, HashBatch, default_bits
 from .index import Index, build_index, load_index
 from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
-from ._query import DEFAULT_THRESHOLDS, QuerySpec, View, default_threshold, orientation_name
+from ._query import DEFAULT_THRESHOLDS, HashesInput, QuerySpec, View, default_threshold, normalise_view, orientation_name
 from ._store import ReferenceStore
 from .hashers.pdq import PDQ_MIN_QUALITY
 
@@ -63,14 +63,6 @@ SNAPSHOT_SUFFIX = ".hmidx"
 # snapshot) once it is this large relative to the base, or this many entries.
 _DELTA_FRACTION = 0.05
 _DELTA_MIN = 20_000
-
-HashesInput = Union[
-    Mapping[str, Sequence[HashResult | Hash]],
-    Hash,
-    HashResult,
-    Iterable[Hash | HashResult],
-]
-
 
 @dataclass(frozen=True, slots=True)
 class Match:
@@ -519,7 +511,7 @@ class Matcher:
         # earlier view, then the earlier variant.
         found: dict[tuple[str, int], tuple[int, int, int]] = {}
         for view_index, view in enumerate(views):
-            queries = _normalise(view)
+            queries = normalise_view(view)
             for name in used:
                 alg_state = state.indexes.get(name)
                 variants = queries.get(name)
@@ -619,35 +611,3 @@ class Matcher:
 
 def _build(batch: HashBatch, ids: npt.NDArray[np.int64], threshold: int) -> Index:
     return build_index(batch, ids, max_distance=threshold)
-
-
-def _normalise(hashes: HashesInput) -> dict[str, list[tuple[HashResult, int]]]:
-    """{algorithm: [(result, variant), ...]}; variant indexes DIHEDRAL_NAMES, 0 for a
-    hash that is not one of eight dihedral variants. A bare Hash has no quality."""
-    out: dict[str, list[tuple[HashResult, int]]] = {}
-
-    def one(item: object, where: str) -> HashResult:
-        if isinstance(item, HashResult):
-            return item
-        if isinstance(item, Hash):
-            return HashResult(item)
-        raise InvalidHashError(f"{where} is a {type(item).__name__}, not a Hash or HashResult")
-
-    if isinstance(hashes, Mapping):
-        for name, results in hashes.items():
-            if isinstance(results, (Hash, HashResult)):
-                results = (results,)
-            items = [one(r, f"{name} result {i}") for i, r in enumerate(results)]
-            dihedral = len(items) == len(DIHEDRAL_NAMES)
-            for r in items:
-                if r.hash.algorithm != name:
-                    raise IncompatibleHashError(f"a {r.hash.algorithm} hash listed under {name}")
-            out[name] = [(r, i if dihedral else 0) for i, r in enumerate(items)]
-        return out
-    if isinstance(hashes, (Hash, HashResult)):
-        hashes = [hashes]
-    for i, item in enumerate(hashes):
-        # Separate hashes are separate originals, not dihedral variants of one image.
-        r = one(item, f"item {i}")
-        out.setdefault(r.hash.algorithm, []).append((r, 0))
-    return out

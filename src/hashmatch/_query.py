@@ -14,27 +14,29 @@ Dask clusters unchanged.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import numpy as np
 
 from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
-from .errors import UsageError, unknown_algorithm
+from .errors import IncompatibleHashError, InvalidHashError, UsageError, unknown_algorithm
 from .hashers import ALGORITHMS, DIHEDRAL_NAMES, HashResult, compute_query_hashes, get_algorithm
 from .hashers._api import View, probe_image
 from .hashers.pdq import PDQ_MATCH_DISTANCE, PDQ_MIN_QUALITY
-from .hashes import DEFAULT_BITS
+from .hashes import DEFAULT_BITS, Hash
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "QuerySpec",
     "VIEW_NAMES",
+    "HashesInput",
     "View",
     "check_threshold",
     "default_threshold",
+    "normalise_view",
     "orientation_name",
 ]
 
@@ -222,3 +224,44 @@ class QuerySpec:
         if self.algorithms and all(name in ALGORITHMS for name in self.algorithms):
             self.hash(probe_image())
 
+
+HashesInput = Union[
+    Mapping[str, Sequence[HashResult | Hash]],
+    Hash,
+    HashResult,
+    Iterable[Hash | HashResult],
+]
+"""What a view may be given as: :meth:`QuerySpec.hash`'s dicts, a Hash, or a list of them."""
+
+
+def normalise_view(hashes: HashesInput) -> dict[str, list[tuple[HashResult, int]]]:
+    """One view of an upload as ``{algorithm: [(result, variant), ...]}``; ``variant``
+    indexes DIHEDRAL_NAMES, 0 for a hash that is not one of eight dihedral variants
+    (separate hashes are separate originals). A bare Hash has no quality."""
+    out: dict[str, list[tuple[HashResult, int]]] = {}
+
+    def one(item: object, where: str) -> HashResult:
+        if isinstance(item, HashResult):
+            return item
+        if isinstance(item, Hash):
+            return HashResult(item)
+        raise InvalidHashError(f"{where} is a {type(item).__name__}, not a Hash or HashResult")
+
+    if isinstance(hashes, Mapping):
+        for name, results in hashes.items():
+            if isinstance(results, (Hash, HashResult)):
+                results = (results,)
+            items = [one(r, f"{name} result {i}") for i, r in enumerate(results)]
+            dihedral = len(items) == len(DIHEDRAL_NAMES)
+            for r in items:
+                if r.hash.algorithm != name:
+                    raise IncompatibleHashError(f"a {r.hash.algorithm} hash listed under {name}")
+            out[name] = [(r, i if dihedral else 0) for i, r in enumerate(items)]
+        return out
+    if isinstance(hashes, (Hash, HashResult)):
+        hashes = [hashes]
+    for i, item in enumerate(hashes):
+        # Separate hashes are separate originals, not dihedral variants of one image.
+        r = one(item, f"item {i}")
+        out.setdefault(r.hash.algorithm, []).append((r, 0))
+    return out

@@ -10,6 +10,9 @@ seed for demos and fuzzing.
 
 Families group transforms for reporting: resize, aspect, jpeg, crop, pad, rotate
 (small angles), rotate90, mirror, color, blur, sharpen, noise, overlay, screenshot.
+Undoing padding is product code (:func:`hashmatch._loading.trim_borders`, re-exported
+here for the benchmark). About 500 lines: a catalogue of 21 small transforms and their
+registry, read one function at a time; splitting it would only scatter the catalogue.
 """
 
 from __future__ import annotations
