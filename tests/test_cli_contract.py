@@ -157,3 +157,12 @@ def test_a_pdq_list_imported_as_phash_gets_a_summary_and_a_hint(world, tmp_path,
     assert len(err) < 30  # not one line per row
     assert any("more rejected rows" in line for line in err)
     assert any("hint:" in line and "--algorithm pdq" in line for line in err)
+
+
+def test_synth_bad_size_and_unwritable_folder_exit_2(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path / "s"), "--count", "1", "--size", "8x8"]) == 2
+    assert "width and height" in _one_line(capsys.readouterr().err)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["synth", "--out", str(blocker / "sub"), "--count", "1"]) == 2
+    assert "cannot write" in _one_line(capsys.readouterr().err)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..testing.synthetic import write_dataset
+from ._options import EXIT_OK, workers_option
 
 
 def _parse_size(value: str | None) -> tuple[int, int] | None:
@@ -23,7 +24,7 @@ def _parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0, show_default=True)
 @click.option("--size", default=None, help="WIDTHxHEIGHT for every image (default: varied sizes and aspects).")
 @click.option("--long-side", type=click.IntRange(32, 8192), default=None, help="Fix the long side, keep each image's aspect.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes (same files either way).")
+@workers_option(minimum=1, default=1, help="Processes (same files either way).")
 @click.option("--format", "fmt", type=click.Choice(["jpeg", "png"]), default="jpeg", show_default=True)
 @click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG quality.")
 def synth_command(
@@ -37,9 +38,7 @@ def synth_command(
         manifest = write_dataset(
             out_dir, count, seed, size=_parse_size(size), format=fmt, quality=quality, long_side=long_side, workers=workers
         )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    except OSError as exc:
+    except OSError as exc:  # an error of the environment, not of hashmatch: one line
         raise click.ClickException(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
     click.echo(f"wrote {count} images and {manifest}")
-    return 0
+    return EXIT_OK
