@@ -20,7 +20,7 @@ from _common import cold_start, machine, pin_malloc, rates_interleaved, table, w
 
 
 def _images(count: int, seed: int, size: tuple[int, int]) -> list[Path]:
-    from hashmatch import synthetic
+    from hashmatch.testing import synthetic
 
     folder = Path(__file__).resolve().parent / "data" / f"synthetic-{size[0]}x{size[1]}-s{seed}-n{count}"
     if not (folder / "manifest.json").exists() and not any(folder.glob("*.jpg")):

@@ -36,7 +36,7 @@ def _photo(seed: int, size: tuple[int, int]):  # type: ignore[no-untyped-def]
     from PIL import Image
 
     try:
-        from hashmatch import synthetic
+        from hashmatch.testing import synthetic
 
         return synthetic.generate_image(seed, size=size)
     except ImportError:

@@ -258,7 +258,7 @@ def _dataset(count: int, seed: int, size: tuple[int, int]) -> Path:
     if all((p / "manifest.json").exists() for p, _, _ in halves):
         return folder
     procs = [
-        subprocess.Popen([sys.executable, "-c", "import sys; from hashmatch import synthetic; "
+        subprocess.Popen([sys.executable, "-c", "import sys; from hashmatch.testing import synthetic; "
                           f"synthetic.write_dataset(sys.argv[1], {n}, {s}, size={size!r})", str(p)])
         for p, n, s in halves
     ]
