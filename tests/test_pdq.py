@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from hashmatch.errors import HashmatchError, ImageError, UnreadableImageError
+from hashmatch.errors import HashmatchError, ImageError, UnreadableImageError, UsageError
 from hashmatch.hashers import ALGORITHMS, DIHEDRAL_NAMES, HashResult, compute_hashes, hash_image
 from hashmatch.hashers.pdq import (
     PDQ_MIN_QUALITY,
@@ -488,7 +488,7 @@ def test_pdq_rejects_bad_draft_min_side(value):
 
 
 def test_pdq_rejects_non_bool_preresize():
-    with pytest.raises(TypeError):
+    with pytest.raises(UsageError):
         pdq_from_array(np.zeros((10, 10, 3), np.uint8), preresize_512=1)
 
 

@@ -74,7 +74,7 @@ def distance_histogram(
     callers still divide by all pairs, since a refused pair cannot match.
     """
     if not isinstance(references, HashBatch):
-        raise TypeError(f"references must be a HashBatch, got {type(references).__name__}")
+        raise UsageError(f"references must be a HashBatch, got {type(references).__name__}")
     n = len(references)
     if queries is None and query_ok is None:
         return pair_histogram(_words(references), references.bits)

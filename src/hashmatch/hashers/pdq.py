@@ -177,7 +177,7 @@ def _result(coeffs: np.ndarray | None, quality: int) -> HashResult:
 
 def _check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+        raise UsageError(f"{name} must be True or False, got {value!r}")
     return value
 
 
