@@ -25,7 +25,7 @@ from ._results import ScanResult, ScanSummary
 from ._schedule import Failed, schedule
 from ._walk import Entry, WalkError, walk
 from ..hashers import get_algorithm
-from ._worker import DEFAULT_MMAP_THRESHOLD, Raw, decode_views
+from ._worker import DEFAULT_MMAP_THRESHOLD, Raw, available_cores, decode_views
 
 __all__ = ["MatcherLike", "ScanRun", "scan"]
 
@@ -303,7 +303,7 @@ def scan(
     for name in spec.algorithms:
         get_algorithm(name)
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        workers = available_cores()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise UsageError(f"workers must be a non-negative integer, got {workers!r}")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):

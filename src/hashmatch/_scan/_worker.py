@@ -28,6 +28,7 @@ from ._walk import kind_of_os_error, os_message
 
 __all__ = [
     "DEFAULT_MMAP_THRESHOLD",
+    "available_cores",
     "Chunk",
     "Raw",
     "dask_worker_init",
@@ -52,6 +53,13 @@ Chunk = list[tuple[str, int, int]]
 _PlainView = dict[str, list[tuple[int, int, Union[int, None]]]]
 Raw = tuple[str, Union[int, None], Union[int, None], Union[str, None], list[_PlainView], Union[str, None], Union[str, None]]
 """A worker's reply for one file: (path, size, mtime_ns, sha256, views, error kind, message)."""
+
+
+def available_cores() -> int:
+    """The cores this process may run on (the default number of workers)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def pin_malloc(threshold: int | None = DEFAULT_MMAP_THRESHOLD) -> bool:

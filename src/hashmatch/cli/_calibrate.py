@@ -7,7 +7,8 @@ import json
 import click
 
 from .._calibrate import calibrate_folder
-from ._options import EXIT_FOUND, EXIT_OK, algorithms_option, cores, dihedral_option, workers_option
+from .._scan._worker import available_cores
+from ._options import EXIT_FOUND, EXIT_OK, algorithms_option, dihedral_option, workers_option
 
 
 @click.command("calibrate")
@@ -29,7 +30,7 @@ def calibrate_command(
     Exit code 0 with a recommendation, 1 when the folder is too small for the rate.
     """
     result = calibrate_folder(
-        negatives, algorithms[0], fpr, dihedral=dihedral, min_quality=min_quality, workers=workers or cores()
+        negatives, algorithms[0], fpr, dihedral=dihedral, min_quality=min_quality, workers=workers or available_cores()
     )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=1))

@@ -7,8 +7,7 @@ kind of value, validated with range checks and "did you mean" suggestions.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -26,7 +25,6 @@ __all__ = [
     "Threshold",
     "algorithms_option",
     "check_known",
-    "cores",
     "dihedral_option",
     "store_option",
     "threshold_option",
@@ -132,14 +130,7 @@ def workers_option(*, minimum: int, default: int | None, help: str) -> Callable[
     )
 
 
-def cores() -> int:
-    """The cores this process may use."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def check_known(names: tuple[str, ...] | None, have: dict[str, int] | Any, what: str) -> None:
+def check_known(names: tuple[str, ...] | None, have: Mapping[str, int], what: str) -> None:
     """Refuse algorithms asked for that the references do not hold (``have``: counts)."""
     missing = [name for name in names or () if not have.get(name)]
     if missing:
