@@ -36,6 +36,7 @@ def test_query_spec_is_frozen_hashable_and_pickles():
         ({"min_quality": "high"}, "min_quality"),
         ({"algorithms": "phash"}, "list of names"),
         ({"dihedral": "yes"}, "dihedral"),
+        ({"options": {"phash": {"hash_szie": 8}}}, "hash_szie"),
     ],
 )
 def test_query_spec_refuses_bad_fields_with_usage_errors(kwargs, message):

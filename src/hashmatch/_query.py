@@ -142,8 +142,13 @@ class QuerySpec:
                 raise UsageError(f"algorithm names must be non-empty strings, got {name!r}")
         set_ = object.__setattr__
         set_(self, "algorithms", names)
-        options = tuple((name, _frozen_items(opts, f"options for {name}")) for name, opts in _frozen_items(self.options, "options"))
+        options = tuple(
+            (name, _frozen_items(opts, f"options for {name}")) for name, opts in _frozen_items(self.options, "options")
+        )
         set_(self, "options", options)
+        for name, opts in options:
+            if name in ALGORITHMS:  # UsageError now, not on the first upload
+                ALGORITHMS[name].check_options(dict(opts))
         set_(self, "thresholds", _frozen_items(self.thresholds, "thresholds"))
         for flag in ("dihedral", "trim_borders", "fast"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
