@@ -16,7 +16,7 @@ synthetic photo-like images:
 * the same images hashed by imagehash and pdqhash (the peers), side by side.
 
 Run: ``MALLOC_MMAP_THRESHOLD_=134217728 python benchmarks/bench_robustness.py`` (the
-script pins it itself) or ``hashmatch bench robustness``; ``--quick`` for a smoke run.
+script pins it itself), from a source checkout; ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
@@ -567,8 +567,8 @@ def _markdown(p: dict[str, Any]) -> str:
         "",
         f"Machine: {p['machine']['cpu']}, {p['machine']['cores']} cores; MALLOC_MMAP_THRESHOLD_={st['MALLOC_MMAP_THRESHOLD_']}; "
         f"total {p['timings_s']['total']:.0f} s (hashing {p['timings_s']['hash']:.0f} s, pair histograms "
-        f"{p['timings_s']['pair_histograms']:.1f} s). Regenerate: `hashmatch bench robustness` "
-        f"(= `python benchmarks/bench_robustness.py --seed {st['seed']} --negatives {st['negatives']} --positives {st['positives']}`).",
+        f"{p['timings_s']['pair_histograms']:.1f} s). Regenerate: "
+        f"`python benchmarks/bench_robustness.py --seed {st['seed']} --negatives {st['negatives']} --positives {st['positives']}`.",
         "",
         f"**Default policy (best recall at FPR 1e-6 among those finding every 90° rotation and mirror image): `{p['default_policy']}`**",
         "",
