@@ -206,6 +206,7 @@ class Matcher:
         self._snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
         self._owns_store = False
         self._refresh_lock = threading.Lock()
+        self._told_readonly = False
         self._state = _State(-1, {})
 
     # -- construction -------------------------------------------------------------------
@@ -223,16 +224,19 @@ class Matcher:
         limits: ImageLimits = DEFAULT_LIMITS,
         trim_borders: bool = True,
         cache_snapshots: bool = True,
+        readonly: bool = False,
     ) -> Matcher:
         """A Matcher over a store's active entries.
 
         Index snapshots are cached in ``<store>.snapshots/`` and reused while the
         store is unchanged (a snapshot a few changes old is reused plus a delta).
-        A store path is opened and owned by the Matcher (see :meth:`close`).
+        A store path is opened and owned by the Matcher (see :meth:`close`);
+        ``readonly=True`` opens it without ever writing (a read-only file and
+        folder work), reusing snapshots already cached but writing none (logged once).
         """
         owns_store = not isinstance(store, ReferenceStore)
         if owns_store:
-            store = ReferenceStore(store, create=False)
+            store = ReferenceStore(store, create=False, readonly=readonly)
         snapshot_dir = store.path + ".snapshots" if cache_snapshots else None
         matcher = cls(
             _store=store,
@@ -432,21 +436,28 @@ class Matcher:
             re.escape(f"{name}-{store.store_id}-") + r"(\d+)-([0-9a-f]{16})" + re.escape(SNAPSHOT_SUFFIX) + "$"
         )
         found = []
-        for path in self._snapshot_dir.iterdir():
-            match = pattern.match(path.name)
-            if match:
-                found.append((int(match.group(1)), match.group(2), path))
+        try:
+            for path in self._snapshot_dir.iterdir():
+                match = pattern.match(path.name)
+                if match:
+                    found.append((int(match.group(1)), match.group(2), path))
+        except OSError as exc:  # an unreadable cache only costs a rebuild
+            _log.warning("not reading snapshots in %s: %s", self._snapshot_dir, exc)
+            return []
         return sorted(found, reverse=True)
 
     def _load_snapshot(self, name: str, bits: int, store: ReferenceStore) -> tuple[Any | None, int]:
-        """The newest usable snapshot (index, generation), or (None, -1)."""
+        """The newest usable snapshot (index, generation), or (None, -1) to rebuild."""
         _, load_index = _index_api()
+        from .index._format import Origin as _Origin  # late, as _index_api
         for generation, token, path in self._snapshots(name, store):
             if store.snapshot_token(name, generation) != token:
                 continue  # not (or no longer) vouched for by the store
             try:
-                index = load_index(path)
-            except (FileFormatError, OSError, ValueError) as exc:
+                # The origin inside the file must be this store, generation and token:
+                # a valid index of another store renamed into place is not trusted.
+                index = load_index(path, origin=_Origin(store.store_id, generation, token))
+            except (FileFormatError, OSError, ValueError, MemoryError) as exc:
                 _log.warning("ignoring snapshot %s: %s", path.name, exc)
                 continue
             if index.algorithm != name or index.bits != bits:
@@ -459,14 +470,20 @@ class Matcher:
         directory = self._snapshot_dir
         if directory is None or index is None:  # an empty set costs nothing to rebuild
             return
+        if store.readonly:
+            if not self._told_readonly:
+                self._told_readonly = True
+                _log.warning("not caching index snapshots: %s was opened read-only", store.path)
+            return
         token = secrets.token_hex(8)
+        from .index._format import Origin as _Origin  # late, as _index_api
         try:
             directory.mkdir(exist_ok=True)
             final = directory / f"{name}-{store.store_id}-{generation}-{token}{SNAPSHOT_SUFFIX}"
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=SNAPSHOT_SUFFIX)
             os.close(fd)
             try:
-                index.save(tmp)
+                index.save(tmp, origin=_Origin(store.store_id, generation, token))
                 os.replace(tmp, final)  # readers see the whole file or none
             finally:
                 if os.path.exists(tmp):
@@ -476,7 +493,7 @@ class Matcher:
                 if old != final:
                     old.unlink(missing_ok=True)
         except (OSError, StoreError) as exc:  # read-only: only costs the next start its build time
-            _log.info("not caching the %s snapshot: %s", name, exc)
+            _log.warning("not caching the %s snapshot: %s", name, exc)
 
     # -- matching ---------------------------------------------------------------------
     def match(self, image: ImageInput) -> list[Match]:
