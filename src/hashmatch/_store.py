@@ -57,7 +57,7 @@ import numpy.typing as npt
 
 from .errors import HashListError, InvalidHashError, StoreError, UnknownAlgorithmError
 from .hashes import Hash, HashBatch
-from ._hashlists import ParsedRow, RejectedRow, expected_bits, read_hashlist, write_hashlist
+from ._hashlists import ParsedRow, RejectedRow, SkippedLine, expected_bits, read_hashlist, write_hashlist
 
 __all__ = ["Entry", "ImportReport", "ListInfo", "ListStats", "NewEntry", "ReferenceStore"]
 
@@ -163,13 +163,19 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class ImportReport:
-    """What an import or an add did: counts, and the rows that were refused."""
+    """What an import or an add did: counts, and the rows that were refused.
+
+    For a file, ``added + duplicates + rejected_count + skipped == lines``: every
+    physical line is accounted for (``skipped``: the header, blank and comment lines).
+    """
 
     list_name: str
     added: int
     duplicates: int
     rejected: tuple[RejectedRow, ...] = field(default=())
     entry_ids: tuple[int, ...] = field(default=(), repr=False)
+    skipped: int = 0
+    lines: int = 0
 
     @property
     def rejected_count(self) -> int:
@@ -510,7 +516,7 @@ class ReferenceStore:
     def _import_rows(
         self,
         list_name: str,
-        rows: Iterable[ParsedRow | RejectedRow],
+        rows: Iterable[ParsedRow | RejectedRow | SkippedLine],
         *,
         strict: bool = False,
         keep_ids: bool = False,
@@ -519,7 +525,7 @@ class ReferenceStore:
     ) -> ImportReport:
         _check_list_name(list_name)
         rejected: list[RejectedRow] = []
-        valid = added = 0
+        valid = added = skipped = lines = 0
         ids: list[int] = []
         with self._write() as tx:
             conn = tx.conn
@@ -552,6 +558,10 @@ class ReferenceStore:
                 return cur.rowcount
 
             for item in rows:
+                lines = max(lines, item.line)
+                if isinstance(item, SkippedLine):
+                    skipped += 1
+                    continue
                 if isinstance(item, RejectedRow):
                     if strict:
                         raise HashListError(f"rejected {item}; nothing was imported (strict)")
@@ -567,7 +577,7 @@ class ReferenceStore:
             if chunk:
                 added += flush()
             tx.changed = added > 0
-        return ImportReport(list_name, added, valid - added, tuple(rejected), tuple(ids))
+        return ImportReport(list_name, added, valid - added, tuple(rejected), tuple(ids), skipped, lines)
 
     # -- retracting ----------------------------------------------------------------------
     def retract(self, entry_ids: Iterable[int], *, reason: str | None = None) -> int:
