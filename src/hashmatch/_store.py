@@ -843,6 +843,16 @@ class _WriteTransaction:
             raise StoreError(f"writing to {self.store.path} failed: {exc}") from None
 
 
+def store_is_writable(path: str | os.PathLike[str]) -> bool:
+    """Whether this process may write the store at ``path`` and its folder (for ``-wal``
+    and ``-shm``); commands that only read open it with ``readonly=True`` otherwise."""
+    target = os.path.abspath(os.fspath(path))
+    try:
+        return os.access(target, os.W_OK) and os.access(os.path.dirname(target), os.W_OK)
+    except (OSError, ValueError):
+        return False
+
+
 def _check_list_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise StoreError(f"a list name must be a non-empty string of at most 200 characters, got {name!r}")

@@ -9,6 +9,7 @@ import click
 
 from ..errors import HashmatchError
 from .._match import Matcher
+from .._store import store_is_writable
 
 EXIT_NO_MATCH, EXIT_MATCH, EXIT_ERROR = 0, 1, 2
 
@@ -54,6 +55,7 @@ def match_command(
         require=require,  # type: ignore[arg-type]
         dihedral=not no_dihedral,
         cache_snapshots=not no_cache,
+        readonly=not store_is_writable(store_path),
     )
     out = sys.stdout
     any_match = any_error = False

@@ -134,7 +134,7 @@ def retract_command(entry_ids: tuple[int, ...], store_path: str, reason: str | N
 @click.option("--algorithm", "-a", default=None, help="Only this algorithm.")
 def export_command(store_path: str, output: str, fmt: str, list_name: str | None, algorithm: str | None) -> int:
     """Write active entries as a hash-list file (retracted ones are left out)."""
-    with ReferenceStore(store_path, create=False) as store:
+    with ReferenceStore(store_path, create=False, readonly=True) as store:
         dest = sys.stdout if output == "-" else output
         count = store.export_file(dest, format=fmt, list_name=list_name, algorithm=algorithm)
     click.echo(f"{count} exported", err=True)
@@ -145,7 +145,7 @@ def export_command(store_path: str, output: str, fmt: str, list_name: str | None
 @_store_option
 def stats_command(store_path: str) -> int:
     """Lists with their active and retracted counts per algorithm."""
-    with ReferenceStore(store_path, create=False) as store:
+    with ReferenceStore(store_path, create=False, readonly=True) as store:
         infos = {info.name: info for info in store.lists()}
         rows = store.stats()
         click.echo(f"store {store_path}: generation {store.generation}, {len(store)} active entries")

@@ -25,8 +25,11 @@ EXIT_CLEAN, EXIT_MATCHED = 0, 1
 def _load_matcher(store: str, algorithms: list[str] | None, dihedral: bool) -> Any:
     """The Matcher for ``store`` (a seam: tests substitute a stand-in)."""
     from .._match import Matcher
+    from .._store import store_is_writable
 
-    return Matcher.from_store(store, algorithms=algorithms, dihedral=dihedral)
+    return Matcher.from_store(
+        store, algorithms=algorithms, dihedral=dihedral, readonly=not store_is_writable(store)
+    )
 
 
 def _split_algorithms(value: str | None) -> list[str] | None:
