@@ -208,6 +208,20 @@ def test_hash_damaged_in_the_table_only_is_caught(pristine: tuple[Path, dict[str
     assert _cli_ok(target)
 
 
+def test_text_that_is_not_utf8_is_a_store_error(pristine: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    target = _copy(pristine[0], tmp_path / "changed.db")
+    conn = sqlite3.connect(target)
+    conn.execute("UPDATE entries SET label = CAST(x'ff41' AS TEXT) WHERE id = 7")
+    conn.commit()
+    conn.close()
+    with ReferenceStore(target, create=False) as store:
+        with pytest.raises(StoreError, match="reading"):
+            list(store.entries())
+        with pytest.raises(StoreError):
+            store.entry_info([7])
+    assert _cli_ok(target)
+
+
 def _with_wal(folder: Path) -> tuple[Path, bytes, list[dict[str, Any]]]:
     """A store whose last commits live only in its -wal (as a copy taken under a writer)."""
     base = folder / "wal.db"

@@ -69,6 +69,9 @@ QUICK_CHECK_MAX_BYTES = 256 << 20
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _TABLES = frozenset({"meta", "lists", "entries", "snapshots"})
 _MAX_ENTRY_ID = 2**63 - 1
+# What a damaged file can make the sqlite3 module raise: its own errors, and text that
+# is not UTF-8 (in a value or in an error message) decoded by Python.
+_DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -277,7 +280,7 @@ class ReferenceStore:
             except OSError:  # a file system without hard links
                 if not os.path.lexists(self.path):
                     os.replace(tmp, self.path)
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreError(f"cannot create reference store {self.path}: {exc}") from None
         except OSError as exc:
             raise StoreError(f"cannot create reference store {self.path}: {exc.strerror or exc}") from None
@@ -320,7 +323,7 @@ class ReferenceStore:
                 return uri
             finally:
                 probe.close()
-        except sqlite3.DatabaseError:
+        except _DB_ERRORS:
             pass
         # mode=ro on a WAL store needs a -shm it can create; in a read-only folder only
         # immutable=1 opens, and it ignores the -wal: refuse if that holds anything.
@@ -360,7 +363,7 @@ class ReferenceStore:
                 if problems != ["ok"]:
                     raise StoreError(f"{self.path} is damaged: {'; '.join(map(str, problems))[:300]}")
             rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('store_id', 'generation')"))
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreError(f"{self.path} is not a usable reference store: {exc}") from None
         store_id = rows.get("store_id")
         if not isinstance(store_id, str) or not re.fullmatch(r"[0-9a-f]{16}", store_id):
@@ -381,7 +384,7 @@ class ReferenceStore:
             # Random hashes make index inserts random: a bigger page cache keeps big
             # imports from going to disk per row (64 MiB, allocated only as used).
             conn.execute("PRAGMA cache_size = -65536")
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreError(f"cannot open reference store {self.path}: {exc}") from None
         self._local.conn = conn
         with self._lock:
@@ -395,7 +398,7 @@ class ReferenceStore:
             for conn in self._connections:
                 try:
                     conn.close()
-                except sqlite3.Error:  # pragma: no cover - closing is best effort
+                except _DB_ERRORS:  # pragma: no cover - closing is best effort
                     pass
             self._connections.clear()
         self._local = threading.local()
@@ -603,7 +606,7 @@ class ReferenceStore:
         """Every row of a query; any SQLite error, fetching included, is a StoreError."""
         try:
             return self._conn().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreError(f"reading {self.path} failed: {exc}") from None
 
     @property
@@ -660,7 +663,7 @@ class ReferenceStore:
                     return
                 for row in rows:
                     yield self._entry(row)
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreError(f"reading {self.path} failed: {exc}") from None
 
     def entry_info(self, entry_ids: Iterable[int]) -> dict[int, tuple[str, str | None, str | None]]:
@@ -753,7 +756,7 @@ class ReferenceStore:
                 yield conn, _read_generation(conn, self.path)
             finally:
                 conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreError(f"reading {self.path} failed: {exc}") from None
 
     def _batch(self, rows: list[tuple[int, bytes]], algorithm: str, bits: int) -> tuple[HashBatch, npt.NDArray[np.int64]]:
@@ -814,7 +817,7 @@ class _WriteTransaction:
     def __enter__(self) -> _WriteTransaction:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreError(f"cannot write to {self.store.path}: {exc}") from None
         try:
             self.generation = _read_generation(self.conn, self.store.path) + 1
@@ -833,13 +836,13 @@ class _WriteTransaction:
                 self.conn.execute("COMMIT")
                 return
             self.conn.execute("ROLLBACK")
-        except sqlite3.Error as err:
+        except _DB_ERRORS as err:
             try:
                 self.conn.execute("ROLLBACK")
-            except sqlite3.Error:
+            except _DB_ERRORS:
                 pass
             raise StoreError(f"writing to {self.store.path} failed: {err}") from None
-        if exc_type is not None and issubclass(exc_type, sqlite3.Error):
+        if exc_type is not None and issubclass(exc_type, _DB_ERRORS):
             raise StoreError(f"writing to {self.store.path} failed: {exc}") from None
 
 
@@ -878,6 +881,6 @@ def _generation_of(value: object, path: str) -> int:
 def _read_generation(conn: sqlite3.Connection, path: str) -> int:
     try:
         rows = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchall()
-    except sqlite3.Error as exc:
+    except _DB_ERRORS as exc:
         raise StoreError(f"reading {path} failed: {exc}") from None
     return _generation_of(rows[0][0] if rows else None, path)
