@@ -211,14 +211,14 @@ def test_hash_damaged_in_the_table_only_is_caught(pristine: tuple[Path, dict[str
 def test_text_that_is_not_utf8_is_a_store_error(pristine: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     target = _copy(pristine[0], tmp_path / "changed.db")
     conn = sqlite3.connect(target)
-    conn.execute("UPDATE entries SET label = CAST(x'ff41' AS TEXT) WHERE id = 7")
+    conn.execute("UPDATE entries SET label = CAST(x'ff41' AS TEXT) WHERE id = 8")
     conn.commit()
     conn.close()
     with ReferenceStore(target, create=False) as store:
         with pytest.raises(StoreError, match="reading"):
             list(store.entries())
         with pytest.raises(StoreError):
-            store.entry_info([7])
+            store.entry_info([8])
     assert _cli_ok(target)
 
 
