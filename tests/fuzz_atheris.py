@@ -17,7 +17,11 @@ import tempfile
 
 import atheris
 
-with atheris.instrument_imports():
+# numba compiles the kernels from their bytecode: instrumented bytecode does not compile.
+_KERNELS = ["hashmatch.hashers._kernels", "hashmatch.hashers._pdq_kernels", "hashmatch.index._kernels",
+            "hashmatch._calibrate_kernels", "numba", "numpy", "PIL", "llvmlite", "scipy", "pywt"]
+
+with atheris.instrument_imports(include=["hashmatch"], exclude=_KERNELS):
     import hashmatch
     from hashmatch.errors import HashmatchError
     from hashmatch.index import load_index

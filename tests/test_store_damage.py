@@ -275,10 +275,33 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        (folder / "wal").mkdir()
         path = folder / "pristine.db"
         expected = build(path)
         flips = run_flips((path, expected), folder, 1000)
         print("bit flips:", dict(flips), "file bytes:", path.stat().st_size)
+        data = path.read_bytes()
+        cuts: Counter[str] = Counter()
+        for cut in range(0, len(data), 97):
+            (folder / "cut.db").write_bytes(data[:cut])
+            cuts[outcome(folder / "cut.db", [expected])] += 1
+        print("truncations (every 97 bytes):", dict(cuts))
+        copy, wal, states = _with_wal(folder / "wal")
+        wal_counts: Counter[str] = Counter()
+        main_bytes = copy.read_bytes()
+        rng = np.random.default_rng(12)
+        variants = [None, b"", *(wal[:c] for c in range(0, len(wal), 211))]
+        variants += [bytes(b ^ (1 << int(rng.integers(0, 8))) if i == pos else b for i, b in enumerate(wal))
+                     for pos in rng.integers(0, len(wal), 300).tolist()]
+        for content in variants:
+            copy.write_bytes(main_bytes)
+            Path(str(copy) + "-shm").unlink(missing_ok=True)
+            wal_path = Path(str(copy) + "-wal")
+            wal_path.unlink(missing_ok=True)
+            if content is not None:
+                wal_path.write_bytes(content)
+            wal_counts[outcome(copy, states)] += 1
+        print("WAL missing/empty/cut/flipped:", dict(wal_counts), "variants:", len(variants))
 
 
 if __name__ == "__main__":

@@ -719,13 +719,17 @@ class ReferenceStore:
                 "WHERE algorithm = ? AND retracted IS NULL",
                 (algorithm,),
             ).fetchall()
-        copies.sort()
-        if copies != rows:
-            raise StoreError(
-                f"{self.path} is damaged: the {algorithm} entries disagree with their index "
-                "(restore it from a backup, or rebuild it with 'sqlite3 .recover')"
-            )
-        return self._batch(rows, algorithm, bits) + (gen,)
+        batch, ids = self._batch(rows, algorithm, bits)
+        del rows
+        if len(copies) == len(ids):
+            copy_batch, copy_ids = self._batch(copies, algorithm, bits)
+            order = np.argsort(copy_ids, kind="stable")  # the index holds them in hash order
+            if np.array_equal(copy_ids[order], ids) and np.array_equal(copy_batch.words[order], batch.words):
+                return batch, ids, gen
+        raise StoreError(
+            f"{self.path} is damaged: the {algorithm} entries disagree with their index "
+            "(restore it from a backup, or rebuild it with 'sqlite3 .recover')"
+        )
 
     def read_changes(
         self, algorithm: str, since: int

@@ -14,7 +14,6 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from ..errors import ImageTooLargeError
 from ..hashes import Hash
 from ._kernels import above_mean, above_median, dct_basis, dct_low_above_median, dihedral_above_median, right_brighter
 from ._registry import DIHEDRAL_NAMES, Algorithm, HashResult, register
@@ -36,14 +35,7 @@ def _check_size(name: str, value: object, minimum: int = 2) -> int:
 
 
 def _reduce(image: Image.Image, width: int, height: int) -> np.ndarray:
-    try:
-        return np.asarray(image.resize((width, height), _LANCZOS), dtype=np.uint8)
-    except MemoryError:
-        # The filter weights grow with the longest side; ImageLimits.max_side keeps them
-        # small, so this is a caller's raised limit meeting a thin image: refuse it alone.
-        raise ImageTooLargeError(
-            f"resizing a {image.width}x{image.height} image ran out of memory: lower ImageLimits.max_side"
-        ) from None
+    return np.asarray(image.resize((width, height), _LANCZOS), dtype=np.uint8)
 
 
 def _draft_square(size: int) -> tuple[int, int]:
