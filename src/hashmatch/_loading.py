@@ -40,7 +40,6 @@ import io
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Union
 
 import numpy as np
