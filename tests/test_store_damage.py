@@ -191,21 +191,43 @@ def test_hash_damaged_in_the_table_only_is_caught(pristine: tuple[Path, dict[str
     with ReferenceStore(path, create=False, readonly=True) as store:
         entry = store.get(100)
     assert entry is not None and entry.retracted is None
-    blob = entry.hash.to_bytes()
-    pos = data.find(blob)
-    patched = 0
-    while pos >= 0:
-        page = pos // PAGE
-        if data[page * PAGE + (100 if page == 0 else 0)] == 0x0D:  # a table leaf page
-            data[pos + 3] ^= 0x20
-            patched += 1
-        pos = data.find(blob, pos + 1)
+    patched = _flip_in_table_leaf(data, entry.hash.to_bytes())
     assert patched == 1
     target = tmp_path / "changed.db"
     target.write_bytes(bytes(data))
     assert outcome(target, [expected]) == "error"
     assert _matcher_outcome(target, {"phash": [entry.hash]}) == "error"
     assert _cli_ok(target)
+
+
+def _flip_in_table_leaf(data: bytearray, blob: bytes) -> int:
+    """Flip one bit of ``blob`` where it sits in a table leaf page (not in an index page)."""
+    patched, pos = 0, data.find(blob)
+    while pos >= 0:
+        page = pos // PAGE
+        if data[page * PAGE + (100 if page == 0 else 0)] == 0x0D:
+            data[pos + 3] ^= 0x20
+            patched += 1
+        pos = data.find(blob, pos + 1)
+    return patched
+
+
+def test_damaged_hash_in_a_delta_is_caught_with_a_snapshot(tmp_path: Path) -> None:
+    """A Matcher that starts from its snapshot reads only the changes since: those are
+    cross-checked too, so damage there is an error rather than a missed match."""
+    path = tmp_path / "refs.db"
+    build(path, seed=8)
+    Matcher.from_store(path, algorithms=["phash"]).close()  # writes the snapshot
+    new = Hash(0x0123456789ABCDEF, "phash", 64)
+    with ReferenceStore(path) as store:
+        store.add("gamma", new)
+    with Matcher.from_store(path, algorithms=["phash"]) as m:  # snapshot + delta: fine
+        assert [x.distance for x in m.match_hashes({"phash": [new]})] == [0]
+    data = bytearray(path.read_bytes())
+    assert _flip_in_table_leaf(data, new.to_bytes()) == 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="new phash entries disagree"):
+        Matcher.from_store(path, algorithms=["phash"])
 
 
 def test_text_that_is_not_utf8_is_a_store_error(pristine: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:

@@ -747,6 +747,20 @@ class ReferenceStore:
                 "SELECT id FROM entries WHERE algorithm = ? AND retracted_gen > ? AND added_gen <= ? ORDER BY id",
                 (algorithm, since, since),
             ).fetchall()
+            # As in read_active, each added hash must be found in its index copy (a probe
+            # per row, in SQLite: deltas are small).
+            unmatched = conn.execute(
+                "SELECT count(*) FROM entries e WHERE e.algorithm = ? AND e.added_gen > ? AND e.retracted IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM entries i INDEXED BY entries_active WHERE i.hash = e.hash "
+                "AND i.algorithm = e.algorithm AND i.list_id = e.list_id AND i.retracted IS NULL "
+                "AND i.rowid = e.rowid)",
+                (algorithm, since),
+            ).fetchone()[0]
+        if unmatched:
+            raise StoreError(
+                f"{self.path} is damaged: {unmatched} new {algorithm} entries disagree with their index "
+                "(restore it from a backup, or rebuild it with 'sqlite3 .recover')"
+            )
         batch, ids = self._batch(added, algorithm, bits)
         return batch, ids, np.array([r[0] for r in gone], dtype=np.int64), gen
 
