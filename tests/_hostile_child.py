@@ -113,6 +113,8 @@ def main() -> None:
         _cli(f"cli[{i}]", "cli:match", ["match", *part, "--store", store, "--no-cache"])
         _cli(f"cli[{i}]", "cli:refs-add", ["refs", "add", *part, "--store", spec["add_store"], "--list", "x",
                                           "-a", "phash"])
+    _cli("scan", "cli:scan", ["scan", spec["folder"], "--store", store, "--workers", "0", "-q",
+                              "-o", spec["report"]])
     _emit({"case": "-", "entry": "done", "event": "done"})
 
 

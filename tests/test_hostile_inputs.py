@@ -3,9 +3,10 @@ memory (issue 10, "keep it so").
 
 Each class of cases runs in one child process (``tests/_hostile_child.py``) under an
 address-space limit (``BUDGET_BYTES`` above the child's size once warmed up) and a
-timeout; a hang is the timeout, a crash is any exception that is not a HashmatchError,
-a wrong verdict is a match against unrelated random references or a batch that lost
-its last, good image. ``python tests/test_hostile_inputs.py`` prints the figures per
+timeout; a hang is the timeout, a crash is any exception that is not a HashmatchError
+(or, for the CLI - hash, match, refs add, scan - a traceback or an exit code outside the
+contract: match and scan must not say "matched"), a wrong verdict is a match against
+unrelated random references or a batch that lost its last, good image. ``python tests/test_hostile_inputs.py`` prints the figures per
 class (cases, calls, errors, crashes, hangs, wrong verdicts, slowest call, peak RSS).
 """
 
@@ -57,6 +58,7 @@ def run_class(name: str, workdir: Path) -> dict[str, Any]:
     spec = {
         "cases": listed, "good": str(good), "store": str(workdir / "refs.db"),
         "add_store": str(workdir / "added.db"), "budget_bytes": BUDGET_BYTES,
+        "folder": str(workdir / "cases"), "report": str(workdir / "scan.jsonl"),
     }
     (workdir / "spec.json").write_text(json.dumps(spec))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
@@ -81,7 +83,7 @@ def summarise(name: str, n_cases: int, records: list[dict[str, Any]], hung: bool
     crashes = [r for r in ends if r["outcome"] == "crash"]
     cli_bad = [
         r for r in ends if r["entry"].startswith("cli:")
-        and (r.get("traceback") or r.get("exit") not in ({0, 2} if r["entry"] == "cli:match" else {0, 1, 2}))
+        and (r.get("traceback") or r.get("exit") not in ({0, 2} if r["entry"] in ("cli:match", "cli:scan") else {0, 1, 2}))
     ]
     wrong = [r for r in records if r.get("event") == "wrong"]
     limit = next((r for r in records if r.get("event") == "limit"), {})
