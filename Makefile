@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export MALLOC_MMAP_THRESHOLD_ = 134217728
 export MALLOC_TRIM_THRESHOLD_ = 268435456
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench fuzz clean
 
 $(BIN)/.installed-core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,21 @@ KERNEL_TESTS := tests/test_hasher_kernels.py tests/test_pdq_kernels.py tests/tes
 test: $(BIN)/.installed-dev
 	$(BIN)/python -m pytest -q -n 2
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -n 2 $(KERNEL_TESTS)
+
+# Longer fuzzing than make test runs (about 15 minutes on 2 cores): the hypothesis
+# properties with 5,000 examples each, the hostile-input suite with an in-limit bomb of
+# 81 Mpx, then atheris (coverage-guided) over image loading, hash lists and index files.
+FUZZ_EXAMPLES ?= 5000
+FUZZ_RUNS ?= 300000
+$(BIN)/.installed-fuzz: pyproject.toml $(BIN)/.installed-dev
+	$(BIN)/python -m pip install --quiet -e ".[dev,dask,fuzz]"
+	touch $@
+
+fuzz: $(BIN)/.installed-fuzz
+	HASHMATCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -n 2 tests/test_fuzz.py
+	HASHMATCH_HOSTILE_BOMB_SIDE=9000 $(BIN)/python tests/test_hostile_inputs.py
+	$(BIN)/python tests/test_store_damage.py
+	$(BIN)/python tests/fuzz_atheris.py -atheris_runs=$(FUZZ_RUNS)
 
 bench: $(BIN)/.installed-bench
 	$(BIN)/python benchmarks/run_all.py

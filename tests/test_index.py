@@ -256,7 +256,7 @@ def test_build_index_picks_by_size_and_radius(rng: np.random.Generator) -> None:
 
 def test_public_names_are_pinned() -> None:
     assert sorted(index_pkg.__all__) == sorted(
-        ["BKTree", "Flat", "Index", "MultiIndexHash", "QueryResult", "build_index", "load_index", "warmup"]
+        ["BKTree", "Flat", "Index", "MultiIndexHash", "Origin", "QueryResult", "build_index", "load_index", "warmup"]
     )
 
 

@@ -14,14 +14,24 @@ Three formats, read row by row so that one bad row never stops an import:
     ThreatExchange-style PDQ lines, as the PDQ reference hasher prints them:
     ``hash,quality[,name]`` or ``hash=...,quality=...,filename=...``. No header.
 
-Bad rows come back as :class:`RejectedRow` with their line number and a reason
-that never repeats the row's hash (lists of known material are sensitive).
+Reading is by physical line: every line is exactly one of a header, a blank or
+comment line (:class:`SkippedLine`), a row (:class:`ParsedRow`) or a rejected row
+(:class:`RejectedRow`, with its line number), so the counts always add up to the
+lines read. A CSV row is one line: a quoted field left open, a stray quote after a
+closing one, or a line over ``MAX_LINE`` characters rejects that line alone and
+never swallows the lines after it. No process-wide setting (``csv.field_size_limit``)
+is touched. A file is refused as a whole only when it is not a hash list at all
+(no header with a ``hash`` column, no algorithm known, unreadable, empty).
+
+No reason or error ever quotes a value from a hash column, or a value that looks
+like a hash (a run of hex digits or a long token), wherever it was found: lists of
+known material are sensitive.
 """
 
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import os
 import re
 import tempfile
@@ -30,13 +40,15 @@ from dataclasses import dataclass
 from typing import IO, TextIO
 
 from ._csv import FORMULA_STARTS, CsvWriter
-from .errors import HashListError, UnknownAlgorithmError
-from .hashes import Hash, default_bits
+from .errors import HashListError, UnknownAlgorithmError, looks_like_hash
+from .hashes import DEFAULT_BITS, Hash, default_bits
 
 __all__ = [
     "FORMATS",
+    "MAX_LINE",
     "ParsedRow",
     "RejectedRow",
+    "SkippedLine",
     "detect_format",
     "expected_bits",
     "read_hashlist",
@@ -49,7 +61,11 @@ FORMATS = ("csv", "tsv", "hex", "pdq")
 _PDQ_LINE = re.compile(r"^\s*(?:hash=)?([0-9a-fA-F]{64})\s*,\s*(?:quality=)?(\d{1,3})\s*(?:,(.*))?$")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _FORMULA_START = FORMULA_STARTS  # the writer's rule (hashmatch._csv), undone on reading
-_MAX_FIELD = 1 << 16
+MAX_LINE = 1 << 16
+"""Longest line read (characters); a longer one is rejected, not read into memory."""
+# Lines looked at to tell a PDQ list from a plain hex list: a bad first line or two
+# must not make a PDQ list "hex" (and then refused for want of an algorithm).
+_DETECT_LINES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +77,14 @@ class ParsedRow:
     quality: int | None = None
     label: str | None = None
     external_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedLine:
+    """A line that holds no row: blank, a comment, or the header."""
+
+    line: int
+    kind: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +108,7 @@ def _parse_hash(text: str, algorithm: str) -> Hash | str:
     try:
         bits = expected_bits(algorithm)
     except UnknownAlgorithmError:
-        return f"unknown algorithm {_short(algorithm)!r}"
+        return f"unknown algorithm {_shown(algorithm)}"
     digits = text.strip()
     if digits[:2].lower() == "0x":
         digits = digits[2:]
@@ -127,14 +151,25 @@ def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def detect_format(first_line: str, name: str | None = None) -> str:
-    """Guess a format from the first meaningful line (and the file name as a hint)."""
+def _shown(text: str) -> str:
+    """A cell for a message: quoted when harmless, withheld when it may be a hash."""
+    if looks_like_hash(text) or len(text) > 40:
+        return "(a value withheld: it may be a hash)"
+    return repr(text)
+
+
+def detect_format(first_line: str, name: str | None = None, more: Iterable[str] = ()) -> str:
+    """Guess a format from the first meaningful line (and the file name as a hint).
+
+    ``more``: the next meaningful lines; any PDQ-shaped one makes a PDQ list, so one
+    bad line at the top does not turn a PDQ list into something else.
+    """
     fields = [f.strip().strip('"').lower() for f in re.split(r"[,\t]", first_line)]
     if "hash" in fields:
         if "\t" in first_line:
             return "tsv"
         return "csv"
-    if _PDQ_LINE.match(first_line):
+    if _PDQ_LINE.match(first_line) or any(_PDQ_LINE.match(line.strip()) for line in more):
         return "pdq"
     if name and name.lower().endswith((".csv", ".tsv")):
         # A CSV without the header it needs: let the reader say so.
@@ -142,70 +177,118 @@ def detect_format(first_line: str, name: str | None = None) -> str:
     return "hex"
 
 
-def _lines(stream: TextIO) -> Iterator[tuple[int, str]]:
-    for number, line in enumerate(stream, 1):
-        yield number, line.rstrip("\r\n")
+_TOO_LONG = None  # marks a line over MAX_LINE characters (its text is not kept)
+
+
+def _lines(stream: TextIO) -> Iterator[tuple[int, str | None]]:
+    """(line number, text without its end) per physical line; None for an over-long one."""
+    number = 0
+    if not hasattr(stream, "readline"):  # an iterable of lines, as csv.reader takes
+        for number, text in enumerate(stream, 1):
+            yield number, (_TOO_LONG if len(text) > MAX_LINE + 2 else text.rstrip("\r\n"))
+        return
+    while True:
+        text = stream.readline(MAX_LINE + 1)
+        if not text:
+            return
+        number += 1
+        if len(text) > MAX_LINE and not text.endswith(("\n", "\r")):
+            while text and not text.endswith(("\n", "\r")):  # skip the rest, bounded reads
+                text = stream.readline(MAX_LINE + 1)
+            yield number, _TOO_LONG
+            continue
+        yield number, text.rstrip("\r\n")
+
+
+def _too_long(line: int) -> RejectedRow:
+    return RejectedRow(line, f"line is over {MAX_LINE} characters")
+
+
+def _split_row(text: str, delimiter: str) -> list[str] | str:
+    """The cells of one line, or why it is not a well-formed row."""
+    try:
+        rows = list(csv.reader([text], delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        return f"malformed row ({exc}): check its quotes"
+    return rows[0] if rows else []
 
 
 def _read_delimited(
-    stream: TextIO, delimiter: str, algorithm: str | None
-) -> Iterator[ParsedRow | RejectedRow]:
-    reader = csv.reader(stream, delimiter=delimiter)
+    lines: Iterable[tuple[int, str | None]], delimiter: str, algorithm: str | None
+) -> Iterator[ParsedRow | RejectedRow | SkippedLine]:
     header: list[str] | None = None
-    try:
-        for row in reader:
+    col: dict[str, int] = {}
+    for line, text in lines:
+        if text is None:
             if header is None:
-                if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
-                    continue
-                header = [c.strip().lower() for c in row]
-                if "hash" not in header:
-                    raise HashListError(
-                        f"line {reader.line_num}: the header has no 'hash' column (columns: {', '.join(header)})"
-                    )
-                if "algorithm" not in header and algorithm is None:
-                    raise HashListError("the list has no 'algorithm' column: give the algorithm")
-                col = {name: header.index(name) for name in header if name}
-                if "category" in col and "label" not in col:
-                    col["label"] = col["category"]
-                if "external_id" in col and "id" not in col:
-                    col["id"] = col["external_id"]
-                continue
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row):
-                continue
-
-            def cell(name: str) -> str | None:
-                i = col.get(name)
-                return row[i] if i is not None and i < len(row) else None
-
-            alg = (cell("algorithm") or "").strip().lower() or algorithm
-            if alg is None:
-                yield RejectedRow(line, "no algorithm")
-                continue
-            if algorithm is not None and alg != algorithm:
-                yield RejectedRow(line, f"algorithm {_short(alg)!r} where {algorithm} was asked for")
-                continue
-            parsed = _parse_hash(cell("hash") or "", alg)
-            if isinstance(parsed, str):
-                yield RejectedRow(line, parsed)
-                continue
-            quality = _parse_quality(cell("quality"))
-            if isinstance(quality, str):
-                yield RejectedRow(line, quality)
-                continue
-            yield ParsedRow(line, parsed, quality, _clean_text(cell("label")), _clean_text(cell("id")))
-    except csv.Error as exc:
-        raise HashListError(f"line {reader.line_num}: unreadable {('TSV' if delimiter == chr(9) else 'CSV')}: {exc}") from None
+                raise HashListError(f"line {line}: the header is over {MAX_LINE} characters")
+            yield _too_long(line)
+            continue
+        if not text.strip() or (header is None and text.lstrip().startswith("#")):
+            yield SkippedLine(line, "blank" if not text.strip() else "comment")
+            continue
+        row = _split_row(text, delimiter)
+        if header is None:
+            if isinstance(row, str):
+                raise HashListError(f"line {line}: the header is not a well-formed row: check its quotes")
+            header = [c.strip().lower() for c in row]
+            if "hash" not in header:
+                shown = [_shown(c) if c else "''" for c in header[:12]]
+                raise HashListError(
+                    f"line {line}: the header has no 'hash' column (columns: {', '.join(shown)}"
+                    f"{', …' if len(header) > 12 else ''})"
+                )
+            if "algorithm" not in header and algorithm is None:
+                raise HashListError("the list has no 'algorithm' column: give the algorithm")
+            col = {name: header.index(name) for name in header if name}
+            if "category" in col and "label" not in col:
+                col["label"] = col["category"]
+            if "external_id" in col and "id" not in col:
+                col["id"] = col["external_id"]
+            yield SkippedLine(line, "header")
+            continue
+        if isinstance(row, str):
+            yield RejectedRow(line, row)
+            continue
+        if all(not c.strip() for c in row):
+            yield SkippedLine(line, "blank")
+            continue
+        yield _delimited_row(line, row, col, algorithm)
     if header is None:
         raise HashListError("the list is empty: no header row")
 
 
-def _read_hex(stream: TextIO, algorithm: str | None) -> Iterator[ParsedRow | RejectedRow]:
+def _delimited_row(line: int, row: list[str], col: dict[str, int], algorithm: str | None) -> ParsedRow | RejectedRow:
+    def cell(name: str) -> str | None:
+        i = col.get(name)
+        return row[i] if i is not None and i < len(row) else None
+
+    alg = (cell("algorithm") or "").strip().lower() or algorithm
+    if alg is None:
+        return RejectedRow(line, "no algorithm")
+    if algorithm is not None and alg != algorithm:
+        return RejectedRow(line, f"algorithm {_shown(alg)} where {algorithm} was asked for")
+    parsed = _parse_hash(cell("hash") or "", alg)
+    if isinstance(parsed, str):
+        return RejectedRow(line, parsed)
+    quality = _parse_quality(cell("quality"))
+    if isinstance(quality, str):
+        return RejectedRow(line, quality)
+    return ParsedRow(line, parsed, quality, _clean_text(cell("label")), _clean_text(cell("id")))
+
+
+def _read_hex(
+    lines: Iterable[tuple[int, str | None]], algorithm: str | None
+) -> Iterator[ParsedRow | RejectedRow | SkippedLine]:
     if algorithm is None:
         raise HashListError("a plain hex list needs the algorithm (its hashes do not say)")
-    for line, text in _lines(stream):
+    for line, text in lines:
+        if text is None:
+            yield _too_long(line)
+            continue
         stripped = text.strip()
         if not stripped or stripped.startswith("#"):
+            yield SkippedLine(line, "comment" if stripped else "blank")
             continue
         token, _, rest = _split_first(stripped)
         parsed = _parse_hash(token, algorithm)
@@ -222,12 +305,18 @@ def _split_first(text: str) -> tuple[str, str, str]:
     return text[: match.start()], match.group(), text[match.end() :].lstrip(" \t,;")
 
 
-def _read_pdq(stream: TextIO, algorithm: str | None) -> Iterator[ParsedRow | RejectedRow]:
+def _read_pdq(
+    lines: Iterable[tuple[int, str | None]], algorithm: str | None
+) -> Iterator[ParsedRow | RejectedRow | SkippedLine]:
     if algorithm not in (None, "pdq"):
-        raise HashListError(f"a ThreatExchange PDQ list holds pdq hashes, not {algorithm}")
-    for line, text in _lines(stream):
+        raise HashListError(f"a ThreatExchange PDQ list holds pdq hashes, not {_shown(algorithm)}")
+    for line, text in lines:
+        if text is None:
+            yield _too_long(line)
+            continue
         stripped = text.strip()
         if not stripped or stripped.startswith("#"):
+            yield SkippedLine(line, "comment" if stripped else "blank")
             continue
         match = _PDQ_LINE.match(stripped)
         if match is None:
@@ -254,68 +343,64 @@ def read_hashlist(
     *,
     algorithm: str | None = None,
     format: str = "auto",  # noqa: A002 - the word users know
-) -> Iterator[ParsedRow | RejectedRow]:
-    """Read a hash list row by row: a :class:`ParsedRow` or a :class:`RejectedRow` each.
+) -> Iterator[ParsedRow | RejectedRow | SkippedLine]:
+    """Read a hash list line by line: a :class:`ParsedRow`, :class:`RejectedRow` or
+    :class:`SkippedLine` for each physical line.
 
     ``algorithm`` is required for plain hex lists and for CSV without an
     ``algorithm`` column; when given, rows of another algorithm are rejected.
     Raises :class:`~hashmatch.errors.HashListError` when the file as a whole cannot
-    be read (missing, no header, unknown format).
+    be read (missing, not a hash list, no header, unknown format).
     """
     if format not in (*FORMATS, "auto"):
-        raise HashListError(f"unknown hash-list format {format!r}; known: auto, {', '.join(FORMATS)}")
+        raise HashListError(f"unknown hash-list format {_shown(str(format))}; known: auto, {', '.join(FORMATS)}")
     if algorithm is not None:
         try:
             expected_bits(algorithm)
-        except UnknownAlgorithmError as exc:
-            raise HashListError(str(exc)) from None
+        except UnknownAlgorithmError:
+            known = ", ".join(sorted(DEFAULT_BITS))
+            raise HashListError(f"unknown algorithm {_shown(str(algorithm))}; known: {known}") from None
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
         try:
             stream: TextIO = open(name, encoding="utf-8-sig", errors="replace", newline="")
-        except OSError as exc:
-            raise HashListError(f"cannot read {name}: {exc.strerror or exc}") from None
+        except (OSError, ValueError) as exc:
+            raise HashListError(f"cannot read {name!r}: {getattr(exc, 'strerror', None) or exc}") from None
         owned = True
     else:
         name, stream, owned = getattr(source, "name", None), source, False
-    handle = stream
     try:
-        csv.field_size_limit(_MAX_FIELD)
+        lines: Iterator[tuple[int, str | None]] = _lines(stream)
         if format == "auto":
-            first = ""
-            buffered: list[str] = []
-            for raw in stream:
-                buffered.append(raw)
-                if raw.strip() and not raw.lstrip().startswith("#"):
-                    first = raw.rstrip("\r\n")
-                    break
-            format = detect_format(first, name if isinstance(name, str) else None)
-            stream = _Chain(buffered, stream)
+            head: list[tuple[int, str | None]] = []
+            meaningful: list[str] = []
+            for item in lines:
+                head.append(item)
+                text = item[1]
+                if text is not None and text.strip() and not text.lstrip().startswith("#"):
+                    meaningful.append(text)
+                    if len(meaningful) >= _DETECT_LINES:
+                        break
+            first = meaningful[0] if meaningful else ""
+            format = detect_format(first, name if isinstance(name, str) else None, meaningful[1:])
+            lines = itertools.chain(head, lines)
         if format in ("csv", "tsv"):
-            yield from _read_delimited(stream, "," if format == "csv" else "\t", algorithm)
+            yield from _read_delimited(lines, "," if format == "csv" else "\t", algorithm)
         elif format == "hex":
-            yield from _read_hex(stream, algorithm)
+            yield from _read_hex(lines, algorithm)
         else:
-            yield from _read_pdq(stream, algorithm)
+            yield from _read_pdq(lines, algorithm)
     except OSError as exc:
         raise HashListError(f"cannot read {name or 'the list'}: {exc}") from None
     finally:
         if owned:
-            handle.close()
+            stream.close()
 
 
-class _Chain(io.TextIOBase):
-    """Lines already read for detection, then the rest of the stream."""
-
-    def __init__(self, head: list[str], tail: TextIO) -> None:
-        self._head, self._tail = head, tail
-
-    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
-        yield from self._head
-        yield from self._tail
-
-    def readline(self, size: int = -1) -> str:  # pragma: no cover - csv iterates
-        return self._head.pop(0) if self._head else self._tail.readline(size)
+def _one_line(text: str | None) -> str | None:
+    # The reader takes one entry per physical line (a stray quote must not swallow the
+    # rows after it), so a line break inside a cell is written as a space.
+    return " ".join(text.splitlines()) if text else None
 
 
 def write_hashlist(
@@ -341,8 +426,12 @@ def write_hashlist(
     except OSError as exc:
         raise HashListError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
+        # A temporary file beside the target (mode 0600), renamed into place once
+        # complete and on disk: a failed export leaves no partial file.
         with open(fd, "w", encoding="utf-8", newline="") as out:
             count = _write_rows(out, rows, format)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         raise HashListError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -361,7 +450,7 @@ def _write_rows(
             writer = CsvWriter(out, delimiter="," if format == "csv" else "\t")
             writer.writerow(["hash", "algorithm", "id", "label", "quality", "list"])
             for h, quality, label, external_id, list_name in rows:
-                writer.writerow([h.hex(), h.algorithm, external_id or None, label or None, quality, list_name or None])
+                writer.writerow([h.hex(), h.algorithm, _one_line(external_id), _one_line(label), quality, _one_line(list_name)])
                 count += 1
         elif format == "hex":
             for h, *_ in rows:
@@ -372,7 +461,7 @@ def _write_rows(
                 if h.algorithm != "pdq":
                     raise HashListError(f"a PDQ list cannot hold {h.algorithm} hashes")
                 # One line per hash, as ThreatExchange reads it: no separators inside the id.
-                tail = "" if not external_id else "," + " ".join(external_id.replace(",", " ").splitlines())
+                tail = "" if not external_id else "," + _one_line(external_id.replace(",", " "))
                 out.write(f"{h.hex()},{100 if quality is None else quality}{tail}\n")
                 count += 1
     except OSError as exc:

@@ -6,8 +6,16 @@ handled the same way for every algorithm.
 Policy (documented in the README):
 
 * **Limits.** :class:`ImageLimits` caps the pixel count (decompression bombs; checked
-  from the header, before any pixel is decoded) and the file size. Over a limit:
-  :class:`~hashmatch.errors.ImageTooLargeError`.
+  from the header, before any pixel is decoded), the longer side and the file size.
+  Over a limit: :class:`~hashmatch.errors.ImageTooLargeError`.
+* **Thin images.** A side is at most ``max_side`` pixels (default 65,535, the JPEG and
+  WebP maximum). The rule exists because resizing cost grows with the longest side, not
+  the pixel count: Pillow's LANCZOS downscale of an 89,000,000 x 1 image to 8 x 8 asks
+  for about 4 GB of filter weights. At 65,535 the same resize needs about 3 MB, so any
+  image within the limits hashes (an image too small for PDQ is refused by PDQ itself).
+* **Files.** Paths are opened non-blocking, checked with ``fstat`` after opening (so a
+  FIFO, device, directory or a symlink to one is refused without blocking or reading),
+  and read up to the file-size limit plus one byte, never by the size ``stat`` reports.
 * **Bad input.** Empty, truncated, non-image and undecodable files raise
   :class:`~hashmatch.errors.UnreadableImageError`. No bare PIL or OS error escapes.
   (Pillow's process-wide ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left as the application
@@ -30,8 +38,8 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Union
 
 import numpy as np
@@ -39,7 +47,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageTooLargeError, UnreadableImageError, UsageError
 
-__all__ = ["DEFAULT_LIMITS", "ImageInput", "ImageLimits", "load_image"]
+__all__ = ["DEFAULT_LIMITS", "ImageInput", "ImageLimits", "load_image", "read_regular_file"]
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes], Image.Image, np.ndarray]
 
@@ -55,16 +63,18 @@ class ImageLimits:
     """Upper bounds on what :func:`load_image` accepts.
 
     ``max_pixels`` is width × height from the header (default 89,478,485: Pillow's
-    own decompression-bomb threshold). ``max_file_bytes`` bounds the encoded size
-    (default 256 MiB). Pillow's separate bomb check still refuses images over twice
+    own decompression-bomb threshold). ``max_side`` bounds the longer side (default
+    65,535; see the module notes on thin images). ``max_file_bytes`` bounds the encoded
+    size (default 256 MiB). Pillow's separate bomb check still refuses images over twice
     ``PIL.Image.MAX_IMAGE_PIXELS``; raise that too for larger limits.
     """
 
     max_pixels: int = _PILLOW_DEFAULT_MAX_PIXELS
     max_file_bytes: int = 256 * 1024 * 1024
+    max_side: int = 65_535
 
     def __post_init__(self) -> None:
-        for name in ("max_pixels", "max_file_bytes"):
+        for name in ("max_pixels", "max_file_bytes", "max_side"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -79,22 +89,67 @@ def _describe(source: object) -> str:
     return f"<{type(source).__name__}>"
 
 
+def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``max_bytes`` of them.
+
+    Opened non-blocking (a FIFO cannot hang the open) and checked with ``fstat`` on the
+    open descriptor (no race with a swap after a ``stat``); reads stop at
+    ``max_bytes + 1`` whatever size the file claims. Raises
+    :class:`~hashmatch.errors.UnreadableImageError` for anything that is not a regular
+    file or cannot be read, :class:`~hashmatch.errors.ImageTooLargeError` over the limit.
+    """
+    try:
+        name = os.fspath(path)
+    except TypeError as exc:
+        raise UnreadableImageError(f"not a path: {exc}") from None
+    shown = _printable(name)
+    if ("\0" if isinstance(name, str) else b"\0") in name:  # type: ignore[operator]
+        raise UnreadableImageError(f"{shown}: a path cannot contain a NUL character")
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise UnreadableImageError(f"{shown}: cannot read file: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:  # e.g. an unencodable name
+        raise UnreadableImageError(f"{shown}: cannot open: {exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "it is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise UnreadableImageError(f"{shown}: cannot read file: {kind}")
+        if st.st_size > max_bytes:
+            raise ImageTooLargeError(f"{shown}: file is {st.st_size} bytes, over the limit of {max_bytes}")
+        # One read sized by fstat (a regular file's size is known), then small reads
+        # only while it keeps growing: never more than max_bytes + 1 in total.
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+            want = max_bytes + 1
+            chunks = [f.read(min(st.st_size + 1, want))]
+            got = len(chunks[0])
+            while chunks[-1] and got < want and got > st.st_size:
+                chunks.append(f.read(min(want - got, 1 << 20)))
+                got += len(chunks[-1])
+    except OSError as exc:
+        raise UnreadableImageError(f"{shown}: cannot read file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"{shown}: file is over the limit of {max_bytes} bytes")
+    return data
+
+
+def _printable(name: str | bytes) -> str:
+    """A path as it can be shown in one line of a message (invalid UTF-8 escaped)."""
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    text = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\0", "\\0").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def _read_source(source: ImageInput, limits: ImageLimits) -> tuple[IO[bytes], str]:
     """Return a binary stream over the encoded image, with the file-size limit checked."""
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        try:
-            size = path.stat().st_size
-            if size > limits.max_file_bytes:
-                raise ImageTooLargeError(
-                    f"{path}: file is {size} bytes, over the limit of {limits.max_file_bytes}"
-                )
-            data = path.read_bytes()
-        except ImageTooLargeError:
-            raise
-        except OSError as exc:
-            raise UnreadableImageError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
-        return io.BytesIO(data), str(path)
+        data = read_regular_file(source, limits.max_file_bytes)
+        return io.BytesIO(data), _printable(os.fspath(source))
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) > limits.max_file_bytes:
             raise ImageTooLargeError(
@@ -120,6 +175,10 @@ def _read_source(source: ImageInput, limits: ImageLimits) -> tuple[IO[bytes], st
 def check_pixel_limit(width: int, height: int, limits: ImageLimits, name: str) -> None:
     if width <= 0 or height <= 0:
         raise UnreadableImageError(f"{name}: image has no pixels ({width}x{height})")
+    if max(width, height) > limits.max_side:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} has a side over the limit of {limits.max_side} pixels"
+        )
     if width * height > limits.max_pixels:
         raise ImageTooLargeError(
             f"{name}: {width}x{height} is {width * height} pixels, over the limit of {limits.max_pixels}"

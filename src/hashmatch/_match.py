@@ -48,7 +48,7 @@ from .errors import (
 )
 from .hashers import ALGORITHMS, HashResult
 from .hashes import Hash, HashBatch, default_bits
-from .index import Index, build_index, load_index
+from .index import Index, Origin, build_index, load_index
 from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
 from ._query import DEFAULT_THRESHOLDS, HashesInput, QuerySpec, View, default_threshold, normalise_view, orientation_name
 from ._store import ReferenceStore
@@ -168,6 +168,7 @@ class Matcher:
         self._snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
         self._owns_store = False
         self._refresh_lock = threading.Lock()
+        self._told_readonly = False
         self._state = _State(-1, {})
 
     # -- construction -------------------------------------------------------------------
@@ -185,6 +186,7 @@ class Matcher:
         limits: ImageLimits = DEFAULT_LIMITS,
         trim_borders: bool = True,
         cache_snapshots: bool = True,
+        readonly: bool = False,
     ) -> Matcher:
         """A Matcher over a store's active entries.
 
@@ -193,10 +195,12 @@ class Matcher:
         A store path is opened and owned by the Matcher (see :meth:`close`). A store
         with no active entries (or none of an algorithm asked for) logs a warning: the
         Matcher then answers "no match"; :func:`hashmatch.scan` and the CLI refuse it.
+        ``readonly=True`` opens it without ever writing (a read-only file and
+        folder work), reusing snapshots already cached but writing none (logged once).
         """
         owns_store = not isinstance(store, ReferenceStore)
         if owns_store:
-            store = ReferenceStore(store, create=False)
+            store = ReferenceStore(store, create=False, readonly=readonly)
         snapshot_dir = store.path + ".snapshots" if cache_snapshots else None
         matcher = cls(
             _store=store,
@@ -428,10 +432,14 @@ class Matcher:
             re.escape(f"{name}-{store.store_id}-") + r"(\d+)-([0-9a-f]{16})" + re.escape(SNAPSHOT_SUFFIX) + "$"
         )
         found = []
-        for path in self._snapshot_dir.iterdir():
-            match = pattern.match(path.name)
-            if match:
-                found.append((int(match.group(1)), match.group(2), path))
+        try:
+            for path in self._snapshot_dir.iterdir():
+                match = pattern.match(path.name)
+                if match:
+                    found.append((int(match.group(1)), match.group(2), path))
+        except OSError as exc:  # an unreadable cache only costs a rebuild
+            _log.warning("not reading snapshots in %s: %s", self._snapshot_dir, exc)
+            return []
         return sorted(found, reverse=True)
 
     def _load_snapshot(self, name: str, bits: int, store: ReferenceStore) -> tuple[Index | None, int]:
@@ -440,8 +448,10 @@ class Matcher:
             if store.snapshot_token(name, generation) != token:
                 continue  # not (or no longer) vouched for by the store
             try:
-                index = load_index(path)
-            except (FileFormatError, OSError, ValueError) as exc:
+                # The origin inside the file must be this store, generation and token:
+                # a valid index of another store renamed into place is not trusted.
+                index = load_index(path, origin=Origin(store.store_id, generation, token))
+            except (FileFormatError, OSError, ValueError, MemoryError) as exc:
                 _log.warning("ignoring snapshot %s: %s", path.name, exc)
                 continue
             if index.algorithm != name or index.bits != bits:
@@ -454,6 +464,11 @@ class Matcher:
         directory = self._snapshot_dir
         if directory is None or index is None:  # an empty set costs nothing to rebuild
             return
+        if store.readonly:
+            if not self._told_readonly:
+                self._told_readonly = True
+                _log.warning("not caching index snapshots: %s was opened read-only", store.path)
+            return
         token = secrets.token_hex(8)
         try:
             directory.mkdir(exist_ok=True)
@@ -461,7 +476,7 @@ class Matcher:
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=SNAPSHOT_SUFFIX)
             os.close(fd)
             try:
-                index.save(tmp)
+                index.save(tmp, origin=Origin(store.store_id, generation, token))
                 os.replace(tmp, final)  # readers see the whole file or none
             finally:
                 if os.path.exists(tmp):
@@ -471,7 +486,7 @@ class Matcher:
                 if old != final:
                     old.unlink(missing_ok=True)
         except (OSError, StoreError) as exc:  # read-only: only costs the next start its build time
-            _log.info("not caching the %s snapshot: %s", name, exc)
+            _log.warning("not caching the %s snapshot: %s", name, exc)
 
     # -- matching ---------------------------------------------------------------------
     def match(self, image: ImageInput) -> list[Match]:

@@ -13,32 +13,65 @@ snapshot it holds.
 
 Schema version is ``PRAGMA user_version``; a file of another application or a newer
 version is refused on open.
+
+Opening is careful, because a store that answers "no match" when it is damaged or
+is not a store at all gives a wrong verdict:
+
+* only a path that does not exist is created (built under a temporary name and
+  linked into place, so a half-made store is never seen); an existing file is never
+  initialised or rewritten, whatever it holds (empty, one byte, another SQLite
+  database, garbage): that is a :class:`~hashmatch.errors.StoreError`;
+* on open the SQLite header, application id, schema version, tables and meta rows
+  are checked, and ``PRAGMA quick_check`` runs when the file is at most
+  ``QUICK_CHECK_MAX_BYTES`` (about 0.15 s per 100 MB measured);
+* every SQLite error, also while fetching or iterating, becomes a ``StoreError``
+  naming the path; :meth:`ReferenceStore.read_active` also checks each active
+  hash against its copy in the ``entries_active`` index, so a damaged hash value is
+  an error rather than a silent miss;
+* ``readonly=True`` opens with ``mode=ro``, and when the folder is read-only too
+  (no ``-shm`` can be made) with ``immutable=1``, after checking that no ``-wal``
+  file holds changes it could not see.
+
+This module is over 400 lines because the store's SQL, its checks and its
+transactions must stay in one place to stay consistent.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sqlite3
+import stat
+import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import numpy.typing as npt
 
 from .errors import HashListError, InvalidHashError, StoreError, UnknownAlgorithmError
 from .hashes import Hash, HashBatch
-from ._hashlists import ParsedRow, RejectedRow, expected_bits, read_hashlist, write_hashlist
+from ._hashlists import ParsedRow, RejectedRow, SkippedLine, expected_bits, read_hashlist, write_hashlist
 
 __all__ = ["Entry", "ImportReport", "ListInfo", "ListStats", "NewEntry", "ReferenceStore"]
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x484D5246  # "HMRF": tells our files from other SQLite databases
 _CHUNK = 20_000
+QUICK_CHECK_MAX_BYTES = 256 << 20
+"""Stores up to this size get ``PRAGMA quick_check`` on every open."""
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_TABLES = frozenset({"meta", "lists", "entries", "snapshots"})
+_MAX_ENTRY_ID = 2**63 - 1
+# What a damaged file can make the sqlite3 module raise: its own errors, and text that
+# is not UTF-8 (in a value or in an error message) decoded by Python.
+_DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -133,13 +166,19 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class ImportReport:
-    """What an import or an add did: counts, and the rows that were refused."""
+    """What an import or an add did: counts, and the rows that were refused.
+
+    For a file, ``added + duplicates + rejected_count + skipped == lines``: every
+    physical line is accounted for (``skipped``: the header, blank and comment lines).
+    """
 
     list_name: str
     added: int
     duplicates: int
     rejected: tuple[RejectedRow, ...] = field(default=())
     entry_ids: tuple[int, ...] = field(default=(), repr=False)
+    skipped: int = 0
+    lines: int = 0
 
     @property
     def rejected_count(self) -> int:
@@ -156,7 +195,7 @@ def _now() -> float:
     return time.time()
 
 
-def _words_from_blobs(blobs: Sequence[bytes], bits: int) -> npt.NDArray[np.uint64]:
+def _words_from_blobs(blobs: Sequence[bytes], bits: int, path: str = "the store") -> npt.NDArray[np.uint64]:
     """Pack big-endian hash blobs into HashBatch words without a Python int per row."""
     nwords = (bits + 63) // 64
     width = nwords * 8
@@ -168,34 +207,169 @@ def _words_from_blobs(blobs: Sequence[bytes], bits: int) -> npt.NDArray[np.uint6
     else:
         pad = bytes(width - nbytes)
         raw = b"".join(pad + b for b in blobs)
-    if len(raw) != width * len(blobs):
-        raise StoreError("the store holds a hash of the wrong length")
+    if len(raw) != width * len(blobs) or any(len(b) != nbytes for b in blobs):
+        raise StoreError(f"{path} is damaged: it holds a hash of the wrong length")
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, nwords)
 
 
 class ReferenceStore:
-    """Named lists of reference hashes in one SQLite file (created if missing).
+    """Named lists of reference hashes in one SQLite file.
+
+    A path that does not exist is created when ``create`` is true (the default);
+    an existing file is opened only if it is a hashmatch store. ``readonly=True``
+    never writes (works on a read-only file in a read-only folder); writing
+    methods then raise :class:`StoreError`.
 
     One object may be shared by threads: each thread gets its own connection.
     Use it as a context manager or call :meth:`close`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, create: bool = True, readonly: bool = False
+    ) -> None:
         self.path = os.fspath(path)
+        self.readonly = bool(readonly)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
-        if not create and not os.path.exists(self.path):
-            raise StoreError(f"no reference store at {self.path}")
-        conn = self._conn()
+        self._uri = ""
+        if "\0" in self.path:
+            raise StoreError(f"{self.path!r}: a store path cannot contain a NUL character")
         try:
-            self._init_schema(conn)
-            row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
-        except sqlite3.Error as exc:
+            if not os.path.lexists(self.path):
+                if not create or self.readonly:
+                    raise StoreError(f"no reference store at {self.path}")
+                self._create_file()
+            size = self._check_file()
+            self._uri = self._pick_uri()
+            conn = self._conn()
+            self.store_id: str = self._check_schema(conn, size)
+        except BaseException:
             self.close()
+            raise
+
+    # -- opening -----------------------------------------------------------------------
+    def _create_file(self) -> None:
+        """Build an empty store under a temporary name, then link it into place."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".hmstore-", suffix=".tmp", dir=directory)
+        except OSError as exc:
+            raise StoreError(f"cannot create reference store {self.path}: {exc.strerror or exc}") from None
+        os.close(fd)
+        try:
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")  # recorded in the file header
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO meta VALUES ('store_id', ?)", (secrets.token_hex(8),))
+                conn.execute("INSERT INTO meta VALUES ('generation', '0')")
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            finally:
+                conn.close()  # the last connection: checkpoints and removes the -wal
+            try:
+                os.link(tmp, self.path)  # fails if another process created it meanwhile
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links
+                if not os.path.lexists(self.path):
+                    os.replace(tmp, self.path)
+        except _DB_ERRORS as exc:
+            raise StoreError(f"cannot create reference store {self.path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot create reference store {self.path}: {exc.strerror or exc}") from None
+        finally:
+            for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
+
+    def _check_file(self) -> int:
+        """The file's size, once it is known to be a regular file with an SQLite header."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise StoreError(f"cannot open reference store {self.path}: {exc.strerror or exc}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise StoreError(f"{self.path} is not a reference store: not a regular file")
+            head = os.read(fd, 100)
+        except OSError as exc:
+            raise StoreError(f"cannot read reference store {self.path}: {exc.strerror or exc}") from None
+        finally:
+            os.close(fd)
+        if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
+            what = "empty" if not head else f"{st.st_size} bytes" if len(head) < 100 else "no SQLite header"
+            raise StoreError(f"{self.path} is not a reference store ({what}); it was left as it is")
+        return int(st.st_size)
+
+    def _pick_uri(self) -> str:
+        base = "file:" + urllib.parse.quote(os.path.abspath(self.path))
+        if not self.readonly:
+            return base + "?mode=rw"
+        uri = base + "?mode=ro"
+        try:
+            probe = sqlite3.connect(uri, uri=True)
+            try:
+                probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return uri
+            finally:
+                probe.close()
+        except _DB_ERRORS:
+            pass
+        # mode=ro on a WAL store needs a -shm it can create; in a read-only folder only
+        # immutable=1 opens, and it ignores the -wal: refuse if that holds anything.
+        try:
+            wal = os.stat(self.path + "-wal").st_size
+        except FileNotFoundError:
+            wal = 0
+        except OSError as exc:
+            raise StoreError(f"cannot check {self.path}-wal: {exc.strerror or exc}") from None
+        if wal > 0:
+            raise StoreError(
+                f"{self.path} cannot be read read-only: its -wal file holds changes not yet in the "
+                "store (open it once with write access, or copy it with 'sqlite3 .backup')"
+            )
+        return base + "?immutable=1"
+
+    def _check_schema(self, conn: sqlite3.Connection, size: int) -> str:
+        """The store id, once the file is known to be a readable store of ours."""
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if app_id != APPLICATION_ID:
+                raise StoreError(f"{self.path} is an SQLite database but not a hashmatch reference store")
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has store schema version {version}; this hashmatch reads up to "
+                    f"{SCHEMA_VERSION}: upgrade hashmatch"
+                )
+            if version < 1:
+                raise StoreError(f"{self.path} has an unknown store schema version {version}")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not _TABLES <= tables:
+                missing = ", ".join(sorted(_TABLES - tables))
+                raise StoreError(f"{self.path} is damaged: table(s) {missing} missing")
+            if size <= QUICK_CHECK_MAX_BYTES:
+                problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+                if problems != ["ok"]:
+                    raise StoreError(f"{self.path} is damaged: {'; '.join(map(str, problems))[:300]}")
+            rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('store_id', 'generation')"))
+        except _DB_ERRORS as exc:
             raise StoreError(f"{self.path} is not a usable reference store: {exc}") from None
-        self.store_id: str = row[0]
+        store_id = rows.get("store_id")
+        if not isinstance(store_id, str) or not re.fullmatch(r"[0-9a-f]{16}", store_id):
+            raise StoreError(f"{self.path} is damaged: its store id is missing or malformed")
+        _generation_of(rows.get("generation"), self.path)
+        return store_id
 
     # -- connections ----------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -205,12 +379,12 @@ class ReferenceStore:
         if self._closed:
             raise StoreError("the reference store is closed")
         try:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            conn = sqlite3.connect(self._uri, uri=True, timeout=60.0, isolation_level=None)
             conn.execute("PRAGMA foreign_keys = ON")
             # Random hashes make index inserts random: a bigger page cache keeps big
             # imports from going to disk per row (64 MiB, allocated only as used).
             conn.execute("PRAGMA cache_size = -65536")
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreError(f"cannot open reference store {self.path}: {exc}") from None
         self._local.conn = conn
         with self._lock:
@@ -224,7 +398,7 @@ class ReferenceStore:
             for conn in self._connections:
                 try:
                     conn.close()
-                except sqlite3.Error:  # pragma: no cover - closing is best effort
+                except _DB_ERRORS:  # pragma: no cover - closing is best effort
                     pass
             self._connections.clear()
         self._local = threading.local()
@@ -238,37 +412,9 @@ class ReferenceStore:
     def __repr__(self) -> str:
         return f"ReferenceStore({self.path!r})"
 
-    def _init_schema(self, conn: sqlite3.Connection) -> None:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if app_id == APPLICATION_ID:
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} has store schema version {version}; this hashmatch reads up to "
-                    f"{SCHEMA_VERSION}: upgrade hashmatch"
-                )
-            if version < 1:
-                raise StoreError(f"{self.path} has an unknown store schema version {version}")
-            return
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if app_id != 0 or tables:
-            raise StoreError(f"{self.path} is an SQLite database but not a hashmatch reference store")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("INSERT INTO meta VALUES ('store_id', ?)", (secrets.token_hex(8),))
-            conn.execute("INSERT INTO meta VALUES ('generation', '0')")
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
     def _write(self) -> _WriteTransaction:
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only")
         return _WriteTransaction(self)
 
     # -- lists --------------------------------------------------------------------------
@@ -299,11 +445,11 @@ class ReferenceStore:
             return info
 
     def get_list(self, name: str) -> ListInfo | None:
-        row = self._read("SELECT name, source, description, created FROM lists WHERE name = ?", (name,)).fetchone()
-        return None if row is None else ListInfo(*row)
+        rows = self._rows("SELECT name, source, description, created FROM lists WHERE name = ?", (name,))
+        return ListInfo(*rows[0]) if rows else None
 
     def lists(self) -> list[ListInfo]:
-        rows = self._read("SELECT name, source, description, created FROM lists ORDER BY name").fetchall()
+        rows = self._rows("SELECT name, source, description, created FROM lists ORDER BY name")
         return [ListInfo(*r) for r in rows]
 
     # -- adding ------------------------------------------------------------------------
@@ -373,7 +519,7 @@ class ReferenceStore:
     def _import_rows(
         self,
         list_name: str,
-        rows: Iterable[ParsedRow | RejectedRow],
+        rows: Iterable[ParsedRow | RejectedRow | SkippedLine],
         *,
         strict: bool = False,
         keep_ids: bool = False,
@@ -382,7 +528,7 @@ class ReferenceStore:
     ) -> ImportReport:
         _check_list_name(list_name)
         rejected: list[RejectedRow] = []
-        valid = added = 0
+        valid = added = skipped = lines = 0
         ids: list[int] = []
         with self._write() as tx:
             conn = tx.conn
@@ -415,6 +561,10 @@ class ReferenceStore:
                 return cur.rowcount
 
             for item in rows:
+                lines = max(lines, item.line)
+                if isinstance(item, SkippedLine):
+                    skipped += 1
+                    continue
                 if isinstance(item, RejectedRow):
                     if strict:
                         raise HashListError(f"rejected {item}; nothing was imported (strict)")
@@ -430,7 +580,7 @@ class ReferenceStore:
             if chunk:
                 added += flush()
             tx.changed = added > 0
-        return ImportReport(list_name, added, valid - added, tuple(rejected), tuple(ids))
+        return ImportReport(list_name, added, valid - added, tuple(rejected), tuple(ids), skipped, lines)
 
     # -- retracting ----------------------------------------------------------------------
     def retract(self, entry_ids: Iterable[int], *, reason: str | None = None) -> int:
@@ -452,21 +602,25 @@ class ReferenceStore:
         return count
 
     # -- reading -------------------------------------------------------------------------
-    def _read(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+    def _rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Every row of a query; any SQLite error, fetching included, is a StoreError."""
         try:
-            return self._conn().execute(sql, params)
-        except sqlite3.Error as exc:
+            return self._conn().execute(sql, params).fetchall()
+        except _DB_ERRORS as exc:
             raise StoreError(f"reading {self.path} failed: {exc}") from None
 
     @property
     def generation(self) -> int:
         """Goes up with every change to the entries."""
-        return int(self._read("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+        return _read_generation(self._conn(), self.path)
 
-    def _entry(self, row: Sequence[object]) -> Entry:
+    def _entry(self, row: Sequence[Any]) -> Entry:
         (entry_id, list_name, algorithm, bits, blob, quality, label, external_id, added, retracted, reason) = row
-        h = Hash.from_bytes(blob, algorithm=algorithm, bits=bits)  # type: ignore[arg-type]
-        return Entry(entry_id, list_name, h, quality, label, external_id, added, retracted, reason)  # type: ignore[arg-type]
+        try:
+            h = Hash.from_bytes(blob, algorithm=algorithm, bits=bits)
+        except (InvalidHashError, TypeError, ValueError):
+            raise StoreError(f"{self.path} is damaged: entry {entry_id} holds an unreadable hash") from None
+        return Entry(entry_id, list_name, h, quality, label, external_id, added, retracted, reason)
 
     _ENTRY_SQL = (
         "SELECT e.id, l.name, e.algorithm, e.bits, e.hash, e.quality, e.label, e.external_id, e.added, "
@@ -475,15 +629,15 @@ class ReferenceStore:
 
     def get(self, entry_id: int) -> Entry | None:
         """One entry by id (retracted ones too), or None."""
-        row = self._read(self._ENTRY_SQL + " WHERE e.id = ?", (_check_entry_id(entry_id),)).fetchone()
-        return None if row is None else self._entry(row)
+        rows = self._rows(self._ENTRY_SQL + " WHERE e.id = ?", (_check_entry_id(entry_id),))
+        return self._entry(rows[0]) if rows else None
 
     def find(self, hash: Hash, *, include_retracted: bool = False) -> list[Entry]:  # noqa: A002
         """Entries holding exactly this hash, in any list."""
         sql = self._ENTRY_SQL + " WHERE e.hash = ? AND e.algorithm = ?"
         if not include_retracted:
             sql += " AND e.retracted IS NULL"
-        rows = self._read(sql + " ORDER BY e.id", (hash.to_bytes(), hash.algorithm)).fetchall()
+        rows = self._rows(sql + " ORDER BY e.id", (hash.to_bytes(), hash.algorithm))
         return [self._entry(r) for r in rows]
 
     def entries(
@@ -500,9 +654,17 @@ class ReferenceStore:
         if not include_retracted:
             clauses.append("e.retracted IS NULL")
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        cursor = self._read(self._ENTRY_SQL + where + " ORDER BY e.id", params)
-        for row in cursor:
-            yield self._entry(row)
+        # Streamed (an export may be millions of rows): fetch errors are wrapped here too.
+        try:
+            cursor = self._conn().execute(self._ENTRY_SQL + where + " ORDER BY e.id", params)
+            while True:
+                rows = cursor.fetchmany(1000)
+                if not rows:
+                    return
+                for row in rows:
+                    yield self._entry(row)
+        except _DB_ERRORS as exc:
+            raise StoreError(f"reading {self.path} failed: {exc}") from None
 
     def entry_info(self, entry_ids: Iterable[int]) -> dict[int, tuple[str, str | None, str | None]]:
         """``{entry_id: (list_name, label, external_id)}`` for a Matcher's results."""
@@ -511,32 +673,34 @@ class ReferenceStore:
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
             marks = ",".join("?" * len(part))
-            rows = self._read(
+            rows = self._rows(
                 f"SELECT e.id, l.name, e.label, e.external_id FROM entries e JOIN lists l ON l.id = e.list_id "
                 f"WHERE e.id IN ({marks})",
                 part,
-            ).fetchall()
+            )
             for entry_id, list_name, label, external_id in rows:
                 out[entry_id] = (list_name, label, external_id)
         return out
 
     def algorithms(self) -> list[str]:
         """Algorithms that have at least one active entry."""
-        rows = self._read("SELECT DISTINCT algorithm FROM entries WHERE retracted IS NULL ORDER BY algorithm")
-        return [r[0] for r in rows.fetchall()]
+        rows = self._rows("SELECT DISTINCT algorithm FROM entries WHERE retracted IS NULL ORDER BY algorithm")
+        return [r[0] for r in rows]
 
     def stats(self) -> list[ListStats]:
         """Active and retracted counts per list and algorithm (empty lists included)."""
-        rows = self._read(
-            "SELECT l.name, e.algorithm, sum(e.retracted IS NULL), sum(e.retracted IS NOT NULL) "
+        # An empty list joins one all-NULL row: count entries by id, not by a NULL retracted.
+        rows = self._rows(
+            "SELECT l.name, e.algorithm, sum(e.id IS NOT NULL AND e.retracted IS NULL), "
+            "sum(e.retracted IS NOT NULL) "
             "FROM lists l LEFT JOIN entries e ON e.list_id = l.id GROUP BY l.name, e.algorithm "
             "ORDER BY l.name, e.algorithm"
-        ).fetchall()
+        )
         return [ListStats(n, a or "", int(act or 0), int(ret or 0)) for n, a, act, ret in rows]
 
     def __len__(self) -> int:
         """Number of active entries."""
-        return int(self._read("SELECT count(*) FROM entries WHERE retracted IS NULL").fetchone()[0])
+        return int(self._rows("SELECT count(*) FROM entries WHERE retracted IS NULL")[0][0])
 
     # -- snapshots for the Matcher ----------------------------------------------------
     def read_active(self, algorithm: str) -> tuple[HashBatch, npt.NDArray[np.int64], int]:
@@ -548,7 +712,24 @@ class ReferenceStore:
                 "SELECT id, hash FROM entries WHERE algorithm = ? AND retracted IS NULL ORDER BY id",
                 (algorithm,),
             ).fetchall()
-        return self._batch(rows, algorithm, bits) + (gen,)
+            # Every active hash is also in the entries_active index: the two copies must
+            # agree, so a damaged hash value is an error, never a silently missed match.
+            copies = conn.execute(
+                "SELECT rowid, hash FROM entries INDEXED BY entries_active "
+                "WHERE algorithm = ? AND retracted IS NULL",
+                (algorithm,),
+            ).fetchall()
+        batch, ids = self._batch(rows, algorithm, bits)
+        del rows
+        if len(copies) == len(ids):
+            copy_batch, copy_ids = self._batch(copies, algorithm, bits)
+            order = np.argsort(copy_ids, kind="stable")  # the index holds them in hash order
+            if np.array_equal(copy_ids[order], ids) and np.array_equal(copy_batch.words[order], batch.words):
+                return batch, ids, gen
+        raise StoreError(
+            f"{self.path} is damaged: the {algorithm} entries disagree with their index "
+            "(restore it from a backup, or rebuild it with 'sqlite3 .recover')"
+        )
 
     def read_changes(
         self, algorithm: str, since: int
@@ -566,6 +747,20 @@ class ReferenceStore:
                 "SELECT id FROM entries WHERE algorithm = ? AND retracted_gen > ? AND added_gen <= ? ORDER BY id",
                 (algorithm, since, since),
             ).fetchall()
+            # As in read_active, each added hash must be found in its index copy (a probe
+            # per row, in SQLite: deltas are small).
+            unmatched = conn.execute(
+                "SELECT count(*) FROM entries e WHERE e.algorithm = ? AND e.added_gen > ? AND e.retracted IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM entries i INDEXED BY entries_active WHERE i.hash = e.hash "
+                "AND i.algorithm = e.algorithm AND i.list_id = e.list_id AND i.retracted IS NULL "
+                "AND i.rowid = e.rowid)",
+                (algorithm, since),
+            ).fetchone()[0]
+        if unmatched:
+            raise StoreError(
+                f"{self.path} is damaged: {unmatched} new {algorithm} entries disagree with their index "
+                "(restore it from a backup, or rebuild it with 'sqlite3 .recover')"
+            )
         batch, ids = self._batch(added, algorithm, bits)
         return batch, ids, np.array([r[0] for r in gone], dtype=np.int64), gen
 
@@ -576,16 +771,21 @@ class ReferenceStore:
         try:
             conn.execute("BEGIN")
             try:
-                yield conn, int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+                yield conn, _read_generation(conn, self.path)
             finally:
                 conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreError(f"reading {self.path} failed: {exc}") from None
 
-    @staticmethod
-    def _batch(rows: list[tuple[int, bytes]], algorithm: str, bits: int) -> tuple[HashBatch, npt.NDArray[np.int64]]:
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        words = _words_from_blobs([r[1] for r in rows], bits)
+    def _batch(self, rows: list[tuple[int, bytes]], algorithm: str, bits: int) -> tuple[HashBatch, npt.NDArray[np.int64]]:
+        try:
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        except (TypeError, ValueError, OverflowError):
+            raise StoreError(f"{self.path} is damaged: an entry id is not an integer") from None
+        blobs = [r[1] for r in rows]
+        if not all(isinstance(b, bytes) for b in blobs):
+            raise StoreError(f"{self.path} is damaged: a hash is not stored as bytes")
+        words = _words_from_blobs(blobs, bits, self.path)
         return HashBatch(words, algorithm=algorithm, bits=bits), ids
 
     def record_snapshot(self, algorithm: str, generation: int, token: str) -> None:
@@ -599,10 +799,10 @@ class ReferenceStore:
 
     def snapshot_token(self, algorithm: str, generation: int) -> str | None:
         """The token recorded for a snapshot of ``algorithm`` at ``generation``, if any."""
-        row = self._read(
+        rows = self._rows(
             "SELECT token FROM snapshots WHERE algorithm = ? AND generation = ?", (algorithm, generation)
-        ).fetchone()
-        return None if row is None else str(row[0])
+        )
+        return str(rows[0][0]) if rows else None
 
     # -- export --------------------------------------------------------------------------
     def export_file(
@@ -635,10 +835,13 @@ class _WriteTransaction:
     def __enter__(self) -> _WriteTransaction:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            row = self.conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        except sqlite3.Error as exc:
+        except _DB_ERRORS as exc:
             raise StoreError(f"cannot write to {self.store.path}: {exc}") from None
-        self.generation = int(row[0]) + 1
+        try:
+            self.generation = _read_generation(self.conn, self.store.path) + 1
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
@@ -651,14 +854,24 @@ class _WriteTransaction:
                 self.conn.execute("COMMIT")
                 return
             self.conn.execute("ROLLBACK")
-        except sqlite3.Error as err:
+        except _DB_ERRORS as err:
             try:
                 self.conn.execute("ROLLBACK")
-            except sqlite3.Error:
+            except _DB_ERRORS:
                 pass
             raise StoreError(f"writing to {self.store.path} failed: {err}") from None
-        if exc_type is not None and issubclass(exc_type, sqlite3.Error):
+        if exc_type is not None and issubclass(exc_type, _DB_ERRORS):
             raise StoreError(f"writing to {self.store.path} failed: {exc}") from None
+
+
+def store_is_writable(path: str | os.PathLike[str]) -> bool:
+    """Whether this process may write the store at ``path`` and its folder (for ``-wal``
+    and ``-shm``); commands that only read open it with ``readonly=True`` otherwise."""
+    target = os.path.abspath(os.fspath(path))
+    try:
+        return os.access(target, os.W_OK) and os.access(os.path.dirname(target), os.W_OK)
+    except (OSError, ValueError):
+        return False
 
 
 def _check_list_name(name: object) -> str:
@@ -670,4 +883,22 @@ def _check_list_name(name: object) -> str:
 def _check_entry_id(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise StoreError(f"an entry id is an integer, got {value!r}")
+    if not 0 <= int(value) <= _MAX_ENTRY_ID:
+        raise StoreError(f"an entry id is an integer from 0 to {_MAX_ENTRY_ID}, got {value}")
     return int(value)
+
+
+def _generation_of(value: object, path: str) -> int:
+    """The generation from its meta value; a missing or non-integer one means damage."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    what = "missing" if value is None else "not a non-negative integer"
+    raise StoreError(f"{path} is damaged: its generation counter is {what}")
+
+
+def _read_generation(conn: sqlite3.Connection, path: str) -> int:
+    try:
+        rows = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchall()
+    except _DB_ERRORS as exc:
+        raise StoreError(f"reading {path} failed: {exc}") from None
+    return _generation_of(rows[0][0] if rows else None, path)

@@ -25,6 +25,7 @@ Children also inherit the builtin that callers would already catch, so an existi
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 __all__ = [
@@ -111,6 +112,15 @@ class MissingDependencyError(HashmatchError, ImportError):
     """An optional extra is needed; the message says which to install."""
 
 
+_HASH_LIKE = re.compile(r"[0-9a-fA-F]{8}|[A-Za-z0-9+/=_-]{20}")
+
+
+def looks_like_hash(text: str) -> bool:
+    """Whether ``text`` could hold a hash value: such text is never echoed in a message,
+    since reference lists are sensitive."""
+    return _HASH_LIKE.search(text) is not None
+
+
 def unknown_algorithm(name: object, known: Iterable[str]) -> UnknownAlgorithmError:
     """The one wording for an algorithm name nobody knows, with a "did you mean" when close."""
     names = sorted(set(known))
@@ -119,5 +129,8 @@ def unknown_algorithm(name: object, known: Iterable[str]) -> UnknownAlgorithmErr
         close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.6)
         if close:
             hint = f"; did you mean {close[0]!r}?"
-    shown = repr(name) if not isinstance(name, str) or len(name) <= 40 else repr(name[:40] + "…")
+    if isinstance(name, str) and (looks_like_hash(name) or len(name) > 40):
+        shown = "(a name withheld: it may be a hash)"
+    else:
+        shown = repr(name)
     return UnknownAlgorithmError(f"unknown algorithm {shown}{hint} (known: {', '.join(names) or 'none'})")

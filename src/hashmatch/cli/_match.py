@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from .._match import Matcher
-from .._store import ReferenceStore
+from .._store import ReferenceStore, store_is_writable
 from ..errors import HashmatchError, UsageError
 from ._options import (
     EXIT_ERROR,
@@ -30,7 +30,8 @@ def open_matcher(store_path: str, asked: tuple[str, ...] | None, **options: Any)
     """A Matcher over the store at ``store_path``, closed on exit; a :class:`UsageError`
     when the store holds nothing to match against or lacks an algorithm asked for
     (matching against nothing would say "no match")."""
-    with ReferenceStore(store_path, create=False) as store:
+    # A store this process may not write (a read-only deployment) is opened read-only.
+    with ReferenceStore(store_path, create=False, readonly=not store_is_writable(store_path)) as store:
         held = store.algorithms()
         if not held:
             raise UsageError(f"{store_path} has no active entries to match against")

@@ -144,7 +144,7 @@ def export_command(
 ) -> int:
     """Write active entries as a hash-list file (retracted ones are left out)."""
     algorithm = algorithms[0] if algorithms else None
-    with ReferenceStore(store_path, create=False) as store:
+    with ReferenceStore(store_path, create=False, readonly=True) as store:
         if fmt == "hex" and algorithm is None and len(store.algorithms()) > 1:
             held = ", ".join(store.algorithms())
             raise UsageError(f"a hex list holds one algorithm and this store has {held}: choose one with --algorithm")
@@ -158,7 +158,7 @@ def export_command(
 @store_option(must_exist=False)
 def stats_command(store_path: str) -> int:
     """Lists with their active and retracted counts per algorithm."""
-    with ReferenceStore(store_path, create=False) as store:
+    with ReferenceStore(store_path, create=False, readonly=True) as store:
         infos = {info.name: info for info in store.lists()}
         rows = store.stats()
         click.echo(f"store {store_path}: generation {store.generation}, {len(store)} active entries")

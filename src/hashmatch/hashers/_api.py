@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import HashmatchError, UsageError
+from ..errors import HashmatchError, ImageTooLargeError, UsageError
 from ..hashes import Hash
 from .._loading import (
     DEFAULT_LIMITS,
@@ -125,13 +125,22 @@ def _hash_loaded(
     converted: dict[str, Image.Image] = {}
     out: dict[str, tuple[HashResult, ...]] = {}
     for alg, opts in chosen:
-        if alg.mode not in converted:
-            converted[alg.mode] = to_mode(img, alg.mode)
-        pixels = converted[alg.mode]
-        if dihedral and alg.dihedral is not None:
-            out[alg.name] = alg.dihedral(pixels, **opts)
-        else:
-            out[alg.name] = (alg.compute(pixels, **opts),)
+        try:
+            if alg.mode not in converted:
+                converted[alg.mode] = to_mode(img, alg.mode)
+            pixels = converted[alg.mode]
+            if dihedral and alg.dihedral is not None:
+                out[alg.name] = alg.dihedral(pixels, **opts)
+            else:
+                out[alg.name] = (alg.compute(pixels, **opts),)
+        except MemoryError:
+            # An image within the limits can still need more than this process may take
+            # (imagehash's whash works at up to 8192 x 8192 in float64): that image fails,
+            # its buffers are freed, and a batch goes on.
+            raise ImageTooLargeError(
+                f"{img.width}x{img.height} image: out of memory computing {alg.name}; "
+                "lower ImageLimits.max_pixels or give the process more memory"
+            ) from None
     return out
 
 

@@ -9,8 +9,11 @@ Pixel policy (the same as the references'): the stored pixels, converted to 8-bi
 by Pillow. Alpha is dropped without compositing, 16-bit images are clipped to 8 bits by
 Pillow's ``convert``, grey images become R = G = B, and EXIF orientation is *not*
 applied unless the caller asks for it (``exif_transpose=True``), because published hash
-lists hash the stored pixels. Images under 5 pixels on a side hash to all zeros with
-quality 0, as in the reference.
+lists hash the stored pixels. Images under 5 pixels on a side: the reference hashes
+them to all zeros with quality 0, and so does :func:`pdq_from_array`; hashing an image
+(``hash_image``, ``compute_hashes``, a Matcher) refuses them with
+:class:`~hashmatch.errors.UnreadableImageError` instead, because an all-zero hash is a
+real hash value that other too-small or thin images would "match".
 
 Quality (0-100) comes with every hash; upstream discards hashes under
 :data:`PDQ_MIN_QUALITY` (flat or nearly blank images), see :func:`is_low_quality`.
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import ImageError, UsageError
+from ..errors import ImageError, UnreadableImageError, UsageError
 from ..hashes import Hash
 from .._loading import DRAFT_SCALE_KEY
 from ._pdq_kernels import bits_above_median, dihedral_coeffs, pdq_coeffs, pdq_coeffs_resampled
@@ -235,7 +238,17 @@ def pdq_dihedral_from_array(
 def _rgb_of(image: Image.Image) -> np.ndarray:
     if image.mode != "RGB":  # the shared loader converts; direct callers might not
         raise ImageError(f"PDQ's compute expects an RGB image, got mode {image.mode}")
-    return np.ascontiguousarray(np.asarray(image))
+    return _hashable(np.ascontiguousarray(np.asarray(image)))
+
+
+def _hashable(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` if PDQ can hash it; an image too small or thin for PDQ is refused."""
+    h, w = np.shape(rgb)[:2]
+    if h < _MIN_SIDE or w < _MIN_SIDE:
+        raise UnreadableImageError(
+            f"image is {w}x{h}: PDQ needs at least {_MIN_SIDE} pixels on each side"
+        )
+    return rgb
 
 
 def _decode_scale(image: Image.Image) -> int:
@@ -281,14 +294,14 @@ def _compute_rgb(
     _check_draft(draft_min_side)
     if dihedral_method not in DIHEDRAL_METHODS:
         raise UsageError(f"dihedral_method must be one of {DIHEDRAL_METHODS}, got {dihedral_method!r}")
-    return pdq_from_array(rgb, preresize_512=preresize_512)
+    return pdq_from_array(_hashable(_check_rgb(rgb)), preresize_512=preresize_512)
 
 
 def _dihedral_rgb(
     rgb: np.ndarray, *, preresize_512: bool = False, draft_min_side: int = PDQ_DRAFT_MIN_SIDE, dihedral_method: str = "dct"
 ) -> tuple[HashResult, ...]:
     _check_draft(draft_min_side)
-    return pdq_dihedral_from_array(rgb, preresize_512=preresize_512, dihedral_method=dihedral_method)
+    return pdq_dihedral_from_array(_hashable(_check_rgb(rgb)), preresize_512=preresize_512, dihedral_method=dihedral_method)
 
 
 def _check_draft(value: object) -> int:

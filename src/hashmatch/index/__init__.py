@@ -25,12 +25,13 @@ import numpy.typing as npt
 from ..errors import IndexArgumentError
 from ..hashes import HashBatch
 from . import _format
+from ._format import Origin
 from ._base import Index, QueryResult, check_batch
 from .bktree import BKTree
 from .flat import Flat
 from .mih import MultiIndexHash
 
-__all__ = ["BKTree", "Flat", "Index", "MultiIndexHash", "QueryResult", "build_index", "load_index", "warmup"]
+__all__ = ["BKTree", "Flat", "Index", "MultiIndexHash", "Origin", "QueryResult", "build_index", "load_index", "warmup"]
 
 _KINDS: dict[str, type[Index]] = {"flat": Flat, "bktree": BKTree, "mih": MultiIndexHash}
 
@@ -69,9 +70,13 @@ def build_index(
     return index
 
 
-def load_index(path: str | os.PathLike[str]) -> Index:
-    """Load whichever kind of index ``path`` holds (raises :class:`CorruptIndexError`)."""
-    return _KINDS[_format.peek_kind(path)].load(path)
+def load_index(path: str | os.PathLike[str], *, origin: _format.Origin | None = None) -> Index:
+    """Load whichever kind of index ``path`` holds (raises :class:`CorruptIndexError`).
+
+    The file is opened and read once, so what is checked is what is loaded.
+    """
+    f = _format.read_index(path, expected_origin=origin)
+    return _KINDS[f.kind]._from_file(f.algorithm, f.bits, f.parameter, f.words, f.ids)
 
 
 def warmup(bits: tuple[int, ...] = (64, 256)) -> None:

@@ -251,18 +251,22 @@ class Index:
         index._set_rows(words, ids)
         return index
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write live rows to ``path`` atomically (see :mod:`hashmatch.index._format`)."""
+    def save(self, path: str | os.PathLike[str], *, origin: _format.Origin | None = None) -> None:
+        """Write live rows to ``path`` atomically (see :mod:`hashmatch.index._format`).
+
+        ``origin`` (for Matcher snapshots) binds the file to a store and generation.
+        """
         self.compact()
         _format.write_index(
             path, kind=self.kind, algorithm=self.algorithm, bits=self.bits,
-            parameter=self._file_parameter(), words=self._words, ids=self._ids,
+            parameter=self._file_parameter(), words=self._words, ids=self._ids, origin=origin,
         )
 
     @classmethod
-    def load(cls: type[_IndexT], path: str | os.PathLike[str]) -> _IndexT:
-        """Read an index that :meth:`save` wrote; raises :class:`CorruptIndexError` on any mismatch."""
-        f = _format.read_index(path, expected_kind=cls.kind)
+    def load(cls: type[_IndexT], path: str | os.PathLike[str], *, origin: _format.Origin | None = None) -> _IndexT:
+        """Read an index that :meth:`save` wrote; raises :class:`CorruptIndexError` on any
+        mismatch, also when ``origin`` is given and the file was not saved with it."""
+        f = _format.read_index(path, expected_kind=cls.kind, expected_origin=origin)
         return cls._from_file(f.algorithm, f.bits, f.parameter, f.words, f.ids)
 
 

@@ -6,7 +6,7 @@ Version 1, all integers little-endian::
          0     8  magic  b"\\x89HMIDX\\r\\n"  (the \\r\\n catches text-mode mangling)
          8     2  format version (1)
         10     2  header size (128)
-        12     4  flags (0)
+        12     4  flags (0, or 1: an origin block follows the header)
         16    16  index kind, ASCII, NUL-padded: "flat", "bktree" or "mih"
         32    48  hash algorithm, UTF-8, NUL-padded (e.g. "phash", "pdq")
         80     4  bit length (a positive multiple of 64)
@@ -15,7 +15,12 @@ Version 1, all integers little-endian::
         96     4  kind parameter (mih: number of substrings; otherwise 0)
        100    12  reserved, zero
        112    16  hashmatch version that wrote the file, ASCII, NUL-padded
-       128  8·n·w  hash words, uint64, row-major (n rows of w words, word 0 most significant)
+      (flag 1 only: the origin block of a Matcher snapshot, 48 bytes, header size 176)
+       128    16  store id, ASCII, NUL-padded
+       144     8  store generation the rows were read at
+       152    16  snapshot token, ASCII, NUL-padded
+       168     8  reserved, zero
+       H  8·n·w  hash words, uint64, row-major (n rows of w words, word 0 most significant)
          …   8·n  ids, int64, in the same row order
          …    32  SHA-256 of every byte before it
 
@@ -29,15 +34,21 @@ on load in linear time, so nothing structural in a file is trusted and a file
 cannot steer a kernel out of bounds. Nothing is pickled. Files are written to a
 temporary name and renamed, so a crash never leaves a half-written index.
 
-Loading checks the size first (a truncated file fails before any big read), then
-every header field, then the checksum, and raises
-:class:`~hashmatch.errors.CorruptIndexError` saying what it expected.
+Loading opens regular files only (non-blocking, checked with ``fstat``: a FIFO or
+device under an index's name fails at once), checks the size first (a truncated file
+fails before any big read), then every header field with bounds before anything is
+allocated (at most ``MAX_BITS`` bits per hash, under 2**31 rows, a kind parameter
+in range), then the checksum, and raises :class:`~hashmatch.errors.CorruptIndexError`
+saying what it expected. A snapshot's origin block binds it to one store and
+generation: loading with ``expected_origin`` refuses a valid file of another store
+or generation placed under the snapshot's name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -54,7 +65,23 @@ CHECKSUM_SIZE = 32
 KINDS = ("flat", "bktree", "mih")
 # magic, version, header size, flags, kind, algorithm, bits, words, n, parameter, reserved, library
 _HEADER = struct.Struct("<8sHHI16s48sIIQI12s16s")
+# store id, generation, token, reserved
+_ORIGIN = struct.Struct("<16sQ16s8s")
+FLAG_ORIGIN = 1
+MAX_BITS = 4096
+"""Longest hash an index file may hold: bounds every table a load builds (the longest
+hash the project makes is 1,024 bits)."""
+_MAX_ROWS = 2**31 - 1
 _CHUNK = 64 << 20  # hash and copy in 64 MiB pieces to bound extra memory
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a snapshot's rows came from: a store, its generation, the snapshot's token."""
+
+    store_id: str
+    generation: int
+    token: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +92,7 @@ class IndexFile:
     parameter: int
     words: npt.NDArray[np.uint64]
     ids: npt.NDArray[np.int64]
+    origin: Origin | None = None
 
 
 def _library_version() -> str:
@@ -75,15 +103,23 @@ def _library_version() -> str:
 
 def write_index(
     path: str | os.PathLike[str], *, kind: str, algorithm: str, bits: int, parameter: int,
-    words: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64],
+    words: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64], origin: Origin | None = None,
 ) -> None:
     n, nw = words.shape
     if len(algorithm.encode("utf-8")) > 48:
         raise IndexArgumentError(f"algorithm name {algorithm!r} is longer than 48 bytes")
+    if bits > MAX_BITS:
+        raise IndexArgumentError(f"index files hold hashes of at most {MAX_BITS} bits, got {bits}")
+    flags, size, block = 0, HEADER_SIZE, b""
+    if origin is not None:
+        flags, size = FLAG_ORIGIN, HEADER_SIZE + _ORIGIN.size
+        block = _ORIGIN.pack(
+            origin.store_id.encode("ascii"), origin.generation, origin.token.encode("ascii"), b""
+        )
     header = _HEADER.pack(
-        MAGIC, FORMAT_VERSION, HEADER_SIZE, 0, kind.encode("ascii"), algorithm.encode("utf-8"),
+        MAGIC, FORMAT_VERSION, size, flags, kind.encode("ascii"), algorithm.encode("utf-8"),
         bits, nw, n, parameter, b"", _library_version().encode("ascii", "replace")[:16],
-    )
+    ) + block
     digest = hashlib.sha256(header)
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
@@ -92,7 +128,7 @@ def write_index(
         with os.fdopen(fd, "wb") as f:
             f.write(header)
             for arr in (words.astype("<u8", copy=False), ids.astype("<i8", copy=False)):
-                raw = memoryview(np.ascontiguousarray(arr)).cast("B")
+                raw = memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
                 for s in range(0, len(raw), _CHUNK):
                     piece = raw[s : s + _CHUNK]
                     digest.update(piece)
@@ -119,14 +155,30 @@ def _text(raw: bytes, field: str, encoding: str) -> str:
         raise CorruptIndexError(f"index file: {field} field is not {encoding}") from None
 
 
-def read_index(path: str | os.PathLike[str], *, expected_kind: str | None = None) -> IndexFile:
+def _open_regular(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """An open descriptor and size of a regular file; anything else is refused unread."""
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise CorruptIndexError(f"cannot open index file {os.fspath(path)!r}: {reason}") from None
+    try:
+        st = os.fstat(fd)
     except OSError as exc:
-        raise CorruptIndexError(f"cannot open index file {os.fspath(path)!r}: {exc.strerror}") from None
-    with f:
+        os.close(fd)
+        raise CorruptIndexError(f"cannot read index file: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise CorruptIndexError(f"index file {os.fspath(path)!r} is not a regular file")
+    return fd, int(st.st_size)
+
+
+def read_index(
+    path: str | os.PathLike[str], *, expected_kind: str | None = None, expected_origin: Origin | None = None
+) -> IndexFile:
+    fd, size = _open_regular(path)
+    with os.fdopen(fd, "rb") as f:
         try:
-            size = os.fstat(f.fileno()).st_size
             raw_header = f.read(HEADER_SIZE)
         except OSError as exc:
             raise CorruptIndexError(f"cannot read index file: {exc.strerror}") from None
@@ -141,10 +193,13 @@ def read_index(path: str | os.PathLike[str], *, expected_kind: str | None = None
             raise CorruptIndexError(
                 f"index file format version {version}{newer}; this hashmatch reads version {FORMAT_VERSION}"
             )
-        if header_size != HEADER_SIZE:
-            raise CorruptIndexError(f"index file header size {header_size}, expected {HEADER_SIZE}")
-        if flags != 0 or reserved != bytes(12):
+        if flags & ~FLAG_ORIGIN or reserved != bytes(12):
             raise CorruptIndexError("index file: unknown flags or non-zero reserved bytes")
+        expected_header = HEADER_SIZE + (_ORIGIN.size if flags & FLAG_ORIGIN else 0)
+        if header_size != expected_header:
+            raise CorruptIndexError(
+                f"index file header size {header_size}, expected {expected_header} for flags {flags}"
+            )
         kind = _text(kind_raw, "kind", "ascii")
         if kind not in KINDS:
             raise CorruptIndexError(f"index file: unknown index kind {kind!r}, expected one of {KINDS}")
@@ -156,12 +211,28 @@ def read_index(path: str | os.PathLike[str], *, expected_kind: str | None = None
         _text(lib_raw, "library version", "ascii")
         if bits == 0 or bits % 64 or nw != bits // 64:
             raise CorruptIndexError(f"index file: bit length {bits} with {nw} words per hash")
-        expected = HEADER_SIZE + n * (nw * 8 + 8) + CHECKSUM_SIZE
+        if bits > MAX_BITS:
+            raise CorruptIndexError(f"index file: bit length {bits}, over the limit of {MAX_BITS}")
+        if n > _MAX_ROWS:
+            raise CorruptIndexError(f"index file truncated or corrupt: it claims {n} rows")
+        if kind != "mih" and parameter != 0:
+            raise CorruptIndexError(f"index file: a {kind} index has no parameter, got {parameter}")
+        if kind == "mih" and not 1 <= parameter <= bits:
+            raise CorruptIndexError(f"index file: {parameter} substrings for {bits}-bit hashes")
+        expected = header_size + n * (nw * 8 + 8) + CHECKSUM_SIZE
         if size != expected:
             what = "truncated" if size < expected else "has trailing bytes"
             raise CorruptIndexError(f"index file {what}: {size} bytes, expected {expected} for {n} rows")
         digest = hashlib.sha256(raw_header)
+        origin = None
         try:
+            if flags & FLAG_ORIGIN:
+                raw_origin = f.read(_ORIGIN.size)
+                digest.update(raw_origin)
+                store_raw, generation, token_raw, spare = _ORIGIN.unpack(raw_origin)
+                if spare != bytes(8):
+                    raise CorruptIndexError("index file: non-zero reserved bytes in the origin block")
+                origin = Origin(_text(store_raw, "store id", "ascii"), generation, _text(token_raw, "token", "ascii"))
             if n == 0:
                 words = np.zeros((0, nw), dtype=np.uint64)
                 ids = np.zeros(0, dtype=np.int64)
@@ -169,31 +240,38 @@ def read_index(path: str | os.PathLike[str], *, expected_kind: str | None = None
                 # A private copy-on-write mapping: the rows come straight from the page
                 # cache instead of being copied into fresh memory (on VMs, first-touch
                 # faults of fresh memory cost more than reading the file).
-                words = np.memmap(f, dtype="<u8", mode="c", offset=HEADER_SIZE, shape=(n, nw))
-                ids = np.memmap(f, dtype="<i8", mode="c", offset=HEADER_SIZE + n * nw * 8, shape=(n,))
+                words = np.memmap(f, dtype="<u8", mode="c", offset=header_size, shape=(n, nw))
+                ids = np.memmap(f, dtype="<i8", mode="c", offset=header_size + n * nw * 8, shape=(n,))
             for arr in (words, ids):
-                raw = memoryview(arr).cast("B")
+                raw = memoryview(arr.reshape(-1).view(np.uint8))
                 for s in range(0, len(raw), _CHUNK):
                     digest.update(raw[s : s + _CHUNK])
-            f.seek(HEADER_SIZE + n * (nw * 8 + 8))
+            f.seek(header_size + n * (nw * 8 + 8))
             stored = f.read(CHECKSUM_SIZE)
         except (OSError, ValueError) as exc:
             raise CorruptIndexError(f"cannot read index file: {exc}") from None
     if stored != digest.digest():
         raise CorruptIndexError("index file checksum mismatch: the file is corrupt")
+    if expected_origin is not None and origin != expected_origin:
+        got = "no origin" if origin is None else f"store {origin.store_id} generation {origin.generation}"
+        raise CorruptIndexError(
+            f"index file was not written as this snapshot ({got}; expected store "
+            f"{expected_origin.store_id} generation {expected_origin.generation})"
+        )
     if not np.little_endian:  # pragma: no cover - the file is little-endian
         words = words.astype(np.uint64)
         ids = ids.astype(np.int64)
-    return IndexFile(kind, algorithm, bits, parameter, np.asarray(words), np.asarray(ids))
+    return IndexFile(kind, algorithm, bits, parameter, np.asarray(words), np.asarray(ids), origin)
 
 
 def peek_kind(path: str | os.PathLike[str]) -> str:
     """The kind named in a file's header (fully checked later by :func:`read_index`)."""
+    fd, _ = _open_regular(path)
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(fd, "rb") as f:
             raw = f.read(HEADER_SIZE)
     except OSError as exc:
-        raise CorruptIndexError(f"cannot open index file {os.fspath(path)!r}: {exc.strerror}") from None
+        raise CorruptIndexError(f"cannot read index file {os.fspath(path)!r}: {exc.strerror}") from None
     if len(raw) < HEADER_SIZE or raw[:8] != MAGIC:
         raise CorruptIndexError("not a hashmatch index file (bad magic or truncated header)")
     kind = _text(_HEADER.unpack(raw)[4], "kind", "ascii")
