@@ -90,6 +90,15 @@ class Match:
     ``orientation`` names the dihedral variant of the upload that matched
     (``"rot90"``, ``"flipx"``, …) or is None for the image as it is. The hash of the
     reference is deliberately not part of a Match: reports must not spread it.
+
+    ``stage`` says which stage found it: ``"global"`` (a whole-image hash within its
+    threshold) or ``"local"`` (keypoints verified geometrically, see
+    :mod:`hashmatch.local`; ``algorithm`` is then ``"orb"`` and ``distance`` the median
+    descriptor distance of the inliers). A local match carries its evidence:
+    ``inliers``, ``coverage`` (share of the reference's area spanned by the inliers),
+    ``scale`` (upload pixels per reference pixel), ``rotation`` (degrees,
+    counter-clockwise) and ``crop_box`` (the part of the reference the upload shows,
+    in reference pixels: left, top, right, bottom).
     """
 
     entry_id: int
@@ -99,9 +108,20 @@ class Match:
     algorithm: str
     distance: int
     orientation: str | None = None
+    stage: str = "global"
+    inliers: int | None = None
+    coverage: float | None = None
+    scale: float | None = None
+    rotation: float | None = None
+    crop_box: tuple[float, float, float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; the local-stage evidence only for local matches."""
+        out = asdict(self)
+        if self.stage == "global":
+            for name in ("inliers", "coverage", "scale", "rotation", "crop_box"):
+                del out[name]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +145,7 @@ class _AlgorithmState:
 class _State:
     generation: int
     indexes: Mapping[str, _AlgorithmState]
+    local: Any = None  # a hashmatch.local.LocalIndex when the local stage is on
 
 
 def _index_api() -> tuple[Any, Any]:
@@ -163,6 +184,10 @@ class Matcher:
             starts with ``"trimmed"``.
         min_quality: query hashes whose quality (PDQ) is below this are not matched;
             None matches them all.
+        local: the local stage (:mod:`hashmatch.local`, store only): ``"auto"`` runs it
+            when nothing matched globally if the store holds local features and the
+            ``local`` extra is installed; ``"fallback"`` the same but requires the extra;
+            ``"always"`` runs it for every upload; ``"off"`` never.
     """
 
     def __init__(
@@ -179,6 +204,7 @@ class Matcher:
         limits: ImageLimits,
         trim_borders: bool,
         snapshot_dir: str | os.PathLike[str] | None,
+        local: str = "off",
     ) -> None:
         if require not in ("any", "all"):
             raise ValueError(f"require must be 'any' or 'all', got {require!r}")
@@ -207,6 +233,7 @@ class Matcher:
         self._owns_store = False
         self._refresh_lock = threading.Lock()
         self._state = _State(-1, {})
+        self._local_mode = _check_local_mode(local)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -223,6 +250,7 @@ class Matcher:
         limits: ImageLimits = DEFAULT_LIMITS,
         trim_borders: bool = True,
         cache_snapshots: bool = True,
+        local: Literal["auto", "fallback", "always", "off"] = "auto",
     ) -> Matcher:
         """A Matcher over a store's active entries.
 
@@ -246,6 +274,7 @@ class Matcher:
             limits=limits,
             trim_borders=trim_borders,
             snapshot_dir=snapshot_dir,
+            local=local,
         )
         matcher._owns_store = owns_store
         try:
@@ -401,7 +430,8 @@ class Matcher:
                 indexes[name] = self._refreshed(name, old.indexes.get(name), store)
             # The generation read first: changes made while we read are taken in again
             # by the next refresh, which is harmless (deltas are relative to the base).
-            self._state = _State(generation, MappingProxyType(indexes))  # one atomic swap
+            local = _local_index(self._local_mode, store)
+            self._state = _State(generation, MappingProxyType(indexes), local)  # one atomic swap
             _log.debug("matcher refreshed to generation %d: %d references", generation, len(self))
             return True
 
@@ -485,13 +515,34 @@ class Matcher:
         Bad input raises :class:`~hashmatch.errors.ImageError`.
         """
         names = self.algorithms
-        if not names:
-            return []
-        views = compute_query_hashes(
-            image, names, fast=self._fast, limits=self._limits, dihedral=self.dihedral,
-            trim_borders=self.trim_borders,
-        )
-        return self.match_views(views)
+        local = self._state.local
+        if local is not None:
+            from .local import rereadable
+
+            image = rereadable(image, self._limits)  # a stream is read twice: once per stage
+        matches = []
+        if names:
+            views = compute_query_hashes(
+                image, names, fast=self._fast, limits=self._limits, dihedral=self.dihedral,
+                trim_borders=self.trim_borders,
+            )
+            matches = self.match_views(views)
+        if local is not None and (not matches or self._local_mode == "always"):
+            matches += self._local_matches(local, image)
+        return matches
+
+    def _local_matches(self, local: Any, image: ImageInput) -> list[Match]:
+        found = local.match(image, limits=self._limits)
+        info = self._describe(m.entry_id for m in found)
+        out = []
+        for m in found:
+            v = m.verification
+            list_name, label, external_id = info.get(m.entry_id, (None, None, None))
+            out.append(Match(
+                m.entry_id, list_name, label, external_id, "orb", v.median_distance, None, "local",
+                v.inliers, round(v.coverage, 4), round(v.scale, 4), round(v.rotation, 2), v.crop_box,
+            ))
+        return out
 
     def match_views(self, views: Sequence[HashesInput]) -> list[Match]:
         """Matches of several views of one upload, as :func:`hashmatch.compute_query_hashes`
@@ -603,6 +654,28 @@ class Matcher:
             for index in (alg_state.base, alg_state.delta):
                 if index is not None:
                     index.query(probe, alg_state.threshold)
+
+
+def _check_local_mode(mode: object) -> str:
+    if mode not in ("auto", "fallback", "always", "off"):
+        raise ValueError(f"local must be 'auto', 'fallback', 'always' or 'off', got {mode!r}")
+    if mode in ("fallback", "always"):
+        from .local._opencv import opencv
+
+        opencv()  # MissingDependencyError now, with the pip command, not on the first upload
+    return str(mode)
+
+
+def _local_index(mode: str, store: ReferenceStore) -> Any:
+    """The local stage's index over ``store``, or None when it is off or has nothing."""
+    if mode == "off" or not store.local_count():
+        return None
+    from .local import LocalIndex, available
+
+    if mode == "auto" and not available():
+        _log.warning("the store has local features but OpenCV is missing: pip install 'hashmatch[local]'")
+        return None
+    return LocalIndex.from_store(store)
 
 
 def _build(batch: HashBatch, ids: npt.NDArray[np.int64], threshold: int) -> Any:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..errors import HashmatchError
+from ..errors import HashmatchError, MissingDependencyError
 from ..hashers import ALGORITHMS, compute_hashes
 from .._hashlists import FORMATS
 from .._store import NewEntry, ReferenceStore
@@ -81,29 +81,48 @@ def import_command(
 @click.option("--list", "list_name", required=True, help="List to add to (created when missing).")
 @click.option("--algorithm", "-a", "algorithms", default="phash", show_default=True, help="Comma-separated algorithms.")
 @click.option("--label", default=None, help="Label or category for every added entry.")
-def add_command(images: tuple[str, ...], store_path: str, list_name: str, algorithms: str, label: str | None) -> int:
+@click.option(
+    "--local/--no-local", "local", default=None,
+    help="Also store local features (keypoints) for the local stage. Default: when the 'local' extra is installed.",
+)
+def add_command(
+    images: tuple[str, ...], store_path: str, list_name: str, algorithms: str, label: str | None, local: bool | None,
+) -> int:
     """Hash images and add them to a list (the file name becomes the external id).
 
-    Exit code 0 when every image was added (or already there), 1 when some could not
-    be read, 2 on error.
+    References are hashed exactly (full decode), once. Exit code 0 when every image
+    was added (or already there), 1 when some could not be read, 2 on error.
     """
+    from .. import local as local_stage
+
     names = _algorithm_names(algorithms, computable=True) or []
-    entries: list[NewEntry] = []
-    failures = 0
-    for path in images:
-        try:
-            results = compute_hashes(path, names)
-        except HashmatchError as exc:
-            click.echo(f"{path}: {exc}", err=True)
-            failures += 1
-            continue
-        for name in names:
-            result = results[name][0]
-            entries.append(NewEntry(result.hash, result.quality, label, path))
+    if local is None:
+        local = local_stage.available()
+    elif local:
+        if not local_stage.available():
+            raise MissingDependencyError(f"--local needs OpenCV: {local_stage.INSTALL_HINT}")
+    failures = added = duplicates = 0
+    new_ids: list[int] = []
     with ReferenceStore(store_path) as store:
-        report = store.add_entries(list_name, entries)
-    click.echo(f"{report.added} added, {report.duplicates} duplicates skipped, {failures} unreadable")
-    for entry_id in report.entry_ids:
+        for path in images:
+            try:
+                # fast=False: a reduced-scale decode drifted some small JPEGs' hashes by
+                # up to 8 bits (issue 12); a reference is hashed once, so pay for exactness.
+                results = compute_hashes(path, names, fast=False)
+                features = local_stage.reference_features(path) if local else None
+            except HashmatchError as exc:
+                click.echo(f"{path}: {exc}", err=True)
+                failures += 1
+                continue
+            entries = [NewEntry(results[n][0].hash, results[n][0].quality, label, path) for n in names]
+            report = store.add_entries(list_name, entries)
+            added += report.added
+            duplicates += report.duplicates
+            new_ids += report.entry_ids
+            if features is not None and report.entry_ids:
+                store.add_local_features([(report.entry_ids[0], features.to_row())])
+    click.echo(f"{added} added, {duplicates} duplicates skipped, {failures} unreadable")
+    for entry_id in new_ids:
         click.echo(f"added entry {entry_id}")
     return EXIT_PARTIAL if failures else EXIT_OK
 
