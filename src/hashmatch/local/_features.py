@@ -44,6 +44,10 @@ QUERY_LONG_SIDE = 1024
 REFERENCE_FEATURES = 256  # stored per reference (38 bytes each, on disk only)
 RETRIEVAL_FEATURES = 16  # held in memory and indexed per reference (~105 bytes each)
 QUERY_FEATURES = 1000
+LEVEL_BANDS = np.array([1, 4], dtype=np.uint8)  # pyramid levels 0-1, 2-4, 5-7: scales 1-1.2, 1.4-2.1, 2.5-3.6
+_OVERDETECT = 3
+QUERY_PYRAMID = (1.2, 8)  # ORB scale factor and levels
+REFERENCE_PYRAMID = (1.2, 8)
 _GRID = 4  # retrieval features are spread over a GRID x GRID partition of the reference
 _XY_STEP = 8.0  # stored coordinates are in 1/8 pixel
 _FAST_THRESHOLD = 7  # low: smooth images (skies, gradients) still get keypoints
@@ -119,10 +123,10 @@ def _grey(image: ImageInput, limits: ImageLimits, draft: bool) -> tuple[Image.Im
     return to_mode(img, "L"), factor
 
 
-def _detect(grey: npt.NDArray[np.uint8], nfeatures: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+def _detect(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, int]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
     cv2 = opencv()
     orb = cv2.ORB_create(
-        nfeatures=nfeatures, scaleFactor=1.2, nlevels=8, edgeThreshold=15, patchSize=31,
+        nfeatures=nfeatures, scaleFactor=pyramid[0], nlevels=pyramid[1], edgeThreshold=15, patchSize=31,
         fastThreshold=_FAST_THRESHOLD,
     )
     keypoints, desc = orb.detectAndCompute(grey, None)
@@ -143,17 +147,24 @@ def _features(image: ImageInput, limits: ImageLimits, long_side: int, upscale: b
     if abs(dscale - 1.0) > 1e-9:
         size = (max(1, round(dw * dscale)), max(1, round(dh * dscale)))
         grey_img = grey_img.resize(size, Image.Resampling.BILINEAR if dscale < 1 else Image.Resampling.BICUBIC, reducing_gap=2.0 if dscale < 0.5 else None)
-    xy, level, response, desc = _detect(np.asarray(grey_img), nfeatures)
+    xy, level, response, desc = _detect(np.asarray(grey_img), nfeatures, REFERENCE_PYRAMID if upscale else QUERY_PYRAMID)
     return LocalFeatures(xy, level, desc, width, height, scale), response
 
 
 def extract_features(
     image: ImageInput, *, max_features: int = QUERY_FEATURES, limits: ImageLimits = DEFAULT_LIMITS
 ) -> LocalFeatures:
-    """Features of an upload (scaled down to :data:`QUERY_LONG_SIDE`), strongest first."""
+    """Features of an upload (scaled down to :data:`QUERY_LONG_SIDE`), spread first.
+
+    The order is the same round-robin over grid cells as a reference's, so that the
+    first rows (those looked up in the index) are not all on a caption or a UI's text.
+    """
     _check_count(max_features)
-    feats, response = _features(image, limits, QUERY_LONG_SIDE, False, max_features)
-    return _reorder(feats, np.argsort(-response, kind="stable"))
+    # Detect more than kept, then keep a spread: strong corners of UI text or captions
+    # would otherwise crowd out the picture's own features.
+    feats, response = _features(image, limits, QUERY_LONG_SIDE, False, _OVERDETECT * max_features)
+    order = retrieval_order(feats.xy, response, feats.scaled_size, feats.level)
+    return _reorder(feats, order[:max_features])
 
 
 def reference_features(
@@ -162,16 +173,24 @@ def reference_features(
     """Features of a reference (scaled to :data:`REFERENCE_LONG_SIDE`), retrieval order first.
 
     The retrieval features are spread over the image (the strongest of each cell of a
-    4 × 4 grid, then the strongest of the rest), so that a crop of any part of the
-    reference keeps some of them.
+    4 × 4 grid, then the strongest of the rest) and over scales, so that a crop of any
+    part of the reference, or a copy at half size, keeps some of them.
     """
     _check_count(max_features)
     feats, response = _features(image, limits, REFERENCE_LONG_SIDE, True, max_features)
-    return _reorder(feats, retrieval_order(feats.xy, response, feats.scaled_size))
+    return _reorder(feats, retrieval_order(feats.xy, response, feats.scaled_size, feats.level))
 
 
-def retrieval_order(xy: npt.NDArray[np.float32], response: npt.NDArray[np.float32], size: tuple[int, int]) -> npt.NDArray[np.intp]:
-    """Row order: round-robin over grid cells by strength, so the first rows spread out."""
+def retrieval_order(
+    xy: npt.NDArray[np.float32], response: npt.NDArray[np.float32], size: tuple[int, int],
+    level: npt.NDArray[np.uint8] | None = None,
+) -> npt.NDArray[np.intp]:
+    """Row order that spreads the first rows out: round-robin over grid cells by strength
+    and, when ``level`` is given, interleaved over scale bands (:data:`LEVEL_BANDS`).
+
+    Without the bands the strongest features are nearly all from the finest pyramid
+    level, which a collage tile or a screenshot at half size no longer shows.
+    """
     n = xy.shape[0]
     if n == 0:
         return np.zeros(0, np.intp)
@@ -179,11 +198,25 @@ def retrieval_order(xy: npt.NDArray[np.float32], response: npt.NDArray[np.float3
     cx = np.minimum((xy[:, 0] * _GRID / max(w, 1)).astype(np.int64), _GRID - 1)
     cy = np.minimum((xy[:, 1] * _GRID / max(h, 1)).astype(np.int64), _GRID - 1)
     cell = cy * _GRID + cx
+    band = np.zeros(n, np.int64) if level is None else np.searchsorted(LEVEL_BANDS, level, side="left")
+    out = []
+    for b in np.unique(band):
+        rows = np.flatnonzero(band == b)
+        out.append(rows[_round_robin(cell[rows], response[rows])])
+    # Interleave the bands: position k of every band before position k + 1 of any.
+    pos = np.concatenate([np.arange(r.size) for r in out])
+    which = np.concatenate([np.full(r.size, k) for k, r in enumerate(out)])
+    rows = np.concatenate(out)
+    return rows[np.lexsort((which, pos))].astype(np.intp)
+
+
+def _round_robin(cell: npt.NDArray[np.int64], response: npt.NDArray[np.float32]) -> npt.NDArray[np.intp]:
+    n = cell.size
     by_strength = np.lexsort((-response, cell))  # grouped by cell, strongest first in each
-    rank_in_cell = np.empty(n, np.int64)
     sorted_cells = cell[by_strength]
     starts = np.flatnonzero(np.r_[True, sorted_cells[1:] != sorted_cells[:-1]])
     counts = np.diff(np.r_[starts, n])
+    rank_in_cell = np.empty(n, np.int64)
     rank_in_cell[by_strength] = np.arange(n) - np.repeat(starts, counts)
     return np.lexsort((-response, rank_in_cell)).astype(np.intp)
 
