@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import sys
 import time
@@ -150,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--negatives", type=int, default=1000, help="unrelated altered queries")
     ap.add_argument("--latency-refs", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument("--latency-uploads", type=int, default=100)
+    ap.add_argument("--radius", type=int, default=None, help="retrieval radius (default: LocalIndex's)")
+    ap.add_argument("--lookups", type=int, default=None, help="upload descriptors looked up (default: LocalIndex's)")
+    ap.add_argument("--latency-only", action="store_true", help="only the latency and memory part")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
@@ -162,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     from hashmatch.testing.transforms import apply_chain, hard_suite
 
     t_start = time.perf_counter()
+    if args.latency_only:
+        feats = [reference_features(generate_image(image_seed(args.seed, i), long_side=512)) for i in range(args.refs)]
+        refs = [generate_image(image_seed(args.seed, i), long_side=512) for i in range(200)]
+        matcher = Matcher.from_hashes([h.hash for img in refs for h in global_hashes(img)])
+        latency = measure_latency(args, feats, args.refs, matcher)
+        print(json.dumps({"radius": args.radius, "lookups": args.lookups, "latency": latency}, indent=1))
+        return 0
     suite = hard_suite(seed=args.seed)
     fam_names = list(dict.fromkeys(f for f, _ in suite))
     label = [s.label if not isinstance(s, tuple) else " + ".join(x.label for x in s) for _, s in suite]
@@ -186,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     # Two entries per image (PDQ and pHash): ids i and n_ref + i name the same image.
     ids = [i if k % 2 == 0 else n_ref + i for k, i in enumerate(hash_ids)]
     matcher = Matcher.from_hashes(hashes, ids=ids)
-    index = LocalIndex.from_features(feats, rule=VerificationRule(**PERMISSIVE))
+    index = LocalIndex.from_features(feats, rule=VerificationRule(**PERMISSIVE), **_options(args))
     print(f"{n_ref} references ({len(real)} real) in {t_refs:.0f} s; local index {index.nbytes / n_ref:.0f} B/ref",
           file=sys.stderr)
 
@@ -320,12 +331,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     md = markdown(payload, rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    import json
 
     (args.out / "local.json").write_text(json.dumps(payload, default=str, indent=1) + "\n")
     (args.out / "local.md").write_text(md)
     print(md)
     return 0
+
+
+def _options(args: argparse.Namespace) -> dict[str, int]:
+    return {k: v for k, v in (("radius", args.radius), ("query_lookups", args.lookups)) if v is not None}
 
 
 def synthetic_retrieval(pool: np.ndarray, refs: int, per_ref: int, rng: np.random.Generator) -> np.ndarray:
@@ -376,7 +390,7 @@ def measure_latency(args: argparse.Namespace, feats: list[Any], n_ref: int, matc
             return {i: by_id.get(i, feats[i % len(feats)]) for i in wanted}
 
         t0 = time.perf_counter()
-        index = LocalIndex(retrieval, owners, source)
+        index = LocalIndex(retrieval, owners, source, **_options(args))
         build = time.perf_counter() - t0
         index.match(uploads[0])
         times, t_extract, t_short = [], [], []

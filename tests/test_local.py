@@ -247,3 +247,19 @@ def test_cli_refs_add_stores_local_features_and_exact_hashes(tmp_path: Path, pho
         feats = LocalFeatures.from_blobs(*next(iter(store.read_local_rows([1, 2]).values())))
         assert (feats.width, feats.height) == (1000, 750)
     assert math.isclose(feats.scale, 512 / 1000)
+
+
+# -- the hard transforms ------------------------------------------------------------------------
+def test_hard_suite_applies_deterministically() -> None:
+    from hashmatch.testing.transforms import HARD_FAMILIES, apply_chain, hard_suite, rotate_crop
+
+    image = generate_image(7, size=(160, 120))
+    suite = hard_suite(seed=3)
+    assert {family for family, _ in suite} == set(HARD_FAMILIES)
+    for _, spec in suite:
+        out = apply_chain(image, spec)
+        assert out.mode == "RGB"
+        assert np.array_equal(np.asarray(out), np.asarray(apply_chain(image, spec)))
+    # Re-cropping removes every filled corner: no black pixel is left along the edges.
+    turned = np.asarray(rotate_crop(Image.new("RGB", (200, 150), (255, 255, 255)), degrees=8.0))
+    assert turned[[0, -1]].min() > 200 and turned[:, [0, -1]].min() > 200

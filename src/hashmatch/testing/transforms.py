@@ -521,8 +521,9 @@ def sample_specs(seed: int, count: int, *, families: Iterable[str] | None = None
 
 
 # -- the hard families (issue 12): what global hashes miss ---------------------------------------
-# Appended, not merged into the table above: FAMILIES stays the standard suite's, and
-# HARD_FAMILIES names these. Every one is a pure function of the image and its parameters.
+# Appended, not merged into the table above: FAMILIES stays the standard suite's (and
+# sample_specs draws only from it: these have families of their own), and hard_suite
+# labels each variant with its HARD_FAMILIES family. Every one is a pure function of the image and its parameters.
 def _filler(width: int, height: int, seed: int) -> Image.Image:
     """An unrelated photo-like image (another synthetic image) of the given size."""
     from .synthetic import generate_image
@@ -665,9 +666,10 @@ def desktop_screenshot(image: Image.Image, *, scale: float = 0.6, seed: int = 0)
 
 def _hard_table() -> dict[str, Transform]:
     rows = [
-        ("crop_resize", "crop", crop_resize), ("rotate_crop", "rotate", rotate_crop),
+        ("crop_resize", "crop-resize", crop_resize), ("rotate_crop", "rotate-crop", rotate_crop),
         ("collage", "collage", collage), ("meme", "meme", meme), ("frame", "frame", frame),
-        ("phone_screenshot", "screenshot", phone_screenshot), ("desktop_screenshot", "screenshot", desktop_screenshot),
+        ("phone_screenshot", "phone-screenshot", phone_screenshot),
+        ("desktop_screenshot", "desktop-screenshot", desktop_screenshot),
     ]  # fmt: skip
     return {name: Transform(name, family, fn) for name, family, fn in rows}
 
