@@ -41,7 +41,7 @@ __all__ = [
 FORMAT_VERSION = 1
 REFERENCE_LONG_SIDE = 512
 QUERY_LONG_SIDE = 1024
-REFERENCE_FEATURES = 256  # stored per reference (38 bytes each, on disk only)
+REFERENCE_FEATURES = 256  # stored per reference, 38 bytes each, on disk only (512 measured: notes/issue-12.md)
 RETRIEVAL_FEATURES = 16  # held in memory and indexed per reference (~105 bytes each)
 QUERY_FEATURES = 1000
 LEVEL_BANDS = np.array([1, 4], dtype=np.uint8)  # pyramid levels 0-1, 2-4, 5-7: scales 1-1.2, 1.4-2.1, 2.5-3.6
