@@ -169,6 +169,16 @@ def test_store_local_features_round_trip_and_retraction(tmp_path: Path, photos: 
     store.close()
 
 
+def test_unreadable_stored_features_are_skipped_not_fatal(tmp_path: Path, photos: list[Image.Image],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    store, entry = _store_with_image(tmp_path / "refs.db", photos[4])
+    index = LocalIndex.from_store(store)
+    store._conn().execute("UPDATE local_features SET format = 99 WHERE entry_id = ?", (entry,))
+    assert index.match(crop(photos[4], fraction=0.3, x=0.0, y=0.5)) == []
+    assert "local features skipped" in caplog.text
+    store.close()
+
+
 def test_store_of_schema_1_is_migrated_on_open(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     ReferenceStore(path).close()

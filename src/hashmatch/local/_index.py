@@ -12,6 +12,7 @@ disk) or a mapping in memory (tests, benchmarks).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import UsageError
+from ..errors import FileFormatError, UsageError
 from ..hashes import HashBatch
 from .._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
 from ._features import RETRIEVAL_FEATURES, LocalFeatures, extract_features
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from .._store import ReferenceStore
 
 __all__ = ["DESCRIPTOR_ALGORITHM", "LocalIndex", "LocalMatch"]
+
+_log = logging.getLogger(__name__)
 
 DESCRIPTOR_ALGORITHM = "orb"
 DEFAULT_RADIUS = 16
@@ -122,7 +125,13 @@ class LocalIndex:
         retrieval, owners = store.read_local_retrieval(RETRIEVAL_FEATURES)
 
         def source(wanted: Sequence[int]) -> Mapping[int, LocalFeatures]:
-            return {i: LocalFeatures.from_blobs(*row) for i, row in store.read_local_rows(wanted).items()}
+            out = {}
+            for i, row in store.read_local_rows(wanted).items():
+                try:
+                    out[i] = LocalFeatures.from_blobs(*row)
+                except FileFormatError as exc:  # one bad row must not fail every upload
+                    _log.warning("entry %d: local features skipped: %s", i, exc)
+            return out
 
         return cls(retrieval, owners, source, **options)
 
