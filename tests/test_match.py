@@ -56,7 +56,7 @@ def test_match_is_frozen_and_to_dict_has_no_hash() -> None:
     m = Match(3, "L", "cat", "e3", "phash", 2, "rot90")
     assert m.to_dict() == {
         "entry_id": 3, "list_name": "L", "label": "cat", "external_id": "e3",
-        "algorithm": "phash", "distance": 2, "orientation": "rot90",
+        "algorithm": "phash", "distance": 2, "orientation": "rot90", "stage": "global",
     }
     with pytest.raises(AttributeError):
         m.distance = 0  # type: ignore[misc]

@@ -11,10 +11,10 @@ import hashmatch.errors as errors
 def test_top_level_all_is_pinned():
     assert sorted(hashmatch.__all__) == sorted(
         [
-            "ALGORITHMS", "DEFAULT_THRESHOLDS", "ERROR_KINDS", "Hash", "HashBatch", "HashResult",
+            "ALGORITHMS", "AddResult", "DEFAULT_THRESHOLDS", "ERROR_KINDS", "Hash", "HashBatch", "HashResult",
             "HashmatchError", "ImageError", "ImageLimits", "ImageTooLargeError", "Match", "Matcher",
             "NewEntry", "QuerySpec", "ReferenceStore", "ScanResult", "ScanRun", "ScanSummary", "StoreError",
-            "UnknownAlgorithmError", "UnreadableImageError", "UsageError", "__version__",
+            "UnknownAlgorithmError", "UnreadableImageError", "UsageError", "__version__", "add_images",
             "compute_hashes", "compute_query_hashes", "hash_image", "hash_images", "scan", "warmup",
         ]
     )

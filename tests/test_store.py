@@ -17,7 +17,7 @@ import pytest
 
 from hashmatch.errors import HashListError, InvalidHashError, StoreError
 from hashmatch.hashes import Hash
-from hashmatch._store import NewEntry, ReferenceStore
+from hashmatch._store import SCHEMA_VERSION, NewEntry, ReferenceStore
 
 
 def _phash(rng: np.random.Generator) -> Hash:
@@ -38,7 +38,7 @@ def test_store_new_file_is_wal_and_versioned(store: ReferenceStore) -> None:
     conn = sqlite3.connect(store.path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         conn.close()
     assert len(store) == 0 and store.generation == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ._loading import ImageLimits
 from ._match import DEFAULT_THRESHOLDS, Match, Matcher
+from ._references import AddResult, add_images
 from ._query import QuerySpec
 from ._scan import ERROR_KINDS, ScanResult, ScanRun, ScanSummary, scan
 from ._store import NewEntry, ReferenceStore
@@ -43,6 +44,7 @@ def warmup() -> None:
 
 __all__ = [
     "ALGORITHMS",
+    "AddResult",
     "DEFAULT_THRESHOLDS",
     "ERROR_KINDS",
     "Hash",
@@ -65,6 +67,7 @@ __all__ = [
     "UnreadableImageError",
     "UsageError",
     "__version__",
+    "add_images",
     "compute_hashes",
     "compute_query_hashes",
     "hash_image",

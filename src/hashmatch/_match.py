@@ -49,6 +49,9 @@ from .errors import (
 from .hashers import ALGORITHMS, HashResult
 from .hashes import Hash, HashBatch, default_bits
 from .index import Index, Origin, build_index, load_index
+from .local import LocalIndex, rereadable
+from .local import available as local_available
+from .local._opencv import opencv as require_opencv
 from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
 from ._query import DEFAULT_THRESHOLDS, HashesInput, QuerySpec, View, default_threshold, normalise_view, orientation_name
 from ._store import ReferenceStore
@@ -71,6 +74,15 @@ class Match:
     ``orientation`` names the dihedral variant of the upload that matched
     (``"rot90"``, ``"flipx"``, …) or is None for the image as it is. The hash of the
     reference is deliberately not part of a Match: reports must not spread it.
+
+    ``stage`` says which stage found it: ``"global"`` (a whole-image hash within its
+    threshold) or ``"local"`` (keypoints verified geometrically, see
+    :mod:`hashmatch.local`; ``algorithm`` is then ``"orb"`` and ``distance`` the median
+    descriptor distance of the inliers). A local match carries its evidence:
+    ``inliers``, ``coverage`` (share of the reference's area spanned by the inliers),
+    ``scale`` (upload pixels per reference pixel), ``rotation`` (degrees,
+    counter-clockwise) and ``crop_box`` (the part of the reference the upload shows,
+    in reference pixels: left, top, right, bottom).
     """
 
     entry_id: int
@@ -80,9 +92,20 @@ class Match:
     algorithm: str
     distance: int
     orientation: str | None = None
+    stage: str = "global"
+    inliers: int | None = None
+    coverage: float | None = None
+    scale: float | None = None
+    rotation: float | None = None
+    crop_box: tuple[float, float, float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; the local-stage evidence only for local matches."""
+        out = asdict(self)
+        if self.stage == "global":
+            for name in ("inliers", "coverage", "scale", "rotation", "crop_box"):
+                del out[name]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +129,7 @@ class _AlgorithmState:
 class _State:
     generation: int
     indexes: Mapping[str, _AlgorithmState]
+    local: LocalIndex | None = None  # when the local stage is on
 
 
 class Matcher:
@@ -126,6 +150,10 @@ class Matcher:
         min_quality: query hashes whose quality (PDQ) is below this are not matched;
             None matches them all.
         fast, limits: reduced-scale decoding and decoding limits, as for hashing.
+        local: the local stage (:mod:`hashmatch.local`, store only): ``"auto"`` runs it
+            when nothing matched globally if the store holds local features and the
+            ``local`` extra is installed; ``"fallback"`` the same but requires the extra;
+            ``"always"`` runs it for every upload; ``"off"`` never.
 
     These options make up the Matcher's :attr:`spec`, which :func:`hashmatch.scan`
     ships to its workers. Bad values raise :class:`~hashmatch.errors.UsageError`.
@@ -146,6 +174,7 @@ class Matcher:
         trim_borders: bool,
         snapshot_dir: str | os.PathLike[str] | None,
         allowed: Iterable[str] = (),
+        local: str = "off",
     ) -> None:
         self._store = _store
         self._metadata = _metadata
@@ -170,6 +199,7 @@ class Matcher:
         self._refresh_lock = threading.Lock()
         self._told_readonly = False
         self._state = _State(-1, {})
+        self._local_mode = _check_local_mode(local)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -187,6 +217,7 @@ class Matcher:
         trim_borders: bool = True,
         cache_snapshots: bool = True,
         readonly: bool = False,
+        local: Literal["auto", "fallback", "always", "off"] = "auto",
     ) -> Matcher:
         """A Matcher over a store's active entries.
 
@@ -214,6 +245,7 @@ class Matcher:
             limits=limits,
             trim_borders=trim_borders,
             snapshot_dir=snapshot_dir,
+            local=local,
         )
         matcher._owns_store = owns_store
         try:
@@ -401,7 +433,8 @@ class Matcher:
                 indexes[name] = self._refreshed(name, old.indexes.get(name), store)
             # The generation read first: changes made while we read are taken in again
             # by the next refresh, which is harmless (deltas are relative to the base).
-            self._state = _State(generation, MappingProxyType(indexes))  # one atomic swap
+            local = _local_index(self._local_mode, store)
+            self._state = _State(generation, MappingProxyType(indexes), local)  # one atomic swap
             _log.debug("matcher refreshed to generation %d: %d references", generation, len(self))
             return True
 
@@ -496,9 +529,26 @@ class Matcher:
         :class:`~hashmatch.errors.ImageError`.
         """
         spec = self.spec
-        if not spec.algorithms:
-            return []
-        return self.match_views(spec.hash(image))
+        local = self._state.local
+        if local is not None:
+            image = rereadable(image, spec.limits)  # a stream is read twice: once per stage
+        matches = self.match_views(spec.hash(image)) if spec.algorithms else []
+        if local is not None and (not matches or self._local_mode == "always"):
+            matches += self._local_matches(local, image)
+        return matches
+
+    def _local_matches(self, local: LocalIndex, image: ImageInput) -> list[Match]:
+        found = local.match(image, limits=self.spec.limits)
+        info = self._describe(m.entry_id for m in found)
+        out = []
+        for m in found:
+            v = m.verification
+            list_name, label, external_id = info.get(m.entry_id, (None, None, None))
+            out.append(Match(
+                m.entry_id, list_name, label, external_id, "orb", v.median_distance, None, "local",
+                v.inliers, round(v.coverage, 4), round(v.scale, 4), round(v.rotation, 2), v.crop_box,
+            ))
+        return out
 
     def match_many(self, images: Iterable[ImageInput]) -> list[list[Match] | HashmatchError]:
         """Match each image; one that cannot be read yields its error in its place."""
@@ -622,6 +672,24 @@ class Matcher:
             for index in (alg_state.base, alg_state.delta):
                 if index is not None:
                     index.query(probe, alg_state.threshold)
+
+
+def _check_local_mode(mode: object) -> str:
+    if mode not in ("auto", "fallback", "always", "off"):
+        raise UsageError(f"local must be 'auto', 'fallback', 'always' or 'off', got {mode!r}")
+    if mode in ("fallback", "always"):
+        require_opencv()  # MissingDependencyError now, with the pip command, not on the first upload
+    return str(mode)
+
+
+def _local_index(mode: str, store: ReferenceStore) -> LocalIndex | None:
+    """The local stage's index over ``store``, or None when it is off or has nothing."""
+    if mode == "off" or not store.local_count():
+        return None
+    if mode == "auto" and not local_available():
+        _log.warning("the store has local features but OpenCV is missing: pip install 'hashmatch[local]'")
+        return None
+    return LocalIndex.from_store(store)
 
 
 def _build(batch: HashBatch, ids: npt.NDArray[np.int64], threshold: int) -> Index:

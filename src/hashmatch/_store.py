@@ -61,7 +61,7 @@ from ._hashlists import ParsedRow, RejectedRow, SkippedLine, expected_bits, read
 
 __all__ = ["Entry", "ImportReport", "ListInfo", "ListStats", "NewEntry", "ReferenceStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added local_features (issue 12); version 1 stores are migrated on open
 APPLICATION_ID = 0x484D5246  # "HMRF": tells our files from other SQLite databases
 _CHUNK = 20_000
 QUICK_CHECK_MAX_BYTES = 256 << 20
@@ -111,6 +111,38 @@ CREATE TABLE snapshots (
     PRIMARY KEY (algorithm, generation)
 );
 """
+
+# -- local features (issue 12): one additive block; schema version 2 --------------------
+# Keypoints and binary descriptors of a reference added from an image, keyed by one of the
+# entries that image produced: retracting that entry retires them too. The blobs are
+# written and checked by hashmatch.local (format version in ``format``).
+_LOCAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS local_features (
+    entry_id INTEGER PRIMARY KEY REFERENCES entries(id),
+    format INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    keypoints BLOB NOT NULL,
+    descriptors BLOB NOT NULL
+)
+"""
+LocalRow = tuple[int, int, int, bytes, bytes]  # format, width, height, keypoints, descriptors
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a store of an older schema ``version`` up to :data:`SCHEMA_VERSION`, in one
+    transaction (a store that cannot be written stays as it is and has no local features)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] == version:  # not migrated meanwhile
+            if version < 2:
+                conn.execute(_LOCAL_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +298,7 @@ class ReferenceStore:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                conn.execute(_LOCAL_SCHEMA)
                 conn.execute("INSERT INTO meta VALUES ('store_id', ?)", (secrets.token_hex(8),))
                 conn.execute("INSERT INTO meta VALUES ('generation', '0')")
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -354,6 +387,9 @@ class ReferenceStore:
                 )
             if version < 1:
                 raise StoreError(f"{self.path} has an unknown store schema version {version}")
+            if version < SCHEMA_VERSION and not self.readonly:
+                # Read-only opens leave an older store as it is (it has no local features).
+                _migrate(conn, version)
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not _TABLES <= tables:
                 missing = ", ".join(sorted(_TABLES - tables))
@@ -803,6 +839,71 @@ class ReferenceStore:
             "SELECT token FROM snapshots WHERE algorithm = ? AND generation = ?", (algorithm, generation)
         )
         return str(rows[0][0]) if rows else None
+
+    # -- local features (issue 12) --------------------------------------------------------
+    def add_local_features(self, rows: Iterable[tuple[int, LocalRow]]) -> int:
+        """Store local features ``(entry_id, (format, width, height, keypoints, descriptors))``
+        in one transaction, replacing any an entry had; returns how many were stored.
+        Ids of unknown or retracted entries are skipped."""
+        with self._write() as tx:
+            count = 0
+            for entry_id, (fmt, width, height, keypoints, descriptors) in rows:
+                if len(descriptors) % 32:
+                    raise StoreError("local descriptors must be whole 32-byte rows")
+                cur = tx.conn.execute(
+                    "INSERT OR REPLACE INTO local_features SELECT id, ?, ?, ?, ?, ?, ? FROM entries "
+                    "WHERE id = ? AND retracted IS NULL",
+                    (int(fmt), int(width), int(height), len(descriptors) // 32, keypoints, descriptors,
+                     _check_entry_id(entry_id)),
+                )
+                count += cur.rowcount
+            tx.changed = count > 0
+        return count
+
+    def _has_local(self) -> bool:
+        return bool(self._rows("SELECT 1 FROM sqlite_master WHERE name = 'local_features'"))
+
+    def read_local_retrieval(self, per_entry: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+        """The first ``per_entry`` descriptors of every active entry with local features:
+        ``(descriptors (n, 32) uint8, entry id of each row)``, in one consistent read."""
+        if not self._has_local():
+            return np.zeros((0, 32), np.uint8), np.zeros(0, np.int64)
+        with self._consistent_read() as (conn, _):
+            rows = conn.execute(
+                "SELECT f.entry_id, substr(f.descriptors, 1, ?) FROM local_features f "
+                "JOIN entries e ON e.id = f.entry_id WHERE e.retracted IS NULL ORDER BY f.entry_id",
+                (32 * int(per_entry),),
+            ).fetchall()
+        if any(not isinstance(r[1], bytes) or len(r[1]) % 32 for r in rows):
+            raise StoreError(f"{self.path} is damaged: local descriptors are not whole 32-byte rows")
+        blob = b"".join(r[1] for r in rows)
+        owners = np.repeat(np.array([r[0] for r in rows], np.int64), [len(r[1]) // 32 for r in rows])
+        return np.frombuffer(blob, dtype=np.uint8).reshape(-1, 32), owners
+
+    def read_local_rows(self, entry_ids: Iterable[int]) -> dict[int, LocalRow]:
+        """Stored local features of those entries that are still active."""
+        ids = sorted({int(i) for i in entry_ids})
+        out: dict[int, LocalRow] = {}
+        if not ids or not self._has_local():
+            return out
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            rows = self._rows(
+                "SELECT f.entry_id, f.format, f.width, f.height, f.keypoints, f.descriptors FROM local_features f "
+                f"JOIN entries e ON e.id = f.entry_id WHERE e.retracted IS NULL AND f.entry_id IN ({','.join('?' * len(part))})",
+                part,
+            )
+            for entry_id, *rest in rows:
+                out[int(entry_id)] = tuple(rest)  # type: ignore[assignment]
+        return out
+
+    def local_count(self) -> int:
+        """Number of active entries with local features."""
+        if not self._has_local():
+            return 0
+        return int(self._rows(
+            "SELECT count(*) FROM local_features f JOIN entries e ON e.id = f.entry_id WHERE e.retracted IS NULL"
+        )[0][0])
 
     # -- export --------------------------------------------------------------------------
     def export_file(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections import Counter
@@ -11,9 +10,9 @@ from collections.abc import Sequence
 import click
 
 from .._hashlists import FORMATS, RejectedRow
-from .._store import NewEntry, ReferenceStore
-from ..errors import HashmatchError, UsageError
-from ..hashers import compute_hashes
+from .._references import add_images
+from .._store import ReferenceStore
+from ..errors import UsageError
 from ..hashes import DEFAULT_BITS
 from ._options import EXIT_FOUND, EXIT_OK, algorithms_option, store_option
 
@@ -82,37 +81,32 @@ def import_command(
 @algorithms_option(default="phash", help="Comma-separated algorithms.")
 @click.option("--label", default=None, help="Label or category for every added entry.")
 @click.option("--external-id", default=None, help="External id for the entries (default: each file's name).")
+@click.option(
+    "--local/--no-local", "local", default=None,
+    help="Also store local features (keypoints) for the local stage. Default: when the 'local' extra is installed.",
+)
 def add_command(
     images: tuple[str, ...], store_path: str, list_name: str, algorithms: tuple[str, ...], label: str | None,
-    external_id: str | None,
+    external_id: str | None, local: bool | None,
 ) -> int:
-    """Hash images and add them to a list (the file name, not its path, becomes the
-    external id: lists are shared with partners, local paths are not).
+    """Hash images exactly and add them to a list (the file name, not its path, becomes
+    the external id: lists are shared with partners, local paths are not).
 
     Exit code 0 when every image was added (or already there), 1 when some could not
     be read, 2 on error.
     """
     if external_id is not None and len(images) > 1:
         raise UsageError("--external-id names one image; give one image with it")
-    names = algorithms
-    entries: list[NewEntry] = []
-    failures = 0
-    for path in images:
-        try:
-            results = compute_hashes(path, names)
-        except HashmatchError as exc:
-            click.echo(f"{path}: {exc}", err=True)
-            failures += 1
-            continue
-        for name in names:
-            result = results[name][0]
-            entries.append(NewEntry(result.hash, result.quality, label, external_id or os.path.basename(path)))
     with ReferenceStore(store_path) as store:
-        report = store.add_entries(list_name, entries)
-    click.echo(f"{report.added} added, {report.duplicates} duplicates skipped, {failures} unreadable")
-    for entry_id in report.entry_ids:
+        result = add_images(
+            store, list_name, images, algorithms=algorithms, label=label, external_id=external_id, local=local
+        )
+    for position, exc in result.failed:
+        click.echo(f"{images[position]}: {exc}", err=True)
+    click.echo(f"{result.added} added, {result.duplicates} duplicates skipped, {len(result.failed)} unreadable")
+    for entry_id in result.entry_ids:
         click.echo(f"added entry {entry_id}")
-    return EXIT_FOUND if failures else EXIT_OK
+    return EXIT_FOUND if result.failed else EXIT_OK
 
 
 @refs_group.command("retract")

@@ -32,11 +32,14 @@ from ..errors import UsageError
 
 __all__ = [
     "FAMILIES",
+    "HARD_FAMILIES",
     "TRANSFORMS",
     "Transform",
     "TransformSpec",
     "Variant",
+    "apply_chain",
     "apply_transform",
+    "hard_suite",
     "make_variants",
     "sample_specs",
     "standard_suite",
@@ -496,3 +499,193 @@ def sample_specs(seed: int, count: int, *, families: Iterable[str] | None = None
             spec = s(name)
         out.append(spec)
     return out
+
+
+# -- the hard families (issue 12): what global hashes miss ---------------------------------------
+# Appended, not merged into the table above: FAMILIES stays the standard suite's (and
+# sample_specs draws only from it: these have families of their own), and hard_suite
+# labels each variant with its HARD_FAMILIES family. Every one is a pure function of the image and its parameters.
+def _filler(width: int, height: int, seed: int) -> Image.Image:
+    """An unrelated photo-like image (another synthetic image) of the given size."""
+    from .synthetic import generate_image
+
+    return generate_image(int(seed) % (2**31), size=(max(8, width), max(8, height)))
+
+
+def crop_resize(image: Image.Image, *, fraction: float, x: float = 0.5, y: float = 0.5) -> Image.Image:
+    """:func:`crop`, then scaled back to the original size (what re-uploaders do)."""
+    image = _rgb(image)
+    return crop(image, fraction=fraction, x=x, y=y).resize(image.size, Image.Resampling.BICUBIC)
+
+
+def rotate_crop(image: Image.Image, *, degrees: float) -> Image.Image:
+    """:func:`rotate`, then cropped to the largest centred box free of the filled corners."""
+    image = _rgb(image)
+    degrees = _check_range("degrees", degrees, -45.0, 45.0)
+    turned = image.rotate(degrees, resample=Image.Resampling.BICUBIC, expand=False)
+    w, h = image.size
+    a = math.radians(abs(degrees))
+    # Largest axis-aligned box of the original's aspect inside the rotated rectangle.
+    k = 1.0 / (math.cos(a) + math.sin(a) * max(w / h, h / w))
+    kw, kh = max(1, int(w * k)), max(1, int(h * k))
+    left, top = (w - kw) // 2, (h - kh) // 2
+    return turned.crop((left, top, left + kw, top + kh))
+
+
+def collage(image: Image.Image, *, layout: str = "2x2", cell: int = 0, seed: int = 0) -> Image.Image:
+    """The image as one tile of a collage of unrelated images: ``"2x2"`` (tiles at half
+    size) or ``"side"`` (two side by side at full height); ``cell`` says which tile."""
+    image = _rgb(image)
+    w, h = image.size
+    if layout == "2x2":
+        tw, th, cols, rows = max(1, w // 2), max(1, h // 2), 2, 2
+    elif layout == "side":
+        tw, th, cols, rows = w, h, 2, 1
+    else:
+        raise ValueError(f"layout must be '2x2' or 'side', got {layout!r}")
+    if isinstance(cell, bool) or not isinstance(cell, (int, np.integer)) or not 0 <= cell < cols * rows:
+        raise ValueError(f"cell must be an integer from 0 to {cols * rows - 1}, got {cell!r}")
+    gap = max(2, round(0.01 * w))
+    canvas = Image.new("RGB", (cols * tw + (cols + 1) * gap, rows * th + (rows + 1) * gap), (255, 255, 255))
+    for k in range(cols * rows):
+        tile = image.resize((tw, th), Image.Resampling.BILINEAR) if k == cell else _filler(tw, th, seed * 7 + k + 1)
+        canvas.paste(tile, (gap + (k % cols) * (tw + gap), gap + (k // cols) * (th + gap)))
+    return canvas
+
+
+def meme(image: Image.Image, *, bar: float = 0.15, text: str = "WHEN YOU SEE IT", seed: int = 0) -> Image.Image:
+    """White caption bars of ``bar`` of the height above and below, with black text."""
+    image = _rgb(image)
+    bar = _check_range("bar", bar, 0.02, 1.0)
+    w, h = image.size
+    bh = max(4, round(h * bar))
+    canvas = Image.new("RGB", (w, h + 2 * bh), (255, 255, 255))
+    canvas.paste(image, (0, bh))
+    draw = ImageDraw.Draw(canvas)
+    font = _font(bh * 0.45)
+    rng = np.random.default_rng(seed)
+    for top, words in ((0, text), (h + bh, "".join(rng.permutation(list(text))))):
+        left, t, right, bottom = draw.textbbox((0, 0), words, font=font)
+        draw.text(((w - (right - left)) / 2 - left, top + (bh - (bottom - t)) / 2 - t), words, font=font, fill=(0, 0, 0))
+    return canvas
+
+
+def frame(image: Image.Image, *, kind: str = "gradient", fraction: float = 0.15, seed: int = 0) -> Image.Image:
+    """A non-uniform border of ``fraction`` of the size on every side: a colour
+    ``"gradient"`` or a ``"blur"`` of the image itself stretched behind it."""
+    image = _rgb(image)
+    fraction = _check_range("fraction", fraction, 0.01, 1.0)
+    w, h = image.size
+    bx, by = max(1, round(w * fraction)), max(1, round(h * fraction))
+    cw, ch = w + 2 * bx, h + 2 * by
+    if kind == "gradient":
+        rng = np.random.default_rng(seed)
+        c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+        t = np.linspace(0.0, 1.0, cw)[None, :, None] * 0.6 + np.linspace(0.0, 1.0, ch)[:, None, None] * 0.4
+        canvas = Image.fromarray((c0 * (1 - t) + c1 * t).astype(np.uint8), "RGB")
+    elif kind == "blur":
+        canvas = image.resize((cw, ch), Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(max(4, w / 25)))
+    else:
+        raise ValueError(f"kind must be 'gradient' or 'blur', got {kind!r}")
+    canvas.paste(image, (bx, by))
+    return canvas
+
+
+def phone_screenshot(image: Image.Image, *, seed: int = 0) -> Image.Image:
+    """The image scaled to the width of a 9:19.5 phone screen (status bar, app header,
+    text and buttons around it), as a screenshot of a social-media post."""
+    image = _rgb(image)
+    rng = np.random.default_rng(seed)
+    cw = 540
+    ch = round(cw * 19.5 / 9)
+    light = bool(rng.random() < 0.5)
+    base = (250, 250, 250) if light else (0, 0, 0)
+    ink = (20, 20, 20) if light else (235, 235, 235)
+    canvas = Image.new("RGB", (cw, ch), base)
+    draw = ImageDraw.Draw(canvas)
+    font = _font(22)
+    draw.text((16, 8), "9:41", font=font, fill=ink)
+    draw.rectangle([cw - 60, 12, cw - 20, 26], outline=ink)
+    header = 56
+    draw.ellipse([16, header + 8, 56, header + 48], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    draw.text((68, header + 16), "user_" + "".join(chr(int(c)) for c in rng.integers(97, 123, 6)), font=font, fill=ink)
+    top = header + 60 + int(rng.integers(0, 40))
+    ih = max(1, round(image.height * cw / image.width))
+    canvas.paste(image.resize((cw, ih), Image.Resampling.BICUBIC), (0, top))
+    y = top + ih + 12
+    for line in range(4):
+        if y + 24 > ch:
+            break
+        draw.text((16, y), "liked by friends and others · view all comments"[: int(rng.integers(20, 48))], font=font, fill=ink)
+        y += 30
+    return canvas
+
+
+def desktop_screenshot(image: Image.Image, *, scale: float = 0.6, seed: int = 0) -> Image.Image:
+    """The image at ``scale`` of its size inside a 1280 × 800 desktop window (title bar,
+    side bar, text), as a screenshot of a photo viewer or a web page."""
+    image = _rgb(image)
+    scale = _check_range("scale", scale, 0.1, 2.0)
+    rng = np.random.default_rng(seed)
+    cw, ch = 1280, 800
+    canvas = Image.new("RGB", (cw, ch), (236, 236, 240))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle([0, 0, cw, 34], fill=(60, 60, 70))
+    draw.rectangle([0, 34, 220, ch], fill=(222, 224, 230))
+    font = _font(16)
+    for k in range(12):
+        draw.text((14, 50 + 28 * k), "folder item " + str(int(rng.integers(1, 999))), font=font, fill=(40, 40, 40))
+    iw, ih = max(1, round(image.width * scale)), max(1, round(image.height * scale))
+    if iw > cw - 240 or ih > ch - 60:
+        fit = min((cw - 240) / iw, (ch - 60) / ih)
+        iw, ih = max(1, int(iw * fit)), max(1, int(ih * fit))
+    x = 230 + int(rng.integers(0, max(1, cw - 240 - iw)))
+    y = 44 + int(rng.integers(0, max(1, ch - 54 - ih)))
+    canvas.paste(image.resize((iw, ih), Image.Resampling.BICUBIC), (x, y))
+    return canvas
+
+
+def _hard_table() -> dict[str, Transform]:
+    rows = [
+        ("crop_resize", "crop-resize", crop_resize), ("rotate_crop", "rotate-crop", rotate_crop),
+        ("collage", "collage", collage), ("meme", "meme", meme), ("frame", "frame", frame),
+        ("phone_screenshot", "phone-screenshot", phone_screenshot),
+        ("desktop_screenshot", "desktop-screenshot", desktop_screenshot),
+    ]  # fmt: skip
+    return {name: Transform(name, family, fn) for name, family, fn in rows}
+
+
+TRANSFORMS = MappingProxyType({**TRANSFORMS, **_hard_table()})
+HARD_FAMILIES: tuple[str, ...] = ("crop", "rotate", "screenshot", "collage", "meme", "frame", "combined")
+
+
+def hard_suite(*, seed: int = 0) -> tuple[tuple[str, TransformSpec | tuple[TransformSpec, ...]], ...]:
+    """The issue-12 grid: ``(family, spec or chain of specs)`` for crops at several sizes
+    and positions (with and without rescaling), rotations 1-8° (with and without
+    re-cropping), desktop and phone screenshots, collages, memes, frames, combinations."""
+    s = TransformSpec.of
+    return (
+        ("crop", s("crop", fraction=0.1)), ("crop", s("crop", fraction=0.2)), ("crop", s("crop", fraction=0.3)),
+        ("crop", s("crop", fraction=0.1, x=0.0, y=0.0)), ("crop", s("crop", fraction=0.2, x=1.0, y=0.2)),
+        ("crop", s("crop", fraction=0.3, x=0.1, y=0.9)), ("crop", s("crop_resize", fraction=0.2)),
+        ("crop", s("crop_resize", fraction=0.3, x=0.8, y=0.3)),
+        ("rotate", s("rotate", degrees=1.0)), ("rotate", s("rotate", degrees=-4.0)), ("rotate", s("rotate", degrees=8.0)),
+        ("rotate", s("rotate_crop", degrees=2.0)), ("rotate", s("rotate_crop", degrees=-4.0)), ("rotate", s("rotate_crop", degrees=8.0)),
+        ("screenshot", s("screenshot", fill=0.7, seed=seed)), ("screenshot", s("desktop_screenshot", scale=0.8, seed=seed)),
+        ("screenshot", s("desktop_screenshot", scale=0.5, seed=seed + 1)), ("screenshot", s("phone_screenshot", seed=seed)),
+        ("collage", s("collage", layout="2x2", cell=0, seed=seed)), ("collage", s("collage", layout="2x2", cell=3, seed=seed + 1)),
+        ("collage", s("collage", layout="side", cell=1, seed=seed)),
+        ("meme", s("meme", bar=0.12, seed=seed)), ("meme", s("meme", bar=0.3, seed=seed)),
+        ("frame", s("frame", kind="gradient", fraction=0.1, seed=seed)), ("frame", s("frame", kind="blur", fraction=0.2)),
+        ("combined", (s("crop", fraction=0.15, x=0.3, y=0.6), s("rotate", degrees=3.0), s("jpeg", quality=50))),
+        ("combined", (s("meme", bar=0.15, seed=seed), s("resize", scale=0.6), s("jpeg", quality=60))),
+        ("combined", (s("crop_resize", fraction=0.2), s("phone_screenshot", seed=seed + 2))),
+        ("combined", (s("rotate_crop", degrees=-5.0), s("collage", layout="side", cell=0, seed=seed + 3))),
+    )  # fmt: skip
+
+
+def apply_chain(image: Image.Image, spec: TransformSpec | tuple[TransformSpec, ...]) -> Image.Image:
+    """Apply one spec or a chain of them, in order."""
+    for one in (spec,) if isinstance(spec, TransformSpec) else spec:
+        image = one.apply(image)
+    return image

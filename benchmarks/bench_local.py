@@ -1,0 +1,474 @@
+"""Local stage (issue 12): recall per hard family, false positives, latency and memory.
+
+What it measures, on one seeded run:
+
+* **References**: ``--refs`` synthetic originals (long side 512, ``hashmatch.testing.synthetic``)
+  plus every real photo found offline (scikit-image's data, the PDQ test images, matplotlib's
+  sample photo), each hashed exactly (PDQ and pHash, ``fast=False``) and with local features.
+* **Positives**: the first ``--positives`` synthetic originals and every real photo, altered by
+  each transform of :func:`hashmatch.testing.transforms.hard_suite` (crops, rotations,
+  screenshots, collages, memes, frames, combinations). A positive is found when the stage
+  reports its own original.
+* **Negatives**: ``--negatives`` unrelated synthetic images (another seed), each altered by one
+  hard transform, against every reference; plus every positive query against every reference
+  that is *not* its original. Every (query, reference) pair counts once; a pair is a false
+  positive when the stage reports that reference. The local stage verifies only its
+  shortlist; pairs left off the shortlist are non-matches by construction, so the per-pair
+  rate is the system's.
+* **Global stage**: ``Matcher.from_hashes`` with today's defaults (PDQ 31 / pHash 10, dihedral,
+  border trimming, PDQ quality gate). **Local stage**: :class:`hashmatch.local.LocalIndex`.
+  **Combined**: local runs when the global stage found nothing (the Matcher's ``"auto"``).
+* **Calibration**: originals and negatives with an even index form the calibration split, on
+  which the verification rule (minimum inliers, coverage, inlier ratio) is chosen: the most
+  permissive rule with no false positive there. Recall and false positives are reported on the
+  odd split only.
+* **Latency and memory**: the local stage on 1024 × 768 JPEG uploads (decode, ORB, retrieval,
+  verification; one thread: numba and OpenCV single-threaded) at ``--latency-refs`` references,
+  whose retrieval descriptors are drawn from the real ORB descriptors of the synthetic
+  references with 25 % of bits flipped (so copies are ~96 bits apart, as unrelated ORB
+  descriptors are), and the global stage on the same uploads as the peer.
+
+Run: ``python benchmarks/bench_local.py`` (pins malloc itself), ``--quick`` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine, pin_malloc, table  # noqa: E402
+
+PERMISSIVE = dict(min_inliers=4, min_coverage=0.0, min_inlier_ratio=0.0)
+INLIER_GRID = (6, 8, 10, 12, 14, 16, 20, 25, 30, 40)
+COVERAGE_GRID = (0.0, 0.01, 0.02, 0.05)
+RATIO_GRID = (0.0, 0.1, 0.2, 0.3)
+
+
+def real_photos() -> list[tuple[str, Any]]:
+    """(name, RGB PIL image) of every real photo available offline; bridge variants of the
+    PDQ set (one photo altered) count once."""
+    from PIL import Image
+
+    out: list[tuple[str, Any]] = []
+    try:
+        import skimage
+
+        data = Path(skimage.__file__).parent / "data"
+        for name in ("astronaut", "brick", "camera", "cell", "chelsea", "coffee", "coins", "color", "grass",
+                     "gravel", "horse", "hubble_deep_field", "ihc", "microaneurysms", "moon", "motorcycle_left",
+                     "page", "retina", "rocket", "text", "logo", "clock_motion", "phantom"):
+            for ext in ("png", "jpg"):
+                p = data / f"{name}.{ext}"
+                if p.exists():
+                    out.append((f"skimage/{name}", Image.open(p).convert("RGB")))
+    except ImportError:
+        print("scikit-image not installed: fewer real photos", file=sys.stderr)
+    pdq = Path("/work/shared/testdata/pdq/images")
+    if pdq.is_dir():
+        for p in sorted(pdq.rglob("*")):
+            rel = p.relative_to(pdq).as_posix()
+            # Copies of one photo count once: the bridge variants, its letterboxed copy,
+            # c.png (= pen-and-coaster.png, found by this stage) and the EXIF pair.
+            dup = ("bridge" in rel and "aaa-orig" not in rel) or any(
+                k in rel for k in ("exif-rotn-6", "letterboxed_sample", "misc-images/c.png"))
+            if not p.is_file() or dup:
+                continue
+            try:
+                img = Image.open(p).convert("RGB")
+            except Exception:  # noqa: BLE001 - a test image Pillow cannot read is skipped
+                continue
+            if min(img.size) >= 64:
+                out.append((f"pdq/{rel}", img))
+    try:
+        import matplotlib
+
+        hopper = Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+        if hopper.exists():
+            out.append(("matplotlib/grace_hopper", Image.open(hopper).convert("RGB")))
+    except ImportError:
+        pass
+    # Same scale as the synthetic originals: long side 512.
+    resized = []
+    for name, img in out:
+        f = 512 / max(img.size)
+        resized.append((name, img.resize((max(1, round(img.width * f)), max(1, round(img.height * f))))))
+    return resized
+
+
+def global_hashes(img: Any) -> list[Any]:
+    from hashmatch.hashers import compute_hashes
+
+    res = compute_hashes(img, ["pdq", "phash"], fast=False)
+    return [res["pdq"][0], res["phash"][0]]
+
+
+def rule_pass(rec: np.ndarray, inl: int, cov: float, ratio: float) -> np.ndarray:
+    """Offline re-application of the verification rule to recorded RANSAC outcomes."""
+    return rec["ok"] & (rec["inliers"] >= inl) & (rec["coverage"] >= cov) & (rec["ratio"] >= ratio)
+
+
+REC = np.dtype([("query", np.int64), ("entry", np.int64), ("inliers", np.int32), ("coverage", np.float32),
+                ("ratio", np.float32), ("ok", np.bool_)])
+
+
+def run_queries(queries: list[tuple[int, Any]], matcher: Any, index: Any) -> tuple[dict[int, set[int]], np.ndarray, float, float]:
+    """Global matches per query, and every verified local candidate as a record."""
+    from hashmatch.local import extract_features
+
+    glob: dict[int, set[int]] = {}
+    recs = []
+    t_g = t_l = 0.0
+    for qid, img in queries:
+        t0 = time.perf_counter()
+        glob[qid] = {m.entry_id for m in matcher.match(img)}
+        t1 = time.perf_counter()
+        for m in index.match_features(extract_features(img), keep_failed=True):
+            v = m.verification
+            ok = v.reason in ("verified", "too few inliers", "too few of the correspondences agree",
+                              "inliers cover too little of the reference")
+            recs.append((qid, m.entry_id, v.inliers, v.coverage, v.inliers / max(v.tentative, 1), ok))
+        t2 = time.perf_counter()
+        t_g += t1 - t0
+        t_l += t2 - t1
+    return glob, np.array(recs, dtype=REC), t_g, t_l
+
+
+def main(argv: list[str] | None = None) -> int:
+    pin_malloc()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--refs", type=int, default=2000, help="synthetic references")
+    ap.add_argument("--positives", type=int, default=60, help="synthetic originals altered by every hard transform")
+    ap.add_argument("--negatives", type=int, default=1000, help="unrelated altered queries")
+    ap.add_argument("--latency-refs", type=int, nargs="*", default=[10_000, 100_000])
+    ap.add_argument("--latency-uploads", type=int, default=100)
+    ap.add_argument("--radius", type=int, default=None, help="retrieval radius (default: LocalIndex's)")
+    ap.add_argument("--lookups", type=int, default=None, help="upload descriptors looked up (default: LocalIndex's)")
+    ap.add_argument("--latency-only", action="store_true", help="only the latency and memory part")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.refs, args.positives, args.negatives, args.latency_refs, args.latency_uploads = 60, 4, 20, [2000], 10
+
+    from hashmatch import Matcher
+    from hashmatch.local import LocalIndex, VerificationRule, reference_features
+    from hashmatch.testing.synthetic import generate_image, image_seed
+    from hashmatch.testing.transforms import apply_chain, hard_suite
+
+    t_start = time.perf_counter()
+    if args.latency_only:
+        feats = [reference_features(generate_image(image_seed(args.seed, i), long_side=512)) for i in range(args.refs)]
+        refs = [generate_image(image_seed(args.seed, i), long_side=512) for i in range(200)]
+        matcher = Matcher.from_hashes([h.hash for img in refs for h in global_hashes(img)])
+        latency = measure_latency(args, feats, args.refs, matcher)
+        print(json.dumps({"radius": args.radius, "lookups": args.lookups, "latency": latency}, indent=1))
+        return 0
+    suite = hard_suite(seed=args.seed)
+    fam_names = list(dict.fromkeys(f for f, _ in suite))
+    label = [s.label if not isinstance(s, tuple) else " + ".join(x.label for x in s) for _, s in suite]
+
+    # -- references ------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    synth = [generate_image(image_seed(args.seed, i), long_side=512) for i in range(args.refs)]
+    real = real_photos()
+    originals = synth + [img for _, img in real]
+    names = [f"synthetic/{i}" for i in range(args.refs)] + [n for n, _ in real]
+    n_ref = len(originals)
+    t_gen = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    hashes, hash_ids = [], []
+    feats = []
+    for i, img in enumerate(originals):
+        for h in global_hashes(img):
+            hashes.append(h.hash)
+            hash_ids.append(i)
+        feats.append(reference_features(img))
+    t_refs = time.perf_counter() - t0
+    # Two entries per image (PDQ and pHash): ids i and n_ref + i name the same image.
+    ids = [i if k % 2 == 0 else n_ref + i for k, i in enumerate(hash_ids)]
+    matcher = Matcher.from_hashes(hashes, ids=ids)
+    index = LocalIndex.from_features(feats, rule=VerificationRule(**PERMISSIVE), **_options(args))
+    print(f"{n_ref} references ({len(real)} real) in {t_refs:.0f} s; local index {index.nbytes / n_ref:.0f} B/ref",
+          file=sys.stderr)
+
+    # -- queries ---------------------------------------------------------------------------
+    pos_orig = list(range(min(args.positives, args.refs))) + list(range(args.refs, n_ref))
+    queries: list[tuple[int, Any]] = []
+    meta = []  # (original or -1, family index, suite index, split)
+    for k, o in enumerate(pos_orig):
+        for j, (fam, spec) in enumerate(suite):
+            queries.append((len(meta), apply_chain(originals[o], spec)))
+            meta.append((o, fam_names.index(fam), j, k % 2))
+    for k in range(args.negatives):
+        img = generate_image(image_seed(args.seed + 1000, k), long_side=512)
+        j = k % len(suite)
+        queries.append((len(meta), apply_chain(img, suite[j][1])))
+        meta.append((-1, fam_names.index(suite[j][0]), j, k % 2))
+    meta_a = np.array(meta, dtype=np.int64)
+    t0 = time.perf_counter()
+    glob, recs, t_g, t_l = run_queries(queries, matcher, index)
+    t_query = time.perf_counter() - t0
+    print(f"{len(queries)} queries in {t_query:.0f} s", file=sys.stderr)
+    del queries
+
+    orig_of = meta_a[:, 0]
+    split = meta_a[:, 3]
+    is_pos = orig_of >= 0
+    n_q = len(meta)
+    # Global: found when an entry of the original matched; false positive per other reference.
+    g_found = np.array([(o >= 0 and (o in glob[q] or n_ref + o in glob[q])) for q, o in enumerate(orig_of)])
+    g_false = np.array([len({e % n_ref for e in glob[q]} - {orig_of[q]}) for q in range(n_q)])
+
+    def local_outcome(inl: int, cov: float, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+        ok = rule_pass(recs, inl, cov, ratio)
+        hit = recs[ok]
+        found = np.zeros(n_q, bool)
+        true = hit["entry"] == orig_of[hit["query"]]
+        found[hit["query"][true]] = True
+        false = np.bincount(hit["query"][~true], minlength=n_q)
+        return found, false
+
+    # Pairs: every query against every reference but its own original.
+    pairs = {s: int(((split == s) * (n_ref - is_pos)).sum()) for s in (0, 1)}
+
+    # -- calibration on split 0 --------------------------------------------------------------
+    grid = []
+    for inl in INLIER_GRID:
+        for cov in COVERAGE_GRID:
+            for ratio in RATIO_GRID:
+                found, false = local_outcome(inl, cov, ratio)
+                sel = split == 0
+                grid.append({"min_inliers": inl, "min_coverage": cov, "min_inlier_ratio": ratio,
+                             "false_pairs": int(false[sel].sum()),
+                             "recall": float(found[sel & is_pos].mean()) if (sel & is_pos).any() else 0.0})
+    # Margin: the chosen minimum is at least twice the most inliers any wrong reference
+    # reached on the calibration split (with the other checks passing), and no false pair there.
+    cal_wrong = recs[(split[recs["query"]] == 0) & (recs["entry"] != orig_of[recs["query"]]) & recs["ok"]]
+    floor = 2 * int(cal_wrong["inliers"].max()) if cal_wrong.size else 0
+    clean = [g for g in grid if g["false_pairs"] == 0 and g["min_inliers"] >= floor]
+    chosen = max(clean, key=lambda g: (g["recall"], g["min_inliers"], g["min_coverage"], g["min_inlier_ratio"])) if clean else max(grid, key=lambda g: g["min_inliers"])
+    chosen = {**chosen, "inlier_floor": floor}
+    found_l, false_l = local_outcome(chosen["min_inliers"], chosen["min_coverage"], chosen["min_inlier_ratio"])
+    only_local = np.array([not glob[q] for q in range(n_q)])
+    found_c = g_found | (only_local & found_l)
+    false_c = g_false + np.where(only_local, false_l, 0)
+
+    # -- report on split 1 ---------------------------------------------------------------------
+    rep = split == 1
+    rows, per_family = [], {}
+    fam_of = meta_a[:, 1]
+    for f, fam in enumerate(fam_names):
+        sel = rep & is_pos & (fam_of == f)
+        r = {k: float(v[sel].mean()) for k, v in (("global", g_found), ("local", found_l), ("combined", found_c))}
+        r["queries"] = int(sel.sum())
+        per_family[fam] = r
+        rows.append([fam, r["queries"], f"{100 * r['global']:.1f}", f"{100 * r['local']:.1f}", f"{100 * r['combined']:.1f}"])
+    sel = rep & is_pos
+    overall = {k: float(v[sel].mean()) for k, v in (("global", g_found), ("local", found_l), ("combined", found_c))}
+    rows.append(["all", int(sel.sum()), *(f"{100 * overall[k]:.1f}" for k in ("global", "local", "combined"))])
+    real_sel = rep & is_pos & (orig_of >= args.refs)
+    real_recall = {k: float(v[real_sel].mean()) if real_sel.any() else None for k, v in (("global", g_found), ("local", found_l), ("combined", found_c))}
+    per_transform = {label[j]: {k: float(v[rep & is_pos & (meta_a[:, 2] == j)].mean()) for k, v in (("global", g_found), ("local", found_l), ("combined", found_c))}
+                     for j in range(len(suite))}
+    fp = {}
+    for name, false in (("global", g_false), ("local", false_l), ("combined", false_c)):
+        for s, tag in ((0, "calibration"), (1, "report")):
+            count = int(false[split == s].sum())
+            fp[f"{name}/{tag}"] = {"false_pairs": count, "pairs": pairs[s], "rate": count / max(pairs[s], 1),
+                                   "upper95": (3.0 if count == 0 else count + 1.96 * count**0.5 + 2) / max(pairs[s], 1)}
+    bad = recs[rule_pass(recs, chosen["min_inliers"], chosen["min_coverage"], chosen["min_inlier_ratio"])
+               & (recs["entry"] != orig_of[recs["query"]])]
+    false_list = [{"query": (names[orig_of[r["query"]]] if orig_of[r["query"]] >= 0 else "negative") + " / " + label[meta_a[r["query"], 2]],
+                   "reference": names[r["entry"]], "inliers": int(r["inliers"]), "split": int(split[r["query"]])} for r in bad[:40]]
+    g_bad = [{"query": (names[orig_of[q]] if orig_of[q] >= 0 else "negative") + " / " + label[meta_a[q, 2]],
+              "references": sorted(names[e % n_ref] for e in glob[q] if e % n_ref != orig_of[q]), "split": int(split[q])}
+             for q in range(n_q) if g_false[q]][:40]
+    near = wrong_sorted = recs[(recs["entry"] != orig_of[recs["query"]]) & (recs["inliers"] >= 10)]
+    near = [{"query": (names[orig_of[r["query"]]] if orig_of[r["query"]] >= 0 else "negative") + " / " + label[meta_a[r["query"], 2]],
+             "reference": names[r["entry"]], "inliers": int(r["inliers"]), "coverage": float(r["coverage"]),
+             "ratio": float(r["ratio"]), "split": int(split[r["query"]])}
+            for r in np.sort(wrong_sorted, order="inliers")[::-1][:20]]
+    # How close unrelated candidates came: the most inliers any wrong reference got.
+    wrong = recs[recs["entry"] != orig_of[recs["query"]]]
+    true_recs = recs[recs["entry"] == orig_of[recs["query"]]]
+    margin = {"max_inliers_wrong": int(wrong["inliers"].max()) if wrong.size else 0,
+              "wrong_inliers_p999": float(np.percentile(wrong["inliers"], 99.9)) if wrong.size else 0,
+              "true_inliers_median": float(np.median(true_recs["inliers"])) if true_recs.size else 0}
+
+    latency = measure_latency(args, feats[: args.refs], n_ref, matcher)
+    total = time.perf_counter() - t_start
+    payload = {
+        "benchmark": "local",
+        "machine": machine(),
+        "settings": {"seed": args.seed, "references": n_ref, "real_photos": [n for n, _ in real],
+                     "positives_per_transform": len(pos_orig), "negatives": args.negatives,
+                     "transforms": label, "families": fam_names, "queries": n_q,
+                     "permissive_rule": PERMISSIVE, "candidates": index.candidates, "radius": index.radius},
+        "timings_s": {"generate": t_gen, "references": t_refs, "queries": t_query, "global_stage": t_g,
+                      "local_stage": t_l, "total": total},
+        "chosen_rule": chosen,
+        "calibration_grid": grid,
+        "recall_by_family": per_family,
+        "recall_overall": overall,
+        "recall_real_photos": real_recall,
+        "recall_by_transform": per_transform,
+        "false_positives": fp,
+        "margin": margin,
+        "false_pairs_local": false_list,
+        "near_misses_local": near,
+        "false_pairs_global": g_bad,
+        "latency": latency,
+    }
+    md = markdown(payload, rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    (args.out / "local.json").write_text(json.dumps(payload, default=str, indent=1) + "\n")
+    (args.out / "local.md").write_text(md)
+    print(md)
+    return 0
+
+
+def _options(args: argparse.Namespace) -> dict[str, int]:
+    return {k: v for k, v in (("radius", args.radius), ("query_lookups", args.lookups)) if v is not None}
+
+
+def synthetic_retrieval(pool: np.ndarray, refs: int, per_ref: int, rng: np.random.Generator) -> np.ndarray:
+    """``refs × per_ref`` descriptors: real ORB descriptors with 25 % of bits flipped."""
+    rows = pool[rng.integers(0, pool.shape[0], refs * per_ref)]
+    bits = np.unpackbits(rows, axis=1)
+    bits ^= (rng.random(bits.shape) < 0.25).astype(np.uint8)
+    return np.packbits(bits, axis=1)
+
+
+def measure_latency(args: argparse.Namespace, feats: list[Any], n_ref: int, matcher: Any) -> dict[str, Any]:
+    """p50/p95 of the local stage per 1024 × 768 JPEG upload, one thread, at each size."""
+    import numba
+
+    from hashmatch.local import RETRIEVAL_FEATURES, LocalIndex, extract_features
+    from hashmatch.testing.synthetic import generate_image
+    from hashmatch.testing.transforms import apply_chain, hard_suite
+
+    numba.set_num_threads(1)
+    rng = np.random.default_rng(args.seed)
+    pool = np.concatenate([f.descriptors for f in feats])
+    uploads = []
+    suite = hard_suite(seed=args.seed)
+    for k in range(args.latency_uploads):
+        # Half contain a reference (verification work), half are unrelated.
+        if k % 2 and feats:
+            src = generate_image(int(rng.integers(0, 2**31)), long_side=512)
+            img = apply_chain(src, suite[k % len(suite)][1]).resize((1024, 768))
+        else:
+            img = generate_image(int(rng.integers(0, 2**31)), size=(1024, 768))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=90)
+        uploads.append(buf.getvalue())
+    out: dict[str, Any] = {"uploads": len(uploads), "threads": 1}
+    # The global stage on the same uploads, for a ratio measured in the same run.
+    g = []
+    for data in uploads:
+        t0 = time.perf_counter()
+        matcher.match(data)
+        g.append(time.perf_counter() - t0)
+    out["global_stage_ms"] = {"p50": 1e3 * float(np.percentile(g, 50)), "p95": 1e3 * float(np.percentile(g, 95))}
+    for size in args.latency_refs:
+        retrieval = synthetic_retrieval(pool, size, RETRIEVAL_FEATURES, rng)
+        owners = np.repeat(np.arange(size, dtype=np.int64), RETRIEVAL_FEATURES)
+        by_id = {i: feats[i % len(feats)] for i in range(min(size, len(feats)))}
+
+        def source(wanted: Any, by_id: dict[int, Any] = by_id) -> dict[int, Any]:
+            return {i: by_id.get(i, feats[i % len(feats)]) for i in wanted}
+
+        t0 = time.perf_counter()
+        index = LocalIndex(retrieval, owners, source, **_options(args))
+        build = time.perf_counter() - t0
+        index.match(uploads[0])
+        times, t_extract, t_short = [], [], []
+        for data in uploads:
+            t0 = time.perf_counter()
+            q = extract_features(data)
+            t1 = time.perf_counter()
+            index.shortlist(q)
+            t2 = time.perf_counter()
+            index.match_features(q)  # shortlist again + verification
+            t3 = time.perf_counter()
+            t_extract.append(t1 - t0)
+            t_short.append(t2 - t1)
+            times.append((t1 - t0) + (t3 - t2))
+        out[str(size)] = {"build_s": build, "bytes_per_reference": index.nbytes / size,
+                          "p50_ms": 1e3 * float(np.percentile(times, 50)), "p95_ms": 1e3 * float(np.percentile(times, 95)),
+                          "decode_and_orb_p95_ms": 1e3 * float(np.percentile(t_extract, 95)),
+                          "retrieval_p95_ms": 1e3 * float(np.percentile(t_short, 95)),
+                          "ratio_p95_to_global_p95": float(np.percentile(times, 95)) / max(out["global_stage_ms"]["p95"] / 1e3, 1e-9)}
+        print(f"latency at {size} refs: p95 {out[str(size)]['p95_ms']:.1f} ms", file=sys.stderr)
+        del index, retrieval
+    return out
+
+
+def markdown(p: dict[str, Any], rows: list[list[Any]]) -> str:
+    st, fp, lat, rule = p["settings"], p["false_positives"], p["latency"], p["chosen_rule"]
+    m = p["machine"]
+    lines = [
+        "# Local stage (issue 12): recall per hard family, false positives, latency, memory",
+        "",
+        f"References: {st['references']} ({len(st['real_photos'])} real photos, the rest synthetic, long side 512). "
+        f"Positives: {st['positives_per_transform']} originals × {len(st['transforms'])} transforms; negatives: "
+        f"{st['negatives']} unrelated altered images. Rule chosen on the calibration split (even originals): "
+        f"min_inliers {rule['min_inliers']}, min_coverage {rule['min_coverage']}, min_inlier_ratio {rule['min_inlier_ratio']} "
+        f"({rule['false_pairs']} false pairs there). Shortlist {st['candidates']} candidates, radius {st['radius']}. "
+        f"Everything below is on the report split (odd originals).",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, load average at start {m['load_average_at_start']}; total {p['timings_s']['total']:.0f} s.",
+        "",
+        "## Recall (%) per family",
+        "",
+        table(rows, ["family", "queries", "global (today)", "local", "combined"]),
+        "",
+        f"Real photos only (report split): global {100 * (p['recall_real_photos']['global'] or 0):.1f} %, "
+        f"local {100 * (p['recall_real_photos']['local'] or 0):.1f} %, combined {100 * (p['recall_real_photos']['combined'] or 0):.1f} %.",
+        "",
+        "## False positives (pairs of a query and a reference that is not its original)",
+        "",
+        table([[k, v["false_pairs"], f"{v['pairs']:,}", f"{v['rate']:.2g}", f"{v['upper95']:.2g}"] for k, v in fp.items()],
+              ["stage/split", "false pairs", "pairs", "rate", "95% upper"]),
+        "",
+        f"Margin: most inliers any wrong reference reached {p['margin']['max_inliers_wrong']} "
+        f"(99.9th percentile {p['margin']['wrong_inliers_p999']:.0f}); median inliers of a true match {p['margin']['true_inliers_median']:.0f}.",
+        "",
+        "## Recall (%) per transform (report split)",
+        "",
+        table([[k, f"{100 * v['global']:.0f}", f"{100 * v['local']:.0f}", f"{100 * v['combined']:.0f}"] for k, v in p["recall_by_transform"].items()],
+              ["transform", "global", "local", "combined"]),
+        "",
+        "## Latency of the local stage per 1024 × 768 JPEG upload (one thread)",
+        "",
+        f"Global stage on the same uploads: p50 {lat['global_stage_ms']['p50']:.1f} ms, p95 {lat['global_stage_ms']['p95']:.1f} ms.",
+        "",
+        table([[k, f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}", f"{v['decode_and_orb_p95_ms']:.1f}", f"{v['retrieval_p95_ms']:.1f}",
+                f"{v['ratio_p95_to_global_p95']:.2f}", f"{v['bytes_per_reference']:.0f}", f"{v['build_s']:.1f}"]
+               for k, v in lat.items() if isinstance(v, dict) and "p95_ms" in v],
+              ["references", "p50 ms", "p95 ms", "decode+ORB p95", "retrieval p95", "p95 / global p95", "memory B/ref", "build s"]),
+        "",
+        "## False pairs (first 40)",
+        "",
+        "Local: " + ("; ".join(f"{f['query']} -> {f['reference']} ({f['inliers']} inliers, split {f['split']})" for f in p["false_pairs_local"]) or "none"),
+        "",
+        "Near misses (wrong references with >= 10 inliers): " + ("; ".join(f"{f['query']} -> {f['reference']} ({f['inliers']} inliers, ratio {f['ratio']:.2f}, split {f['split']})" for f in p["near_misses_local"]) or "none"),
+        "",
+        "Global: " + ("; ".join(f"{f['query']} -> {', '.join(f['references'])} (split {f['split']})" for f in p["false_pairs_global"]) or "none"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

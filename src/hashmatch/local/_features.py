@@ -1,0 +1,242 @@
+"""ORB keypoints and 256-bit binary descriptors, and their compact stored form.
+
+A reference is scaled to :data:`REFERENCE_LONG_SIDE` pixels on its long side before
+detection, so every reference yields features at the same scale whatever its file
+size; an upload is scaled down to :data:`QUERY_LONG_SIDE` at most (never up), since
+what it shows may be a small part of it (a collage, a screenshot). ORB's own
+8-level pyramid (factor 1.2) then covers relative scales of about 1/3.6 to 3.6.
+
+Stored form (one row per reference, format version :data:`FORMAT_VERSION`): the
+descriptors as ``n × 32`` bytes, and the keypoints as ``n × 3`` little-endian
+uint16 (x and y in 1/8 pixel of the scaled reference, the pyramid level), 38 bytes
+per feature. Features are stored *retrieval order first*: the first
+:data:`RETRIEVAL_FEATURES` are the ones held in memory and indexed; all take part
+in verification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from ..errors import FileFormatError, UsageError
+from .._loading import DEFAULT_LIMITS, DRAFT_SCALE_KEY, ImageInput, ImageLimits, _read_source, load_image, to_mode
+from ._opencv import opencv
+
+__all__ = [
+    "FORMAT_VERSION",
+    "QUERY_FEATURES",
+    "QUERY_LONG_SIDE",
+    "REFERENCE_FEATURES",
+    "REFERENCE_LONG_SIDE",
+    "RETRIEVAL_FEATURES",
+    "LocalFeatures",
+    "extract_features",
+    "reference_features",
+]
+
+FORMAT_VERSION = 1
+REFERENCE_LONG_SIDE = 512
+QUERY_LONG_SIDE = 1024
+REFERENCE_FEATURES = 256  # stored per reference, 38 bytes each, on disk only (512 measured: notes/issue-12.md)
+RETRIEVAL_FEATURES = 16  # held in memory and indexed per reference (~105 bytes each)
+QUERY_FEATURES = 1000
+LEVEL_BANDS = np.array([1, 4], dtype=np.uint8)  # pyramid levels 0-1, 2-4, 5-7: scales 1-1.2, 1.4-2.1, 2.5-3.6
+_OVERDETECT = 3
+QUERY_PYRAMID = (1.2, 8)  # ORB scale factor and levels
+REFERENCE_PYRAMID = (1.2, 8)
+_GRID = 4  # retrieval features are spread over a GRID x GRID partition of the reference
+_XY_STEP = 8.0  # stored coordinates are in 1/8 pixel
+_FAST_THRESHOLD = 7  # low: smooth images (skies, gradients) still get keypoints
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LocalFeatures:
+    """Keypoints and descriptors of one image, in the pixels of its scaled copy.
+
+    ``xy`` is ``(n, 2)`` float32, ``level`` ``(n,)`` uint8 (ORB pyramid level),
+    ``descriptors`` ``(n, 32)`` uint8. ``width``/``height`` are the image's own size and
+    ``scale`` the factor from it to the scaled copy the keypoints live in.
+    """
+
+    xy: npt.NDArray[np.float32]
+    level: npt.NDArray[np.uint8]
+    descriptors: npt.NDArray[np.uint8]
+    width: int
+    height: int
+    scale: float
+
+    def __len__(self) -> int:
+        return int(self.descriptors.shape[0])
+
+    def __repr__(self) -> str:  # descriptors of known material stay out of logs
+        return f"LocalFeatures(n={len(self)}, width={self.width}, height={self.height})"
+
+    @property
+    def scaled_size(self) -> tuple[int, int]:
+        return (max(1, round(self.width * self.scale)), max(1, round(self.height * self.scale)))
+
+    # -- stored form ----------------------------------------------------------------
+    def to_blobs(self) -> tuple[bytes, bytes]:
+        """``(keypoints, descriptors)`` as stored (see the module docstring)."""
+        geo = np.empty((len(self), 3), dtype="<u2")
+        geo[:, :2] = np.clip(np.rint(self.xy * _XY_STEP), 0, 65535)
+        geo[:, 2] = self.level
+        return geo.tobytes(), np.ascontiguousarray(self.descriptors, dtype=np.uint8).tobytes()
+
+    def to_row(self) -> tuple[int, int, int, bytes, bytes]:
+        """``(format, width, height, keypoints, descriptors)``: what the store keeps."""
+        return (FORMAT_VERSION, self.width, self.height, *self.to_blobs())
+
+    @classmethod
+    def from_blobs(
+        cls, version: int, width: int, height: int, keypoints: bytes, descriptors: bytes
+    ) -> LocalFeatures:
+        """Read the stored form back; :class:`FileFormatError` when it does not add up."""
+        if version != FORMAT_VERSION:
+            raise FileFormatError(f"local features of format {version}; this hashmatch reads {FORMAT_VERSION}")
+        n, rest = divmod(len(descriptors), 32)
+        if rest or len(keypoints) != 6 * n or width <= 0 or height <= 0:
+            raise FileFormatError("stored local features are truncated or inconsistent")
+        geo = np.frombuffer(keypoints, dtype="<u2").reshape(n, 3)
+        xy = (geo[:, :2].astype(np.float32) / _XY_STEP).astype(np.float32)
+        level = geo[:, 2].astype(np.uint8)
+        desc = np.frombuffer(descriptors, dtype=np.uint8).reshape(n, 32)
+        return cls(xy, level, desc, int(width), int(height), _scale_to(width, height, REFERENCE_LONG_SIDE, upscale=True))
+
+
+def _scale_to(width: int, height: int, long_side: int, *, upscale: bool) -> float:
+    factor = long_side / max(width, height)
+    return factor if upscale or factor < 1.0 else 1.0
+
+
+def _grey(image: ImageInput, limits: ImageLimits, draft: bool) -> tuple[Image.Image, int]:
+    """The image in grey, and the JPEG reduced-decode factor (1 for a full decode)."""
+    # For uploads a reduced-scale JPEG decode is enough (nothing finer than
+    # QUERY_LONG_SIDE is used); references are decoded in full, once.
+    request = ("L", (QUERY_LONG_SIDE, QUERY_LONG_SIDE)) if draft else None
+    img = load_image(image, limits=limits, draft=request)
+    factor = int(img.info.get(DRAFT_SCALE_KEY, 1))
+    return to_mode(img, "L"), factor
+
+
+def _detect(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, int]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    cv2 = opencv()
+    orb = cv2.ORB_create(
+        nfeatures=nfeatures, scaleFactor=pyramid[0], nlevels=pyramid[1], edgeThreshold=15, patchSize=31,
+        fastThreshold=_FAST_THRESHOLD,
+    )
+    keypoints, desc = orb.detectAndCompute(grey, None)
+    if desc is None or not keypoints:
+        return (np.zeros((0, 2), np.float32), np.zeros(0, np.uint8), np.zeros(0, np.float32), np.zeros((0, 32), np.uint8))
+    xy = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+    level = np.array([k.octave for k in keypoints], dtype=np.uint8)
+    response = np.array([k.response for k in keypoints], dtype=np.float32)
+    return xy, level, response, np.ascontiguousarray(desc, dtype=np.uint8)
+
+
+def _features(image: ImageInput, limits: ImageLimits, long_side: int, upscale: bool, nfeatures: int) -> tuple[LocalFeatures, npt.NDArray[np.float32]]:
+    grey_img, factor = _grey(image, limits, draft=not upscale)
+    dw, dh = grey_img.size
+    width, height = dw * factor, dh * factor  # the image's own size, before any reduced decode
+    scale = _scale_to(width, height, long_side, upscale=upscale)
+    dscale = scale * factor  # from decoded pixels to the scaled copy
+    if abs(dscale - 1.0) > 1e-9:
+        size = (max(1, round(dw * dscale)), max(1, round(dh * dscale)))
+        grey_img = grey_img.resize(size, Image.Resampling.BILINEAR if dscale < 1 else Image.Resampling.BICUBIC, reducing_gap=2.0 if dscale < 0.5 else None)
+    xy, level, response, desc = _detect(np.asarray(grey_img), nfeatures, REFERENCE_PYRAMID if upscale else QUERY_PYRAMID)
+    return LocalFeatures(xy, level, desc, width, height, scale), response
+
+
+def extract_features(
+    image: ImageInput, *, max_features: int = QUERY_FEATURES, limits: ImageLimits = DEFAULT_LIMITS
+) -> LocalFeatures:
+    """Features of an upload (scaled down to :data:`QUERY_LONG_SIDE`), spread first.
+
+    The order is the same round-robin over grid cells as a reference's, so that the
+    first rows (those looked up in the index) are not all on a caption or a UI's text.
+    """
+    _check_count(max_features)
+    # Detect more than kept, then keep a spread: strong corners of UI text or captions
+    # would otherwise crowd out the picture's own features.
+    feats, response = _features(image, limits, QUERY_LONG_SIDE, False, _OVERDETECT * max_features)
+    order = retrieval_order(feats.xy, response, feats.scaled_size, feats.level)
+    return _reorder(feats, order[:max_features])
+
+
+def reference_features(
+    image: ImageInput, *, max_features: int = REFERENCE_FEATURES, limits: ImageLimits = DEFAULT_LIMITS
+) -> LocalFeatures:
+    """Features of a reference (scaled to :data:`REFERENCE_LONG_SIDE`), retrieval order first.
+
+    The retrieval features are spread over the image (the strongest of each cell of a
+    4 × 4 grid, then the strongest of the rest) and over scales, so that a crop of any
+    part of the reference, or a copy at half size, keeps some of them.
+    """
+    _check_count(max_features)
+    feats, response = _features(image, limits, REFERENCE_LONG_SIDE, True, max_features)
+    return _reorder(feats, retrieval_order(feats.xy, response, feats.scaled_size, feats.level))
+
+
+def retrieval_order(
+    xy: npt.NDArray[np.float32], response: npt.NDArray[np.float32], size: tuple[int, int],
+    level: npt.NDArray[np.uint8] | None = None,
+) -> npt.NDArray[np.intp]:
+    """Row order that spreads the first rows out: round-robin over grid cells by strength
+    and, when ``level`` is given, interleaved over scale bands (:data:`LEVEL_BANDS`).
+
+    Without the bands the strongest features are nearly all from the finest pyramid
+    level, which a collage tile or a screenshot at half size no longer shows.
+    """
+    n = xy.shape[0]
+    if n == 0:
+        return np.zeros(0, np.intp)
+    w, h = size
+    cx = np.minimum((xy[:, 0] * _GRID / max(w, 1)).astype(np.int64), _GRID - 1)
+    cy = np.minimum((xy[:, 1] * _GRID / max(h, 1)).astype(np.int64), _GRID - 1)
+    cell = cy * _GRID + cx
+    band = np.zeros(n, np.int64) if level is None else np.searchsorted(LEVEL_BANDS, level, side="left")
+    out = []
+    for b in np.unique(band):
+        rows = np.flatnonzero(band == b)
+        out.append(rows[_round_robin(cell[rows], response[rows])])
+    # Interleave the bands: position k of every band before position k + 1 of any.
+    pos = np.concatenate([np.arange(r.size) for r in out])
+    which = np.concatenate([np.full(r.size, k) for k, r in enumerate(out)])
+    rows = np.concatenate(out)
+    return rows[np.lexsort((which, pos))].astype(np.intp)
+
+
+def _round_robin(cell: npt.NDArray[np.int64], response: npt.NDArray[np.float32]) -> npt.NDArray[np.intp]:
+    n = cell.size
+    by_strength = np.lexsort((-response, cell))  # grouped by cell, strongest first in each
+    sorted_cells = cell[by_strength]
+    starts = np.flatnonzero(np.r_[True, sorted_cells[1:] != sorted_cells[:-1]])
+    counts = np.diff(np.r_[starts, n])
+    rank_in_cell = np.empty(n, np.int64)
+    rank_in_cell[by_strength] = np.arange(n) - np.repeat(starts, counts)
+    return np.lexsort((-response, rank_in_cell)).astype(np.intp)
+
+
+def _reorder(feats: LocalFeatures, order: npt.NDArray[np.intp]) -> LocalFeatures:
+    return LocalFeatures(
+        np.ascontiguousarray(feats.xy[order]), np.ascontiguousarray(feats.level[order]),
+        np.ascontiguousarray(feats.descriptors[order]), feats.width, feats.height, feats.scale,
+    )
+
+
+def _check_count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= int(value) <= 100_000:
+        raise UsageError(f"max_features must be an integer from 1 to 100000, got {value!r}")
+    return int(value)
+
+
+def rereadable(image: ImageInput, limits: ImageLimits = DEFAULT_LIMITS) -> ImageInput:
+    """``image`` as something that can be decoded twice (a stream becomes its bytes)."""
+    if hasattr(image, "read") and not isinstance(image, (Image.Image, np.ndarray)):
+        stream, _ = _read_source(image, limits)
+        return stream.getvalue()
+    return image

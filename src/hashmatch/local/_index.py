@@ -1,0 +1,210 @@
+"""``LocalIndex``: retrieval of candidate references by their descriptors, then verification.
+
+Memory holds only the :data:`~._features.RETRIEVAL_FEATURES` retrieval descriptors
+of each reference, in one exact :class:`~hashmatch.index.MultiIndexHash` (256-bit
+ORB descriptors fit it as they are; each row's id is its reference's entry id).
+An upload's descriptors are looked up within ``radius`` bits; references are ranked
+by how many upload descriptors found them, and the best ``candidates`` are verified
+with all their stored features, which come from a feature source: the reference
+store (read on demand, so a reference costs about 1.7 KB of memory and 9.7 KB of
+disk) or a mapping in memory (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import FileFormatError, UsageError
+from ..hashes import HashBatch
+from .._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
+from ._features import RETRIEVAL_FEATURES, LocalFeatures, extract_features
+from ._verify import DEFAULT_RULE, Verification, VerificationRule, verify
+
+if TYPE_CHECKING:
+    from .._store import ReferenceStore
+
+__all__ = ["DESCRIPTOR_ALGORITHM", "LocalIndex", "LocalMatch"]
+
+_log = logging.getLogger(__name__)
+
+DESCRIPTOR_ALGORITHM = "orb"
+DEFAULT_RADIUS = 16
+DEFAULT_CANDIDATES = 8
+DEFAULT_QUERY_LOOKUPS = 300  # more added < 2 % retrieval recall in bench_local, at linear cost
+
+FeatureSource = Callable[[Sequence[int]], Mapping[int, LocalFeatures]]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalMatch:
+    """A reference found by the local stage, with the evidence for it."""
+
+    entry_id: int
+    score: float  # retrieval evidence (see LocalIndex.shortlist)
+    verification: Verification
+
+    @property
+    def inliers(self) -> int:
+        return self.verification.inliers
+
+
+def descriptor_words(descriptors: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
+    """``(n, 32)`` descriptor bytes as ``(n, 4)`` uint64 words, first byte most significant."""
+    d = np.ascontiguousarray(descriptors, dtype=np.uint8)
+    return np.frombuffer(d.tobytes(), dtype=">u8").astype(np.uint64).reshape(-1, 4)
+
+
+class LocalIndex:
+    """Finds references inside an upload by their keypoints; safe to share between threads
+    (nothing changes after construction)."""
+
+    def __init__(
+        self,
+        retrieval: npt.NDArray[np.uint8],
+        owners: npt.NDArray[np.int64],
+        source: FeatureSource,
+        *,
+        rule: VerificationRule = DEFAULT_RULE,
+        radius: int = DEFAULT_RADIUS,
+        candidates: int = DEFAULT_CANDIDATES,
+        query_lookups: int = DEFAULT_QUERY_LOOKUPS,
+    ) -> None:
+        from ..index import MultiIndexHash, build_index
+
+        if not isinstance(rule, VerificationRule):
+            raise UsageError(f"rule must be a VerificationRule, got {type(rule).__name__}")
+        for name, value, low, high in (("radius", radius, 0, 64), ("candidates", candidates, 1, 1000),
+                                       ("query_lookups", query_lookups, 1, 100_000)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+                raise UsageError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+        self.rule = rule
+        self.radius = int(radius)
+        self.candidates = int(candidates)
+        self.query_lookups = int(query_lookups)
+        self._source = source
+        self._references = int(np.unique(owners).size)
+        batch = HashBatch(descriptor_words(retrieval), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
+        if len(batch):
+            # Always multi-index hashing once past a handful: ORB descriptors are not
+            # uniform, so the chooser's model (fitted to uniform hashes) does not apply.
+            self._index: Any = MultiIndexHash.build(batch, owners) if len(batch) >= 1024 else build_index(batch, owners)
+        else:
+            self._index = None
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def from_features(
+        cls, features: Sequence[LocalFeatures], ids: Sequence[int] | npt.ArrayLike | None = None, **options: Any
+    ) -> LocalIndex:
+        """An index over features in memory; ``ids`` default to 0, 1, 2, …"""
+        id_list = list(range(len(features))) if ids is None else [int(i) for i in np.asarray(ids).tolist()]
+        if len(id_list) != len(features) or len(set(id_list)) != len(id_list):
+            raise UsageError("ids must be unique, one per feature set")
+        table = dict(zip(id_list, features))
+        retrieval, owners = _retrieval_rows(table.items())
+
+        def source(wanted: Sequence[int]) -> Mapping[int, LocalFeatures]:
+            return {i: table[i] for i in wanted if i in table}
+
+        return cls(retrieval, owners, source, **options)
+
+    @classmethod
+    def from_store(cls, store: ReferenceStore, **options: Any) -> LocalIndex:
+        """An index over the active references of ``store`` that have local features.
+
+        Only the retrieval descriptors are read now; verification reads the rest of a
+        candidate's features from the store when an upload needs them, so a reference
+        retracted meanwhile is never matched (its row is no longer active).
+        """
+        retrieval, owners = store.read_local_retrieval(RETRIEVAL_FEATURES)
+
+        def source(wanted: Sequence[int]) -> Mapping[int, LocalFeatures]:
+            out = {}
+            for i, row in store.read_local_rows(wanted).items():
+                try:
+                    out[i] = LocalFeatures.from_blobs(*row)
+                except FileFormatError as exc:  # one bad row must not fail every upload
+                    _log.warning("entry %d: local features skipped: %s", i, exc)
+            return out
+
+        return cls(retrieval, owners, source, **options)
+
+    # -- properties -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Number of references that can match."""
+        return self._references
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of memory the index holds (the retrieval descriptors and their tables)."""
+        return 0 if self._index is None else int(self._index.nbytes)
+
+    def __repr__(self) -> str:
+        return f"LocalIndex(references={len(self)}, radius={self.radius}, candidates={self.candidates})"
+
+    # -- matching -------------------------------------------------------------------------
+    def match(self, image: ImageInput, *, limits: ImageLimits = DEFAULT_LIMITS) -> list[LocalMatch]:
+        """Verified references found in ``image``, most inliers first; [] when none."""
+        if self._index is None:
+            return []
+        return self.match_features(extract_features(image, limits=limits))
+
+    def shortlist(self, query: LocalFeatures) -> list[tuple[int, float]]:
+        """``(entry_id, score)`` of the best candidates, best first.
+
+        Each upload descriptor that finds references within ``radius`` gives each of them
+        ``1 / (number of references it found)``: a descriptor of a glyph or of a flat
+        texture finds many references and says little about any (inverse document
+        frequency); one that finds a single reference is strong evidence for it.
+        """
+        if self._index is None or len(query) == 0:
+            return []
+        top = query.descriptors[: self.query_lookups]
+        batch = HashBatch(descriptor_words(top), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
+        res = self._index.query(batch, self.radius)
+        if not len(res):
+            return []
+        # One vote per (upload descriptor, reference): several retrieval descriptors of
+        # one reference near one upload descriptor are one piece of evidence.
+        pairs = np.unique(np.stack([res.query_index, res.ids], axis=1), axis=0)
+        per_query = np.bincount(pairs[:, 0], minlength=top.shape[0])
+        weight = 1.0 / per_query[pairs[:, 0]]
+        owners, slot = np.unique(pairs[:, 1], return_inverse=True)
+        score = np.bincount(slot.ravel(), weights=weight, minlength=owners.size)
+        order = np.lexsort((owners, -score))[: self.candidates]
+        return [(int(owners[i]), float(score[i])) for i in order]
+
+    def match_features(self, query: LocalFeatures, *, keep_failed: bool = False) -> list[LocalMatch]:
+        """Verified references for an upload's features (``keep_failed``: also the
+        candidates that failed verification, for calibration)."""
+        short = self.shortlist(query)
+        if not short:
+            return []
+        feats = self._source([i for i, _ in short])
+        out = []
+        for entry_id, score in short:
+            ref = feats.get(entry_id)
+            if ref is None:  # retracted since the index was built
+                continue
+            result = verify(ref, query, self.rule)
+            if result.passed or keep_failed:
+                out.append(LocalMatch(entry_id, score, result))
+        out.sort(key=lambda m: (-m.verification.passed, -m.inliers, m.entry_id))
+        return out
+
+
+def _retrieval_rows(items: Iterable[tuple[int, LocalFeatures]]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    blocks, owners = [], []
+    for entry_id, feats in items:
+        k = min(RETRIEVAL_FEATURES, len(feats))
+        blocks.append(feats.descriptors[:k])
+        owners.append(np.full(k, entry_id, np.int64))
+    if not blocks:
+        return np.zeros((0, 32), np.uint8), np.zeros(0, np.int64)
+    return np.ascontiguousarray(np.concatenate(blocks)), np.concatenate(owners)

@@ -1,0 +1,275 @@
+"""The local stage: features, verification, the store's local features, the Matcher hook."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from hashmatch import Matcher, ReferenceStore
+from hashmatch.cli import main
+from hashmatch.errors import FileFormatError, MissingDependencyError
+from hashmatch.hashers import compute_hashes
+from hashmatch.local import (
+    LocalFeatures,
+    LocalIndex,
+    VerificationRule,
+    extract_features,
+    reference_features,
+    verify,
+)
+from hashmatch.local._features import retrieval_order
+from hashmatch.testing.synthetic import generate_image
+from hashmatch.testing.transforms import crop
+from hashmatch._store import NewEntry
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[Image.Image]:
+    return [generate_image(seed, size=(480, 360)) for seed in range(6)]
+
+
+def _similar(image: Image.Image, degrees: float, scale: float) -> Image.Image:
+    """Scaled by ``scale`` and turned ``degrees`` counter-clockwise, on a grey canvas."""
+    small = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+    turned = small.rotate(degrees, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(128, 128, 128))
+    canvas = Image.new("RGB", (turned.width + 80, turned.height + 60), (128, 128, 128))
+    canvas.paste(turned, (40, 30))
+    return canvas
+
+
+# -- verification -------------------------------------------------------------------------
+def test_verify_recovers_a_known_similarity(photos: list[Image.Image]) -> None:
+    ref = reference_features(photos[0])
+    result = verify(ref, extract_features(_similar(photos[0], 6.0, 0.8)))
+    assert result.passed, result.reason
+    assert result.inliers >= VerificationRule().min_inliers
+    assert result.scale == pytest.approx(0.8, rel=0.03)
+    assert result.rotation == pytest.approx(6.0, abs=0.5)
+    assert result.coverage > 0.3
+
+
+def test_verify_reports_the_crop_box_in_reference_pixels(photos: list[Image.Image]) -> None:
+    image = photos[4]
+    cropped = crop(image, fraction=0.3, x=0.2, y=0.9)  # 336 x 252 from (29, 97)
+    result = verify(reference_features(image), extract_features(cropped))
+    assert result.passed, result.reason
+    left, top, right, bottom = result.crop_box
+    assert (left, top) == (pytest.approx(29, abs=3), pytest.approx(97, abs=3))
+    assert (right, bottom) == (pytest.approx(29 + 336, abs=3), pytest.approx(97 + 252, abs=3))
+    assert result.scale == pytest.approx(1.0, abs=0.02)
+
+
+def test_verify_rejects_unrelated_images(photos: list[Image.Image]) -> None:
+    refs = [reference_features(p) for p in photos[:3]]
+    for k, p in enumerate(photos[3:]):
+        query = extract_features(p)
+        for ref in refs:
+            result = verify(ref, query)
+            assert not result.passed
+            assert result.inliers < VerificationRule().min_inliers
+
+
+def test_verification_rule_checks_its_fields() -> None:
+    with pytest.raises(ValueError):
+        VerificationRule(min_inliers=2)
+    with pytest.raises(ValueError):
+        VerificationRule(min_coverage=1.5)
+    with pytest.raises(ValueError):
+        VerificationRule(min_scale=2.0, max_scale=1.0)
+
+
+# -- features -------------------------------------------------------------------------------
+def test_features_stored_form_round_trips_and_is_checked(photos: list[Image.Image]) -> None:
+    feats = reference_features(photos[2])
+    assert 0 < len(feats) <= 256
+    fmt, width, height, keypoints, descriptors = feats.to_row()
+    back = LocalFeatures.from_blobs(fmt, width, height, keypoints, descriptors)
+    assert np.array_equal(back.descriptors, feats.descriptors)
+    assert np.allclose(back.xy, feats.xy, atol=1 / 16)
+    assert np.array_equal(back.level, feats.level)
+    assert (back.width, back.height, back.scale) == (feats.width, feats.height, pytest.approx(feats.scale))
+    with pytest.raises(FileFormatError):
+        LocalFeatures.from_blobs(fmt + 1, width, height, keypoints, descriptors)
+    with pytest.raises(FileFormatError):
+        LocalFeatures.from_blobs(fmt, width, height, keypoints[:-6], descriptors)
+    assert "descriptors" not in repr(feats) and str(len(feats)) in repr(feats)
+
+
+def _naive_order(xy: np.ndarray, response: np.ndarray, size: tuple[int, int], level: np.ndarray) -> list[int]:
+    """retrieval_order as plain Python: per band, rank within cell by strength, then
+    rank-major by strength; bands interleaved position by position."""
+    w, h = size
+    bands: dict[int, list[int]] = {}
+    for i in range(len(response)):
+        band = sum(int(level[i]) >= b + 1 for b in (1, 4))
+        bands.setdefault(band, []).append(i)
+    sequences = []
+    for band in sorted(bands):
+        rows = bands[band]
+        cells: dict[int, list[int]] = {}
+        for i in rows:
+            cx = min(int(xy[i, 0] * 4 / w), 3)
+            cy = min(int(xy[i, 1] * 4 / h), 3)
+            cells.setdefault(cy * 4 + cx, []).append(i)
+        rank = {}
+        for members in cells.values():
+            for r, i in enumerate(sorted(members, key=lambda i: (-response[i], rows.index(i)))):
+                rank[i] = r
+        sequences.append(sorted(rows, key=lambda i: (rank[i], -response[i], rows.index(i))))
+    out = []
+    for k in range(max((len(s) for s in sequences), default=0)):
+        out += [s[k] for s in sequences if k < len(s)]
+    return out
+
+
+@given(st.integers(0, 60), st.integers(0, 2**31 - 1))
+def test_retrieval_order_equals_naive_twin(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    xy = (rng.random((n, 2)) * [200, 100]).astype(np.float32)
+    response = rng.integers(0, 5, n).astype(np.float32)  # ties on purpose
+    level = rng.integers(0, 8, n).astype(np.uint8)
+    got = retrieval_order(xy, response, (200, 100), level).tolist()
+    assert got == _naive_order(xy, response, (200, 100), level)
+    assert sorted(got) == list(range(n))
+
+
+# -- the index and the store --------------------------------------------------------------
+def _store_with_image(path: Path, image: Image.Image, name: str = "ref.png") -> tuple[ReferenceStore, int]:
+    store = ReferenceStore(path)
+    results = compute_hashes(image, ["phash", "pdq"], fast=False)
+    report = store.add_entries("L", [NewEntry(results[n][0].hash, results[n][0].quality, "cat", name) for n in ("phash", "pdq")])
+    store.add_local_features([(report.entry_ids[0], reference_features(image).to_row())])
+    return store, report.entry_ids[0]
+
+
+def test_store_local_features_round_trip_and_retraction(tmp_path: Path, photos: list[Image.Image]) -> None:
+    store, entry = _store_with_image(tmp_path / "refs.db", photos[4])
+    _, other = _store_with_image(tmp_path / "refs.db", photos[1], "other.png")
+    assert store.local_count() == 2
+    rows = store.read_local_rows([entry, 999])
+    assert set(rows) == {entry}
+    assert np.array_equal(LocalFeatures.from_blobs(*rows[entry]).descriptors, reference_features(photos[4]).descriptors)
+    retrieval, owners = store.read_local_retrieval(16)
+    assert retrieval.shape == (32, 32) and sorted(set(owners.tolist())) == sorted([entry, other])
+    query = crop(photos[4], fraction=0.3, x=0.0, y=0.5)
+    index = LocalIndex.from_store(store)
+    assert [m.entry_id for m in index.match(query)] == [entry]
+    store.retract([entry], reason="test")
+    assert store.local_count() == 1 and store.read_local_rows([entry]) == {}
+    assert index.match(query) == []  # built before the retraction: verification reads the store
+    assert LocalIndex.from_store(store).match(query) == []
+    store.close()
+
+
+def test_unreadable_stored_features_are_skipped_not_fatal(tmp_path: Path, photos: list[Image.Image],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    store, entry = _store_with_image(tmp_path / "refs.db", photos[4])
+    index = LocalIndex.from_store(store)
+    store._conn().execute("UPDATE local_features SET format = 99 WHERE entry_id = ?", (entry,))
+    assert index.match(crop(photos[4], fraction=0.3, x=0.0, y=0.5)) == []
+    assert "local features skipped" in caplog.text
+    store.close()
+
+
+def test_store_of_schema_1_is_migrated_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    ReferenceStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE local_features")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with ReferenceStore(path) as store:
+        assert store.local_count() == 0
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'local_features'").fetchone()[0] == 1
+    conn.close()
+
+
+def test_matcher_finds_a_30_percent_crop_only_through_the_local_stage(tmp_path: Path, photos: list[Image.Image]) -> None:
+    store, entry = _store_with_image(tmp_path / "refs.db", photos[3])
+    store.close()
+    query = crop(photos[3], fraction=0.3, x=1.0, y=0.0)  # 336 x 252 from (144, 0)
+    with Matcher.from_store(tmp_path / "refs.db", local="off") as glob:
+        assert glob.match(query) == []
+    with Matcher.from_store(tmp_path / "refs.db") as matcher:
+        matches = matcher.match(query)
+        assert len(matches) == 1
+        m = matches[0]
+        assert (m.stage, m.entry_id, m.algorithm, m.label, m.external_id) == ("local", entry, "orb", "cat", "ref.png")
+        assert m.inliers >= VerificationRule().min_inliers
+        assert m.scale == pytest.approx(1.0, abs=0.02) and abs(m.rotation) < 1.0
+        assert m.crop_box[0] == pytest.approx(144, abs=3) and m.crop_box[2] == pytest.approx(480, abs=3)
+        assert 0 < m.coverage <= 0.5
+        record = m.to_dict()
+        assert record["stage"] == "local" and record["crop_box"] == m.crop_box
+        # The original itself matches globally; the local stage does not run then.
+        assert [x.stage for x in matcher.match(photos[3])] == ["global", "global"]
+        assert matcher.match(photos[4]) == []
+
+
+def test_hash_only_lists_have_no_local_stage(tmp_path: Path, photos: list[Image.Image]) -> None:
+    with ReferenceStore(tmp_path / "refs.db") as store:
+        store.add("L", compute_hashes(photos[0], ["phash"])["phash"][0].hash)
+        with Matcher.from_store(store, local="always") as matcher:
+            assert matcher.match(crop(photos[0], fraction=0.3)) == []
+
+
+# -- the extra ------------------------------------------------------------------------------
+def test_missing_opencv_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             photos: list[Image.Image], capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.png"
+    photos[0].save(path)
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install 'hashmatch\[local\]'"):
+        extract_features(photos[0])
+    with ReferenceStore(tmp_path / "refs.db") as store:
+        store.add("L", compute_hashes(photos[0], ["phash"])["phash"][0].hash)
+        with pytest.raises(MissingDependencyError, match="hashmatch\\[local\\]"):
+            Matcher.from_store(store, local="fallback")
+    assert main(["refs", "add", str(path), "--store", str(tmp_path / "refs.db"), "--list", "L", "--local"]) == 2
+    err = capsys.readouterr().err
+    assert "hashmatch[local]" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # Without the flag, refs add goes on without local features.
+    assert main(["refs", "add", str(path), "--store", str(tmp_path / "other.db"), "--list", "L"]) == 0
+    with ReferenceStore(tmp_path / "other.db") as store:
+        assert store.local_count() == 0
+
+
+def test_cli_refs_add_stores_local_features_and_exact_hashes(tmp_path: Path, photos: list[Image.Image]) -> None:
+    path = tmp_path / "p.jpg"
+    photos[5].resize((1000, 750)).save(path, quality=80)
+    assert main(["refs", "add", str(path), "--store", str(tmp_path / "refs.db"), "--list", "L", "-a", "pdq,phash"]) == 0
+    with ReferenceStore(tmp_path / "refs.db") as store:
+        assert store.local_count() == 1
+        stored = {e.hash.algorithm: e.hash for e in store.entries()}
+        exact = compute_hashes(path, ["pdq", "phash"], fast=False)
+        assert stored == {n: exact[n][0].hash for n in ("pdq", "phash")}
+        feats = LocalFeatures.from_blobs(*next(iter(store.read_local_rows([1, 2]).values())))
+        assert (feats.width, feats.height) == (1000, 750)
+    assert math.isclose(feats.scale, 512 / 1000)
+
+
+# -- the hard transforms ------------------------------------------------------------------------
+def test_hard_suite_applies_deterministically() -> None:
+    from hashmatch.testing.transforms import HARD_FAMILIES, apply_chain, hard_suite, rotate_crop
+
+    image = generate_image(7, size=(160, 120))
+    suite = hard_suite(seed=3)
+    assert {family for family, _ in suite} == set(HARD_FAMILIES)
+    for _, spec in suite:
+        out = apply_chain(image, spec)
+        assert out.mode == "RGB"
+        assert np.array_equal(np.asarray(out), np.asarray(apply_chain(image, spec)))
+    # Re-cropping removes every filled corner: no black pixel is left along the edges.
+    turned = np.asarray(rotate_crop(Image.new("RGB", (200, 150), (255, 255, 255)), degrees=8.0))
+    assert turned[[0, -1]].min() > 200 and turned[:, [0, -1]].min() > 200
