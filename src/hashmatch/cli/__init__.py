@@ -61,6 +61,10 @@ def _register() -> None:
     group.add_command(_synth.synth_command)
     group.add_command(_calibrate.calibrate_command)
     group.add_command(_bench.bench_command)
+    from . import _rematch, _serve
+
+    group.add_command(_serve.serve_command)
+    group.add_command(_rematch.rematch_command)
 
 
 _register()
