@@ -47,6 +47,8 @@ def _check_bind(host: str, port: int) -> None:
 @click.option("--insecure-no-auth", is_flag=True, help="Serve a non-loopback address without keys.")
 @click.option("--max-body", default=32 * 1024 * 1024, show_default=True, type=click.IntRange(1),
               help="Largest request body in bytes.")
+@click.option("--max-pixels", default=89_478_485, show_default=True, type=click.IntRange(1),
+              help="Largest decoded image (width x height).")
 @click.option("--timeout", "request_timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Seconds before a request is answered 503 timeout.")
 @click.option("--refresh-interval", default=0.25, show_default=True, type=click.FloatRange(min=0.01),
@@ -55,7 +57,7 @@ def _check_bind(host: str, port: int) -> None:
               help="Print a new key (stderr, shown once) and its keys-file line (stdout), then exit.")
 def serve_command(
     store_path: str | None, host: str, port: int, workers: int, keys_file: str | None, insecure_no_auth: bool,
-    max_body: int, request_timeout: float, refresh_interval: float, make_key_spec: str | None,
+    max_body: int, max_pixels: int, request_timeout: float, refresh_interval: float, make_key_spec: str | None,
 ) -> int:
     """Serve matching over HTTP: /v1/match, /v1/lookup, curation, HMA-compatible routes, /metrics.
 
@@ -81,7 +83,8 @@ def serve_command(
                          "or pass --insecure-no-auth")
     settings = service.ServiceSettings(
         store=os.path.abspath(store_path), keys_file=None if keys_file is None else os.path.abspath(keys_file),
-        insecure_no_auth=insecure_no_auth, max_body_bytes=max_body, request_timeout=request_timeout,
+        insecure_no_auth=insecure_no_auth, max_body_bytes=max_body, max_pixels=max_pixels,
+        request_timeout=request_timeout,
         refresh_interval=refresh_interval,
     )
     keys = service.KeyRing.load(settings.keys_file)  # a bad keys file fails before any worker starts

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..errors import MissingDependencyError
 
 try:
-    import multipart  # noqa: F401  (python-multipart: Starlette needs it for forms)
+    import python_multipart  # noqa: F401  (Starlette needs it for forms)
     import prometheus_client  # noqa: F401
     import starlette  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised with the extra missing
