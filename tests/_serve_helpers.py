@@ -86,7 +86,8 @@ class Server:
         raise RuntimeError(f"server not ready in {_START_TIMEOUT} s: {self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
