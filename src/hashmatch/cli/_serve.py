@@ -19,7 +19,9 @@ def _service_modules():  # type: ignore[no-untyped-def]
         import uvicorn
 
         from .. import service
-    except ImportError as exc:  # MissingDependencyError is an ImportError too
+    except MissingDependencyError:
+        raise
+    except ImportError as exc:
         name = getattr(exc, "name", None) or "a dependency"
         raise MissingDependencyError(f"hashmatch serve needs the serve extra ({name} is missing): {_EXTRA}") from None
     return service, uvicorn
