@@ -11,7 +11,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -102,6 +102,7 @@ def create_app(settings: ServiceSettings) -> Starlette:
             ServiceError: handle_exception,
             HTTPException: handle_exception,
             HashmatchError: handle_exception,
+            ClientDisconnect: handle_exception,
             Exception: handle_exception,
         },
         lifespan=lifespan,

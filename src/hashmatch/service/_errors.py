@@ -5,6 +5,7 @@ clients read ``message``, which HMA's own errors carry too). Kinds, by status:
 
 ====  ======================  ===================================================
 400   ``invalid_request``     malformed multipart, bad query parameter
+400   ``client_disconnected`` the client left mid-body (nobody reads this answer)
 401   ``unauthorized``        no key, or a key that is not in the keys file
 403   ``forbidden``           the key lacks the route's role; a non-loopback
                               client while no keys are configured
@@ -34,7 +35,7 @@ from __future__ import annotations
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from ..errors import (
@@ -76,6 +77,8 @@ def classify(exc: BaseException) -> ServiceError:
         return exc
     if isinstance(exc, HTTPException):
         return ServiceError(exc.status_code, _HTTP_KINDS.get(exc.status_code, "invalid_request"), str(exc.detail))
+    if isinstance(exc, ClientDisconnect):  # nobody is listening; said for the metrics only
+        return ServiceError(400, "client_disconnected", "the client disconnected before sending the whole body")
     if isinstance(exc, ImageTooLargeError):
         return ServiceError(413, "image_too_large", str(exc))
     if isinstance(exc, UnreadableImageError):
