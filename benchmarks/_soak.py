@@ -109,7 +109,8 @@ async def _run(server: Any, seconds: float, rng: random.Random, generation: int,
     import httpx
 
     history: dict[int, dict[int, np.ndarray]] = {generation: {}}
-    state = {"gen": generation}
+    state = {"gen": generation, "started": 0, "done": 0}
+    gen_after_op = {0: generation}
     stats = {"checked": 0, "wrong": 0, "errors": 0, "adds": 0, "retractions": 0, "disconnects": 0,
              "lookups": 0, "image_matches": 0, "answers_with_matches": 0}
     problems: list[str] = []
@@ -125,6 +126,8 @@ async def _run(server: Any, seconds: float, rng: random.Random, generation: int,
         async def writer() -> None:
             while time.perf_counter() < end:
                 active = dict(history[state["gen"]])
+                state["started"] += 1
+                op = state["started"]
                 try:
                     if active and rng.random() < 0.4:
                         entry_id = rng.choice(list(active))
@@ -150,16 +153,24 @@ async def _run(server: Any, seconds: float, rng: random.Random, generation: int,
                             fail("wrong", f"write answered generation {r.json()['generation']} < {state['gen']}")
                 except httpx.HTTPError as exc:
                     fail("errors", f"writer {exc!r}")
+                gen_after_op[op] = state["gen"]
+                state["done"] = op
                 await asyncio.sleep(rng.uniform(0.02, 0.15))
 
         async def check(body: dict[str, Any], base_hits: frozenset[int], queries: np.ndarray) -> None:
             got = frozenset(m["entry_id"] for m in body["matches"])
             hi = body["generation"]
             lo = body.get("generation_from", hi)
-            newest = state["gen"]
+            # A write committed before this answer is recorded already or is the writer's one
+            # request in flight when the answer came: wait for it, then every state the server can
+            # have read is known.
+            # (The Matcher labels a state with the generation it read first; its change reads
+            # may include later writes, so the label is a lower bound.)
+            issued = state["started"]
             deadline = time.perf_counter() + 30
-            while state["gen"] < hi and time.perf_counter() < deadline:
-                await asyncio.sleep(0.005)  # the writer has not read its own answer yet
+            while state["done"] < issued and time.perf_counter() < deadline:
+                await asyncio.sleep(0.005)
+            newest = gen_after_op.get(issued, state["gen"])
             candidates = [g for g in range(lo, max(hi, newest) + 1) if g in history]
             stats["checked"] += 1
             stats["answers_with_matches"] += bool(got)

@@ -7,7 +7,7 @@ Server and load generator are separate processes on loopback. Parts (``--parts``
 * ``lookup``: POST /v1/lookup (one PDQ hash per request) with ``wrk``; req/s and
   latency percentiles. Peer: the library's ``Matcher.match_hashes`` on the same
   hashes with the same number of processes.
-* ``match``:  POST /v1/match with 1024x768 JPEGs (httpx async load generator). Peer:
+* ``match``:  POST /v1/match with 1024x768 JPEGs (``wrk``, 2 connections per worker). Peer:
   the library's ``Matcher.match`` on the same JPEG bytes with the same number of
   processes; the target is service >= 80% of the peer.
 * ``soak``:   mixed matching (lookups and small images), adds and retractions through
@@ -24,7 +24,6 @@ Results: ``benchmarks/results/service.json`` (``--output`` to rename).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
 import multiprocessing as mp
@@ -156,8 +155,7 @@ def _cmdline(proc_dir: Path) -> str:
 
 
 # -- peers (the library in plain processes) --------------------------------------------
-def _peer_worker(args: tuple[str, str, list[Any], float]) -> int:
-    store, kind, items, seconds = args
+def _peer_worker(store: str, kind: str, items: list[Any], seconds: float, barrier: Any, out: Any) -> None:
     from hashmatch import HashResult, Matcher
     from hashmatch.hashes import Hash
 
@@ -169,30 +167,44 @@ def _peer_worker(args: tuple[str, str, list[Any], float]) -> int:
     else:
         fn = matcher.match
     fn(items[0])
+    barrier.wait()  # every process loaded: none is timed while another still loads
     done, end = 0, time.perf_counter() + seconds
     while time.perf_counter() < end:
         fn(items[done % len(items)])
         done += 1
-    return done
+    out.put(done)
 
 
 def peer_rate(store: Path, kind: str, items: list[Any], processes: int, seconds: float) -> float:
     """Calls per second of the library with ``processes`` processes (load time excluded)."""
     ctx = mp.get_context("spawn")
-    with ctx.Pool(processes) as pool:
-        counts = pool.map(_peer_worker, [(str(store), kind, items, seconds)] * processes)
+    barrier, out = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_peer_worker, args=(str(store), kind, items, seconds, barrier, out))
+             for _ in range(processes)]
+    for p in procs:
+        p.start()
+    counts = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
     return sum(counts) / seconds
 
 
 # -- load generators ----------------------------------------------------------------------
-def wrk_lookup(url: str, hashes: list[str], seconds: int, connections: int, threads: int) -> dict[str, Any]:
-    bodies = [json.dumps({"hashes": [{"algorithm": "pdq", "hash": h, "quality": 100}]}) for h in hashes]
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    script.write(
-        "wrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\nlocal bodies = {\n"
-        + ",\n".join(json.dumps(b) for b in bodies)
-        + "\n}\nlocal i = 0\nrequest = function()\n  i = i % #bodies + 1\n"
-        "  return wrk.format(nil, '/v1/lookup', nil, bodies[i])\nend\n"
+def wrk_load(url: str, path: str, bodies: list[bytes], content_type: str, seconds: int, connections: int,
+             threads: int = 1) -> dict[str, Any]:
+    """``wrk`` POSTing the bodies in turn; requests/s and latency percentiles."""
+    tmp = Path(tempfile.mkdtemp(prefix="hm-wrk-"))
+    files = []
+    for i, body in enumerate(bodies):
+        (tmp / f"{i}.bin").write_bytes(body)
+        files.append(str(tmp / f"{i}.bin"))
+    script = tmp / "load.lua"
+    script.write_text(
+        f"wrk.method = 'POST'\nwrk.headers['Content-Type'] = '{content_type}'\nlocal bodies = {{}}\n"
+        "for _, name in ipairs({" + ", ".join(json.dumps(f) for f in files) + "}) do\n"
+        "  local fh = io.open(name, 'rb'); table.insert(bodies, fh:read('*all')); fh:close()\nend\n"
+        f"local i = 0\nrequest = function()\n  i = i % #bodies + 1\n"
+        f"  return wrk.format(nil, '{path}', nil, bodies[i])\nend\n"
         "done = function(summary, latency, requests)\n"
         "  io.write(string.format('JSON {\"requests\": %d, \"seconds\": %f, \"errors\": %d, \"non2xx\": %d, "
         "\"p50_ms\": %f, \"p90_ms\": %f, \"p99_ms\": %f, \"max_ms\": %f}\\n', summary.requests, "
@@ -200,40 +212,17 @@ def wrk_lookup(url: str, hashes: list[str], seconds: int, connections: int, thre
         "summary.errors.timeout, summary.errors.status, latency:percentile(50) / 1e3, latency:percentile(90) / 1e3, "
         "latency:percentile(99) / 1e3, latency.max / 1e3))\nend\n"
     )
-    script.close()
-    proc = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
-                           "-s", script.name, url], capture_output=True, text=True, check=True)
-    os.unlink(script.name)
+    proc = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "30s",
+                           "-s", str(script), url], capture_output=True, text=True, check=True)
+    shutil.rmtree(tmp)
     line = next(l for l in proc.stdout.splitlines() if l.startswith("JSON "))
     out = json.loads(line[5:])
     out["req_per_s"] = out["requests"] / out["seconds"]
     return out
 
 
-async def _httpx_load(url: str, path: str, bodies: list[bytes], seconds: float, concurrency: int) -> dict[str, Any]:
-    import httpx
-
-    latencies: list[float] = []
-    errors = 0
-    end = time.perf_counter() + seconds
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=concurrency)) as c:
-        async def worker(k: int) -> None:
-            nonlocal errors
-            i = k
-            while time.perf_counter() < end:
-                body = bodies[i % len(bodies)]
-                i += concurrency
-                t0 = time.perf_counter()
-                r = await c.post(path, content=body, headers={"Content-Type": "image/jpeg"})
-                latencies.append(time.perf_counter() - t0)
-                errors += r.status_code != 200
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(k) for k in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    lat = np.array(latencies) * 1e3
-    return {"requests": len(latencies), "seconds": elapsed, "req_per_s": len(latencies) / elapsed, "errors": errors,
-            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-            "max_ms": float(lat.max())}
+def lookup_bodies(hashes: list[str]) -> list[bytes]:
+    return [json.dumps({"hashes": [{"algorithm": "pdq", "hash": h, "quality": 100}]}).encode() for h in hashes]
 
 
 def jpegs(seed: int, count: int, size: tuple[int, int]) -> list[bytes]:
@@ -284,15 +273,16 @@ def main(argv: list[str] | None = None) -> int:
                       + ", ".join(f"RSS {m['rss_mib']:.0f} / PSS {m['pss_mib']:.0f} MiB" for m in run["memory_after_ready"]),
                       flush=True)
                 if "lookup" in parts:
-                    run["lookup"] = wrk_lookup(server.url, probes, args.seconds, args.connections, 1)
+                    run["lookup"] = wrk_load(server.url, "/v1/lookup", lookup_bodies(probes), "application/json",
+                                             args.seconds, args.connections)
                     run["memory_after_lookup"] = server.memory()
                     print(f"[{n}] /v1/lookup: {run['lookup']['req_per_s']:.0f} req/s, p50 {run['lookup']['p50_ms']:.2f} "
                           f"ms, p99 {run['lookup']['p99_ms']:.2f} ms, errors {run['lookup']['errors']}, "
                           f"non-2xx {run['lookup']['non2xx']}", flush=True)
                 if "match" in parts:
                     images = jpegs(args.seed + 1000, 16, (1024, 768))
-                    run["match"] = asyncio.run(_httpx_load(server.url, "/v1/match", images, args.seconds,
-                                                           2 * args.workers))
+                    run["match"] = wrk_load(server.url, "/v1/match", images, "image/jpeg", args.seconds,
+                                            2 * args.workers)
                     print(f"[{n}] /v1/match 1024x768: {run['match']['req_per_s']:.1f} req/s, p50 "
                           f"{run['match']['p50_ms']:.1f} ms, p99 {run['match']['p99_ms']:.1f} ms", flush=True)
             finally:

@@ -55,11 +55,14 @@ def _check_bind(host: str, port: int) -> None:
               help="Seconds before a request is answered 503 timeout.")
 @click.option("--refresh-interval", default=0.25, show_default=True, type=click.FloatRange(min=0.01),
               help="Seconds between checks of the store for adds and retractions.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
+              help="Threads per worker for hashing, matching and the store.")
 @click.option("--make-key", "make_key_spec", default=None, metavar="NAME:ROLES",
               help="Print a new key (stderr, shown once) and its keys-file line (stdout), then exit.")
 def serve_command(
     store_path: str | None, host: str, port: int, workers: int, keys_file: str | None, insecure_no_auth: bool,
-    max_body: int, max_pixels: int, request_timeout: float, refresh_interval: float, make_key_spec: str | None,
+    max_body: int, max_pixels: int, request_timeout: float, refresh_interval: float, threads: int,
+    make_key_spec: str | None,
 ) -> int:
     """Serve matching over HTTP: /v1/match, /v1/lookup, curation, HMA-compatible routes, /metrics.
 
@@ -87,7 +90,7 @@ def serve_command(
         store=os.path.abspath(store_path), keys_file=None if keys_file is None else os.path.abspath(keys_file),
         insecure_no_auth=insecure_no_auth, max_body_bytes=max_body, max_pixels=max_pixels,
         request_timeout=request_timeout,
-        refresh_interval=refresh_interval,
+        refresh_interval=refresh_interval, threads=threads,
     )
     keys = service.KeyRing.load(settings.keys_file)  # a bad keys file fails before any worker starts
     _check_bind(host, port)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -81,6 +82,9 @@ def create_app(settings: ServiceSettings) -> Starlette:
         if not keys:
             _log.warning("no API keys configured: serving %s clients without authentication",
                          "all" if settings.insecure_no_auth else "loopback")
+        # CPU-bound work gains nothing from more threads than a few per core, and each
+        # thread holds a malloc arena and an SQLite connection: bound them.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         async with anyio.create_task_group() as group:
             group.start_soon(_keep_fresh, state)
             try:

@@ -38,6 +38,8 @@ class ServiceSettings:
             lookup, most uploads in one rematch.
         stale_after: seconds without a successful refresh before ``/status`` reports
             the index stale (HMA's convention).
+        threads: worker threads per process for hashing, matching and SQLite; each
+            keeps its own malloc arena and SQLite connection, so this bounds memory.
         algorithms, dihedral, trim_borders: passed to the Matcher.
     """
 
@@ -50,6 +52,7 @@ class ServiceSettings:
     refresh_interval: float = 0.25
     max_batch: int = 64
     stale_after: float = 65.0
+    threads: int = 8
     algorithms: tuple[str, ...] | None = None
     dihedral: bool = True
     trim_borders: bool = True
@@ -57,7 +60,7 @@ class ServiceSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.store, str) or not self.store:
             raise UsageError("settings.store must name a reference store file")
-        for name in ("max_body_bytes", "max_pixels", "max_batch"):
+        for name in ("max_body_bytes", "max_pixels", "max_batch", "threads"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise UsageError(f"settings.{name} must be a positive integer, got {value!r}")
