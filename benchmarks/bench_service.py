@@ -83,6 +83,17 @@ def build_store(path: Path, n: int, seed: int) -> None:
 
 
 # -- server -----------------------------------------------------------------------------
+def server_env() -> dict[str, str]:
+    """The server's environment: this one, with glibc's malloc settings as --server-malloc says."""
+    env = dict(os.environ)
+    for name, value in json.loads(os.environ.get("HM_BENCH_SERVER_MALLOC", "{}")).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,7 +108,7 @@ class Served:
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hashmatch", "serve", "--store", str(store), "--port", str(self.port),
-             "--workers", str(workers), *args], stdout=self.log, stderr=subprocess.STDOUT)
+             "--workers", str(workers), *args], stdout=self.log, stderr=subprocess.STDOUT, env=server_env())
         self.workers = workers
 
     def wait_ready(self) -> float:
@@ -251,7 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soak-seconds", type=float, default=120)
     ap.add_argument("--workdir", default="/tmp/hashmatch-bench-service")
     ap.add_argument("--output", default="service")
+    ap.add_argument("--server-malloc", default="pinned", choices=["pinned", "default", "arena2"],
+                    help="glibc malloc settings of the server: the image benchmarks' pinned thresholds, "
+                         "glibc's defaults, or pinned with MALLOC_ARENA_MAX=2")
     args = ap.parse_args(argv)
+    os.environ["HM_BENCH_SERVER_MALLOC"] = json.dumps({
+        "pinned": {}, "default": {"MALLOC_MMAP_THRESHOLD_": None, "MALLOC_TRIM_THRESHOLD_": None},
+        "arena2": {"MALLOC_ARENA_MAX": "2"}}[args.server_malloc])
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     parts = set(args.parts.split(","))

@@ -522,8 +522,16 @@ class ReferenceStore:
 
     def algorithms(self) -> list[str]:
         """Algorithms that have at least one active entry."""
-        rows = self._read("SELECT DISTINCT algorithm FROM entries WHERE retracted IS NULL ORDER BY algorithm")
-        return [r[0] for r in rows.fetchall()]
+        # A skip-scan over the (algorithm, added_gen) index, one probe per algorithm: every
+        # Matcher.refresh calls this, and a DISTINCT over the table read every row (0.19 s and
+        # a 64 MiB page cache per connection at 1M entries).
+        out = []
+        name = self._read("SELECT min(algorithm) FROM entries").fetchone()[0]
+        while name is not None:
+            if self._read("SELECT 1 FROM entries WHERE algorithm = ? AND retracted IS NULL LIMIT 1", (name,)).fetchone():
+                out.append(name)
+            name = self._read("SELECT min(algorithm) FROM entries WHERE algorithm > ?", (name,)).fetchone()[0]
+        return out
 
     def stats(self) -> list[ListStats]:
         """Active and retracted counts per list and algorithm (empty lists included)."""
