@@ -29,6 +29,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import resource
 import re
 import shutil
 import socket
@@ -141,6 +142,14 @@ class Served:
                 kids.append(int(status.parent.name))
         return kids or [self.proc.pid]
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server and its workers so far."""
+        total = 0
+        for pid in {self.proc.pid, *self.worker_pids()}:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def memory(self) -> list[dict[str, float]]:
         out = []
         for pid in self.worker_pids():
@@ -179,29 +188,31 @@ def _peer_worker(store: str, kind: str, items: list[Any], seconds: float, barrie
         fn = matcher.match
     fn(items[0])
     barrier.wait()  # every process loaded: none is timed while another still loads
-    done, end = 0, time.perf_counter() + seconds
+    done, end, cpu = 0, time.perf_counter() + seconds, time.process_time()
     while time.perf_counter() < end:
         fn(items[done % len(items)])
         done += 1
-    out.put(done)
+    out.put((done, time.process_time() - cpu))
 
 
-def peer_rate(store: Path, kind: str, items: list[Any], processes: int, seconds: float) -> float:
-    """Calls per second of the library with ``processes`` processes (load time excluded)."""
+def peer_rate(store: Path, kind: str, items: list[Any], processes: int, seconds: float) -> tuple[float, float]:
+    """Calls per second of the library with ``processes`` processes (load time excluded),
+    and CPU milliseconds per call."""
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(processes), ctx.Queue()
     procs = [ctx.Process(target=_peer_worker, args=(str(store), kind, items, seconds, barrier, out))
              for _ in range(processes)]
     for p in procs:
         p.start()
-    counts = [out.get() for _ in procs]
+    got = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    return sum(counts) / seconds
+    calls = sum(n for n, _ in got)
+    return calls / seconds, 1e3 * sum(c for _, c in got) / max(calls, 1)
 
 
 # -- load generators ----------------------------------------------------------------------
-def wrk_load(url: str, path: str, bodies: list[bytes], content_type: str, seconds: int, connections: int,
+def wrk_load(server: Served, path: str, bodies: list[bytes], content_type: str, seconds: int, connections: int,
              threads: int = 1) -> dict[str, Any]:
     """``wrk`` POSTing the bodies in turn; requests/s and latency percentiles."""
     tmp = Path(tempfile.mkdtemp(prefix="hm-wrk-"))
@@ -223,12 +234,16 @@ def wrk_load(url: str, path: str, bodies: list[bytes], content_type: str, second
         "summary.errors.timeout, summary.errors.status, latency:percentile(50) / 1e3, latency:percentile(90) / 1e3, "
         "latency:percentile(99) / 1e3, latency.max / 1e3))\nend\n"
     )
+    cpu0, kids0 = server.cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "30s",
-                           "-s", str(script), url], capture_output=True, text=True, check=True)
+                           "-s", str(script), server.url], capture_output=True, text=True, check=True)
+    server_cpu, kids = server.cpu_seconds() - cpu0, resource.getrusage(resource.RUSAGE_CHILDREN)
     shutil.rmtree(tmp)
     line = next(l for l in proc.stdout.splitlines() if l.startswith("JSON "))
     out = json.loads(line[5:])
     out["req_per_s"] = out["requests"] / out["seconds"]
+    out["server_cpu_ms_per_request"] = 1e3 * server_cpu / max(out["requests"], 1)
+    out["wrk_cpu_seconds"] = (kids.ru_utime + kids.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
     return out
 
 
@@ -290,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                       + ", ".join(f"RSS {m['rss_mib']:.0f} / PSS {m['pss_mib']:.0f} MiB" for m in run["memory_after_ready"]),
                       flush=True)
                 if "lookup" in parts:
-                    run["lookup"] = wrk_load(server.url, "/v1/lookup", lookup_bodies(probes), "application/json",
+                    run["lookup"] = wrk_load(server, "/v1/lookup", lookup_bodies(probes), "application/json",
                                              args.seconds, args.connections)
                     run["memory_after_lookup"] = server.memory()
                     print(f"[{n}] /v1/lookup: {run['lookup']['req_per_s']:.0f} req/s, p50 {run['lookup']['p50_ms']:.2f} "
@@ -298,22 +313,30 @@ def main(argv: list[str] | None = None) -> int:
                           f"non-2xx {run['lookup']['non2xx']}", flush=True)
                 if "match" in parts:
                     images = jpegs(args.seed + 1000, 16, (1024, 768))
-                    run["match"] = wrk_load(server.url, "/v1/match", images, "image/jpeg", args.seconds,
+                    run["match"] = wrk_load(server, "/v1/match", images, "image/jpeg", args.seconds,
                                             2 * args.workers)
                     print(f"[{n}] /v1/match 1024x768: {run['match']['req_per_s']:.1f} req/s, p50 "
                           f"{run['match']['p50_ms']:.1f} ms, p99 {run['match']['p99_ms']:.1f} ms", flush=True)
             finally:
                 server.stop()
             if "lookup" in parts:
-                run["lookup_peer_per_s"] = peer_rate(store, "lookup", probes, args.workers, args.seconds)
+                run["lookup_peer_per_s"], run["lookup_peer_cpu_ms"] = peer_rate(
+                    store, "lookup", probes, args.workers, args.seconds)
                 run["lookup_ratio"] = run["lookup"]["req_per_s"] / run["lookup_peer_per_s"]
+                run["lookup_cpu_ratio"] = run["lookup_peer_cpu_ms"] / run["lookup"]["server_cpu_ms_per_request"]
                 print(f"[{n}] peer Matcher.match_hashes x{args.workers}: {run['lookup_peer_per_s']:.0f}/s; "
-                      f"service/peer {run['lookup_ratio']:.2f}", flush=True)
+                      f"service/peer {run['lookup_ratio']:.2f}; CPU ms per call: service "
+                      f"{run['lookup']['server_cpu_ms_per_request']:.3f}, peer {run['lookup_peer_cpu_ms']:.3f} "
+                      f"(peer/service {run['lookup_cpu_ratio']:.2f})", flush=True)
             if "match" in parts:
-                run["match_peer_per_s"] = peer_rate(store, "match", images, args.workers, args.seconds)
+                run["match_peer_per_s"], run["match_peer_cpu_ms"] = peer_rate(
+                    store, "match", images, args.workers, args.seconds)
                 run["match_ratio"] = run["match"]["req_per_s"] / run["match_peer_per_s"]
+                run["match_cpu_ratio"] = run["match_peer_cpu_ms"] / run["match"]["server_cpu_ms_per_request"]
                 print(f"[{n}] peer Matcher.match x{args.workers}: {run['match_peer_per_s']:.1f}/s; "
-                      f"service/peer {run['match_ratio']:.2f}", flush=True)
+                      f"service/peer {run['match_ratio']:.2f}; CPU ms per call: service "
+                      f"{run['match']['server_cpu_ms_per_request']:.2f}, peer {run['match_peer_cpu_ms']:.2f} "
+                      f"(peer/service {run['match_cpu_ratio']:.2f})", flush=True)
         if "soak" in parts:
             run["soak"] = soak(store, args.workers, args.soak_seconds, rng, probes)
             s = run["soak"]
@@ -327,10 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([r["references"], r.get("ready_seconds", "-"),
                      max((m["rss_mib"] for m in r.get("memory_after_ready", [])), default="-"),
                      r.get("lookup", {}).get("req_per_s", "-"), r.get("lookup", {}).get("p99_ms", "-"),
-                     r.get("lookup_ratio", "-"), r.get("match", {}).get("req_per_s", "-"),
-                     r.get("match", {}).get("p99_ms", "-"), r.get("match_ratio", "-")])
+                     r.get("lookup_ratio", "-"), r.get("lookup_cpu_ratio", "-"), r.get("match", {}).get("req_per_s", "-"),
+                     r.get("match", {}).get("p99_ms", "-"), r.get("match_ratio", "-"), r.get("match_cpu_ratio", "-")])
     print(table(rows, ["refs", "ready s", "RSS MiB/worker", "lookup req/s", "lookup p99 ms", "lookup/peer",
-                       "match req/s", "match p99 ms", "match/peer"]))
+                       "lookup CPU peer/svc", "match req/s", "match p99 ms", "match/peer", "match CPU peer/svc"]))
     print(f"wrote {path}")
     shutil.rmtree(work / "tmp", ignore_errors=True)
     return 0
