@@ -14,7 +14,6 @@ import httpx
 from PIL import Image
 
 from hashmatch import ReferenceStore, compute_hashes
-from hashmatch._store import NewEntry
 from hashmatch.testing.synthetic import generate_image
 
 _START_TIMEOUT = 120.0  # a shared 2-core box compiling numba kernels can be slow

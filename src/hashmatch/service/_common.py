@@ -74,7 +74,8 @@ class ServiceState:
 
     def ready_store(self) -> ReferenceStore:
         self.ready_matcher()
-        assert self.store is not None  # set together with the matcher
+        if self.store is None:  # pragma: no cover - set together with the matcher
+            raise ServiceError(503, "not_ready", "the store is not open")
         return self.store
 
     def authorize(self, request: Request, role: str | None) -> None:
