@@ -251,6 +251,18 @@ def lookup_bodies(hashes: list[str]) -> list[bytes]:
     return [json.dumps({"hashes": [{"algorithm": "pdq", "hash": h, "quality": 100}]}).encode() for h in hashes]
 
 
+def compare_with_peer(run: dict[str, Any], part: str, store: Path, kind: str, items: list[Any], workers: int,
+                      seconds: float, call: str) -> None:
+    """The library peer for one part, and the service/peer ratios (wall rate, CPU per call)."""
+    run[f"{part}_peer_per_s"], run[f"{part}_peer_cpu_ms"] = peer_rate(store, kind, items, workers, seconds)
+    run[f"{part}_ratio"] = run[part]["req_per_s"] / run[f"{part}_peer_per_s"]
+    run[f"{part}_cpu_ratio"] = run[f"{part}_peer_cpu_ms"] / run[part]["server_cpu_ms_per_request"]
+    print(f"[{run['references']}] peer Matcher.{call} x{workers}: {run[f'{part}_peer_per_s']:.1f}/s; "
+          f"service/peer {run[f'{part}_ratio']:.2f}; CPU ms per call: service "
+          f"{run[part]['server_cpu_ms_per_request']:.3f}, peer {run[f'{part}_peer_cpu_ms']:.3f} "
+          f"(peer/service {run[f'{part}_cpu_ratio']:.2f})", flush=True)
+
+
 def jpegs(seed: int, count: int, size: tuple[int, int]) -> list[bytes]:
     from hashmatch.testing.synthetic import generate_image
 
@@ -295,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         run: dict[str, Any] = {"references": n}
         results["runs"].append(run)
         probes = [words_hex(w) for w in random_words(np.random.default_rng(args.seed + 1), 200)]
+        images = jpegs(args.seed + 1000, 16, (1024, 768)) if "match" in parts else []
         if parts & {"ready", "lookup", "match"}:
             server = Served(store, args.workers)
             try:
@@ -312,31 +325,16 @@ def main(argv: list[str] | None = None) -> int:
                           f"ms, p99 {run['lookup']['p99_ms']:.2f} ms, errors {run['lookup']['errors']}, "
                           f"non-2xx {run['lookup']['non2xx']}", flush=True)
                 if "match" in parts:
-                    images = jpegs(args.seed + 1000, 16, (1024, 768))
                     run["match"] = wrk_load(server, "/v1/match", images, "image/jpeg", args.seconds,
                                             2 * args.workers)
                     print(f"[{n}] /v1/match 1024x768: {run['match']['req_per_s']:.1f} req/s, p50 "
                           f"{run['match']['p50_ms']:.1f} ms, p99 {run['match']['p99_ms']:.1f} ms", flush=True)
             finally:
                 server.stop()
-            if "lookup" in parts:
-                run["lookup_peer_per_s"], run["lookup_peer_cpu_ms"] = peer_rate(
-                    store, "lookup", probes, args.workers, args.seconds)
-                run["lookup_ratio"] = run["lookup"]["req_per_s"] / run["lookup_peer_per_s"]
-                run["lookup_cpu_ratio"] = run["lookup_peer_cpu_ms"] / run["lookup"]["server_cpu_ms_per_request"]
-                print(f"[{n}] peer Matcher.match_hashes x{args.workers}: {run['lookup_peer_per_s']:.0f}/s; "
-                      f"service/peer {run['lookup_ratio']:.2f}; CPU ms per call: service "
-                      f"{run['lookup']['server_cpu_ms_per_request']:.3f}, peer {run['lookup_peer_cpu_ms']:.3f} "
-                      f"(peer/service {run['lookup_cpu_ratio']:.2f})", flush=True)
-            if "match" in parts:
-                run["match_peer_per_s"], run["match_peer_cpu_ms"] = peer_rate(
-                    store, "match", images, args.workers, args.seconds)
-                run["match_ratio"] = run["match"]["req_per_s"] / run["match_peer_per_s"]
-                run["match_cpu_ratio"] = run["match_peer_cpu_ms"] / run["match"]["server_cpu_ms_per_request"]
-                print(f"[{n}] peer Matcher.match x{args.workers}: {run['match_peer_per_s']:.1f}/s; "
-                      f"service/peer {run['match_ratio']:.2f}; CPU ms per call: service "
-                      f"{run['match']['server_cpu_ms_per_request']:.2f}, peer {run['match_peer_cpu_ms']:.2f} "
-                      f"(peer/service {run['match_cpu_ratio']:.2f})", flush=True)
+            for part, kind, items, call in (("lookup", "lookup", probes, "match_hashes"),
+                                            ("match", "match", images, "match")):
+                if part in parts:
+                    compare_with_peer(run, part, store, kind, items, args.workers, args.seconds, call)
         if "soak" in parts:
             run["soak"] = soak(store, args.workers, args.soak_seconds, rng, probes)
             s = run["soak"]
