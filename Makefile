@@ -28,7 +28,7 @@ $(BIN)/.installed-bench: pyproject.toml $(BIN)/.installed-dev
 	touch $@
 
 $(BIN)/.installed-serve: pyproject.toml $(BIN)/.installed-core
-	$(BIN)/python -m pip install --quiet -e ".[serve]"
+	$(BIN)/python -m pip install --quiet -e ".[serve]" "httpx>=0.27"  # httpx: the demo's client
 	touch $@
 
 demo: $(BIN)/.installed-core $(BIN)/.installed-serve
