@@ -205,10 +205,13 @@ async def _run(server: Any, seconds: float, rng: random.Random, generation: int,
                 how = rng.randrange(3)
                 try:
                     if how == 2:
-                        try:
-                            await asyncio.wait_for(client.post("/v1/match", content=images[0][0]), 0.003)
-                        except asyncio.TimeoutError:
-                            pass
+                        # A client of its own: a request cancelled mid-flight can leave httpcore's
+                        # pool slot taken, which must not starve the readers' pool.
+                        async with httpx.AsyncClient(base_url=server.url, timeout=60) as own:
+                            try:
+                                await asyncio.wait_for(own.post("/v1/match", content=images[0][0]), 0.003)
+                            except asyncio.TimeoutError:
+                                pass
                     else:
                         reader_, writer_ = await asyncio.open_connection(host, port)
                         body = images[1][0]
@@ -235,7 +238,11 @@ async def _run(server: Any, seconds: float, rng: random.Random, generation: int,
         start = time.perf_counter()
         await asyncio.gather(writer(), sampler(), disconnector(), *(reader() for _ in range(6)))
         elapsed = time.perf_counter() - start
-        ready = (await client.get("/ready")).status_code
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as fresh:
+        try:
+            ready = (await fresh.get("/ready")).status_code
+        except httpx.HTTPError as exc:
+            ready = repr(exc)
     if ready != 200:
         fail("errors", f"/ready answered {ready} after the soak")
     warm = rss[min(2, len(rss) - 1)][1] if rss else []
