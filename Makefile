@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine with python3 (3.10+) and make:
-#   make demo   build .venv, make synthetic images, build a reference list, match copies
+#   make demo   build .venv, make synthetic images, build a reference list, match copies,
+#               then serve the list over HTTP, match, retract and match again
 #   make test   build .venv with the dev extras and run the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -26,8 +27,13 @@ $(BIN)/.installed-bench: pyproject.toml $(BIN)/.installed-dev
 	$(BIN)/python -m pip install --quiet -e ".[dev,dask,bench]"
 	touch $@
 
-demo: $(BIN)/.installed-core
+$(BIN)/.installed-serve: pyproject.toml $(BIN)/.installed-core
+	$(BIN)/python -m pip install --quiet -e ".[serve]" "httpx>=0.27"  # httpx: the demo's client
+	touch $@
+
+demo: $(BIN)/.installed-core $(BIN)/.installed-serve
 	$(BIN)/python -m hashmatch.testing.demo demo-out
+	$(BIN)/python -m hashmatch.testing.demo_service demo-out
 
 # The kernels' naive-twin tests run a second time with the JIT off, so their bodies run
 # as plain Python (coverage sees them, and a numba-only behaviour cannot hide a bug).

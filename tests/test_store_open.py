@@ -244,3 +244,20 @@ def test_retract_out_of_range_id_is_a_store_error(tmp_path: Path) -> None:
     with ReferenceStore(tmp_path / "refs.db") as s:
         with pytest.raises(StoreError, match="entry id"):
             s.retract([99999999999999999999])
+
+
+def test_a_second_open_in_one_process_keeps_the_first_ones_commits(tmp_path):
+    # Closing any descriptor of the database file drops this process's POSIX locks: if
+    # opening a store read its header through a descriptor of its own, another process
+    # would then see no reader, checkpoint and delete the -wal the first store writes to.
+    path = tmp_path / "s.db"
+    first = ReferenceStore(path)
+    first.add_entries("L", [NewEntry(Hash(1, "phash", 64))])
+    second = ReferenceStore(path, create=False, readonly=True)
+    script = "import sys; from hashmatch import ReferenceStore; ReferenceStore(sys.argv[1], create=False).close()"
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=120)
+    first.add_entries("L", [NewEntry(Hash(2, "phash", 64))])
+    first.close()
+    second.close()
+    with ReferenceStore(path, create=False) as again:
+        assert len(again) == 2

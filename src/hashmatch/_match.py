@@ -529,13 +529,19 @@ class Matcher:
         :class:`~hashmatch.errors.ImageError`.
         """
         spec = self.spec
-        local = self._state.local
-        if local is not None:
+        if self._state.local is not None:
             image = rereadable(image, spec.limits)  # a stream is read twice: once per stage
         matches = self.match_views(spec.hash(image)) if spec.algorithms else []
-        if local is not None and (not matches or self._local_mode == "always"):
-            matches += self._local_matches(local, image)
-        return matches
+        return matches + self.match_local(image, matches)
+
+    def match_local(self, image: ImageInput, global_matches: Sequence[Match] = ()) -> list[Match]:
+        """The local stage's matches of one upload under this Matcher's policy: it runs
+        when ``global_matches`` is empty (or always, with ``local="always"``); [] when
+        the stage is off or the references hold no local features."""
+        local = self._state.local
+        if local is None or (global_matches and self._local_mode != "always"):
+            return []
+        return self._local_matches(local, image)
 
     def _local_matches(self, local: LocalIndex, image: ImageInput) -> list[Match]:
         found = local.match(image, limits=self.spec.limits)

@@ -66,7 +66,6 @@ APPLICATION_ID = 0x484D5246  # "HMRF": tells our files from other SQLite databas
 _CHUNK = 20_000
 QUICK_CHECK_MAX_BYTES = 256 << 20
 """Stores up to this size get ``PRAGMA quick_check`` on every open."""
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _TABLES = frozenset({"meta", "lists", "entries", "snapshots"})
 _MAX_ENTRY_ID = 2**63 - 1
 # What a damaged file can make the sqlite3 module raise: its own errors, and text that
@@ -325,22 +324,22 @@ class ReferenceStore:
                     pass
 
     def _check_file(self) -> int:
-        """The file's size, once it is known to be a regular file with an SQLite header."""
+        """The file's size, once it is known to be a regular file big enough to be a store.
+
+        Only ``stat``, never ``open``: closing any descriptor of a database file drops
+        every POSIX lock this process holds on it, SQLite's included, and another process
+        could then checkpoint and delete the ``-wal`` that this process's connections
+        still write to (commits lost). SQLite checks the header itself on the first read
+        (see :meth:`_check_schema`).
+        """
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            st = os.stat(self.path)
         except OSError as exc:
             raise StoreError(f"cannot open reference store {self.path}: {exc.strerror or exc}") from None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise StoreError(f"{self.path} is not a reference store: not a regular file")
-            head = os.read(fd, 100)
-        except OSError as exc:
-            raise StoreError(f"cannot read reference store {self.path}: {exc.strerror or exc}") from None
-        finally:
-            os.close(fd)
-        if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
-            what = "empty" if not head else f"{st.st_size} bytes" if len(head) < 100 else "no SQLite header"
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"{self.path} is not a reference store: not a regular file")
+        if st.st_size < 100:  # smaller than an SQLite header: SQLite would take it as a new database
+            what = "empty" if not st.st_size else f"{st.st_size} bytes"
             raise StoreError(f"{self.path} is not a reference store ({what}); it was left as it is")
         return int(st.st_size)
 
@@ -400,6 +399,8 @@ class ReferenceStore:
                     raise StoreError(f"{self.path} is damaged: {'; '.join(map(str, problems))[:300]}")
             rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('store_id', 'generation')"))
         except _DB_ERRORS as exc:
+            if "not a database" in str(exc):
+                raise StoreError(f"{self.path} is not a reference store (no SQLite header); it was left as it is") from None
             raise StoreError(f"{self.path} is not a usable reference store: {exc}") from None
         store_id = rows.get("store_id")
         if not isinstance(store_id, str) or not re.fullmatch(r"[0-9a-f]{16}", store_id):
@@ -720,8 +721,16 @@ class ReferenceStore:
 
     def algorithms(self) -> list[str]:
         """Algorithms that have at least one active entry."""
-        rows = self._rows("SELECT DISTINCT algorithm FROM entries WHERE retracted IS NULL ORDER BY algorithm")
-        return [r[0] for r in rows]
+        # A skip-scan over the (algorithm, added_gen) index, one probe per algorithm: every
+        # Matcher.refresh calls this, and a DISTINCT over the table read every row (0.19 s and
+        # a 64 MiB page cache per connection at 1M entries).
+        out = []
+        name = self._rows("SELECT min(algorithm) FROM entries")[0][0]
+        while name is not None:
+            if self._rows("SELECT 1 FROM entries WHERE algorithm = ? AND retracted IS NULL LIMIT 1", (name,)):
+                out.append(str(name))
+            name = self._rows("SELECT min(algorithm) FROM entries WHERE algorithm > ?", (name,))[0][0]
+        return out
 
     def stats(self) -> list[ListStats]:
         """Active and retracted counts per list and algorithm (empty lists included)."""

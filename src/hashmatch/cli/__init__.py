@@ -17,7 +17,7 @@ import click
 
 from .._version import __version__
 from ..errors import HashmatchError
-from . import _calibrate, _hash, _match, _refs, _scan, _synth
+from . import _calibrate, _hash, _match, _refs, _rematch, _scan, _serve, _synth
 from ._options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 
 __all__ = ["group", "main"]
@@ -48,6 +48,8 @@ for _command in (
     _match.match_command,
     _synth.synth_command,
     _calibrate.calibrate_command,
+    _serve.serve_command,
+    _rematch.rematch_command,
 ):
     group.add_command(_command)
 
