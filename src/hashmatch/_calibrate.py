@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._calibrate_kernels import pair_histogram, query_pair_histogram
+from ._jit import kernels
 from .errors import CalibrationError, HashmatchError
 from .hashers import compute_hashes, get_algorithm
 from .hashes import Hash, HashBatch
+
+_k = kernels("hashmatch._calibrate_kernels")  # numba loads on first use, not at import
 
 __all__ = [
     "Calibration",
@@ -76,7 +78,7 @@ def distance_histogram(
         raise TypeError(f"references must be a HashBatch, got {type(references).__name__}")
     n = len(references)
     if queries is None and query_ok is None:
-        return pair_histogram(_words(references), references.bits)
+        return _k.pair_histogram(_words(references), references.bits)
     ok = np.ones(n, dtype=np.bool_) if query_ok is None else np.asarray(query_ok, dtype=np.bool_)
     if ok.shape != (n,):
         raise ValueError(f"query_ok must have one flag per image ({n}), got shape {ok.shape}")
@@ -89,7 +91,7 @@ def distance_histogram(
         if len(q) != n:
             raise ValueError(f"every query batch must have {n} rows, got {len(q)}")
     stacked = np.ascontiguousarray(np.stack([_words(q) for q in queries], axis=1))
-    return query_pair_histogram(stacked, _words(references), ok, references.bits)
+    return _k.query_pair_histogram(stacked, _words(references), ok, references.bits)
 
 
 def false_positive_rates(histogram: npt.ArrayLike, pairs: int | None = None) -> npt.NDArray[np.float64]:

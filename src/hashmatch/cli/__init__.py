@@ -61,6 +61,9 @@ def _register() -> None:
     group.add_command(_synth.synth_command)
     group.add_command(_calibrate.calibrate_command)
     group.add_command(_bench.bench_command)
+    from . import _warmup
+
+    group.add_command(_warmup.warmup_command)
 
 
 _register()

@@ -7,7 +7,7 @@ boolean bit arrays. Each has a naive twin in ``tests/test_hasher_kernels.py``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 
 @njit(cache=True, nogil=True)

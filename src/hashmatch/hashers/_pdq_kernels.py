@@ -12,7 +12,7 @@ reassociating a sum. Each kernel has a naive twin in ``tests/test_pdq_kernels.py
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 @njit(cache=True, nogil=True)
 def luma(rgb, out):  # (h, w, 3) uint8 C-contiguous, (>= h*w,) float32 -> (h, w) view of out

@@ -14,8 +14,10 @@ Each kernel has a naive twin in ``tests/test_index_kernels.py``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 from numba.core import config
+
+from .._jit import njit
 
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)

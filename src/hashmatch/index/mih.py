@@ -25,8 +25,10 @@ import numpy.typing as npt
 
 from ..errors import IndexArgumentError
 from ..hashes import HashBatch
-from . import _kernels
+from .._jit import kernels
 from ._base import Index, check_batch, use_parallel
+
+_kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
 
 __all__ = ["MultiIndexHash", "default_substrings", "probe_radii"]
 

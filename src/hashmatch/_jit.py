@@ -1,0 +1,168 @@
+"""The one place that imports numba, decides its disk cache and loads kernel modules.
+
+``import hashmatch`` must stay fast and must work on a read-only install, so:
+
+- Kernel modules (``*_kernels.py``) are imported on first use through :func:`kernels`,
+  which returns a stand-in that imports the real module on its first attribute access.
+  numba itself is imported only then.
+- Kernel modules decorate with this module's :func:`njit` (same arguments as numba's).
+  When numba finds no writable place for its cache (read-only package, no writable
+  HOME, no ``NUMBA_CACHE_DIR``) it would raise "cannot cache function ... no locator
+  available" at decoration, i.e. at import. Here that falls back to a per-user
+  directory under the system temp dir, and if even that cannot be written, to no disk
+  cache, with one ``RuntimeWarning`` saying which and how to fix it.
+- The first kernel that really compiles (not loaded from the cache) in a process says
+  so once on stderr, with the expected time; ``hashmatch warmup`` compiles everything
+  ahead of time (e.g. while building a container image, with ``NUMBA_CACHE_DIR`` set).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+__all__ = ["cache_mode", "kernels", "njit"]
+
+_lock = threading.RLock()
+_cache_mode: str | None = None  # "default", "temp:<dir>" or "none"; decided once
+_announced = False
+
+# Seconds to compile a kernel family from an empty cache on one core of the 2-core AMD
+# EPYC VM (notes/issue-14.md); shown in the "compiling kernels" line, so rounded up.
+_COMPILE_SECONDS = {
+    "hashmatch.hashers._kernels": 6,
+    "hashmatch.hashers._pdq_kernels": 8,
+    "hashmatch.index._kernels": 10,
+    "hashmatch._calibrate_kernels": 3,
+}
+
+
+class _LazyModule:
+    """Imports ``name`` on first attribute access; later accesses hit ``__dict__``."""
+
+    def __init__(self, name: str) -> None:
+        self.__dict__["_lazy_name"] = name
+
+    def __getattr__(self, attr: str) -> Any:
+        module = importlib.import_module(self.__dict__["_lazy_name"])
+        value = getattr(module, attr)
+        if not isinstance(value, ModuleType):  # cache the kernel so the next lookup is plain
+            self.__dict__[attr] = value
+        return value
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self.__dict__['_lazy_name']!r}>"
+
+
+def kernels(name: str) -> Any:
+    """A stand-in for kernel module ``name`` that imports it (and numba) on first use."""
+    return _LazyModule(name)
+
+
+def cache_mode() -> str:
+    """Where this process caches compiled kernels, in words (for ``hashmatch warmup``)."""
+    if _cache_mode == "none":
+        return "none (not cached)"
+    if _cache_mode is not None:
+        return _cache_mode.removeprefix("temp:") + " (temporary fallback)"
+    numba = sys.modules.get("numba")
+    if numba is not None and numba.config.CACHE_DIR:
+        return numba.config.CACHE_DIR
+    return "numba's default (beside the package, else the user cache)"
+
+
+def _temp_cache_dir() -> str | None:
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    path = os.path.join(tempfile.gettempdir(), f"hashmatch-numba-cache-{uid}")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError:
+        return None
+    return path
+
+
+def _fallback(numba: ModuleType, reason: str) -> None:
+    """Called once when numba has no usable cache location: temp dir, else no cache."""
+    global _cache_mode
+    path = _temp_cache_dir()
+    if path is not None:
+        numba.config.CACHE_DIR = path
+        _cache_mode = f"temp:{path}"
+        where = f"caching them in {path}"
+    else:
+        _cache_mode = "none"
+        where = "not caching them (every process compiles on first use)"
+    warnings.warn(
+        f"hashmatch: numba cannot cache compiled kernels here ({reason}); {where}. "
+        "Set NUMBA_CACHE_DIR to a writable directory and run `hashmatch warmup` once to avoid this.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def _announce_compile() -> None:
+    from numba.core import event
+
+    class _FirstCompile(event.Listener):
+        def on_start(self, ev: Any) -> None:
+            global _announced
+            if _announced:
+                return
+            dispatcher = (ev.data or {}).get("dispatcher")
+            module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+            if not module.startswith("hashmatch."):
+                return
+            _announced = True
+            seconds = _COMPILE_SECONDS.get(module, 10)
+            print(f"hashmatch: compiling kernels, first run only, ~{seconds} s", file=sys.stderr, flush=True)
+
+        def on_end(self, ev: Any) -> None:
+            pass
+
+    event.register("numba:compile", _FirstCompile())
+
+
+_numba_ready = False
+
+
+def _numba() -> ModuleType:
+    global _numba_ready
+    import numba
+
+    if not _numba_ready:
+        with _lock:
+            if not _numba_ready:
+                _announce_compile()
+                _numba_ready = True
+    return numba
+
+
+def njit(*, cache: bool = True, nogil: bool = True, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """numba's ``njit`` (same arguments) that never fails for want of a cache location."""
+    numba = _numba()
+    options["nogil"] = nogil
+
+    def decorate(func: Callable[..., Any]) -> Any:
+        with _lock:
+            if cache and _cache_mode != "none":
+                try:
+                    return numba.njit(cache=True, **options)(func)
+                except RuntimeError as exc:
+                    if "no locator available" not in str(exc):
+                        raise
+                    if _cache_mode is None:  # first time: pick the temp dir (or none), retry
+                        _fallback(numba, "no writable cache directory")
+                        return decorate(func)
+            return numba.njit(cache=False, **options)(func)
+
+    return decorate
+
