@@ -28,7 +28,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-__all__ = ["cache_mode", "kernels", "njit"]
+__all__ = ["cache_mode", "kernels", "njit", "target_features", "vector_popcount"]
 
 _lock = threading.RLock()
 _cache_mode: str | None = None  # "default", "temp:<dir>" or "none"; decided once
@@ -166,3 +166,29 @@ def njit(*, cache: bool = True, nogil: bool = True, **options: Any) -> Callable[
 
     return decorate
 
+
+_features: frozenset[str] | None = None
+
+
+def target_features() -> frozenset[str]:
+    """The CPU features numba compiles for in this process (LLVM names, e.g. ``avx2``).
+
+    The host's, unless ``NUMBA_CPU_FEATURES`` names others (as when compiling for
+    another CPU). Read at run time, so one install serves every machine.
+    """
+    global _features
+    if _features is None:
+        numba = _numba()
+        if numba.config.CPU_FEATURES:
+            names = numba.config.CPU_FEATURES.split(",")
+            _features = frozenset(f[1:] for f in names if f.startswith("+"))
+        else:
+            from llvmlite import binding
+
+            _features = frozenset(k for k, on in binding.get_host_cpu_features().items() if on)
+    return _features
+
+
+def vector_popcount() -> bool:
+    """Whether kernels get a one-instruction vector popcount (AVX-512 VPOPCNTDQ)."""
+    return "avx512vpopcntdq" in target_features()
