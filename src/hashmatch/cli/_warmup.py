@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import click
@@ -23,6 +25,14 @@ def warmup_command() -> int:
     from .._calibrate import distance_histogram
 
     start = time.perf_counter()
+    # The index kernels compile in a second process meanwhile (numba compiles one
+    # function at a time per process); both write the same disk cache, then this
+    # process loads the index kernels from it.
+    helper = subprocess.Popen([sys.executable, "-c", "import hashmatch.index as i; i.warmup()"])
+    from ..hashers._api import warmup as warm_hashers
+
+    warm_hashers()
+    helper.wait()
     hashmatch.warmup()
     words = np.random.default_rng(0).integers(0, 2**63, size=(8, 4), dtype=np.uint64)
     for bits in (64, 256):

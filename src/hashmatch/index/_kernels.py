@@ -402,6 +402,15 @@ def mih_tables_parallel(words, starts, lengths, table_offsets_at, copy_words):
     return offsets, entries, table_words
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _least_distance(run, q0):
+    """Least distance of a unit-stride run of 64-bit rows to ``q0`` (branch-free: vectorises)."""
+    least = _NO_DISTANCE
+    for j in range(run.shape[0]):
+        least = min(least, popcount64(run[j] ^ q0))
+    return least
+
+
 @njit(cache=True, nogil=True)
 def _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist, start, cap, cnt):
     # Kept out of line: it runs only for true matches, and inlining it slows the probe loop.
@@ -432,6 +441,10 @@ def _mih_probe_bucket(
     if t == 0:  # rows are in table 0's order
         if words.shape[1] == 1:
             q0 = q[0]
+            # Two passes, as in the flat scan: a vectorised least distance over the
+            # bucket, then the (rare) writing pass.
+            if _least_distance(words.reshape(n)[lo:hi], q0) > rr:
+                return cnt
             for e in range(lo, hi):
                 d = popcount64(words[e, 0] ^ q0)
                 if d <= rr:
@@ -445,6 +458,8 @@ def _mih_probe_bucket(
     base = (t - 1) * n
     if table_words.shape[0] > 0:
         q0 = q[0]
+        if _least_distance(table_words.reshape(table_words.shape[0])[base + lo : base + hi], q0) > rr:
+            return cnt
         for p in range(base + lo, base + hi):
             d = popcount64(table_words[p, 0] ^ q0)
             if d <= rr:
