@@ -28,7 +28,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-__all__ = ["cache_mode", "kernels", "njit", "target_features", "vector_popcount"]
+__all__ = ["cache_mode", "kernels", "njit", "prefetch", "target_features", "vector_popcount"]
 
 _lock = threading.RLock()
 _cache_mode: str | None = None  # "default", "temp:<dir>" or "none"; decided once
@@ -192,3 +192,40 @@ def target_features() -> frozenset[str]:
 def vector_popcount() -> bool:
     """Whether kernels get a one-instruction vector popcount (AVX-512 VPOPCNTDQ)."""
     return "avx512vpopcntdq" in target_features()
+
+
+def _make_prefetch() -> Any:
+    """``prefetch(array, i)``: ask the CPU to fetch ``array[i]``'s cache line (LLVM's
+    ``llvm.prefetch``, read, keep in all levels); numba has no such function. A no-op
+    when the JIT is off. No bounds check: callers pass valid indices."""
+    numba = _numba()
+    if numba.config.DISABLE_JIT:
+        return lambda array, i: None
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def prefetch(typingctx: Any, array: Any, index: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+            builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return numba.types.void(array, index), codegen
+
+    return prefetch
+
+
+def __getattr__(name: str) -> Any:  # ``prefetch`` is built on first use: it needs numba
+    if name == "prefetch":
+        value = _make_prefetch()
+        globals()["prefetch"] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

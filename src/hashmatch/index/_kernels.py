@@ -17,7 +17,7 @@ import numpy as np
 from numba import prange
 from numba.core import config
 
-from .._jit import njit
+from .._jit import njit, prefetch
 
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
@@ -508,6 +508,104 @@ def _mih_chunk(
     return cnt
 
 
+# At 1M rows a query's probed buckets are mostly not cached: runs of word copies
+# (64-bit) or scattered rows (longer hashes). The probes are listed first, then
+# scanned in order while the CPU is told to fetch the buckets a few probes ahead, so
+# several misses overlap instead of one after another.
+_PREFETCH = True
+_MAX_PROBES = 4096  # more probes than this per query: the plain loop (no prefetch)
+_PREFETCH_AHEAD = 4  # probes (measured best of 2, 4, 8 at 1M rows)
+_LINE_WORDS = 8  # uint64 per 64-byte cache line
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_run(words, entries, table_words, n, t, lo, hi):
+    """Prefetch what scanning bucket ``[lo, hi)`` of table ``t`` will read."""
+    nw = words.shape[1]
+    flat = words.reshape(n * nw)
+    if t == 0:  # rows in table 0's order: one run of rows
+        for p in range(lo * nw, hi * nw, _LINE_WORDS):
+            prefetch(flat, p)
+    elif table_words.shape[0] > 0:  # 64-bit: one run of the table's word copies
+        copies = table_words.reshape(table_words.shape[0])
+        base = (t - 1) * n
+        for p in range(base + lo, base + hi, _LINE_WORDS):
+            prefetch(copies, p)
+    else:  # longer rows: each candidate row, wherever it is
+        base = (t - 1) * n
+        for p in range(base + lo, base + hi):
+            prefetch(flat, np.int64(entries[p]) * nw)
+
+
+@njit(cache=True, nogil=True)
+def _mih_chunk_prefetch(
+    words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries, q0, q1, r,
+    out_q, out_pos, out_dist, start, cap,
+):
+    n = words.shape[0]
+    m = starts.shape[0]
+    rr = np.uint64(r)
+    probe_t = np.empty(_MAX_PROBES, dtype=np.int64)
+    probe_b = np.empty(_MAX_PROBES, dtype=np.int64)
+    cnt = 0
+    for qi in range(q0, q1):
+        q = queries[qi]
+        np_ = 0
+        for t in range(m):
+            rt = radii[t]
+            if rt < 0:
+                continue
+            length = lengths[t]
+            key = substring_key(q, starts[t], length)
+            limit = np.int64(1) << length
+            for k in range(rt + 1):
+                mask = (np.int64(1) << k) - 1
+                while mask < limit:
+                    if np_ < _MAX_PROBES:
+                        probe_t[np_] = t
+                        probe_b[np_] = key ^ mask
+                    np_ += 1
+                    if k == 0:
+                        break
+                    low = mask & -mask
+                    ripple = mask + low
+                    mask = (((ripple ^ mask) >> 2) // low) | ripple
+        if np_ > _MAX_PROBES:  # huge radii: the plain loop
+            cnt = _mih_chunk(words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii,
+                             queries, qi, qi + 1, r, out_q, out_pos, out_dist, start + cnt, cap - cnt if cap > cnt else 0) + cnt
+            continue
+        for i in range(min(_PREFETCH_AHEAD, np_)):
+            t = probe_t[i]
+            at = table_offsets_at[t]
+            _prefetch_run(words, entries, table_words, n, t, np.int64(offsets[at + probe_b[i]]),
+                          np.int64(offsets[at + probe_b[i] + 1]))
+        for i in range(np_):
+            ahead = i + _PREFETCH_AHEAD
+            if ahead < np_:
+                ta = probe_t[ahead]
+                at = table_offsets_at[ta]
+                _prefetch_run(words, entries, table_words, n, ta, np.int64(offsets[at + probe_b[ahead]]),
+                              np.int64(offsets[at + probe_b[ahead] + 1]))
+            t = probe_t[i]
+            cnt = _mih_probe_bucket(
+                words, alive, entries, table_words, offsets, table_offsets_at[t], probe_b[i], t, starts, lengths,
+                radii, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt,
+            )
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def _mih_chunk_any(
+    words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries, q0, q1, r,
+    out_q, out_pos, out_dist, start, cap,
+):
+    if _PREFETCH:
+        return _mih_chunk_prefetch(words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii,
+                             queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+    return _mih_chunk(words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii,
+                      queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+
+
 @njit(cache=True, nogil=True)
 def mih_query(
     words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries, bounds, r,
@@ -515,7 +613,7 @@ def mih_query(
 ):
     """Multi-index range query, chunk by chunk, one thread."""
     for c in range(bounds.shape[0] - 1):
-        counts[c] = _mih_chunk(
+        counts[c] = _mih_chunk_any(
             words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries,
             bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap,
         )
@@ -528,7 +626,7 @@ def mih_query_parallel(
 ):
     """:func:`mih_query` with the chunks spread over numba's threads."""
     for c in prange(bounds.shape[0] - 1):
-        counts[c] = _mih_chunk(
+        counts[c] = _mih_chunk_any(
             words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries,
             bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap,
         )
