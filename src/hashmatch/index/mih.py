@@ -46,7 +46,7 @@ _MIN_SUBSTRING_BITS = 4
 _PROBE_NS_LARGE = 100.0
 _PROBE_NS_SMALL = 20.0
 _LARGE_ROWS = 300_000
-_CANDIDATE_NS = {True: 2.0, False: 60.0}
+_CANDIDATE_NS = {True: 2.0, False: 40.0}
 _SCAN_NS_PER_WORD = {True: 0.06, False: 0.3}  # keyed by "has a vector popcount"
 
 
