@@ -96,6 +96,15 @@ _FLAT_BLOCK = 2048  # rows per block: 16 KiB of 64-bit rows, in L1 across the qu
 _NO_DISTANCE = np.uint64(1 << 20)  # above any distance
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _least_distance(run, q0):
+    """Least distance of a unit-stride run of 64-bit rows to ``q0`` (branch-free: vectorises)."""
+    least = _NO_DISTANCE
+    for j in range(run.shape[0]):
+        least = min(least, popcount64(run[j] ^ q0))
+    return least
+
+
 @njit(cache=True, nogil=True)
 def _emit_block(words, alive, b0, b1, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt):
     """Pass 2: the rows of ``[b0, b1)`` within ``rr`` of ``q``, written out."""
@@ -121,11 +130,7 @@ def _flat_chunk_1(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, st
         b1 = min(n, b0 + _FLAT_BLOCK)
         blk = flat[b0:b1]
         for qi in range(q0, q1):
-            qw = queries[qi, 0]
-            least = _NO_DISTANCE
-            for j in range(b1 - b0):
-                least = min(least, popcount64(blk[j] ^ qw))
-            if least <= rr:
+            if _least_distance(blk, queries[qi, 0]) <= rr:
                 cnt = _emit_block(words, alive, b0, b1, queries[qi], qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
     return cnt
 
@@ -400,15 +405,6 @@ def mih_tables_parallel(words, starts, lengths, table_offsets_at, copy_words):
     for t in prange(m):
         _mih_table(words, starts, lengths, table_offsets_at, copy_words, t, entries, table_words, offsets)
     return offsets, entries, table_words
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _least_distance(run, q0):
-    """Least distance of a unit-stride run of 64-bit rows to ``q0`` (branch-free: vectorises)."""
-    least = _NO_DISTANCE
-    for j in range(run.shape[0]):
-        least = min(least, popcount64(run[j] ^ q0))
-    return least
 
 
 @njit(cache=True, nogil=True)
