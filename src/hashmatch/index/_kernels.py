@@ -93,7 +93,9 @@ def substring_key(row, start, length):
 # writes the matches. Indexing slices with a range from 0 lets LLVM drop numba's
 # negative-index wraparound, which otherwise turns the loads into gathers.
 _FLAT_BLOCK = 2048  # rows per block: 16 KiB of 64-bit rows, in L1 across the query chunk
-_NO_DISTANCE = np.uint64(1 << 20)  # above any distance
+# Pass 1 keeps its minimum in 32-bit lanes: AVX2 has an unsigned 32-bit vector min
+# but no 64-bit one (measured 1.5x on the AVX2 build, no change with AVX-512).
+_NO_DISTANCE = np.uint32(1 << 20)  # above any distance
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -101,7 +103,7 @@ def _least_distance(run, q0):
     """Least distance of a unit-stride run of 64-bit rows to ``q0`` (branch-free: vectorises)."""
     least = _NO_DISTANCE
     for j in range(run.shape[0]):
-        least = min(least, popcount64(run[j] ^ q0))
+        least = min(least, np.uint32(popcount64(run[j] ^ q0)))
     return least
 
 
@@ -154,7 +156,7 @@ def _flat_chunk_4(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, st
             for j in range(b1 - b0):
                 d = (popcount64(blk[4 * j] ^ qa) + popcount64(blk[4 * j + 1] ^ qb)
                      + popcount64(blk[4 * j + 2] ^ qc) + popcount64(blk[4 * j + 3] ^ qd))
-                least = min(least, d)
+                least = min(least, np.uint32(d))
             if least <= rr:
                 cnt = _emit_block(words, alive, b0, b1, queries[qi], qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
     return cnt
@@ -180,7 +182,7 @@ def _flat_chunk_n(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, st
                     dist[j] += popcount64(blk[nw * j + k] ^ qk)
             least = _NO_DISTANCE
             for j in range(m):
-                least = min(least, dist[j])
+                least = min(least, np.uint32(dist[j]))
             if least <= rr:
                 cnt = _emit_block(words, alive, b0, b1, queries[qi], qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
     return cnt
@@ -239,7 +241,7 @@ def _blocked_chunk_4(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, o
             for j in range(m):
                 d = (popcount64(w0[j] ^ qa) + popcount64(w1[j] ^ qb)
                      + popcount64(w2[j] ^ qc) + popcount64(w3[j] ^ qd))
-                least = min(least, d)
+                least = min(least, np.uint32(d))
             if least <= rr:
                 cnt = _emit_block(words, alive, b0, b1, queries[qi], qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
     return cnt
@@ -264,7 +266,7 @@ def _blocked_chunk_n(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, o
                     dist[j] += popcount64(wk[j] ^ qk)
             least = _NO_DISTANCE
             for j in range(m):
-                least = min(least, dist[j])
+                least = min(least, np.uint32(dist[j]))
             if least <= rr:
                 cnt = _emit_block(words, alive, b0, b1, queries[qi], qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
     return cnt
