@@ -33,9 +33,9 @@ def main() -> int:
         counts = np.zeros(1, np.int64)
         K.flat_query(words, alive, words[:2], bounds, 3, *out, 32, counts)
         K.flat_query_blocked(K.flat_blocks(words), words, alive, words[:2], bounds, 3, *out, 32, counts)
-    kernels = {"_flat_chunk_1 (64-bit)": K._flat_chunk_1, "_flat_chunk_4 (256-bit, row order)": K._flat_chunk_4,
-               "_flat_chunk_n (other)": K._flat_chunk_n, "_blocked_chunk_4 (256-bit, word-major)": K._blocked_chunk_4,
-               "_blocked_chunk_n (other, word-major)": K._blocked_chunk_n}
+    kernels = {"flat_chunk_1 (64-bit)": K.flat_chunk_1, "flat_chunk_4 (256-bit, row order)": K.flat_chunk_4,
+               "flat_chunk_n (other)": K.flat_chunk_n, "blocked_chunk_4 (256-bit, word-major)": K.blocked_chunk_4,
+               "blocked_chunk_n (other, word-major)": K.blocked_chunk_n}
     for name, fn in kernels.items():
         asm = "\n".join(fn.inspect_asm().values())
         counts_txt = ", ".join(f"{i} {asm.count(i)}" for i in INSTR)

@@ -122,7 +122,7 @@ def _emit_block(words, alive, b0, b1, q, qi, rr, out_q, out_pos, out_dist, start
 
 
 @njit(cache=True, nogil=True)
-def _flat_chunk_1(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+def flat_chunk_1(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
     """64-bit rows."""
     n = words.shape[0]
     flat = words.reshape(n)
@@ -138,7 +138,7 @@ def _flat_chunk_1(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, st
 
 
 @njit(cache=True, nogil=True)
-def _flat_chunk_4(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+def flat_chunk_4(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
     """256-bit rows in row order (stride-4 loads; :func:`flat_query_blocked` avoids them)."""
     n = words.shape[0]
     flat = words.reshape(4 * n)
@@ -163,7 +163,7 @@ def _flat_chunk_4(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, st
 
 
 @njit(cache=True, nogil=True)
-def _flat_chunk_n(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+def flat_chunk_n(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
     """Any other word count: per-word passes into a block of distances, then its minimum."""
     n, nw = words.shape
     flat = words.reshape(n * nw)
@@ -192,10 +192,10 @@ def _flat_chunk_n(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, st
 def _flat_chunk(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
     nw = words.shape[1]
     if nw == 1:
-        return _flat_chunk_1(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+        return flat_chunk_1(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
     if nw == 4:
-        return _flat_chunk_4(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
-    return _flat_chunk_n(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+        return flat_chunk_4(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+    return flat_chunk_n(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
 
 
 # Longer hashes scan a copy regrouped by word: in each block of _WIDE_BLOCK rows,
@@ -220,7 +220,7 @@ def flat_blocks(words):
 
 
 @njit(cache=True, nogil=True)
-def _blocked_chunk_4(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+def blocked_chunk_4(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
     n = words.shape[0]
     rr = np.uint64(r)
     cnt = 0
@@ -248,7 +248,7 @@ def _blocked_chunk_4(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, o
 
 
 @njit(cache=True, nogil=True)
-def _blocked_chunk_n(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+def blocked_chunk_n(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
     n, nw = words.shape
     rr = np.uint64(r)
     dist = np.empty(_WIDE_BLOCK, dtype=np.uint64)
@@ -275,8 +275,8 @@ def _blocked_chunk_n(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, o
 @njit(cache=True, nogil=True)
 def _blocked_chunk(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
     if words.shape[1] == 4:
-        return _blocked_chunk_4(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
-    return _blocked_chunk_n(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+        return blocked_chunk_4(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+    return blocked_chunk_n(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
 
 
 @njit(cache=True, nogil=True)

@@ -27,6 +27,7 @@ from ..errors import IndexArgumentError
 from ..hashes import HashBatch
 from .._jit import kernels, vector_popcount
 from ._base import Index, check_batch, use_parallel
+from .flat import scan
 
 _kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
 
@@ -188,8 +189,7 @@ class MultiIndexHash(Index):
     def _search(self, queries, r, bounds, parallel, out, cap, counts) -> None:  # type: ignore[no-untyped-def]
         if self.scans_at(r):
             # The balls cover the tables: a straight scan of the same rows is cheaper.
-            kernel = _kernels.flat_query_parallel if parallel else _kernels.flat_query
-            kernel(self._words, self._alive, queries, bounds, r, out[0], out[1], out[2], cap, counts)
+            scan(self._words, None, self._alive, queries, r, bounds, parallel, out, cap, counts)
             return
         kernel = _kernels.mih_query_parallel if parallel else _kernels.mih_query
         kernel(
