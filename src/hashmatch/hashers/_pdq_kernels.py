@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from .._jit import njit
+from ._kernels import sorted_copy
 
 @njit(cache=True, nogil=True)
 def luma(rgb, out):  # (h, w, 3) uint8 C-contiguous, (>= h*w,) float32 -> (h, w) view of out
@@ -231,7 +232,7 @@ def dct_16(block, matrix):  # (64, 64) float32, (16, 64) float32 -> (16, 16) flo
 def bits_above_median(coeffs):  # (16, 16) float32 -> (256,) bool, most significant first
     """Bit k = coefficient k > the 128th smallest (Torben's median); bit 255 printed first."""
     flat = coeffs.ravel()
-    median = np.sort(flat)[127]
+    median = sorted_copy(flat)[127]
     out = np.empty(256, dtype=np.bool_)
     for k in range(256):
         out[255 - k] = flat[k] > median
