@@ -118,3 +118,20 @@ def test_compile_notice_is_printed_once_and_only_when_compiling(tmp_path: Path) 
 def test_warmup_command_reports_ready(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["warmup"]) == 0
     assert "kernels ready in" in capsys.readouterr().out
+
+
+def test_temp_cache_refuses_a_folder_others_can_write(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """numba's cache holds pickles: a shared, writable folder would let others run code."""
+    import os
+
+    from hashmatch import _jit
+
+    monkeypatch.setattr(_jit.tempfile, "tempdir", str(tmp_path))
+    shared = tmp_path / f"hashmatch-numba-cache-{os.getuid()}"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    chosen = _jit._temp_cache_dir()
+    assert chosen is not None and Path(chosen) != shared and Path(chosen).parent == tmp_path
+    shared.chmod(0o700)
+    assert _jit._temp_cache_dir() == str(shared)
+

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import stat
 import sys
 import tempfile
 import threading
@@ -80,15 +81,26 @@ def cache_mode() -> str:
 
 
 def _temp_cache_dir() -> str | None:
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    path = os.path.join(tempfile.gettempdir(), f"hashmatch-numba-cache-{uid}")
+    """A per-user cache folder under the temp dir, reused across processes, or None.
+
+    numba's cache files are pickles, so loading them from a folder someone else could
+    write would run their code: the folder must be a real directory owned by this user
+    and writable by no one else. If it is not, a fresh private folder (not reused) is
+    used instead.
+    """
+    base = tempfile.gettempdir()
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
+        if hasattr(os, "getuid"):
+            path = os.path.join(base, f"hashmatch-numba-cache-{os.getuid()}")
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022:
+                with tempfile.TemporaryFile(dir=path):
+                    pass
+                return path
+        return tempfile.mkdtemp(prefix="hashmatch-numba-cache-")
     except OSError:
         return None
-    return path
 
 
 def _fallback(numba: ModuleType, reason: str) -> None:
