@@ -171,7 +171,11 @@ def dihedral_above_median(pixels, basis):
     ambiguous = np.empty(8, dtype=np.bool_)
     for i in range(8):
         b, a = above_median_checked(blocks[i])
-        bits[i] = b
+        # Element copies: numba's array-to-slice assignment compiles its string-building
+        # shape-mismatch error path, about 2 s of every first run.
+        for u in range(k):
+            for v in range(k):
+                bits[i, u, v] = b[u, v]
         ambiguous[i] = a
     return bits, ambiguous
 

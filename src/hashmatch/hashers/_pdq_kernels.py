@@ -163,7 +163,10 @@ def jarosz_64(gray, a, b):  # (h, w) float32 C-contiguous, 2 x (>= h*w,) float32
         _box_axis0(bt, narrow_t, win_rows, every_col)
         picked = np.empty((64, h), dtype=np.float32)
         for s in range(64):
-            picked[s, :] = narrow_t[cols[s], :]
+            # Element copies: numba's slice-to-slice assignment compiles a string-building
+            # error path (about a second of every first run).
+            for x in range(h):
+                picked[s, x] = narrow_t[cols[s], x]
         narrow_t = picked
     else:
         col_slot = np.full(w, -1, dtype=np.int64)
@@ -178,7 +181,8 @@ def jarosz_64(gray, a, b):  # (h, w) float32 C-contiguous, 2 x (>= h*w,) float32
         tall = np.empty((h, 64), dtype=np.float32)
         _box_axis0(narrow, tall, win_cols, every_row)
         for s in range(64):
-            out[s, :] = tall[rows[s], :]
+            for x in range(64):
+                out[s, x] = tall[rows[s], x]
     else:
         row_slot = np.full(h, -1, dtype=np.int64)
         for s in range(64):
