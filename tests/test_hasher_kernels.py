@@ -18,6 +18,7 @@ from hashmatch.hashers._kernels import (
     dihedral_above_median,
     median,
     right_brighter,
+    sorted_copy,
 )
 
 
@@ -93,3 +94,13 @@ def test_dihedral_above_median_equals_hashing_each_turned_image(sizes, seed):
 def test_dihedral_above_median_flags_flat_images():
     _, ambiguous = dihedral_above_median(np.full((32, 32), 77, np.uint8), dct_basis(32, 8))
     assert ambiguous.all()
+
+
+@given(values=st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), max_size=800),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_sorted_copy_matches_sorted(values: list[float], dtype: type) -> None:
+    arr = np.array(values, dtype=dtype)
+    out = sorted_copy(arr)
+    assert out.tolist() == sorted(arr.tolist())
+    assert arr.tolist() == np.array(values, dtype=dtype).tolist()  # the input is left alone
+

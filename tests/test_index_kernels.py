@@ -102,6 +102,59 @@ def test_flat_query_matches_list_scan(rng: np.random.Generator, nw: int, data: s
         assert got == naive_range(words, alive, queries, r)
 
 
+def naive_range_fast(words: np.ndarray, alive: np.ndarray, queries: np.ndarray, r: int) -> list[tuple[int, int, int]]:
+    """:func:`naive_range` with the row values converted once (bigger inputs, same oracle)."""
+    values = [naive_value(w) for w in words]
+    out = []
+    for qi, q in enumerate(queries):
+        qv = naive_value(q)
+        for i, v in enumerate(values):
+            d = (qv ^ v).bit_count()
+            if alive[i] and d <= r:
+                out.append((qi, i, d))
+    return sorted(out)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    nw=st.sampled_from([1, 2, 3, 4, 5]),
+    n=st.sampled_from([0, 1, 7, 1023, 1024, 1025, 2047, 2048, 2049, 2600]),
+    clustered=st.booleans(),
+    r_frac=st.floats(0, 1),
+    blocked=st.booleans(),
+    parallel=st.booleans(),
+)
+def test_flat_kernels_match_list_scan_across_blocks(
+    seed: int, nw: int, n: int, clustered: bool, r_frac: float, blocked: bool, parallel: bool
+) -> None:
+    """Every word-count kernel, row order and word-major, around the block boundaries."""
+    rng = np.random.default_rng(seed)
+    words = (clustered_words(rng, n, nw, flips=8) if clustered
+             else rng.integers(0, 2**64 - 1, size=(n, nw), dtype=np.uint64, endpoint=True))
+    alive = (rng.random(n) > 0.1).astype(np.uint8)
+    picks = words[rng.integers(0, n, 6)] if n else np.zeros((0, nw), np.uint64)
+    queries = np.ascontiguousarray(np.concatenate([picks, clustered_words(rng, 6, nw, flips=8)]))
+    r = int(r_frac * 64 * nw) if r_frac > 0.5 else int(r_frac * 12)
+    if blocked:
+        kernel = _kernels.flat_query_blocked_parallel if parallel else _kernels.flat_query_blocked
+        before = (_kernels.flat_blocks(words), words, alive)
+    else:
+        kernel = _kernels.flat_query_parallel if parallel else _kernels.flat_query
+        before = (words, alive)
+    got, _ = run_chunks(kernel, before, queries, r, 3, max(1, n) * len(queries))
+    assert got == naive_range_fast(words, alive, queries, r)
+
+
+def test_flat_blocks_layout() -> None:
+    words = np.arange(3 * 1030, dtype=np.uint64).reshape(1030, 3)
+    blocks = _kernels.flat_blocks(words)
+    assert blocks.shape == (2 * 3 * 1024,)
+    assert blocks[1024 * 2 + 5] == words[5, 2]
+    assert blocks[(1 * 3 + 1) * 1024 + 3] == words[1027, 1]
+    assert not blocks[(1 * 3 + 2) * 1024 + 6:].any()  # padding
+
+
 def test_flat_query_counts_past_capacity() -> None:
     words = np.zeros((50, 1), np.uint64)
     alive = np.ones(50, np.uint8)
@@ -150,6 +203,20 @@ def test_mih_query_matches_list_scan(seed: int, nw: int, clustered: bool, n: int
     args = (words, alive, tables[0], tables[1], tables[2], tables[3], tables[4], tables[5], tables[6])
     got, _ = run_chunks(_kernels.mih_query, args, queries, r, 2, max(1, 12 * n))
     assert got == naive_range(words, alive, queries, r)
+
+
+@pytest.mark.parametrize("nw", [2, 4])
+def test_mih_query_wide_rows_with_huge_buckets(rng: np.random.Generator, nw: int) -> None:
+    """Thousands of candidates in one bucket of every table, reported once each."""
+    raw = rng.integers(0, 2**64 - 1, size=(9000, nw), dtype=np.uint64, endpoint=True)
+    raw[:8500] = raw[0]  # one bucket of every table holds 8,500 rows
+    raw[8500:8600, 0] ^= np.uint64(1)  # near copies, found through other tables
+    words, tables = naive_mih(raw, raw, 5, 4 * nw)  # 16-bit substrings
+    alive = (rng.random(9000) > 0.05).astype(np.uint8)
+    queries = np.ascontiguousarray(np.concatenate([raw[:1], raw[8500:8502], raw[-3:]]))
+    args = (words, alive, *tables)
+    got, _ = run_chunks(_kernels.mih_query, args, queries, 5, 2, 9000 * len(queries))
+    assert got == naive_range_fast(words, alive, queries, 5)
 
 
 @pytest.mark.parametrize("nw", [1, 4])

@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._calibrate_kernels import pair_histogram, query_pair_histogram
+from ._jit import kernels
 from .errors import CalibrationError, HashmatchError, UsageError
 from .hashers import compute_hashes, get_algorithm
 from .hashes import Hash, HashBatch
 from ._scan._walk import WalkError, walk
+
+_k = kernels("hashmatch._calibrate_kernels")  # numba loads on first use, not at import
 
 __all__ = [
     "Calibration",
@@ -77,7 +79,7 @@ def distance_histogram(
         raise UsageError(f"references must be a HashBatch, got {type(references).__name__}")
     n = len(references)
     if queries is None and query_ok is None:
-        return pair_histogram(_words(references), references.bits)
+        return _k.pair_histogram(_words(references), references.bits)
     ok = np.ones(n, dtype=np.bool_) if query_ok is None else np.asarray(query_ok, dtype=np.bool_)
     if ok.shape != (n,):
         raise UsageError(f"query_ok must have one flag per image ({n}), got shape {ok.shape}")
@@ -90,7 +92,7 @@ def distance_histogram(
         if len(q) != n:
             raise UsageError(f"every query batch must have {n} rows, got {len(q)}")
     stacked = np.ascontiguousarray(np.stack([_words(q) for q in queries], axis=1))
-    return query_pair_histogram(stacked, _words(references), ok, references.bits)
+    return _k.query_pair_histogram(stacked, _words(references), ok, references.bits)
 
 
 def false_positive_rates(histogram: npt.ArrayLike, pairs: int | None = None) -> npt.NDArray[np.float64]:

@@ -9,7 +9,7 @@ histograms out. Naive twins live in ``tests/test_calibrate.py``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from ._jit import njit
 
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)

@@ -17,7 +17,7 @@ import click
 
 from .._version import __version__
 from ..errors import HashmatchError
-from . import _calibrate, _hash, _match, _refs, _rematch, _scan, _serve, _synth
+from . import _calibrate, _hash, _match, _refs, _rematch, _scan, _serve, _synth, _warmup
 from ._options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 
 __all__ = ["group", "main"]
@@ -50,6 +50,7 @@ for _command in (
     _calibrate.calibrate_command,
     _serve.serve_command,
     _rematch.rematch_command,
+    _warmup.warmup_command,
 ):
     group.add_command(_command)
 

@@ -12,7 +12,8 @@ reassociating a sum. Each kernel has a naive twin in ``tests/test_pdq_kernels.py
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from .._jit import njit
+from ._kernels import sorted_copy
 
 @njit(cache=True, nogil=True)
 def luma(rgb, out):  # (h, w, 3) uint8 C-contiguous, (>= h*w,) float32 -> (h, w) view of out
@@ -162,7 +163,10 @@ def jarosz_64(gray, a, b):  # (h, w) float32 C-contiguous, 2 x (>= h*w,) float32
         _box_axis0(bt, narrow_t, win_rows, every_col)
         picked = np.empty((64, h), dtype=np.float32)
         for s in range(64):
-            picked[s, :] = narrow_t[cols[s], :]
+            # Element copies: numba's slice-to-slice assignment compiles a string-building
+            # error path (about a second of every first run).
+            for x in range(h):
+                picked[s, x] = narrow_t[cols[s], x]
         narrow_t = picked
     else:
         col_slot = np.full(w, -1, dtype=np.int64)
@@ -177,7 +181,8 @@ def jarosz_64(gray, a, b):  # (h, w) float32 C-contiguous, 2 x (>= h*w,) float32
         tall = np.empty((h, 64), dtype=np.float32)
         _box_axis0(narrow, tall, win_cols, every_row)
         for s in range(64):
-            out[s, :] = tall[rows[s], :]
+            for x in range(64):
+                out[s, x] = tall[rows[s], x]
     else:
         row_slot = np.full(h, -1, dtype=np.int64)
         for s in range(64):
@@ -231,7 +236,7 @@ def dct_16(block, matrix):  # (64, 64) float32, (16, 64) float32 -> (16, 16) flo
 def bits_above_median(coeffs):  # (16, 16) float32 -> (256,) bool, most significant first
     """Bit k = coefficient k > the 128th smallest (Torben's median); bit 255 printed first."""
     flat = coeffs.ravel()
-    median = np.sort(flat)[127]
+    median = sorted_copy(flat)[127]
     out = np.empty(256, dtype=np.bool_)
     for k in range(256):
         out[255 - k] = flat[k] > median

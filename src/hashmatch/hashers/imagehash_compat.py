@@ -12,14 +12,17 @@ import math
 from functools import lru_cache
 
 import numpy as np
-import pywt  # imagehash's wavelet transform: whash bits identical to imagehash's
 from PIL import Image
 
 from ..errors import UsageError
 from ..hashes import Hash
-from ._kernels import above_mean, above_median, dct_basis, dct_low_above_median, dihedral_above_median, right_brighter
+from .._jit import kernels, lazy_import
 from ._api import hash_image
 from ._registry import DIHEDRAL_NAMES, Algorithm, HashResult, register
+
+_k = kernels("hashmatch.hashers._kernels")  # numba loads on the first hash, not at import
+# imagehash's wavelet transform (whash bits identical to imagehash's), loaded on first use.
+pywt = lazy_import("pywt")
 
 __all__ = ["ahash", "dhash", "phash", "whash"]
 
@@ -50,27 +53,27 @@ def _draft_square(size: int) -> tuple[int, int]:
 def _ahash(image: Image.Image, *, hash_size: int = 8) -> HashResult:
     _check_size("hash_size", hash_size)
     pixels = _reduce(image, hash_size, hash_size)
-    return HashResult(Hash.from_bool_array(above_mean(pixels), algorithm="ahash"))
+    return HashResult(Hash.from_bool_array(_k.above_mean(pixels), algorithm="ahash"))
 
 
 # -- dhash ---------------------------------------------------------------------------
 def _dhash(image: Image.Image, *, hash_size: int = 8) -> HashResult:
     _check_size("hash_size", hash_size)
     pixels = _reduce(image, hash_size + 1, hash_size)
-    return HashResult(Hash.from_bool_array(right_brighter(pixels), algorithm="dhash"))
+    return HashResult(Hash.from_bool_array(_k.right_brighter(pixels), algorithm="dhash"))
 
 
 # -- phash ---------------------------------------------------------------------------
 @lru_cache(maxsize=16)
 def _basis(n: int, k: int) -> np.ndarray:
-    basis = dct_basis(n, k)
+    basis = _k.dct_basis(n, k)
     basis.flags.writeable = False
     return basis
 
 
 def _phash_bits(pixels: np.ndarray, hash_size: int) -> np.ndarray:
     n = pixels.shape[0]
-    bits, ambiguous = dct_low_above_median(pixels, _basis(n, hash_size))
+    bits, ambiguous = _k.dct_low_above_median(pixels, _basis(n, hash_size))
     if ambiguous:
         # imagehash's own computation, for the rare tie at the median. Imported here, not
         # at the top: it adds ~0.17 s to `import hashmatch` (python -X importtime) for a
@@ -117,7 +120,7 @@ def _phash_dihedral(image: Image.Image, *, hash_size: int = 8, highfreq_factor: 
     _check_size("highfreq_factor", highfreq_factor, 1)
     size = hash_size * highfreq_factor
     pixels = _reduce(image, size, size)
-    bits, ambiguous = dihedral_above_median(pixels, _basis(size, hash_size))
+    bits, ambiguous = _k.dihedral_above_median(pixels, _basis(size, hash_size))
     views = _dihedral_views(pixels) if ambiguous.any() else None
     out = []
     for i in range(8):
@@ -155,7 +158,7 @@ def _whash(
         coeffs[0] *= 0
         pixels = pywt.waverec2(coeffs, "haar")
     low = np.ascontiguousarray(pywt.wavedec2(pixels, mode, level=ll_max_level - level)[0])
-    return HashResult(Hash.from_bool_array(above_median(low), algorithm="whash"))
+    return HashResult(Hash.from_bool_array(_k.above_median(low), algorithm="whash"))
 
 
 def _square_bits(hash_size: int = 8, **_: object) -> int:

@@ -32,9 +32,11 @@ from PIL import Image
 from ..errors import ImageError, UnreadableImageError, UsageError
 from ..hashes import Hash
 from .._loading import DRAFT_SCALE_KEY
-from ._pdq_kernels import bits_above_median, dihedral_coeffs, pdq_coeffs, pdq_coeffs_resampled
+from .._jit import kernels
 from ._api import compute_hashes
 from ._registry import Algorithm, HashResult, register
+
+_k = kernels("hashmatch.hashers._pdq_kernels")  # numba loads on the first hash, not at import
 
 __all__ = [
     "DIHEDRAL_METHODS",
@@ -164,18 +166,18 @@ def _coefficients(rgb: np.ndarray, preresize_512: bool, decode_scale: int = 1) -
         row_first, row_weights = _resample_weights(h, decode_scale)
         col_first, col_weights = _resample_weights(w, decode_scale)
         a, _ = _scratch_buffers(h * w)
-        coeffs, quality = pdq_coeffs_resampled(
+        coeffs, quality = _k.pdq_coeffs_resampled(
             rgb, _dct_matrix(), a, row_first, row_weights, col_first, col_weights
         )
     else:
-        coeffs, quality = pdq_coeffs(rgb, _dct_matrix(), *_scratch_buffers(h * w))
+        coeffs, quality = _k.pdq_coeffs(rgb, _dct_matrix(), *_scratch_buffers(h * w))
     return coeffs, int(quality)
 
 
 def _result(coeffs: np.ndarray | None, quality: int) -> HashResult:
     if coeffs is None:
         return HashResult(Hash(0, "pdq", PDQ_BITS), quality)
-    return HashResult(Hash.from_bool_array(bits_above_median(coeffs), algorithm="pdq"), quality)
+    return HashResult(Hash.from_bool_array(_k.bits_above_median(coeffs), algorithm="pdq"), quality)
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -219,7 +221,7 @@ def _dihedral_results(rgb: np.ndarray, preresize_512: bool, scale: int, method: 
     coeffs, quality = _coefficients(rgb, preresize, scale)
     if coeffs is None:
         return tuple(_result(None, quality) for _ in range(8))
-    return tuple(_result(c, quality) for c in dihedral_coeffs(coeffs))
+    return tuple(_result(c, quality) for c in _k.dihedral_coeffs(coeffs))
 
 
 def pdq_dihedral_from_array(

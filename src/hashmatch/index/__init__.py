@@ -80,13 +80,27 @@ def load_index(path: str | os.PathLike[str], *, origin: _format.Origin | None = 
 
 
 def warmup(bits: tuple[int, ...] = (64, 256)) -> None:
-    """Compile (or load from the disk cache) every kernel for the given bit lengths."""
+    """Compile (or load from the disk cache) every kernel for the given bit lengths.
+
+    Queries run from the main thread (numba-parallel kernels) and from a second thread
+    (the serial ones servers use), at radii that probe and that scan.
+    """
+    import threading
+
     rng = np.random.default_rng(0)
     for b in bits:
-        words = rng.integers(0, 2**63, size=(80, b // 64), dtype=np.uint64)
+        words = rng.integers(0, 2**63, size=(4096, b // 64), dtype=np.uint64)
         batch = HashBatch(words, algorithm="warmup", bits=b)
+        queries = HashBatch(words[:64], algorithm="warmup", bits=b)
         for cls in _KINDS.values():
             index = cls.build(batch)
-            index.query(batch, b // 8)
-            index.query(batch, b)
+
+            def run(index: Index = index) -> None:
+                for r in (0, b // 8, b):
+                    index.query(queries, r)
+
+            run()
+            worker = threading.Thread(target=run)
+            worker.start()
+            worker.join()
             index.remove([0])

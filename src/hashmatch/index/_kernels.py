@@ -14,8 +14,10 @@ Each kernel has a naive twin in ``tests/test_index_kernels.py``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 from numba.core import config
+
+from .._jit import njit, prefetch
 
 _M1 = np.uint64(0x5555555555555555)
 _M2 = np.uint64(0x3333333333333333)
@@ -82,55 +84,217 @@ def substring_key(row, start, length):
 
 
 # ---------------------------------------------------------------------------------
-# Flat: blocked brute-force scan
+# Flat: blocked brute-force scan, two passes
 # ---------------------------------------------------------------------------------
-_FLAT_BLOCK = 4096  # reference rows per block: 32 KiB to 128 KiB, stays in L2 across the query chunk
+# Pass 1 takes the least distance of a block of rows to one query: a loop with no
+# data-dependent branch or store, over unit-stride memory, which LLVM vectorises
+# (vpopcntq on AVX-512 VPOPCNTDQ, a vpshufb nibble table on AVX2; checked in the
+# asm, see notes/issue-14.md). Pass 2 runs only for a block that holds a match, and
+# writes the matches. Indexing slices with a range from 0 lets LLVM drop numba's
+# negative-index wraparound, which otherwise turns the loads into gathers.
+_FLAT_BLOCK = 2048  # rows per block: 16 KiB of 64-bit rows, in L1 across the query chunk
+# Pass 1 keeps its minimum in 32-bit lanes: AVX2 has an unsigned 32-bit vector min
+# but no 64-bit one (measured 1.5x on the AVX2 build, no change with AVX-512).
+_NO_DISTANCE = np.uint32(1 << 20)  # above any distance
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _least_distance(run, q0):
+    """Least distance of a unit-stride run of 64-bit rows to ``q0`` (branch-free: vectorises)."""
+    least = _NO_DISTANCE
+    for j in range(run.shape[0]):
+        least = min(least, np.uint32(popcount64(run[j] ^ q0)))
+    return least
 
 
 @njit(cache=True, nogil=True)
-def _flat_chunk(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
-    n, nw = words.shape
+def _emit_block(words, alive, b0, b1, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt):
+    """Pass 2: the rows of ``[b0, b1)`` within ``rr`` of ``q``, written out."""
+    for i in range(b0, b1):
+        d = full_distance(words, i, q)
+        if d <= rr and alive[i]:
+            if cnt < cap:
+                out_q[start + cnt] = qi
+                out_pos[start + cnt] = i
+                out_dist[start + cnt] = np.int32(d)
+            cnt += 1
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def flat_chunk_1(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+    """64-bit rows."""
+    n = words.shape[0]
+    flat = words.reshape(n)
     rr = np.uint64(r)
     cnt = 0
     for b0 in range(0, n, _FLAT_BLOCK):
         b1 = min(n, b0 + _FLAT_BLOCK)
+        blk = flat[b0:b1]
         for qi in range(q0, q1):
-            if nw == 1:
-                qw = queries[qi, 0]
-                for i in range(b0, b1):
-                    d = popcount64(words[i, 0] ^ qw)
-                    if d <= rr and alive[i]:
-                        if cnt < cap:
-                            out_q[start + cnt] = qi
-                            out_pos[start + cnt] = i
-                            out_dist[start + cnt] = np.int32(d)
-                        cnt += 1
-            elif nw == 4:  # PDQ: unrolled, the query in registers
-                qa = queries[qi, 0]
-                qb = queries[qi, 1]
-                qc = queries[qi, 2]
-                qd = queries[qi, 3]
-                for i in range(b0, b1):
-                    d = (popcount64(words[i, 0] ^ qa) + popcount64(words[i, 1] ^ qb)
-                         + popcount64(words[i, 2] ^ qc) + popcount64(words[i, 3] ^ qd))
-                    if d <= rr and alive[i]:
-                        if cnt < cap:
-                            out_q[start + cnt] = qi
-                            out_pos[start + cnt] = i
-                            out_dist[start + cnt] = np.int32(d)
-                        cnt += 1
-            else:
-                q = queries[qi]
-                for i in range(b0, b1):
-                    # No early exit: its unpredictable branch costs more than the popcounts.
-                    d = full_distance(words, i, q)
-                    if d <= rr and alive[i]:
-                        if cnt < cap:
-                            out_q[start + cnt] = qi
-                            out_pos[start + cnt] = i
-                            out_dist[start + cnt] = np.int32(d)
-                        cnt += 1
+            if _least_distance(blk, queries[qi, 0]) <= rr:
+                cnt = _emit_block(words, alive, b0, b1, queries[qi], qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
     return cnt
+
+
+@njit(cache=True, nogil=True)
+def flat_chunk_4(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+    """256-bit rows in row order (stride-4 loads; :func:`flat_query_blocked` avoids them)."""
+    n = words.shape[0]
+    flat = words.reshape(4 * n)
+    rr = np.uint64(r)
+    cnt = 0
+    for b0 in range(0, n, _FLAT_BLOCK):
+        b1 = min(n, b0 + _FLAT_BLOCK)
+        blk = flat[4 * b0 : 4 * b1]
+        for qi in range(q0, q1):
+            qa = queries[qi, 0]
+            qb = queries[qi, 1]
+            qc = queries[qi, 2]
+            qd = queries[qi, 3]
+            least = _NO_DISTANCE
+            for j in range(b1 - b0):
+                d = (popcount64(blk[4 * j] ^ qa) + popcount64(blk[4 * j + 1] ^ qb)
+                     + popcount64(blk[4 * j + 2] ^ qc) + popcount64(blk[4 * j + 3] ^ qd))
+                least = min(least, np.uint32(d))
+            if least <= rr:
+                cnt = _emit_block(words, alive, b0, b1, queries[qi], qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def flat_chunk_n(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+    """Any other word count: per-word passes into a block of distances, then its minimum."""
+    n, nw = words.shape
+    flat = words.reshape(n * nw)
+    rr = np.uint64(r)
+    dist = np.empty(_FLAT_BLOCK, dtype=np.uint64)
+    cnt = 0
+    for b0 in range(0, n, _FLAT_BLOCK):
+        b1 = min(n, b0 + _FLAT_BLOCK)
+        m = b1 - b0
+        blk = flat[nw * b0 : nw * b1]
+        for qi in range(q0, q1):
+            dist[:m] = 0
+            for k in range(nw):
+                qk = queries[qi, k]
+                for j in range(m):
+                    dist[j] += popcount64(blk[nw * j + k] ^ qk)
+            least = _NO_DISTANCE
+            for j in range(m):
+                least = min(least, np.uint32(dist[j]))
+            if least <= rr:
+                cnt = _emit_block(words, alive, b0, b1, queries[qi], qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def _flat_chunk(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+    nw = words.shape[1]
+    if nw == 1:
+        return flat_chunk_1(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+    if nw == 4:
+        return flat_chunk_4(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+    return flat_chunk_n(words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+
+
+# Longer hashes scan a copy regrouped by word: in each block of _WIDE_BLOCK rows,
+# word k of every row is one contiguous run, so pass 1 streams nw unit-stride runs
+# (no stride-nw shuffles; measured 1.7x faster than row order for 256 bits).
+_WIDE_BLOCK = 1024  # 32 KiB per block of 256-bit rows
+
+
+@njit(cache=True, nogil=True)
+def flat_blocks(words):
+    """Word-major copy of ``words``: word k of row ``b * _WIDE_BLOCK + j`` sits at
+    ``(b * nw + k) * _WIDE_BLOCK + j``; the last block is zero-padded."""
+    n, nw = words.shape
+    nb = (n + _WIDE_BLOCK - 1) // _WIDE_BLOCK
+    out = np.zeros(nb * nw * _WIDE_BLOCK, dtype=np.uint64)
+    for i in range(n):
+        b = i // _WIDE_BLOCK
+        j = i - b * _WIDE_BLOCK
+        for k in range(nw):
+            out[(b * nw + k) * _WIDE_BLOCK + j] = words[i, k]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def blocked_chunk_4(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+    n = words.shape[0]
+    rr = np.uint64(r)
+    cnt = 0
+    for b0 in range(0, n, _WIDE_BLOCK):
+        b1 = min(n, b0 + _WIDE_BLOCK)
+        m = b1 - b0
+        base = 4 * b0  # (b0 // _WIDE_BLOCK) * 4 * _WIDE_BLOCK
+        w0 = blocks[base : base + m]
+        w1 = blocks[base + _WIDE_BLOCK : base + _WIDE_BLOCK + m]
+        w2 = blocks[base + 2 * _WIDE_BLOCK : base + 2 * _WIDE_BLOCK + m]
+        w3 = blocks[base + 3 * _WIDE_BLOCK : base + 3 * _WIDE_BLOCK + m]
+        for qi in range(q0, q1):
+            qa = queries[qi, 0]
+            qb = queries[qi, 1]
+            qc = queries[qi, 2]
+            qd = queries[qi, 3]
+            least = _NO_DISTANCE
+            for j in range(m):
+                d = (popcount64(w0[j] ^ qa) + popcount64(w1[j] ^ qb)
+                     + popcount64(w2[j] ^ qc) + popcount64(w3[j] ^ qd))
+                least = min(least, np.uint32(d))
+            if least <= rr:
+                cnt = _emit_block(words, alive, b0, b1, queries[qi], qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def blocked_chunk_n(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+    n, nw = words.shape
+    rr = np.uint64(r)
+    dist = np.empty(_WIDE_BLOCK, dtype=np.uint64)
+    cnt = 0
+    for b0 in range(0, n, _WIDE_BLOCK):
+        b1 = min(n, b0 + _WIDE_BLOCK)
+        m = b1 - b0
+        base = nw * b0
+        for qi in range(q0, q1):
+            dist[:m] = 0
+            for k in range(nw):
+                wk = blocks[base + k * _WIDE_BLOCK : base + k * _WIDE_BLOCK + m]
+                qk = queries[qi, k]
+                for j in range(m):
+                    dist[j] += popcount64(wk[j] ^ qk)
+            least = _NO_DISTANCE
+            for j in range(m):
+                least = min(least, np.uint32(dist[j]))
+            if least <= rr:
+                cnt = _emit_block(words, alive, b0, b1, queries[qi], qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def _blocked_chunk(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
+    if words.shape[1] == 4:
+        return blocked_chunk_4(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+    return blocked_chunk_n(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+
+
+@njit(cache=True, nogil=True)
+def flat_query_blocked(blocks, words, alive, queries, bounds, r, out_q, out_pos, out_dist, cap, counts):
+    """:func:`flat_query` over the word-major copy ``blocks`` (:func:`flat_blocks`) of ``words``."""
+    for c in range(bounds.shape[0] - 1):
+        counts[c] = _blocked_chunk(
+            blocks, words, alive, queries, bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap
+        )
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def flat_query_blocked_parallel(blocks, words, alive, queries, bounds, r, out_q, out_pos, out_dist, cap, counts):
+    """:func:`flat_query_blocked` with the chunks spread over numba's threads."""
+    for c in prange(bounds.shape[0] - 1):
+        counts[c] = _blocked_chunk(
+            blocks, words, alive, queries, bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap
+        )
 
 
 @njit(cache=True, nogil=True)
@@ -275,6 +439,10 @@ def _mih_probe_bucket(
     if t == 0:  # rows are in table 0's order
         if words.shape[1] == 1:
             q0 = q[0]
+            # Two passes, as in the flat scan: a vectorised least distance over the
+            # bucket, then the (rare) writing pass.
+            if _least_distance(words.reshape(n)[lo:hi], q0) > rr:
+                return cnt
             for e in range(lo, hi):
                 d = popcount64(words[e, 0] ^ q0)
                 if d <= rr:
@@ -288,6 +456,8 @@ def _mih_probe_bucket(
     base = (t - 1) * n
     if table_words.shape[0] > 0:
         q0 = q[0]
+        if _least_distance(table_words.reshape(table_words.shape[0])[base + lo : base + hi], q0) > rr:
+            return cnt
         for p in range(base + lo, base + hi):
             d = popcount64(table_words[p, 0] ^ q0)
             if d <= rr:
@@ -336,6 +506,104 @@ def _mih_chunk(
     return cnt
 
 
+# At 1M rows a query's probed buckets are mostly not cached: runs of word copies
+# (64-bit) or scattered rows (longer hashes). The probes are listed first, then
+# scanned in order while the CPU is told to fetch the buckets a few probes ahead, so
+# several misses overlap instead of one after another.
+_PREFETCH = True
+_MAX_PROBES = 4096  # more probes than this per query: the plain loop (no prefetch)
+_PREFETCH_AHEAD = 4  # probes (measured best of 2, 4, 8 at 1M rows)
+_LINE_WORDS = 8  # uint64 per 64-byte cache line
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_run(words, entries, table_words, n, t, lo, hi):
+    """Prefetch what scanning bucket ``[lo, hi)`` of table ``t`` will read."""
+    nw = words.shape[1]
+    flat = words.reshape(n * nw)
+    if t == 0:  # rows in table 0's order: one run of rows
+        for p in range(lo * nw, hi * nw, _LINE_WORDS):
+            prefetch(flat, p)
+    elif table_words.shape[0] > 0:  # 64-bit: one run of the table's word copies
+        copies = table_words.reshape(table_words.shape[0])
+        base = (t - 1) * n
+        for p in range(base + lo, base + hi, _LINE_WORDS):
+            prefetch(copies, p)
+    else:  # longer rows: each candidate row, wherever it is
+        base = (t - 1) * n
+        for p in range(base + lo, base + hi):
+            prefetch(flat, np.int64(entries[p]) * nw)
+
+
+@njit(cache=True, nogil=True)
+def _mih_chunk_prefetch(
+    words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries, q0, q1, r,
+    out_q, out_pos, out_dist, start, cap,
+):
+    n = words.shape[0]
+    m = starts.shape[0]
+    rr = np.uint64(r)
+    probe_t = np.empty(_MAX_PROBES, dtype=np.int64)
+    probe_b = np.empty(_MAX_PROBES, dtype=np.int64)
+    cnt = 0
+    for qi in range(q0, q1):
+        q = queries[qi]
+        np_ = 0
+        for t in range(m):
+            rt = radii[t]
+            if rt < 0:
+                continue
+            length = lengths[t]
+            key = substring_key(q, starts[t], length)
+            limit = np.int64(1) << length
+            for k in range(rt + 1):
+                mask = (np.int64(1) << k) - 1
+                while mask < limit:
+                    if np_ < _MAX_PROBES:
+                        probe_t[np_] = t
+                        probe_b[np_] = key ^ mask
+                    np_ += 1
+                    if k == 0:
+                        break
+                    low = mask & -mask
+                    ripple = mask + low
+                    mask = (((ripple ^ mask) >> 2) // low) | ripple
+        if np_ > _MAX_PROBES:  # huge radii: the plain loop
+            cnt = _mih_chunk(words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii,
+                             queries, qi, qi + 1, r, out_q, out_pos, out_dist, start + cnt, cap - cnt if cap > cnt else 0) + cnt
+            continue
+        for i in range(min(_PREFETCH_AHEAD, np_)):
+            t = probe_t[i]
+            at = table_offsets_at[t]
+            _prefetch_run(words, entries, table_words, n, t, np.int64(offsets[at + probe_b[i]]),
+                          np.int64(offsets[at + probe_b[i] + 1]))
+        for i in range(np_):
+            ahead = i + _PREFETCH_AHEAD
+            if ahead < np_:
+                ta = probe_t[ahead]
+                at = table_offsets_at[ta]
+                _prefetch_run(words, entries, table_words, n, ta, np.int64(offsets[at + probe_b[ahead]]),
+                              np.int64(offsets[at + probe_b[ahead] + 1]))
+            t = probe_t[i]
+            cnt = _mih_probe_bucket(
+                words, alive, entries, table_words, offsets, table_offsets_at[t], probe_b[i], t, starts, lengths,
+                radii, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt,
+            )
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def _mih_chunk_any(
+    words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries, q0, q1, r,
+    out_q, out_pos, out_dist, start, cap,
+):
+    if _PREFETCH:
+        return _mih_chunk_prefetch(words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii,
+                             queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+    return _mih_chunk(words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii,
+                      queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+
+
 @njit(cache=True, nogil=True)
 def mih_query(
     words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries, bounds, r,
@@ -343,7 +611,7 @@ def mih_query(
 ):
     """Multi-index range query, chunk by chunk, one thread."""
     for c in range(bounds.shape[0] - 1):
-        counts[c] = _mih_chunk(
+        counts[c] = _mih_chunk_any(
             words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries,
             bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap,
         )
@@ -356,7 +624,7 @@ def mih_query_parallel(
 ):
     """:func:`mih_query` with the chunks spread over numba's threads."""
     for c in prange(bounds.shape[0] - 1):
-        counts[c] = _mih_chunk(
+        counts[c] = _mih_chunk_any(
             words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii, queries,
             bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap,
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from . import _kernels
+from .._jit import kernels
 from ._base import Index
+
+_kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
 
 __all__ = ["BKTree"]
 

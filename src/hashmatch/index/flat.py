@@ -5,10 +5,45 @@ from __future__ import annotations
 
 
 
-from . import _kernels
+import numpy as np
+import numpy.typing as npt
+
+from .._jit import kernels
 from ._base import Index
 
-__all__ = ["Flat"]
+_kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
+
+__all__ = ["Flat", "scan"]
+
+
+def scan(
+    words: npt.NDArray[np.uint64], blocks: npt.NDArray[np.uint64] | None, alive: npt.NDArray[np.uint8],
+    queries: npt.NDArray[np.uint64], r: int, bounds: npt.NDArray[np.int64], parallel: bool,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray], cap: int, counts: npt.NDArray[np.int64],
+) -> None:
+    """Flat range query of ``queries`` over every row (``blocks``: the word-major copy, or None).
+
+    Serial queries call the one chunk kernel for their word count and layout straight
+    from here, so a first call compiles only that kernel (one numba entry point that
+    dispatched on the word count compiled all five, 2 s more on a first ``match``).
+    """
+    if parallel:
+        if blocks is None:
+            _kernels.flat_query_parallel(words, alive, queries, bounds, r, out[0], out[1], out[2], cap, counts)
+        else:
+            _kernels.flat_query_blocked_parallel(
+                blocks, words, alive, queries, bounds, r, out[0], out[1], out[2], cap, counts
+            )
+        return
+    nw = words.shape[1]
+    for c in range(bounds.shape[0] - 1):
+        q0, q1 = int(bounds[c]), int(bounds[c + 1])
+        if blocks is not None:
+            kernel = _kernels.blocked_chunk_4 if nw == 4 else _kernels.blocked_chunk_n
+            counts[c] = kernel(blocks, words, alive, queries, q0, q1, r, out[0], out[1], out[2], c * cap, cap)
+        else:
+            kernel = {1: _kernels.flat_chunk_1, 4: _kernels.flat_chunk_4}.get(nw, _kernels.flat_chunk_n)
+            counts[c] = kernel(words, alive, queries, q0, q1, r, out[0], out[1], out[2], c * cap, cap)
 
 
 class Flat(Index):
@@ -22,14 +57,17 @@ class Flat(Index):
     def _rebuild(self) -> None:
         if not self._words.flags.writeable:  # one kernel signature for every source of rows
             self._words = self._words.copy()
+        # Hashes longer than 64 bits are scanned from a word-major copy (unit-stride
+        # loads that vectorise); 64-bit rows already are one unit-stride run.
+        self._blocks = _kernels.flat_blocks(self._words) if self.bits > 64 else None
 
     def _search(self, queries, r, bounds, parallel, out, cap, counts) -> None:  # type: ignore[no-untyped-def]
-        kernel = _kernels.flat_query_parallel if parallel else _kernels.flat_query
-        kernel(self._words, self._alive, queries, bounds, r, out[0], out[1], out[2], cap, counts)
+        scan(self._words, self._blocks, self._alive, queries, r, bounds, parallel, out, cap, counts)
 
     @property
     def nbytes(self) -> int:
-        """Bytes held in arrays: rows, ids and the removal marks."""
-        return int(self._words.nbytes + self._ids.nbytes + self._alive.nbytes)
+        """Bytes held in arrays: rows, ids, the removal marks and the word-major copy."""
+        blocks = 0 if self._blocks is None else self._blocks.nbytes
+        return int(self._words.nbytes + self._ids.nbytes + self._alive.nbytes + blocks)
 
 

@@ -25,8 +25,11 @@ import numpy.typing as npt
 
 from ..errors import IndexArgumentError
 from ..hashes import HashBatch
-from . import _kernels
+from .._jit import kernels, vector_popcount
 from ._base import Index, check_batch, use_parallel
+from .flat import scan
+
+_kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
 
 __all__ = ["MultiIndexHash", "default_substrings", "probe_radii"]
 
@@ -37,12 +40,15 @@ _MIN_SUBSTRING_BITS = 4
 # Cost model (nanoseconds per query, fitted to bench_index.py on the benchmark machine):
 # a probe is a cache miss into a table once the tables outgrow the caches (a few 100k
 # rows), a candidate is a popcount on a contiguous copy for 64-bit hashes and a
-# random-access row read for longer ones, and a flat scan costs about 0.3 ns per word.
+# random-access row read for longer ones. The flat scan's vectorised popcount makes
+# its cost depend on the CPU numba compiles for (decided at run time, never at
+# install): about 0.05 ns per word with AVX-512 VPOPCNTDQ, 0.3 ns with AVX2's nibble
+# table (benchmarks/bench_quick.py, both measured on the AMD EPYC of notes/issue-14.md).
 _PROBE_NS_LARGE = 100.0
 _PROBE_NS_SMALL = 20.0
 _LARGE_ROWS = 300_000
 _CANDIDATE_NS = {True: 2.0, False: 40.0}
-_SCAN_NS_PER_WORD = 0.3
+_SCAN_NS_PER_WORD = {True: 0.06, False: 0.3}  # keyed by "has a vector popcount"
 
 
 def expected_cost_ns(bits: int, n: int, m: int, r: int) -> float:
@@ -61,7 +67,7 @@ def expected_cost_ns(bits: int, n: int, m: int, r: int) -> float:
 
 def scan_cost_ns(bits: int, n: int) -> float:
     """Modelled time of one flat-scan query over ``n`` rows."""
-    return n * (bits // 64) * _SCAN_NS_PER_WORD
+    return n * (bits // 64) * _SCAN_NS_PER_WORD[vector_popcount()]
 
 
 def default_substrings(bits: int, n: int, r: int | None = None) -> int:
@@ -183,8 +189,7 @@ class MultiIndexHash(Index):
     def _search(self, queries, r, bounds, parallel, out, cap, counts) -> None:  # type: ignore[no-untyped-def]
         if self.scans_at(r):
             # The balls cover the tables: a straight scan of the same rows is cheaper.
-            kernel = _kernels.flat_query_parallel if parallel else _kernels.flat_query
-            kernel(self._words, self._alive, queries, bounds, r, out[0], out[1], out[2], cap, counts)
+            scan(self._words, None, self._alive, queries, r, bounds, parallel, out, cap, counts)
             return
         kernel = _kernels.mih_query_parallel if parallel else _kernels.mih_query
         kernel(

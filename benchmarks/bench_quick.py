@@ -1,0 +1,236 @@
+"""``make bench-quick``: the issue-14 targets in a few minutes, each ratio printed against its target.
+
+Every ratio is against a peer measured in the same process on the same data, one thread.
+Each line carries the CPU model and its vector features. ``--isa avx2`` recompiles the
+kernels for a Haswell-class CPU (``NUMBA_CPU_NAME=haswell`` with AVX-512 features off,
+in a separate numba cache), so an AVX-512 machine also measures the AVX2 code paths.
+
+Jobs: ``index`` (Flat and the default index against faiss), ``pdq`` (against pdqhash),
+``dihedral`` (index time per PDQ upload with its 8 variants), ``cold`` (import and
+``--version`` time). Results: benchmarks/results/quick-<isa>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import cpu_label, machine, pin_malloc, write_results  # noqa: E402
+
+# AVX-512 features LLVM knows; all turned off for the AVX2 build.
+_NO_AVX512 = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512vpopcntdq", "avx512bitalg",
+              "avx512vbmi", "avx512vbmi2", "avx512vnni", "avx512ifma", "avx512bf16", "avx512vp2intersect")
+HASWELL_FEATURES = ",".join(
+    ["+avx", "+avx2", "+popcnt", "+sse4.2", "+sse4.1", "+ssse3", "+sse3", "+sse2", "+bmi", "+bmi2", "+fma", "+lzcnt",
+     "+movbe", "+f16c", "+cx16", "+cmov", "+fxsr", "+xsave", "+pclmul"] + [f"-{f}" for f in _NO_AVX512]
+)
+
+
+def _line(job: str, ours: float, peer: float, peer_name: str, target: float, unit: str, isa: str,
+          out: list[dict[str, Any]], higher_is_better: bool = True) -> None:
+    ratio = ours / peer if higher_is_better else peer / ours
+    ok = "MET " if ratio >= target else "MISS"
+    print(f"{ok} {job:<44} {ours:>10.4g} {unit} vs {peer_name} {peer:.4g} -> {ratio:6.2f}x "
+          f"(target >= {target}x) [{isa}] {cpu_label()}", flush=True)
+    out.append({"job": job, "hashmatch": ours, "peer": peer_name, "peer_value": peer, "ratio": ratio,
+                "target": target, "met": ratio >= target, "unit": unit, "isa": isa, "cpu": cpu_label()})
+
+
+def _best_qps(fn: Any, *args: Any, nq: int, repeats: int) -> float:
+    fn(*args)
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args)
+        best = max(best, nq / (time.perf_counter() - start))
+    return best
+
+
+def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int) -> None:
+    import faiss
+    import numba
+    import numpy as np
+
+    from bench_index import make_queries, random_words
+    from hashmatch.hashes import HashBatch
+    from hashmatch.index import Flat, MultiIndexHash, build_index
+
+    numba.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(0)
+    for bits, r, nq, targets in ((64, 8, 1000, (5, 30)), (256, 31, 300, (5, 20))):
+        nw = bits // 64
+        refs = random_words(rng, n, nw)
+        queries = make_queries(rng, refs, nq, r)
+        batch = HashBatch(refs, algorithm="bench", bits=bits)
+        qbatch = HashBatch(queries, algorithm="bench", bits=bits)
+        codes = np.ascontiguousarray(refs).view(np.uint8).reshape(n, -1)
+        qcodes = np.ascontiguousarray(queries).view(np.uint8).reshape(nq, -1)
+        fl = faiss.IndexBinaryFlat(bits)
+        fl.add(codes)
+        flat = Flat.build(batch)
+        default = build_index(batch, max_distance=r)  # as the Matcher builds it
+        mih = MultiIndexHash.build(batch)
+        expect = flat.query(qbatch, r)
+        got = default.query(qbatch, r)
+        lims, _, fids = fl.range_search(qcodes, r + 1)
+        exact = (sorted(zip(expect.query_index.tolist(), expect.ids.tolist()))
+                 == sorted(zip(got.query_index.tolist(), got.ids.tolist()))
+                 and len(fids) == len(expect.ids))
+        if not exact:
+            raise SystemExit(f"{bits}-bit r={r}: results differ between Flat, the default index and faiss")
+        rates = {}
+        for rnd in range(repeats):  # peers take turns so load changes hit each alike
+            for name, fn in (("faiss", lambda: fl.range_search(qcodes, r + 1)),
+                             ("flat", lambda: flat.query(qbatch, r)),
+                             ("default", lambda: default.query(qbatch, r)),
+                             ("mih", lambda: mih.query(qbatch, r))):
+                rates[name] = max(rates.get(name, 0.0), _best_qps(fn, nq=nq, repeats=1))
+        label = f"{bits}-bit n={n:,} r={r}"
+        _line(f"Flat {label}", rates["flat"], rates["faiss"], "faiss IndexBinaryFlat", targets[0], "q/s", isa, out)
+        _line(f"default index ({type(default).__name__}) {label}", rates["default"], rates["faiss"],
+              "faiss IndexBinaryFlat", targets[1], "q/s", isa, out)
+        if not isinstance(default, MultiIndexHash):
+            _line(f"MultiIndexHash {label}", rates["mih"], rates["faiss"], "faiss IndexBinaryFlat", targets[1], "q/s",
+                  isa, out)
+        if bits == 256:
+            mh = faiss.IndexBinaryMultiHash(bits, 16, 16)
+            mh.add(codes)
+            for nflip, name in ((0, "faiss MultiHash 16x16 nflip=0 (approx)"), (1, "faiss MultiHash 16x16 nflip=1 (exact)")):
+                mh.nflip = nflip
+                mh_rate = _best_qps(lambda: mh.range_search(qcodes, r + 1), nq=nq, repeats=repeats)
+                _line(f"default index {label}", rates["default"], mh_rate, name, 1.0, "q/s", isa, out)
+        if bits == 64:
+            per_ref = default.nbytes / n
+            print(f"{'MET ' if per_ref <= 40 else 'MISS'} default index memory {label}: {per_ref:.1f} B/ref "
+                  f"(target <= 40) [{isa}] {cpu_label()}", flush=True)
+            out.append({"job": f"memory {label}", "hashmatch": per_ref, "target": 40, "met": per_ref <= 40,
+                        "unit": "B/ref", "isa": isa, "cpu": cpu_label()})
+        del refs, batch, flat, default, mih, fl
+
+
+def job_pdq(isa: str, out: list[dict[str, Any]], count: int, repeats: int) -> None:
+    import numpy as np
+    import pdqhash
+
+    from hashmatch.hashers.pdq import pdq_from_array
+    from hashmatch.testing.synthetic import generate_image
+
+    arrays = [np.asarray(generate_image(i, long_side=1024).convert("RGB").resize((1024, 768))) for i in range(count)]
+    for a in arrays:
+        ours = pdq_from_array(a)
+        bits, quality = pdqhash.compute(a)
+        if ours.hash.to_bits().astype(np.uint8).tolist() != bits.astype(np.uint8).tolist() or ours.quality != quality:
+            raise SystemExit("PDQ differs from pdqhash")
+    rates = {}
+    for _ in range(repeats):
+        for name, fn in (("pdqhash", pdqhash.compute), ("ours", pdq_from_array)):
+            start = time.perf_counter()
+            for a in arrays:
+                fn(a)
+            rates[name] = max(rates.get(name, 0.0), count / (time.perf_counter() - start))
+    _line("PDQ from 1024x768 arrays (bit-exact)", rates["ours"], rates["pdqhash"], "pdqhash.compute", 10, "img/s", isa, out)
+
+
+def job_dihedral(isa: str, out: list[dict[str, Any]], n: int, uploads: int) -> None:
+    """Index time per upload for PDQ with its 8 dihedral variants in one query batch
+    (as ``Matcher.match_hashes`` sends them), at ``n`` references, r=31, one thread."""
+    import numba
+    import numpy as np
+
+    from bench_index import random_words
+    from hashmatch.hashers.pdq import pdq_dihedral_from_array
+    from hashmatch.hashes import HashBatch
+    from hashmatch.index import build_index
+    from hashmatch.testing.synthetic import generate_image
+
+    numba.set_num_threads(1)
+    rng = np.random.default_rng(1)
+    index = build_index(HashBatch(random_words(rng, n, 4), algorithm="pdq", bits=256), max_distance=31)
+    batches = []
+    for i in range(20):
+        variants = pdq_dihedral_from_array(np.asarray(generate_image(100 + i, long_side=256).convert("RGB")))
+        batches.append(HashBatch.from_hashes([v.hash for v in variants], algorithm="pdq", bits=256))
+    index.query(batches[0], 31)
+    wall, cpu = [], []  # CPU time of this thread too: on a shared machine wall p99 is preemption
+    for u in range(uploads):
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        index.query(batches[u % len(batches)], 31)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.thread_time() - start_cpu)
+    wall.sort()
+    cpu.sort()
+    p99 = wall[min(len(wall) - 1, int(0.99 * len(wall)))] * 1e3
+    p50 = wall[len(wall) // 2] * 1e3
+    cpu99 = cpu[min(len(cpu) - 1, int(0.99 * len(cpu)))] * 1e3
+    ok = "MET " if p99 <= 1.0 else "MISS"
+    print(f"{ok} dihedral PDQ, 8 variants per upload, n={n:,} r=31 ({type(index).__name__}): wall p50 {p50:.2f} ms, "
+          f"p99 {p99:.2f} ms; thread CPU p99 {cpu99:.2f} ms (target p99 <= 1 ms) [{isa}] {cpu_label()}", flush=True)
+    out.append({"job": f"dihedral PDQ n={n} r=31 p99 ms", "hashmatch": p99, "p50": p50, "cpu_p99": cpu99,
+                "target": 1.0, "met": p99 <= 1.0, "unit": "ms", "isa": isa, "cpu": cpu_label(),
+                "index": type(index).__name__})
+
+
+def job_cold(isa: str, out: list[dict[str, Any]], repeats: int) -> None:
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for name, cmd in (("import hashmatch", ["-c", "import hashmatch"]), ("hashmatch --version", ["-m", "hashmatch", "--version"])):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, *cmd], env=env, check=True, capture_output=True)
+            times.append(time.perf_counter() - start)
+        times.sort()
+        med = times[len(times) // 2]
+        ok = "MET " if med <= 0.3 else "MISS"
+        print(f"{ok} {name:<44} {med:.3f} s median of {repeats} (target <= 0.3 s) {cpu_label()}", flush=True)
+        out.append({"job": name, "hashmatch": med, "target": 0.3, "met": med <= 0.3, "unit": "s", "cpu": cpu_label()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", default="cold,index,pdq,dihedral")
+    parser.add_argument("--isa", choices=["native", "avx2", "both"], default="both")
+    parser.add_argument("--n", type=int, default=1_000_000, help="references per index case")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pdq-images", type=int, default=40)
+    args = parser.parse_args(argv)
+    pin_malloc()
+    jobs = set(args.jobs.split(","))
+    if args.isa == "both":
+        code = main(["--jobs", args.jobs, "--isa", "native", "--n", str(args.n), "--repeats", str(args.repeats),
+                     "--pdq-images", str(args.pdq_images)])
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL_FEATURES,
+                   "NUMBA_CACHE_DIR": cache}
+            kernel_jobs = ",".join(j for j in args.jobs.split(",") if j != "cold")
+            if kernel_jobs:
+                code |= subprocess.run(
+                    [sys.executable, __file__, "--jobs", kernel_jobs, "--isa", "avx2", "--n", str(args.n),
+                     "--repeats", str(args.repeats), "--pdq-images", str(args.pdq_images)], env=env, check=False,
+                ).returncode
+        return code
+    out: list[dict[str, Any]] = []
+    if "cold" in jobs:
+        job_cold(args.isa, out, 10)
+    if "index" in jobs:
+        job_index(args.isa, out, args.n, args.repeats)
+    if "pdq" in jobs:
+        job_pdq(args.isa, out, args.pdq_images, args.repeats)
+    if "dihedral" in jobs:
+        job_dihedral(args.isa, out, args.n, 200)
+    write_results(f"quick-{args.isa}", {"machine": machine(), "settings": vars(args),
+                                         "numba_cpu": os.environ.get("NUMBA_CPU_NAME", "host"), "rows": out})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

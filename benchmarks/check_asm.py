@@ -1,0 +1,47 @@
+"""Which popcount the index scan kernels compile to on this CPU (or on NUMBA_CPU_NAME's).
+
+Prints, per kernel, how often the vector popcount instructions appear in the generated
+assembly: ``vpopcntq`` (AVX-512 VPOPCNTDQ), ``vpshufb`` (AVX2 nibble-table popcount),
+scalar ``popcnt``, and whether it uses 512-bit (zmm) or 256-bit (ymm) registers.
+Compiles in a throw-away numba cache, because numba cannot inspect cached code.
+    python benchmarks/check_asm.py
+    NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=<see bench_quick.HASWELL_FEATURES> python benchmarks/check_asm.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp()  # a fresh compile, so the asm can be inspected
+
+import numpy as np  # noqa: E402
+
+from hashmatch.index import _kernels as K  # noqa: E402
+
+INSTR = ("vpopcntq", "vpshufb", "popcnt", "zmm", "ymm")
+
+
+def main() -> int:
+    cpu = os.environ.get("NUMBA_CPU_NAME", "host")
+    for nw in (1, 4, 3):
+        words = np.zeros((16, nw), np.uint64)
+        alive = np.ones(16, np.uint8)
+        bounds = np.array([0, 2], np.int64)
+        out = (np.empty(64, np.int64), np.empty(64, np.int64), np.empty(64, np.int32))
+        counts = np.zeros(1, np.int64)
+        K.flat_query(words, alive, words[:2], bounds, 3, *out, 32, counts)
+        K.flat_query_blocked(K.flat_blocks(words), words, alive, words[:2], bounds, 3, *out, 32, counts)
+    kernels = {"flat_chunk_1 (64-bit)": K.flat_chunk_1, "flat_chunk_4 (256-bit, row order)": K.flat_chunk_4,
+               "flat_chunk_n (other)": K.flat_chunk_n, "blocked_chunk_4 (256-bit, word-major)": K.blocked_chunk_4,
+               "blocked_chunk_n (other, word-major)": K.blocked_chunk_n}
+    for name, fn in kernels.items():
+        asm = "\n".join(fn.inspect_asm().values())
+        counts_txt = ", ".join(f"{i} {asm.count(i)}" for i in INSTR)
+        print(f"[{cpu}] {name}: {counts_txt}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The one place that imports numba, decides its disk cache and loads kernel modules.
+
+``import hashmatch`` must stay fast and must work on a read-only install, so:
+
+- Kernel modules (``*_kernels.py``) are imported on first use through :func:`kernels`,
+  which returns a stand-in that imports the real module on its first attribute access.
+  numba itself is imported only then.
+- Kernel modules decorate with this module's :func:`njit` (same arguments as numba's).
+  When numba finds no writable place for its cache (read-only package, no writable
+  HOME, no ``NUMBA_CACHE_DIR``) it would raise "cannot cache function ... no locator
+  available" at decoration, i.e. at import. Here that falls back to a per-user
+  directory under the system temp dir, and if even that cannot be written, to no disk
+  cache, with one ``RuntimeWarning`` saying which and how to fix it.
+- The first kernel that really compiles (not loaded from the cache) in a process says
+  so once on stderr, with the expected time; ``hashmatch warmup`` compiles everything
+  ahead of time (e.g. while building a container image, with ``NUMBA_CACHE_DIR`` set).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import stat
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+__all__ = ["cache_mode", "kernels", "lazy_import", "njit", "prefetch", "target_features", "vector_popcount"]
+
+_lock = threading.RLock()
+_cache_mode: str | None = None  # "default", "temp:<dir>" or "none"; decided once
+_announced = False
+
+# CPU seconds to compile a kernel family's first-call kernels from an empty cache on the
+# AMD EPYC VM of notes/issue-14.md (phash 2.4 s, PDQ 6.9 s, index ~4 s), rounded up;
+# shown in the "compiling kernels" line for the family that compiles first.
+_COMPILE_SECONDS = {
+    "hashmatch.hashers._kernels": 3,
+    "hashmatch.hashers._pdq_kernels": 7,
+    "hashmatch.index._kernels": 5,
+    "hashmatch._calibrate_kernels": 2,
+}
+
+
+class _LazyModule:
+    """Imports ``name`` on first attribute access; later accesses hit ``__dict__``."""
+
+    def __init__(self, name: str) -> None:
+        self.__dict__["_lazy_name"] = name
+
+    def __getattr__(self, attr: str) -> Any:
+        module = importlib.import_module(self.__dict__["_lazy_name"])
+        value = getattr(module, attr)
+        if not isinstance(value, ModuleType):  # cache the kernel so the next lookup is plain
+            self.__dict__[attr] = value
+        return value
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self.__dict__['_lazy_name']!r}>"
+
+
+def kernels(name: str) -> Any:
+    """A stand-in for kernel module ``name`` that imports it (and numba) on first use."""
+    return _LazyModule(name)
+
+
+def lazy_import(name: str) -> Any:
+    """A stand-in for a heavy dependency (PyWavelets, SciPy) that imports it on first
+    use, so ``import hashmatch`` and ``hashmatch --version`` stay fast."""
+    return _LazyModule(name)
+
+
+def cache_mode() -> str:
+    """Where this process caches compiled kernels, in words (for ``hashmatch warmup``)."""
+    if _cache_mode == "none":
+        return "none (not cached)"
+    if _cache_mode is not None:
+        return _cache_mode.removeprefix("temp:") + " (temporary fallback)"
+    numba = sys.modules.get("numba")
+    if numba is not None and numba.config.CACHE_DIR:
+        return numba.config.CACHE_DIR
+    return "numba's default (beside the package, else the user cache)"
+
+
+def _temp_cache_dir() -> str | None:
+    """A per-user cache folder under the temp dir, reused across processes, or None.
+
+    numba's cache files are pickles, so loading them from a folder someone else could
+    write would run their code: the folder must be a real directory owned by this user
+    and writable by no one else. If it is not, a fresh private folder (not reused) is
+    used instead.
+    """
+    base = tempfile.gettempdir()
+    try:
+        if hasattr(os, "getuid"):
+            path = os.path.join(base, f"hashmatch-numba-cache-{os.getuid()}")
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022:
+                with tempfile.TemporaryFile(dir=path):
+                    pass
+                return path
+        return tempfile.mkdtemp(prefix="hashmatch-numba-cache-")
+    except OSError:
+        return None
+
+
+def _fallback(numba: ModuleType, reason: str) -> None:
+    """Called once when numba has no usable cache location: temp dir, else no cache."""
+    global _cache_mode
+    path = _temp_cache_dir()
+    if path is not None:
+        numba.config.CACHE_DIR = path
+        _cache_mode = f"temp:{path}"
+        where = f"caching them in {path}"
+    else:
+        _cache_mode = "none"
+        where = "not caching them (every process compiles on first use)"
+    warnings.warn(
+        f"hashmatch: numba cannot cache compiled kernels here ({reason}); {where}. "
+        "Set NUMBA_CACHE_DIR to a writable directory and run `hashmatch warmup` once to avoid this.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def _announce_compile() -> None:
+    from numba.core import event
+
+    class _FirstCompile(event.Listener):
+        def on_start(self, ev: Any) -> None:
+            global _announced
+            if _announced:
+                return
+            dispatcher = (ev.data or {}).get("dispatcher")
+            module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+            if not module.startswith("hashmatch."):
+                return
+            _announced = True
+            seconds = _COMPILE_SECONDS.get(module, 10)
+            print(f"hashmatch: compiling kernels, first run only, ~{seconds} s", file=sys.stderr, flush=True)
+
+        def on_end(self, ev: Any) -> None:
+            pass
+
+    event.register("numba:compile", _FirstCompile())
+
+
+_numba_ready = False
+
+
+def _numba() -> ModuleType:
+    global _numba_ready
+    import numba
+
+    if not _numba_ready:
+        with _lock:
+            if not _numba_ready:
+                _announce_compile()
+                _numba_ready = True
+    return numba
+
+
+def njit(*, cache: bool = True, nogil: bool = True, **options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """numba's ``njit`` (same arguments) that never fails for want of a cache location."""
+    numba = _numba()
+    options["nogil"] = nogil
+
+    def decorate(func: Callable[..., Any]) -> Any:
+        with _lock:
+            if cache and _cache_mode != "none":
+                try:
+                    return numba.njit(cache=True, **options)(func)
+                except RuntimeError as exc:
+                    if "no locator available" not in str(exc):
+                        raise
+                    if _cache_mode is None:  # first time: pick the temp dir (or none), retry
+                        _fallback(numba, "no writable cache directory")
+                        return decorate(func)
+            return numba.njit(cache=False, **options)(func)
+
+    return decorate
+
+
+_features: frozenset[str] | None = None
+
+
+def target_features() -> frozenset[str]:
+    """The CPU features numba compiles for in this process (LLVM names, e.g. ``avx2``).
+
+    The host's, unless ``NUMBA_CPU_FEATURES`` names others (as when compiling for
+    another CPU). Read at run time, so one install serves every machine.
+    """
+    global _features
+    if _features is None:
+        numba = _numba()
+        if numba.config.CPU_FEATURES:
+            names = numba.config.CPU_FEATURES.split(",")
+            _features = frozenset(f[1:] for f in names if f.startswith("+"))
+        else:
+            from llvmlite import binding
+
+            _features = frozenset(k for k, on in binding.get_host_cpu_features().items() if on)
+    return _features
+
+
+def vector_popcount() -> bool:
+    """Whether kernels get a one-instruction vector popcount (AVX-512 VPOPCNTDQ)."""
+    return "avx512vpopcntdq" in target_features()
+
+
+def _make_prefetch() -> Any:
+    """``prefetch(array, i)``: ask the CPU to fetch ``array[i]``'s cache line (LLVM's
+    ``llvm.prefetch``, read, keep in all levels); numba has no such function. A no-op
+    when the JIT is off. No bounds check: callers pass valid indices."""
+    numba = _numba()
+    if numba.config.DISABLE_JIT:
+        return lambda array, i: None
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def prefetch(typingctx: Any, array: Any, index: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+            builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return numba.types.void(array, index), codegen
+
+    return prefetch
+
+
+def __getattr__(name: str) -> Any:  # ``prefetch`` is built on first use: it needs numba
+    if name == "prefetch":
+        value = _make_prefetch()
+        globals()["prefetch"] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,43 @@
+"""``hashmatch warmup``: compile every numba kernel now, e.g. while building a container image."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import click
+
+
+@click.command("warmup")
+def warmup_command() -> int:
+    """Compile (or load from numba's disk cache) every kernel, so no later command waits for it.
+
+    Compiled kernels go to numba's cache: next to the installed package, or to
+    NUMBA_CACHE_DIR when set. For a read-only install, set NUMBA_CACHE_DIR to a
+    directory the serving user can read, run this once there, and keep it set.
+    """
+    import numpy as np
+
+    import hashmatch
+
+    from .. import _jit
+    from .._calibrate import distance_histogram
+
+    start = time.perf_counter()
+    # The index kernels compile in a second process meanwhile (numba compiles one
+    # function at a time per process); both write the same disk cache, then this
+    # process loads the index kernels from it.
+    helper = subprocess.Popen([sys.executable, "-c", "import hashmatch.index as i; i.warmup()"])
+    from ..hashers._api import warmup as warm_hashers
+
+    warm_hashers()
+    helper.wait()
+    hashmatch.warmup()
+    words = np.random.default_rng(0).integers(0, 2**63, size=(8, 4), dtype=np.uint64)
+    for bits in (64, 256):
+        batch = hashmatch.HashBatch(np.ascontiguousarray(words[:, : bits // 64]), algorithm="warmup", bits=bits)
+        distance_histogram(batch)
+        distance_histogram(batch, [batch, batch])
+    click.echo(f"kernels ready in {time.perf_counter() - start:.1f} s (numba cache: {_jit.cache_mode()})")
+    return 0
