@@ -370,3 +370,19 @@ def test_scan_dask_cluster_agrees_with_in_process(tree):
     assert on_dask == serial
 
 
+
+
+def test_scan_reads_through_the_loaders_one_path(tree):
+    """A file swapped for a FIFO after listing is refused, not waited on (the loader's
+    non-blocking open and fstat); a file over the limit is never read."""
+    root, images = tree
+    run = hashmatch.scan(root, StandInMatcher({}), workers=0)
+    assert run.list_files() == 11
+    images[2].unlink()
+    os.mkfifo(images[2])
+    results = by_path(run)
+    assert results[str(images[2])].error_kind == "not_regular"
+    assert results[str(images[2])].error == "not a regular file"
+    small = ImageLimits(max_file_bytes=10)
+    (big,) = list(hashmatch.scan(images[0], StandInMatcher({}, limits=small), workers=0))
+    assert big.error_kind == "too_large" and big.error.startswith("file is ") and big.sha256 is None

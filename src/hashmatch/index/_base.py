@@ -235,6 +235,13 @@ class Index:
     def __len__(self) -> int:
         return int(self._words.shape[0] - self._n_dead)
 
+    def entries(self) -> tuple[HashBatch, npt.NDArray[np.int64]]:
+        """The hashes this index answers with and their ids (copies; removed rows left out),
+        e.g. to build another kind of index over the same rows."""
+        live = self._alive.astype(bool)
+        words = np.ascontiguousarray(self._words[live])
+        return HashBatch(words, algorithm=self.algorithm, bits=self.bits), self._ids[live].copy()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={len(self)}, algorithm={self.algorithm!r}, bits={self.bits})"
 
