@@ -338,7 +338,6 @@ def main(argv: list[str] | None = None) -> int:
     add_record_option(parser)
     args = parser.parse_args(argv)
     pin_malloc()
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "134217728")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -202,6 +202,20 @@ def _too_long(line: int) -> RejectedRow:
     return RejectedRow(line, f"line is over {MAX_LINE} characters")
 
 
+def _content_lines(lines: Iterable[tuple[int, str | None]]) -> Iterator[tuple[int, str | RejectedRow | SkippedLine]]:
+    """Each line of a one-line-per-entry list, stripped, or already judged: too long
+    (rejected), blank or a ``#`` comment (skipped)."""
+    for line, text in lines:
+        if text is None:
+            yield line, _too_long(line)
+            continue
+        stripped = text.strip()
+        if not stripped or stripped.startswith("#"):
+            yield line, SkippedLine(line, "comment" if stripped else "blank")
+            continue
+        yield line, stripped
+
+
 def _split_row(text: str, delimiter: str) -> list[str] | str:
     """The cells of one line, or why it is not a well-formed row."""
     try:
@@ -280,14 +294,11 @@ def _read_hex(
 ) -> Iterator[ParsedRow | RejectedRow | SkippedLine]:
     if algorithm is None:
         raise HashListError("a plain hex list needs the algorithm (its hashes do not say)")
-    for line, text in lines:
-        if text is None:
-            yield _too_long(line)
+    for line, item in _content_lines(lines):
+        if not isinstance(item, str):
+            yield item
             continue
-        stripped = text.strip()
-        if not stripped or stripped.startswith("#"):
-            yield SkippedLine(line, "comment" if stripped else "blank")
-            continue
+        stripped = item
         token, _, rest = _split_first(stripped)
         parsed = _parse_hash(token, algorithm)
         if isinstance(parsed, str):
@@ -308,14 +319,11 @@ def _read_pdq(
 ) -> Iterator[ParsedRow | RejectedRow | SkippedLine]:
     if algorithm not in (None, "pdq"):
         raise HashListError(f"a ThreatExchange PDQ list holds pdq hashes, not {_shown(algorithm)}")
-    for line, text in lines:
-        if text is None:
-            yield _too_long(line)
+    for line, item in _content_lines(lines):
+        if not isinstance(item, str):
+            yield item
             continue
-        stripped = text.strip()
-        if not stripped or stripped.startswith("#"):
-            yield SkippedLine(line, "comment" if stripped else "blank")
-            continue
+        stripped = item
         match = _PDQ_LINE.match(stripped)
         if match is None:
             token = _split_first(stripped.removeprefix("hash="))[0]
