@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -77,8 +78,6 @@ def chunk_bounds(nq: int, parallel: bool) -> npt.NDArray[np.int64]:
     """Query chunks: a few per thread so uneven queries still balance."""
     if not parallel:
         return np.array([0, nq], dtype=np.int64)
-    import numba
-
     nchunks = max(1, min(nq, 4 * numba.get_num_threads()))
     return np.linspace(0, nq, nchunks + 1).astype(np.int64)
 
@@ -87,8 +86,6 @@ def use_parallel(nq: int) -> bool:
     # numba's default threading layer must not be entered from two threads at once, so
     # parallel kernels run only from the main thread; other threads get the serial
     # kernels, which release the GIL and so run side by side.
-    import numba
-
     return (
         nq >= _PARALLEL_MIN_QUERIES
         and numba.get_num_threads() > 1
