@@ -236,6 +236,11 @@ def test_scan_missing_root_is_a_result(tmp_path):
     assert result.error_kind == "missing"
 
 
+def test_scan_root_with_a_nul_is_a_result_not_a_crash(tmp_path):
+    (result,) = list(hashmatch.scan(str(tmp_path / "a\0b.jpg"), StandInMatcher({}), workers=0))
+    assert (result.error_kind, result.error) == ("os_error", "a path cannot contain a NUL character")
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_scan_resume_after_partial_report_holds_every_file_once(tree, tmp_path, fmt):
     root, images = tree
