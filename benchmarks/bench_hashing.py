@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cold_start, machine, pin_malloc, rates_interleaved, table, write_results  # noqa: E402
+from _common import add_record_option, cold_start, machine, pin_malloc, rates_interleaved, table, write_results  # noqa: E402
 
 
 def _images(count: int, seed: int, size: tuple[int, int]) -> list[Path]:
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--size", default="1024x768")
     parser.add_argument("--repeats", type=int, default=3)
+    add_record_option(parser)
     args = parser.parse_args(argv)
     pin_malloc()
 
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
     path = write_results(
         "hashing",
-        {
+        record=args.record,
+        payload={
             "machine": machine(),
             "settings": {"count": len(files), "size": args.size, "seed": args.seed, "jpeg_quality": 90, "repeats": r},
             "from_files": files_rates,

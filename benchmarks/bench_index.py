@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MMAP_THRESHOLD, machine, pin_malloc, table, write_results  # noqa: E402
+from _common import MMAP_THRESHOLD, add_record_option, machine, pin_malloc, table, write_results  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 RADII = {64: [4, 8, 12], 256: [31]}
@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pybktree", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="index", help="results file: benchmarks/results/<name>.json")
+    add_record_option(parser)
     args = parser.parse_args(argv)
     pin_malloc()
 
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows, HEADER))
     print(f"\nnumba cold start (fresh process, kernels from the disk cache): import {startup['import_s']:.2f} s, "
           f"first build+query {startup['first_build_and_query_s']:.3f} s, warm {startup['warm_build_and_query_s']:.3f} s")
-    path = write_results(args.name, {
+    path = write_results(args.name, record=args.record, payload={
         "machine": machine(),
         "settings": {**vars(args), "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD),
                      "numba_threads": args.threads, "faiss_threads": args.threads},

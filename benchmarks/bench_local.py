@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, pin_malloc, table  # noqa: E402
+from _common import add_record_option, machine, pin_malloc, results_dir, table  # noqa: E402
 
 PERMISSIVE = dict(min_inliers=4, min_coverage=0.0, min_inlier_ratio=0.0)
 INLIER_GRID = (6, 8, 10, 12, 14, 16, 20, 25, 30, 40)
@@ -155,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lookups", type=int, default=None, help="upload descriptors looked up (default: LocalIndex's)")
     ap.add_argument("--latency-only", action="store_true", help="only the latency and memory part")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, help="folder for local.{json,md} (default: see --record)")
+    add_record_option(ap)
     args = ap.parse_args(argv)
+    args.out = args.out or results_dir(args.record)
     if args.quick:
         args.refs, args.positives, args.negatives, args.latency_refs, args.latency_uploads = 60, 4, 20, [2000], 10
 

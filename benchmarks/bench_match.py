@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, pin_malloc, table, write_results  # noqa: E402
+from _common import add_record_option, machine, pin_malloc, table, write_results  # noqa: E402
 
 
 def _pct(samples: list[float], q: float) -> float:
@@ -72,7 +72,7 @@ def _cpu(samples: list[float]) -> dict[str, float]:
 
 def _random_entries(rng: np.random.Generator, n: int, algorithm: str, bits: int, chunk: int = 200_000):
     from hashmatch.hashes import Hash
-    from hashmatch._store import NewEntry
+    from hashmatch import NewEntry
 
     nbytes = bits // 8
     for start in range(0, n, chunk):
@@ -93,7 +93,7 @@ def latency(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from hashmatch import ALGORITHMS, Matcher, ReferenceStore, compute_hashes
     from hashmatch.hashes import HashBatch
     from hashmatch.index import Flat
-    from hashmatch._match import DEFAULT_THRESHOLDS
+    from hashmatch import DEFAULT_THRESHOLDS
 
     algorithms = [a for a in ("phash", "pdq") if a in ALGORITHMS]
     upload = _jpeg(args.seed)
@@ -167,11 +167,7 @@ _FLAT: dict[int, Any] = {}
 def _flat_cache(index: Any, flat_cls: Any) -> Any:
     key = id(index)
     if key not in _FLAT:
-        from hashmatch.hashes import HashBatch
-
-        _FLAT[key] = flat_cls.build(
-            HashBatch(index._words, algorithm=index.algorithm, bits=index.bits), index._ids
-        )
+        _FLAT[key] = flat_cls.build(*index.entries())
     return _FLAT[key]
 
 
@@ -339,9 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument("--import-rows", type=int, default=0, help="also time importing a PDQ list of this many rows")
     parser.add_argument("--output", default="match", help="results file name in benchmarks/results/ (no .json)")
+    add_record_option(parser)
     args = parser.parse_args(argv)
     pin_malloc()
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "134217728")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -357,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             result["import"] = import_rate(args, workdir)
         if args.big:
             result["big_load"] = big_load(args, workdir)
-    out = write_results(args.output, result)
+    out = write_results(args.output, result, record=args.record)
     print(f"\nwrote {out}")
     return 0
 

@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import MMAP_THRESHOLD, cold_start, machine, pin_malloc, table, write_results  # noqa: E402
+from _common import MMAP_THRESHOLD, add_record_option, cold_start, machine, pin_malloc, table, write_results  # noqa: E402
 
 DRAFT_SIDES = (384, 192, 96)  # draft_min_side values: 1/2, 1/4, 1/8 scale for 1024x768
 TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "pdq" / "images"
@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--sizes", default="1024x768", help="comma-separated WxH")
     parser.add_argument("--rounds", type=int, default=5)
+    add_record_option(parser)
     args = parser.parse_args(argv)
     pin_malloc()
 
@@ -235,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
 
     path = write_results(
         "pdq",
-        {
+        record=args.record,
+        payload={
             "machine": machine(),
             "settings": {
                 "count": args.count,

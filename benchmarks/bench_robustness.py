@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, pin_malloc, table  # noqa: E402
+from _common import add_record_option, machine, pin_malloc, results_dir, table  # noqa: E402
 
 OURS = ("ahash", "dhash", "phash", "whash", "pdq")
 BITS = {"ahash": 64, "dhash": 64, "phash": 64, "whash": 64, "pdq": 256}
@@ -321,10 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 120 negatives, 3 positives, no real-photo check")
     parser.add_argument("--data", type=Path, default=DATA, help="where the synthetic originals are cached")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for robustness.{json,md,png}")
+    parser.add_argument("--out", type=Path, help="folder for robustness.{json,md,png} (default: see --record)")
     parser.add_argument("--render", type=Path, default=None, metavar="JSON",
                         help="only re-render robustness.md and the plots from a results JSON")
+    add_record_option(parser)
     args = parser.parse_args(argv)
+    args.out = args.out or results_dir(args.record)
     if args.render is not None:
         payload = _compact(json.loads(args.render.read_text()))
         args.out.mkdir(parents=True, exist_ok=True)

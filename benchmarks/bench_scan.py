@@ -44,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import MMAP_THRESHOLD, machine, pin_malloc, table, write_results  # noqa: E402
+from _common import MMAP_THRESHOLD, add_record_option, machine, pin_malloc, table, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve()
 ALGORITHMS = ("phash",)
@@ -56,7 +56,6 @@ ALGORITHMS = ("phash",)
 def _peer_limit(folder: str, workers: int) -> dict[str, float]:
     import multiprocessing
 
-    from hashmatch._scan import _pin_malloc
     from hashmatch.hashers._api import _draft_request
     from hashmatch.hashers._registry import get_algorithm
 
@@ -65,7 +64,7 @@ def _peer_limit(folder: str, workers: int) -> dict[str, float]:
     # Forked, as hashmatch.scan does from a single-threaded process: the workers are this
     # process's children, so their CPU time is counted.
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers, initializer=_pin_malloc) as pool:
+    with ctx.Pool(workers, initializer=pin_malloc) as pool:
         pool.map(_decode_reduced, [(paths[0], draft)] * workers * 2)  # started and warm
         start = time.perf_counter()
         for _ in pool.imap_unordered(_decode_reduced, [(p, draft) for p in paths], chunksize=16):
@@ -77,11 +76,9 @@ def _peer_limit(folder: str, workers: int) -> dict[str, float]:
 def _peer_hash_limit(folder: str, workers: int) -> dict[str, float]:
     import multiprocessing
 
-    from hashmatch._scan import _pin_malloc
-
     paths = sorted(str(p) for p in Path(folder).rglob("*.jpg"))
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers, initializer=_pin_malloc) as pool:
+    with ctx.Pool(workers, initializer=pin_malloc) as pool:
         pool.map(_hash_only, [paths[0]] * workers * 2)  # started and warm
         start = time.perf_counter()
         for _ in pool.imap_unordered(_hash_only, paths, chunksize=16):
@@ -108,7 +105,7 @@ def _decode_reduced(item: tuple[str, tuple[str, tuple[int, int]]]) -> tuple[int,
 
 def _peer_scan(folder: str, store: str, workers: int, *, dihedral: bool = True, pinned: bool = True, dask: str | None = None) -> dict[str, float]:
     import hashmatch
-    from hashmatch._match import Matcher
+    from hashmatch import Matcher
 
     start = time.perf_counter()
     matcher = Matcher.from_store(store, algorithms=ALGORITHMS, dihedral=dihedral)
@@ -164,9 +161,7 @@ def _peer_full_decode(folder: str) -> dict[str, float]:
     import resource
 
     if os.environ.get("BENCH_MALLOC_MODE") == "pin":
-        from hashmatch._scan import _pin_malloc
-
-        _pin_malloc()
+        pin_malloc()
     import hashmatch
 
     paths = sorted(Path(folder).rglob("*.jpg"))[:150]
@@ -307,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--report", help=argparse.SUPPRESS)
+    add_record_option(parser)
     args = parser.parse_args(argv)
     if args.peer:
         _peer_main(args)
@@ -398,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         ["allocator (full 1024x768 decode + phash)", "CPU ms/file", "minor faults/file"],
     ))
     facts["load_average_at_end"] = os.getloadavg()
-    path = write_results(args.name, {
+    path = write_results(args.name, record=args.record, payload={
         "machine": facts,
         "settings": {
             "count": args.count, "seed": args.seed, "size": args.size, "workers": args.workers,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, table, write_results  # noqa: E402
+from _common import add_record_option, machine, table, write_results  # noqa: E402
 
 from hashmatch._store import NewEntry, ReferenceStore  # noqa: E402
 from hashmatch.hashes import Hash  # noqa: E402
@@ -81,12 +81,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[200_000])
     parser.add_argument("--seed", type=int, default=0)
+    add_record_option(parser)
     args = parser.parse_args()
     results = [row for n in args.sizes for row in run(n, args.seed)]
     for row in results:
         print(table([[k, v] for k, v in row.items()], ["field", "value"]))
         print()
-    print("written", write_results("store_checks", {"machine": machine(), "results": results}))
+    print("written", write_results("store_checks", {"machine": machine(), "results": results}, record=args.record))
 
 
 if __name__ == "__main__":

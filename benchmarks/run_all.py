@@ -1,7 +1,7 @@
 """Run every benchmark with the settings behind the README's figures (``make bench``).
 
 Each script pins the allocator, states the machine and writes its JSON to
-benchmarks/results/. On a 2-core machine the whole set takes well over an hour,
+benchmarks/scratch/, or with ``--record`` to benchmarks/results/ (the recorded figures). On a 2-core machine the whole set takes well over an hour,
 most of it in bench_robustness (hashing ~13,000 images) and bench_match's 10M-row store.
 ``--only NAME[,NAME]`` runs a subset.
 """
@@ -29,6 +29,7 @@ RUNS: dict[str, list[str]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(RUNS), help="comma-separated subset of: " + ", ".join(RUNS))
+    parser.add_argument("--record", action="store_true", help="replace the recorded figures in benchmarks/results/")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in RUNS]
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
     failed = []
     for name in names:
-        cmd = [sys.executable, str(HERE / f"bench_{name}.py"), *RUNS[name]]
+        cmd = [sys.executable, str(HERE / f"bench_{name}.py"), *RUNS[name], *(["--record"] if args.record else [])]
         print(f"\n=== {' '.join(cmd)}", flush=True)
         if subprocess.run(cmd).returncode != 0:
             failed.append(name)

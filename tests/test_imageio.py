@@ -75,10 +75,9 @@ def test_file_size_limit_applies_to_paths_bytes_and_streams(tmp_path, rng):
 
 
 def test_limits_reject_nonsense_values():
-    with pytest.raises(ValueError):
-        ImageLimits(max_pixels=0)
-    with pytest.raises(ValueError):
-        ImageLimits(max_file_bytes=-5)
+    for bad in ({"max_pixels": 0}, {"max_file_bytes": -5}, {"max_side": True}, {"max_pixels": 1.5}):
+        with pytest.raises(hashmatch.errors.UsageError, match="positive integer"):
+            ImageLimits(**bad)
 
 
 def test_missing_file_and_directory_are_unreadable(tmp_path):

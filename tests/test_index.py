@@ -174,6 +174,19 @@ def test_removed_ids_never_return_and_compaction_reclaims(rng: np.random.Generat
     assert idx.remove(70) == 1  # a scalar id
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_entries_are_the_live_rows_and_rebuild_the_same_index(rng: np.random.Generator, kind: type) -> None:
+    words = rng.integers(0, 2**63, size=(50, 1), dtype=np.uint64)
+    ids = np.arange(1000, 1050, dtype=np.int64)
+    idx = kind.build(make_batch(words), ids)
+    idx.remove(ids[:5])  # tombstoned, not compacted
+    batch, got_ids = idx.entries()
+    assert sorted(zip(got_ids.tolist(), [h.value for h in batch])) == sorted(zip(ids[5:].tolist(), words[5:, 0].tolist()))
+    queries = make_batch(words[::7])
+    again = Flat.build(batch, got_ids)
+    assert again.query(queries, 20).ids.tolist() == idx.query(queries, 20).ids.tolist()
+
+
 def test_mih_rows_and_tables_shrink_after_compaction(rng: np.random.Generator) -> None:
     words = rng.integers(0, 2**63, size=(1000, 1), dtype=np.uint64)
     idx = MultiIndexHash.build(make_batch(words))

@@ -217,6 +217,29 @@ def test_matcher_finds_a_30_percent_crop_only_through_the_local_stage(tmp_path: 
         assert matcher.match(photos[4]) == []
 
 
+def test_cli_match_text_line_shows_the_local_stage_and_its_evidence(
+    tmp_path: Path, photos: list[Image.Image], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, entry = _store_with_image(tmp_path / "refs.db", photos[3])
+    store.close()
+    upload = tmp_path / "crop.png"
+    crop(photos[3], fraction=0.3, x=1.0, y=0.0).save(upload)
+    assert main(["match", str(upload), "--store", str(tmp_path / "refs.db")]) == 1
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{upload}: match entry={entry} list=L label=cat id=ref.png orb distance=")
+    fields = dict(f.split("=", 1) for f in line.split(" stage=")[1].split()[1:])
+    assert line.split(" stage=")[1].split()[0] == "local"
+    left, top, right, bottom = (float(v) for v in fields["crop"].split(","))
+    assert left == pytest.approx(144, abs=3) and right == pytest.approx(480, abs=3)
+    assert int(fields["inliers"]) >= VerificationRule().min_inliers
+    assert abs(float(fields["rotation"])) < 1.0 and float(fields["scale"]) == pytest.approx(1.0, abs=0.02)
+    # A global match keeps its short line.
+    original = tmp_path / "original.png"
+    photos[3].save(original)
+    assert main(["match", str(original), "--store", str(tmp_path / "refs.db")]) == 1
+    assert all("stage=" not in line for line in capsys.readouterr().out.splitlines())
+
+
 def test_hash_only_lists_have_no_local_stage(tmp_path: Path, photos: list[Image.Image]) -> None:
     with ReferenceStore(tmp_path / "refs.db") as store:
         store.add("L", compute_hashes(photos[0], ["phash"])["phash"][0].hash)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import hashmatch._match as match_module
+import hashmatch._refindex as refindex_module
 from hashmatch import Match, Matcher, ReferenceStore, compute_hashes
 from hashmatch.errors import IncompatibleHashError, InvalidHashError, StoreError, UnreadableImageError
 from hashmatch.hashers import DIHEDRAL_NAMES, HashResult
@@ -254,8 +254,8 @@ def test_matcher_snapshot_is_reused_while_store_unchanged(tmp_path: Path, rng: n
 
 def test_matcher_rebuilds_snapshot_when_delta_grows(tmp_path: Path, rng: np.random.Generator,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(match_module, "_DELTA_MIN", 2)
-    monkeypatch.setattr(match_module, "_DELTA_FRACTION", 0.0)
+    monkeypatch.setattr(refindex_module, "DELTA_MIN", 2)
+    monkeypatch.setattr(refindex_module, "DELTA_FRACTION", 0.0)
     hashes = [_random_hash(rng) for _ in range(10)]
     store, ids = _store_with(tmp_path, hashes[:5])
     with store:

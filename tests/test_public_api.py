@@ -15,7 +15,7 @@ def test_top_level_all_is_pinned():
             "HashmatchError", "ImageError", "ImageLimits", "ImageTooLargeError", "Match", "Matcher",
             "NewEntry", "QuerySpec", "ReferenceStore", "ScanResult", "ScanRun", "ScanSummary", "StoreError",
             "UnknownAlgorithmError", "UnreadableImageError", "UsageError", "__version__", "add_images",
-            "compute_hashes", "compute_query_hashes", "hash_image", "hash_images", "scan", "warmup",
+            "compute_hashes", "compute_query_hashes", "hash_image", "hash_images", "scan", "trim_borders", "warmup",
         ]
     )
     for name in hashmatch.__all__:

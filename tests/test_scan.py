@@ -236,6 +236,11 @@ def test_scan_missing_root_is_a_result(tmp_path):
     assert result.error_kind == "missing"
 
 
+def test_scan_root_with_a_nul_is_a_result_not_a_crash(tmp_path):
+    (result,) = list(hashmatch.scan(str(tmp_path / "a\0b.jpg"), StandInMatcher({}), workers=0))
+    assert (result.error_kind, result.error) == ("os_error", "a path cannot contain a NUL character")
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_scan_resume_after_partial_report_holds_every_file_once(tree, tmp_path, fmt):
     root, images = tree
@@ -370,3 +375,19 @@ def test_scan_dask_cluster_agrees_with_in_process(tree):
     assert on_dask == serial
 
 
+
+
+def test_scan_reads_through_the_loaders_one_path(tree):
+    """A file swapped for a FIFO after listing is refused, not waited on (the loader's
+    non-blocking open and fstat); a file over the limit is never read."""
+    root, images = tree
+    run = hashmatch.scan(root, StandInMatcher({}), workers=0)
+    assert run.list_files() == 11
+    images[2].unlink()
+    os.mkfifo(images[2])
+    results = by_path(run)
+    assert results[str(images[2])].error_kind == "not_regular"
+    assert results[str(images[2])].error == "not a regular file"
+    small = ImageLimits(max_file_bytes=10)
+    (big,) = list(hashmatch.scan(images[0], StandInMatcher({}, limits=small), workers=0))
+    assert big.error_kind == "too_large" and big.error.startswith("file is ") and big.sha256 is None

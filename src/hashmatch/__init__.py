@@ -9,7 +9,7 @@ it are private.
 
 from __future__ import annotations
 
-from ._loading import ImageLimits
+from ._loading import ImageLimits, trim_borders
 from ._match import DEFAULT_THRESHOLDS, Match, Matcher
 from ._references import AddResult, add_images
 from ._query import QuerySpec
@@ -73,5 +73,6 @@ __all__ = [
     "hash_image",
     "hash_images",
     "scan",
+    "trim_borders",
     "warmup",
 ]

@@ -11,22 +11,7 @@ from __future__ import annotations
 import numpy as np
 from ._jit import njit
 
-_M1 = np.uint64(0x5555555555555555)
-_M2 = np.uint64(0x3333333333333333)
-_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _popcount64(x):
-    # SWAR popcount. Bytes are summed by shifts, not by the usual multiply, whose
-    # intended overflow numpy warns about when NUMBA_DISABLE_JIT runs this as Python.
-    x = x - ((x >> np.uint64(1)) & _M1)
-    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
-    x = (x + (x >> np.uint64(4))) & _M4
-    x = x + (x >> np.uint64(8))
-    x = x + (x >> np.uint64(16))
-    x = x + (x >> np.uint64(32))
-    return x & np.uint64(0x7F)
+from .index._kernels import popcount64  # the one popcount, with its twin for NUMBA_DISABLE_JIT
 
 
 @njit(cache=True, nogil=True)
@@ -41,7 +26,7 @@ def pair_histogram(words, bits):
         for j in range(i + 1, n):
             d = np.uint64(0)
             for k in range(w):
-                d += _popcount64(words[i, k] ^ words[j, k])
+                d += popcount64(words[i, k] ^ words[j, k])
             hist[d] += 1
     return hist
 
@@ -67,7 +52,7 @@ def query_pair_histogram(queries, refs, query_ok, bits):
             for a in range(v):
                 d = np.uint64(0)
                 for k in range(w):
-                    d += _popcount64(queries[i, a, k] ^ refs[j, k])
+                    d += popcount64(queries[i, a, k] ^ refs[j, k])
                 if d < best:
                     best = d
             hist[best] += 1
@@ -98,14 +83,14 @@ def joint_query_pair_histogram(queries_a, refs_a, bits_a, query_ok_a, queries_b,
                 for a in range(va):
                     d = np.uint64(0)
                     for k in range(wa):
-                        d += _popcount64(queries_a[i, a, k] ^ refs_a[j, k])
+                        d += popcount64(queries_a[i, a, k] ^ refs_a[j, k])
                     if d < best_a:
                         best_a = d
             best_b = np.uint64(bits_b)
             for b in range(vb):
                 d = np.uint64(0)
                 for k in range(wb):
-                    d += _popcount64(queries_b[i, b, k] ^ refs_b[j, k])
+                    d += popcount64(queries_b[i, b, k] ^ refs_b[j, k])
                 if d < best_b:
                     best_b = d
             hist[best_a, best_b] += 1

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import IO, TextIO
 
 from ._csv import FORMULA_STARTS, CsvWriter
-from .errors import HashListError, UnknownAlgorithmError, looks_like_hash
+from .errors import HashListError, InvalidHashError, UnknownAlgorithmError, looks_like_hash
 from .hashes import DEFAULT_BITS, Hash, default_bits
 
 __all__ = [
@@ -59,7 +59,6 @@ FORMATS = ("csv", "tsv", "hex", "pdq")
 """Hash-list formats by name; ``auto`` detection picks one of these."""
 
 _PDQ_LINE = re.compile(r"^\s*(?:hash=)?([0-9a-fA-F]{64})\s*,\s*(?:quality=)?(\d{1,3})\s*(?:,(.*))?$")
-_HEX = re.compile(r"[0-9a-fA-F]+")
 _FORMULA_START = FORMULA_STARTS  # the writer's rule (hashmatch._csv), undone on reading
 MAX_LINE = 1 << 16
 """Longest line read (characters); a longer one is rejected, not read into memory."""
@@ -109,20 +108,19 @@ def _parse_hash(text: str, algorithm: str) -> Hash | str:
         bits = expected_bits(algorithm)
     except UnknownAlgorithmError:
         return f"unknown algorithm {_shown(algorithm)}"
-    digits = text.strip()
-    if digits[:2].lower() == "0x":
-        digits = digits[2:]
-    if not digits:
+    if not text.strip():
         return "empty hash"
-    if _HEX.fullmatch(digits) is None:
+    try:
+        parsed = Hash.from_hex(text, algorithm=algorithm)  # four bits per digit, as written
+    except InvalidHashError:
         return "hash is not hexadecimal"
     width = (bits + 3) // 4
-    if len(digits) != width:
-        return f"wrong length for {algorithm}: {len(digits)} hex digits, expected {width}"
-    value = int(digits, 16)
-    if value >> bits:
+    if parsed.bits != 4 * width:
+        # The CLI's import hint reads this wording ("64-digit hashes are pdq").
+        return f"wrong length for {algorithm}: {parsed.bits // 4} hex digits, expected {width}"
+    if parsed.value >> bits:
         return f"hash does not fit in {bits} bits"
-    return Hash(value, algorithm, bits)
+    return parsed if parsed.bits == bits else Hash(parsed.value, algorithm, bits)
 
 
 def _parse_quality(text: str | None) -> int | None | str:
@@ -204,6 +202,20 @@ def _too_long(line: int) -> RejectedRow:
     return RejectedRow(line, f"line is over {MAX_LINE} characters")
 
 
+def _content_lines(lines: Iterable[tuple[int, str | None]]) -> Iterator[tuple[int, str | RejectedRow | SkippedLine]]:
+    """Each line of a one-line-per-entry list, stripped, or already judged: too long
+    (rejected), blank or a ``#`` comment (skipped)."""
+    for line, text in lines:
+        if text is None:
+            yield line, _too_long(line)
+            continue
+        stripped = text.strip()
+        if not stripped or stripped.startswith("#"):
+            yield line, SkippedLine(line, "comment" if stripped else "blank")
+            continue
+        yield line, stripped
+
+
 def _split_row(text: str, delimiter: str) -> list[str] | str:
     """The cells of one line, or why it is not a well-formed row."""
     try:
@@ -282,14 +294,11 @@ def _read_hex(
 ) -> Iterator[ParsedRow | RejectedRow | SkippedLine]:
     if algorithm is None:
         raise HashListError("a plain hex list needs the algorithm (its hashes do not say)")
-    for line, text in lines:
-        if text is None:
-            yield _too_long(line)
+    for line, item in _content_lines(lines):
+        if not isinstance(item, str):
+            yield item
             continue
-        stripped = text.strip()
-        if not stripped or stripped.startswith("#"):
-            yield SkippedLine(line, "comment" if stripped else "blank")
-            continue
+        stripped = item
         token, _, rest = _split_first(stripped)
         parsed = _parse_hash(token, algorithm)
         if isinstance(parsed, str):
@@ -310,14 +319,11 @@ def _read_pdq(
 ) -> Iterator[ParsedRow | RejectedRow | SkippedLine]:
     if algorithm not in (None, "pdq"):
         raise HashListError(f"a ThreatExchange PDQ list holds pdq hashes, not {_shown(algorithm)}")
-    for line, text in lines:
-        if text is None:
-            yield _too_long(line)
+    for line, item in _content_lines(lines):
+        if not isinstance(item, str):
+            yield item
             continue
-        stripped = text.strip()
-        if not stripped or stripped.startswith("#"):
-            yield SkippedLine(line, "comment" if stripped else "blank")
-            continue
+        stripped = item
         match = _PDQ_LINE.match(stripped)
         if match is None:
             token = _split_first(stripped.removeprefix("hash="))[0]

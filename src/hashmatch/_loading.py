@@ -77,7 +77,7 @@ class ImageLimits:
         for name in ("max_pixels", "max_file_bytes", "max_side"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise UsageError(f"{name} must be a positive integer, got {value!r}")
 
 
 DEFAULT_LIMITS = ImageLimits()
@@ -96,21 +96,27 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
     open descriptor (no race with a swap after a ``stat``); reads stop at
     ``max_bytes + 1`` whatever size the file claims. Raises
     :class:`~hashmatch.errors.UnreadableImageError` for anything that is not a regular
-    file or cannot be read, :class:`~hashmatch.errors.ImageTooLargeError` over the limit.
+    file or cannot be read (chained to the ``OSError`` when there was one),
+    :class:`~hashmatch.errors.ImageTooLargeError` over the limit.
     """
+    return read_regular_file_stat(path, max_bytes)[0]
+
+
+def read_regular_file_stat(path: str | os.PathLike[str], max_bytes: int) -> tuple[bytes, os.stat_result]:
+    """:func:`read_regular_file`, with the ``fstat`` of the file read (what a scan reports)."""
     try:
         name = os.fspath(path)
     except TypeError as exc:
         raise UnreadableImageError(f"not a path: {exc}") from None
-    shown = _printable(name)
+    shown = printable_path(name)
     if ("\0" if isinstance(name, str) else b"\0") in name:  # type: ignore[operator]
         raise UnreadableImageError(f"{shown}: a path cannot contain a NUL character")
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise UnreadableImageError(f"{shown}: cannot read file: {exc.strerror or exc}") from None
+        raise UnreadableImageError(f"{shown}: cannot read file: {exc.strerror or exc}") from exc
     except (ValueError, TypeError) as exc:  # e.g. an unencodable name
-        raise UnreadableImageError(f"{shown}: cannot open: {exc}") from None
+        raise UnreadableImageError(f"{shown}: cannot open: {exc}") from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -128,16 +134,16 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
                 chunks.append(f.read(min(want - got, 1 << 20)))
                 got += len(chunks[-1])
     except OSError as exc:
-        raise UnreadableImageError(f"{shown}: cannot read file: {exc.strerror or exc}") from None
+        raise UnreadableImageError(f"{shown}: cannot read file: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
     data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) > max_bytes:
         raise ImageTooLargeError(f"{shown}: file is over the limit of {max_bytes} bytes")
-    return data
+    return data, st
 
 
-def _printable(name: str | bytes) -> str:
+def printable_path(name: str | bytes) -> str:
     """A path as it can be shown in one line of a message (invalid UTF-8 escaped)."""
     if isinstance(name, bytes):
         name = os.fsdecode(name)
@@ -149,7 +155,7 @@ def _read_source(source: ImageInput, limits: ImageLimits) -> tuple[IO[bytes], st
     """Return a binary stream over the encoded image, with the file-size limit checked."""
     if isinstance(source, (str, os.PathLike)):
         data = read_regular_file(source, limits.max_file_bytes)
-        return io.BytesIO(data), _printable(os.fspath(source))
+        return io.BytesIO(data), printable_path(os.fspath(source))
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) > limits.max_file_bytes:
             raise ImageTooLargeError(

@@ -1,4 +1,4 @@
-"""Matching uploads against reference lists: :class:`Matcher` and :class:`Match`.
+"""Matching uploads against reference lists: the :class:`Matcher` (results are :class:`Match` records).
 
 A Matcher holds one exact Hamming index per algorithm and a threshold for each
 (a reference matches when its distance is at most the threshold). It answers
@@ -7,17 +7,10 @@ its :class:`~hashmatch.QuerySpec`: ``match(image)`` is ``match_views(spec.hash(i
 and :func:`hashmatch.scan` matches its workers' hashes the same way.
 
 Changes to a store reach a running Matcher through :meth:`Matcher.refresh`: it
-builds the new indexes aside and then replaces one reference, so a query in flight
-finishes on the state it started with and no query ever fails or sees half an
-update. To keep refreshes cheap, each algorithm's state is a *base* index (loaded
-from a snapshot file cached beside the store) plus a small *delta* index of entries
-added since, minus the ids retracted since; when the delta grows past a fraction of
-the base, the base is rebuilt and a new snapshot written.
-
-(Over 400 lines on purpose, for now: one class with one lock and one published state,
-whose construction, refresh, snapshot cache and matching all read that state. The
-snapshot cache is the seam to split out next, once the snapshot-binding work of
-issue 10 has landed here, so the two changes do not collide.)
+builds the new indexes aside (:mod:`hashmatch._refindex`: a base from a snapshot,
+:mod:`hashmatch._snapshots`, plus a delta) and then replaces one reference, so a
+query in flight finishes on the state it started with and no query ever fails or
+sees half an update.
 """
 
 from __future__ import annotations
@@ -25,110 +18,37 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
-import secrets
-import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from .errors import (
-    FileFormatError,
-    HashmatchError,
-    IncompatibleHashError,
-    InvalidHashError,
-    StoreError,
-    UsageError,
-)
-from .hashers import ALGORITHMS, HashResult
-from .hashes import Hash, HashBatch, default_bits
-from .index import Index, Origin, build_index, load_index
-from .local import LocalIndex, rereadable
-from .local import available as local_available
-from .local._opencv import opencv as require_opencv
-from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
-from ._query import DEFAULT_THRESHOLDS, HashesInput, QuerySpec, View, default_threshold, normalise_view, orientation_name
-from ._store import ReferenceStore
+from .errors import HashmatchError, UsageError
+from .hashers import ALGORITHMS
 from .hashers.pdq import PDQ_MIN_QUALITY
+from .hashes import Hash, HashBatch, default_bits
+from .index import Index
+from .local import LocalIndex, rereadable
+from ._local_stage import check_local_mode, local_index, local_matches
+from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
+from ._matches import Match
+from ._query import DEFAULT_THRESHOLDS, HashesInput, QuerySpec, View, default_threshold, normalise_view, orientation_name
+from ._refindex import Found, References, group_by_algorithm
+from ._snapshots import SnapshotCache
+from ._store import ReferenceStore
 
 __all__ = ["DEFAULT_THRESHOLDS", "Match", "Matcher", "default_threshold"]
 
 _log = logging.getLogger(__name__)
 
-SNAPSHOT_SUFFIX = ".hmidx"
-# The delta index is rebuilt on every refresh, so fold it into a new base (and a new
-# snapshot) once it is this large relative to the base, or this many entries.
-_DELTA_FRACTION = 0.05
-_DELTA_MIN = 20_000
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """One reference entry that an image matched.
-
-    ``orientation`` names the dihedral variant of the upload that matched
-    (``"rot90"``, ``"flipx"``, …) or is None for the image as it is. The hash of the
-    reference is deliberately not part of a Match: reports must not spread it.
-
-    ``stage`` says which stage found it: ``"global"`` (a whole-image hash within its
-    threshold) or ``"local"`` (keypoints verified geometrically, see
-    :mod:`hashmatch.local`; ``algorithm`` is then ``"orb"`` and ``distance`` the median
-    descriptor distance of the inliers). A local match carries its evidence:
-    ``inliers``, ``coverage`` (share of the reference's area spanned by the inliers),
-    ``scale`` (upload pixels per reference pixel), ``rotation`` (degrees,
-    counter-clockwise) and ``crop_box`` (the part of the reference the upload shows,
-    in reference pixels: left, top, right, bottom).
-    """
-
-    entry_id: int
-    list_name: str | None
-    label: str | None
-    external_id: str | None
-    algorithm: str
-    distance: int
-    orientation: str | None = None
-    stage: str = "global"
-    inliers: int | None = None
-    coverage: float | None = None
-    scale: float | None = None
-    rotation: float | None = None
-    crop_box: tuple[float, float, float, float] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every field; the local-stage evidence only for local matches."""
-        out = asdict(self)
-        if self.stage == "global":
-            for name in ("inliers", "coverage", "scale", "rotation", "crop_box"):
-                del out[name]
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class _AlgorithmState:
-    """What answers one algorithm's queries; never changed once published."""
-
-    bits: int
-    threshold: int
-    base: Index | None
-    base_generation: int
-    delta: Index | None
-    removed: npt.NDArray[np.int64]  # sorted ids retracted since the base
-
-    @property
-    def size(self) -> int:
-        n = (len(self.base) if self.base is not None else 0) + (len(self.delta) if self.delta is not None else 0)
-        return n - int(self.removed.size)
-
-
 @dataclass(frozen=True, slots=True)
 class _State:
     generation: int
-    indexes: Mapping[str, _AlgorithmState]
+    indexes: Mapping[str, References]
     local: LocalIndex | None = None  # when the local stage is on
 
 
@@ -172,7 +92,7 @@ class Matcher:
         fast: bool,
         limits: ImageLimits,
         trim_borders: bool,
-        snapshot_dir: str | os.PathLike[str] | None,
+        snapshots: SnapshotCache | None,
         allowed: Iterable[str] = (),
         local: str = "off",
     ) -> None:
@@ -194,12 +114,11 @@ class Matcher:
                 if name not in allowed:
                     default_bits(name)  # UnknownAlgorithmError, with a "did you mean"
         self._spec.check_names(allowed)
-        self._snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
+        self._snapshots = snapshots
         self._owns_store = False
         self._refresh_lock = threading.Lock()
-        self._told_readonly = False
         self._state = _State(-1, {})
-        self._local_mode = _check_local_mode(local)
+        self._local_mode = check_local_mode(local)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -232,7 +151,6 @@ class Matcher:
         owns_store = not isinstance(store, ReferenceStore)
         if owns_store:
             store = ReferenceStore(store, create=False, readonly=readonly)
-        snapshot_dir = store.path + ".snapshots" if cache_snapshots else None
         matcher = cls(
             _store=store,
             _metadata=None,
@@ -244,7 +162,7 @@ class Matcher:
             fast=fast,
             limits=limits,
             trim_borders=trim_borders,
-            snapshot_dir=snapshot_dir,
+            snapshots=SnapshotCache(store) if cache_snapshots else None,
             local=local,
         )
         matcher._owns_store = owns_store
@@ -284,22 +202,7 @@ class Matcher:
         ``ids`` (default 0, 1, 2, …) become the ``entry_id`` of matches; ``labels``,
         ``external_ids`` and ``list_name`` are reported with them.
         """
-        # Group row numbers by algorithm (and bit length, which must agree within one).
-        batches: dict[str, tuple[HashBatch, npt.NDArray[np.intp]]] = {}
-        if isinstance(hashes, HashBatch):
-            n = len(hashes)
-            batches[hashes.algorithm] = (hashes, np.arange(n))
-        else:
-            items = list(hashes)
-            n = len(items)
-            rows_of: dict[str, list[int]] = {}
-            for i, h in enumerate(items):
-                if not isinstance(h, Hash):
-                    raise InvalidHashError(f"item {i} is a {type(h).__name__}, not a Hash")
-                rows_of.setdefault(h.algorithm, []).append(i)
-            for name, rows in rows_of.items():
-                batch = HashBatch.from_hashes([items[i] for i in rows])  # raises on mixed lengths
-                batches[name] = (batch, np.asarray(rows))
+        n, batches = group_by_algorithm(hashes)
         id_array = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids)
         if id_array.shape != (n,) or (n and not np.issubdtype(id_array.dtype, np.integer)):
             raise UsageError(f"ids must be {n} integers, got shape {id_array.shape} of {id_array.dtype}")
@@ -328,7 +231,7 @@ class Matcher:
             fast=fast,
             limits=limits,
             trim_borders=trim_borders,
-            snapshot_dir=None,
+            snapshots=None,
             allowed=tuple(batches),
         )
         wanted = matcher._fixed_algorithms
@@ -337,8 +240,7 @@ class Matcher:
             if wanted is not None and name not in wanted:
                 continue
             threshold = matcher._spec.threshold(name, batch.bits)
-            base = _build(batch, id_array[rows], threshold)
-            indexes[name] = _AlgorithmState(batch.bits, threshold, base, 0, None, np.zeros(0, np.int64))
+            indexes[name] = References.in_memory(batch, id_array[rows], threshold)
         matcher._state = _State(0, MappingProxyType(indexes))
         return matcher
 
@@ -428,98 +330,17 @@ class Matcher:
                 # Every algorithm with references; one without a registered hasher
                 # (PDQ lists before the PDQ hasher) still serves match_hashes.
                 names = tuple(store.algorithms())
-            indexes: dict[str, _AlgorithmState] = {}
+            indexes: dict[str, References] = {}
             for name in names:
-                indexes[name] = self._refreshed(name, old.indexes.get(name), store)
+                bits = default_bits(name)
+                threshold = self._spec.threshold(name, bits)
+                indexes[name] = References.from_store(name, bits, threshold, store, old.indexes.get(name), self._snapshots)
             # The generation read first: changes made while we read are taken in again
             # by the next refresh, which is harmless (deltas are relative to the base).
-            local = _local_index(self._local_mode, store)
+            local = local_index(self._local_mode, store)
             self._state = _State(generation, MappingProxyType(indexes), local)  # one atomic swap
             _log.debug("matcher refreshed to generation %d: %d references", generation, len(self))
             return True
-
-    def _refreshed(self, name: str, current: _AlgorithmState | None, store: ReferenceStore) -> _AlgorithmState:
-        bits = default_bits(name)
-        threshold = self._spec.threshold(name, bits)
-        base, base_gen = (current.base, current.base_generation) if current is not None else (None, -1)
-        if current is None:
-            base, base_gen = self._load_snapshot(name, bits, store)
-        if base_gen >= 0:
-            added, added_ids, removed, generation = store.read_changes(name, base_gen)
-            base_size = len(base) if base is not None else 0
-            if len(added) + removed.size <= max(_DELTA_MIN, _DELTA_FRACTION * base_size):
-                delta = _build(added, added_ids, threshold) if len(added) else None
-                return _AlgorithmState(bits, threshold, base, base_gen, delta, np.sort(removed))
-        batch, ids, generation = store.read_active(name)
-        base = _build(batch, ids, threshold) if len(batch) else None
-        self._save_snapshot(name, base, generation, store)
-        return _AlgorithmState(bits, threshold, base, generation, None, np.zeros(0, np.int64))
-
-    # -- snapshots --------------------------------------------------------------------
-    # A snapshot file is named <algorithm>-<store id>-<generation>-<token>.hmidx; it is
-    # used only while the store records that token for that generation.
-    def _snapshots(self, name: str, store: ReferenceStore) -> list[tuple[int, str, Path]]:
-        if self._snapshot_dir is None or not self._snapshot_dir.is_dir():
-            return []
-        pattern = re.compile(
-            re.escape(f"{name}-{store.store_id}-") + r"(\d+)-([0-9a-f]{16})" + re.escape(SNAPSHOT_SUFFIX) + "$"
-        )
-        found = []
-        try:
-            for path in self._snapshot_dir.iterdir():
-                match = pattern.match(path.name)
-                if match:
-                    found.append((int(match.group(1)), match.group(2), path))
-        except OSError as exc:  # an unreadable cache only costs a rebuild
-            _log.warning("not reading snapshots in %s: %s", self._snapshot_dir, exc)
-            return []
-        return sorted(found, reverse=True)
-
-    def _load_snapshot(self, name: str, bits: int, store: ReferenceStore) -> tuple[Index | None, int]:
-        """The newest usable snapshot (index, generation), or (None, -1)."""
-        for generation, token, path in self._snapshots(name, store):
-            if store.snapshot_token(name, generation) != token:
-                continue  # not (or no longer) vouched for by the store
-            try:
-                # The origin inside the file must be this store, generation and token:
-                # a valid index of another store renamed into place is not trusted.
-                index = load_index(path, origin=Origin(store.store_id, generation, token))
-            except (FileFormatError, OSError, ValueError, MemoryError) as exc:
-                _log.warning("ignoring snapshot %s: %s", path.name, exc)
-                continue
-            if index.algorithm != name or index.bits != bits:
-                _log.warning("ignoring snapshot %s: it holds %s/%d", path.name, index.algorithm, index.bits)
-                continue
-            return index, generation
-        return None, -1
-
-    def _save_snapshot(self, name: str, index: Index | None, generation: int, store: ReferenceStore) -> None:
-        directory = self._snapshot_dir
-        if directory is None or index is None:  # an empty set costs nothing to rebuild
-            return
-        if store.readonly:
-            if not self._told_readonly:
-                self._told_readonly = True
-                _log.warning("not caching index snapshots: %s was opened read-only", store.path)
-            return
-        token = secrets.token_hex(8)
-        try:
-            directory.mkdir(exist_ok=True)
-            final = directory / f"{name}-{store.store_id}-{generation}-{token}{SNAPSHOT_SUFFIX}"
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=SNAPSHOT_SUFFIX)
-            os.close(fd)
-            try:
-                index.save(tmp, origin=Origin(store.store_id, generation, token))
-                os.replace(tmp, final)  # readers see the whole file or none
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            store.record_snapshot(name, generation, token)
-            for _, _, old in self._snapshots(name, store):
-                if old != final:
-                    old.unlink(missing_ok=True)
-        except (OSError, StoreError) as exc:  # read-only: only costs the next start its build time
-            _log.warning("not caching the %s snapshot: %s", name, exc)
 
     # -- matching ---------------------------------------------------------------------
     def match(self, image: ImageInput) -> list[Match]:
@@ -541,20 +362,7 @@ class Matcher:
         local = self._state.local
         if local is None or (global_matches and self._local_mode != "always"):
             return []
-        return self._local_matches(local, image)
-
-    def _local_matches(self, local: LocalIndex, image: ImageInput) -> list[Match]:
-        found = local.match(image, limits=self.spec.limits)
-        info = self._describe(m.entry_id for m in found)
-        out = []
-        for m in found:
-            v = m.verification
-            list_name, label, external_id = info.get(m.entry_id, (None, None, None))
-            out.append(Match(
-                m.entry_id, list_name, label, external_id, "orb", v.median_distance, None, "local",
-                v.inliers, round(v.coverage, 4), round(v.scale, 4), round(v.rotation, 2), v.crop_box,
-            ))
-        return out
+        return local_matches(local, image, self.spec.limits, self._describe)
 
     def match_many(self, images: Iterable[ImageInput]) -> list[list[Match] | HashmatchError]:
         """Match each image; one that cannot be read yields its error in its place."""
@@ -580,14 +388,15 @@ class Matcher:
         used = self._fixed_algorithms or tuple(state.indexes)
         # (algorithm, entry id) -> (distance, view, variant): nearest first, then the
         # earlier view, then the earlier variant.
-        found: dict[tuple[str, int], tuple[int, int, int]] = {}
+        found: Found = {}
         for view_index, view in enumerate(views):
             queries = normalise_view(view)
             for name in used:
                 alg_state = state.indexes.get(name)
                 variants = queries.get(name)
-                if alg_state is not None and variants:
-                    self._search(name, alg_state, variants, view_index, found)
+                rows = [(r.hash, v) for r, v in variants or () if self._spec.passes(r)]
+                if alg_state is not None and rows:
+                    alg_state.search(name, rows, view_index, found)
         if not found:
             return []
         if self._spec.require == "all" and {name for name, _ in found} != set(used):
@@ -600,37 +409,6 @@ class Matcher:
             matches.append(Match(entry_id, list_name, label, external_id, name, distance, orientation))
         matches.sort(key=self._rank)
         return matches
-
-    def _search(
-        self,
-        name: str,
-        alg_state: _AlgorithmState,
-        variants: list[tuple[HashResult, int]],
-        view_index: int,
-        found: dict[tuple[str, int], tuple[int, int, int]],
-    ) -> None:
-        rows = [(r.hash, v) for r, v in variants if self._spec.passes(r)]
-        if not rows:
-            return
-        for h, _ in rows:
-            if h.bits != alg_state.bits:
-                raise IncompatibleHashError(f"a {h.bits}-bit {name} hash cannot match {alg_state.bits}-bit references")
-        batch = HashBatch.from_hashes([h for h, _ in rows], algorithm=name, bits=alg_state.bits)
-        variant_of = np.array([v for _, v in rows], dtype=np.int64)
-        for index in (alg_state.base, alg_state.delta):
-            if index is None:
-                continue
-            res = index.query(batch, alg_state.threshold)
-            ids, distances, qidx = res.ids, res.distances, res.query_index
-            if alg_state.removed.size and ids.size:
-                keep = ~np.isin(ids, alg_state.removed, assume_unique=False)
-                ids, distances, qidx = ids[keep], distances[keep], qidx[keep]
-            for entry_id, distance, q in zip(ids.tolist(), distances.tolist(), variant_of[qidx].tolist()):
-                key = (name, entry_id)
-                candidate = (distance, view_index, q)
-                best = found.get(key)
-                if best is None or candidate < best:
-                    found[key] = candidate
 
     def _rank(self, match: Match) -> tuple[float, str, int]:
         # Nearest first across algorithms: a distance counts relative to the bit length.
@@ -673,30 +451,6 @@ class Matcher:
         (:func:`hashmatch.warmup` loads every kernel of every algorithm.)
         """
         self.spec.warmup()
-        for name, alg_state in self._state.indexes.items():
-            probe = HashBatch([[0] * ((alg_state.bits + 63) // 64)], algorithm=name, bits=alg_state.bits)
-            for index in (alg_state.base, alg_state.delta):
-                if index is not None:
-                    index.query(probe, alg_state.threshold)
+        for name, references in self._state.indexes.items():
+            references.warmup(name)
 
-
-def _check_local_mode(mode: object) -> str:
-    if mode not in ("auto", "fallback", "always", "off"):
-        raise UsageError(f"local must be 'auto', 'fallback', 'always' or 'off', got {mode!r}")
-    if mode in ("fallback", "always"):
-        require_opencv()  # MissingDependencyError now, with the pip command, not on the first upload
-    return str(mode)
-
-
-def _local_index(mode: str, store: ReferenceStore) -> LocalIndex | None:
-    """The local stage's index over ``store``, or None when it is off or has nothing."""
-    if mode == "off" or not store.local_count():
-        return None
-    if mode == "auto" and not local_available():
-        _log.warning("the store has local features but OpenCV is missing: pip install 'hashmatch[local]'")
-        return None
-    return LocalIndex.from_store(store)
-
-
-def _build(batch: HashBatch, ids: npt.NDArray[np.int64], threshold: int) -> Index:
-    return build_index(batch, ids, max_distance=threshold)

@@ -24,7 +24,7 @@ import numpy as np
 from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
 from .errors import IncompatibleHashError, InvalidHashError, UsageError, unknown_algorithm
 from .hashers import ALGORITHMS, DIHEDRAL_NAMES, HashResult, compute_query_hashes, get_algorithm
-from .hashers._api import View, probe_image
+from .hashers._api import View, probe_images
 from .hashers.pdq import PDQ_MATCH_DISTANCE, PDQ_MIN_QUALITY
 from .hashes import DEFAULT_BITS, Hash
 
@@ -227,7 +227,8 @@ class QuerySpec:
     def warmup(self) -> None:
         """Load this spec's hashing kernels now (numba caches, lazy imports)."""
         if self.algorithms and all(name in ALGORITHMS for name in self.algorithms):
-            self.hash(probe_image())
+            for image in probe_images():
+                self.hash(image)
 
 
 HashesInput = Union[

@@ -19,7 +19,4 @@ from ._results import ERROR_KINDS, ScanResult, ScanSummary
 from ._run import MatcherLike, ScanRun, scan
 from ._worker import DEFAULT_MMAP_THRESHOLD, pin_malloc
 
-# benchmarks/bench_scan.py pins its own pools with the workers' rule under this name.
-_pin_malloc = pin_malloc
-
 __all__ = ["DEFAULT_MMAP_THRESHOLD", "ERROR_KINDS", "MatcherLike", "ScanResult", "ScanRun", "ScanSummary", "pin_malloc", "scan"]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._match import Match
+from .._matches import Match
 
 __all__ = ["ERROR_KINDS", "ScanResult", "ScanSummary"]
 

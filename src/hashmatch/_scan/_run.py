@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Protocol
 
-from .._match import Match
+from .._matches import Match
 from .._query import QuerySpec, View
 from .._report import ReportState, ReportWriter, detect_format, read_report
 from ..errors import ReportFormatError, UsageError

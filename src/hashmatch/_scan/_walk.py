@@ -81,6 +81,9 @@ def walk(
             kind = "missing" if isinstance(exc, FileNotFoundError) else kind_of_os_error(exc)
             yield WalkError(root, kind, os_message(exc))
             continue
+        except ValueError:  # a NUL in the name: no such path can exist
+            yield WalkError(root, "os_error", "a path cannot contain a NUL character")
+            continue
         if stat.S_ISREG(st.st_mode):
             yield Entry(root, st.st_size, st.st_mtime_ns)
             continue

@@ -12,7 +12,6 @@ import ctypes
 import hashlib
 import os
 import signal
-import stat
 import threading
 import time
 from typing import Union
@@ -20,7 +19,8 @@ from typing import Union
 from PIL import UnidentifiedImageError
 
 from .._query import QuerySpec
-from ..errors import HashmatchError, ImageTooLargeError
+from .._loading import printable_path, read_regular_file_stat
+from ..errors import HashmatchError, ImageTooLargeError, UnreadableImageError
 from ..hashers import HashResult
 from ..hashers._api import View
 from ..hashes import Hash
@@ -86,8 +86,12 @@ def pin_malloc(threshold: int | None = DEFAULT_MMAP_THRESHOLD) -> bool:
     return bool(mmap_ok and trim_ok)
 
 
-def _strip_source(message: str) -> str:
-    return message.removeprefix("<bytes>: ")
+def _strip_source(message: str, path: str = "") -> str:
+    """A loader's message without the source it names (a report row carries the path)."""
+    for prefix in ("<bytes>: ", f"{printable_path(path)}: cannot read file: ", f"{printable_path(path)}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
 
 
 def _encode(views: list[View]) -> list[_PlainView]:
@@ -103,25 +107,17 @@ def decode_views(plain: list[_PlainView]) -> list[View]:
 
 
 def _hash_one(path: str, size: int | None, mtime_ns: int | None, spec: QuerySpec) -> Raw:
-    limit = spec.limits.max_file_bytes
     try:
-        # O_NONBLOCK: a file swapped for a FIFO after listing must not hang the worker.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        return (path, size, mtime_ns, None, [], kind_of_os_error(exc), os_message(exc))
-    try:
-        st = os.fstat(fd)
-        size, mtime_ns = st.st_size, st.st_mtime_ns
-        if not stat.S_ISREG(st.st_mode):
-            return (path, size, mtime_ns, None, [], "not_regular", "not a regular file")
-        if st.st_size > limit:
-            return (path, size, mtime_ns, None, [], "too_large", f"file is {st.st_size} bytes, over the limit of {limit}")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(limit + 1)
-    except OSError as exc:
-        return (path, size, mtime_ns, None, [], kind_of_os_error(exc), os_message(exc))
-    finally:
-        os.close(fd)
+        data, st = read_regular_file_stat(path, spec.limits.max_file_bytes)
+    except ImageTooLargeError as exc:
+        return (path, size, mtime_ns, None, [], "too_large", _strip_source(str(exc), path))
+    except UnreadableImageError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OSError):
+            return (path, size, mtime_ns, None, [], kind_of_os_error(cause), os_message(cause))
+        kind = "not_regular" if cause is None else "unreadable"
+        return (path, size, mtime_ns, None, [], kind, _strip_source(str(exc), path))
+    size, mtime_ns = st.st_size, st.st_mtime_ns
     digest = hashlib.sha256(data).hexdigest()
     try:
         views = spec.hash(data)

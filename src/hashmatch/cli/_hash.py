@@ -13,7 +13,7 @@ from .._csv import CsvWriter
 from .._scan._walk import WalkError, walk
 from ..errors import HashmatchError
 from ..hashers import compute_hashes
-from ._options import EXIT_FOUND, EXIT_OK, algorithms_option
+from ._options import EXIT_FOUND, EXIT_OK, algorithms_option, follow_symlinks_option
 
 
 def _files(paths: tuple[str, ...], recursive: bool, follow_symlinks: bool) -> Iterator[tuple[str, str | None]]:
@@ -35,7 +35,7 @@ def _files(paths: tuple[str, ...], recursive: bool, follow_symlinks: bool) -> It
 @algorithms_option(default="phash", help="Comma-separated algorithm names.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
 @click.option("--recursive", "-r", is_flag=True, help="Walk folders.")
-@click.option("--follow-symlinks", is_flag=True, help="Follow symlinks found while walking (loops are detected).")
+@follow_symlinks_option()
 @click.option("--exact", is_flag=True, help="Decode at full resolution (no reduced-scale JPEG decode).")
 @click.option("--exif-transpose", is_flag=True, help="Apply EXIF orientation before hashing (default: stored pixels).")
 def hash_command(

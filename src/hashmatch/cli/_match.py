@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from .._match import Matcher
+from .._matches import Match
 from .._store import ReferenceStore, store_is_writable
 from ..errors import HashmatchError, UsageError
 from ._options import (
@@ -56,7 +57,8 @@ def match_command(
 ) -> int:
     """Match images against the lists in a store.
 
-    Prints each match (text: one line per match; jsonl: one object per image). Exit
+    Prints each match (text: one line per match, a local-stage match with its stage and
+    evidence: inliers, crop box, rotation, scale, coverage; jsonl: one object per image). Exit
     code 0 when nothing matched, 1 when something matched, 2 on error (an unreadable
     image included), as grep does.
     """
@@ -79,14 +81,30 @@ def match_command(
                 click.echo(f"{path}: error: {error}", err=True)
             else:
                 for m in matches:
-                    where = f" ({m.orientation})" if m.orientation else ""
-                    label = f" label={m.label}" if m.label else ""
-                    ext = f" id={m.external_id}" if m.external_id else ""
-                    out.write(
-                        f"{path}: match entry={m.entry_id} list={m.list_name}{label}{ext} "
-                        f"{m.algorithm} distance={m.distance}{where}\n"
-                    )
+                    out.write(f"{path}: {_describe(m)}\n")
             out.flush()
     if any_error:
         return EXIT_ERROR
     return EXIT_FOUND if any_match else EXIT_OK
+
+
+def _describe(m: Match) -> str:
+    """One match as the text format's line: who, how near, and a local match's evidence."""
+    label = f" label={m.label}" if m.label else ""
+    ext = f" id={m.external_id}" if m.external_id else ""
+    where = f" ({m.orientation})" if m.orientation else ""
+    text = f"match entry={m.entry_id} list={m.list_name}{label}{ext} {m.algorithm} distance={m.distance}{where}"
+    if m.stage == "global":
+        return text
+    evidence = [f"stage={m.stage}"]
+    if m.inliers is not None:
+        evidence.append(f"inliers={m.inliers}")
+    if m.crop_box is not None:
+        evidence.append("crop=" + ",".join(f"{v:.0f}" for v in m.crop_box))
+    if m.rotation is not None:
+        evidence.append(f"rotation={m.rotation:.1f}")
+    if m.scale is not None:
+        evidence.append(f"scale={m.scale:.3f}")
+    if m.coverage is not None:
+        evidence.append(f"coverage={m.coverage:.2f}")
+    return f"{text} {' '.join(evidence)}"

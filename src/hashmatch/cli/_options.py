@@ -130,6 +130,13 @@ def workers_option(*, minimum: int, default: int | None, help: str) -> Callable[
     )
 
 
+def follow_symlinks_option() -> Callable[[F], F]:
+    # The one walker's switch (hashmatch._scan._walk), the same for every walking command.
+    return click.option(
+        "--follow-symlinks", is_flag=True, help="Follow symlinks found while walking (loops are detected).",
+    )
+
+
 def check_known(names: tuple[str, ...] | None, have: Mapping[str, int], what: str) -> None:
     """Refuse algorithms asked for that the references do not hold (``have``: counts)."""
     missing = [name for name in names or () if not have.get(name)]

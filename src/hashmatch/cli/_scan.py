@@ -19,7 +19,15 @@ from tqdm import tqdm
 from .._loading import DEFAULT_LIMITS, ImageLimits
 from .._scan import ScanRun, ScanSummary, scan
 from ._match import open_matcher
-from ._options import EXIT_FOUND, EXIT_OK, algorithms_option, dihedral_option, store_option, workers_option
+from ._options import (
+    EXIT_FOUND,
+    EXIT_OK,
+    algorithms_option,
+    dihedral_option,
+    follow_symlinks_option,
+    store_option,
+    workers_option,
+)
 
 
 class _Progress:
@@ -95,7 +103,7 @@ def _summary_text(s: ScanSummary, run: ScanRun) -> str:
 @click.option("--resume", is_flag=True, help="Skip files already in --out (same path, size, mtime) and append the rest.")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only files whose name (or path below the root, if it has a /) matches. Repeatable.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip matching files and folders. Repeatable.")
-@click.option("--follow-symlinks", is_flag=True, help="Follow symlinks found while walking (loops are detected).")
+@follow_symlinks_option()
 @click.option("--no-hashes", is_flag=True, help="Leave each file's own hashes out of the report.")
 @dihedral_option(default=True)
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_LIMITS.max_pixels, show_default=True)

@@ -7,6 +7,13 @@ import sys
 import time
 
 import click
+import numpy as np
+
+from .. import _jit
+from .._calibrate import distance_histogram
+from ..hashers._api import warmup as warm_hashers
+from ..hashes import HashBatch
+from ..index import warmup as warm_index
 
 
 @click.command("warmup")
@@ -17,26 +24,17 @@ def warmup_command() -> int:
     NUMBA_CACHE_DIR when set. For a read-only install, set NUMBA_CACHE_DIR to a
     directory the serving user can read, run this once there, and keep it set.
     """
-    import numpy as np
-
-    import hashmatch
-
-    from .. import _jit
-    from .._calibrate import distance_histogram
-
     start = time.perf_counter()
     # The index kernels compile in a second process meanwhile (numba compiles one
     # function at a time per process); both write the same disk cache, then this
     # process loads the index kernels from it.
     helper = subprocess.Popen([sys.executable, "-c", "import hashmatch.index as i; i.warmup()"])
-    from ..hashers._api import warmup as warm_hashers
-
     warm_hashers()
     helper.wait()
-    hashmatch.warmup()
+    warm_index()  # loads what the helper process compiled
     words = np.random.default_rng(0).integers(0, 2**63, size=(8, 4), dtype=np.uint64)
     for bits in (64, 256):
-        batch = hashmatch.HashBatch(np.ascontiguousarray(words[:, : bits // 64]), algorithm="warmup", bits=bits)
+        batch = HashBatch(np.ascontiguousarray(words[:, : bits // 64]), algorithm="warmup", bits=bits)
         distance_histogram(batch)
         distance_histogram(batch, [batch, batch])
     click.echo(f"kernels ready in {time.perf_counter() - start:.1f} s (numba cache: {_jit.cache_mode()})")

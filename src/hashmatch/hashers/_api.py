@@ -22,7 +22,7 @@ from .._loading import (
 )
 from ._registry import ALGORITHMS, Algorithm, HashResult, get_algorithm
 
-__all__ = ["compute_hashes", "compute_query_hashes", "hash_image", "hash_images", "probe_image", "warmup"]
+__all__ = ["compute_hashes", "compute_query_hashes", "hash_image", "hash_images", "probe_images", "warmup"]
 
 View = dict[str, tuple[HashResult, ...]]
 """One view of an upload hashed: ``{algorithm: (result, ...)}``, dihedral variants in
@@ -198,14 +198,17 @@ def hash_images(
     return out
 
 
-def probe_image() -> Image.Image:
-    """The image every warm-up hashes: small, not flat, so each code path runs."""
+def probe_images() -> tuple[Image.Image, ...]:
+    """The images every warm-up hashes: not flat, so each code path runs, and one small
+    enough for the hashers' small-image branches (PDQ below 64 pixels)."""
     rng = np.random.default_rng(0)
-    return Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8))
+    return tuple(Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)) for shape in ((80, 96, 3), (20, 30, 3)))
 
 
-def warmup() -> None:
-    """Compile (or load from numba's disk cache) every registered hasher's kernels."""
-    image = probe_image()
-    compute_hashes(image, list(ALGORITHMS), dihedral=True)
-    compute_hashes(image, list(ALGORITHMS), dihedral=False)
+def warmup(algorithms: Iterable[str] | None = None) -> None:
+    """Compile (or load from numba's disk cache) the kernels of ``algorithms`` (default:
+    every registered hasher)."""
+    names = list(ALGORITHMS if algorithms is None else algorithms)
+    for image in probe_images():
+        compute_hashes(image, names, dihedral=True)
+        compute_hashes(image, names, dihedral=False)

@@ -34,6 +34,7 @@ from ..hashes import Hash
 from .._loading import DRAFT_SCALE_KEY
 from .._jit import kernels
 from ._api import compute_hashes
+from ._api import warmup as _warm_hashers
 from ._registry import Algorithm, HashResult, register
 
 _k = kernels("hashmatch.hashers._pdq_kernels")  # numba loads on the first hash, not at import
@@ -385,7 +386,6 @@ def pdq_dihedral(
 
 
 def warmup() -> None:
-    """Compile (or load from numba's cache) every PDQ kernel, e.g. when a server starts."""
-    rng = np.random.default_rng(0)
-    pdq_dihedral_from_array(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8))
-    pdq_dihedral_from_array(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))  # small-image branches
+    """Compile (or load from numba's cache) every PDQ kernel: PDQ's share of
+    :func:`hashmatch.warmup`, on the same probe images."""
+    _warm_hashers(("pdq",))

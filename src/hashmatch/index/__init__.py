@@ -18,6 +18,7 @@ on disk (set ``NUMBA_CACHE_DIR`` to a writable directory on read-only installs);
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import numpy.typing as npt
@@ -85,8 +86,6 @@ def warmup(bits: tuple[int, ...] = (64, 256)) -> None:
     Queries run from the main thread (numba-parallel kernels) and from a second thread
     (the serial ones servers use), at radii that probe and that scan.
     """
-    import threading
-
     rng = np.random.default_rng(0)
     for b in bits:
         words = rng.integers(0, 2**63, size=(4096, b // 64), dtype=np.uint64)

@@ -17,7 +17,10 @@ import numpy.typing as npt
 
 from ..errors import IncompatibleHashError, IndexArgumentError, InvalidHashError
 from ..hashes import HashBatch
+from .._jit import lazy_import
 from . import _format
+
+numba = lazy_import("numba")  # thread counts only; numba loads with the first kernel
 
 __all__ = ["Index", "QueryResult"]
 
@@ -77,8 +80,6 @@ def chunk_bounds(nq: int, parallel: bool) -> npt.NDArray[np.int64]:
     """Query chunks: a few per thread so uneven queries still balance."""
     if not parallel:
         return np.array([0, nq], dtype=np.int64)
-    import numba
-
     nchunks = max(1, min(nq, 4 * numba.get_num_threads()))
     return np.linspace(0, nq, nchunks + 1).astype(np.int64)
 
@@ -87,8 +88,6 @@ def use_parallel(nq: int) -> bool:
     # numba's default threading layer must not be entered from two threads at once, so
     # parallel kernels run only from the main thread; other threads get the serial
     # kernels, which release the GIL and so run side by side.
-    import numba
-
     return (
         nq >= _PARALLEL_MIN_QUERIES
         and numba.get_num_threads() > 1
@@ -234,6 +233,13 @@ class Index:
 
     def __len__(self) -> int:
         return int(self._words.shape[0] - self._n_dead)
+
+    def entries(self) -> tuple[HashBatch, npt.NDArray[np.int64]]:
+        """The hashes this index answers with and their ids (copies; removed rows left out),
+        e.g. to build another kind of index over the same rows."""
+        live = self._alive.astype(bool)
+        words = np.ascontiguousarray(self._words[live])
+        return HashBatch(words, algorithm=self.algorithm, bits=self.bits), self._ids[live].copy()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={len(self)}, algorithm={self.algorithm!r}, bits={self.bits})"

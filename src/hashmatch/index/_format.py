@@ -57,6 +57,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import CorruptIndexError, IndexArgumentError
+from .._version import __version__
 
 MAGIC = b"\x89HMIDX\r\n"
 FORMAT_VERSION = 1
@@ -95,12 +96,6 @@ class IndexFile:
     origin: Origin | None = None
 
 
-def _library_version() -> str:
-    from .._version import __version__
-
-    return __version__
-
-
 def write_index(
     path: str | os.PathLike[str], *, kind: str, algorithm: str, bits: int, parameter: int,
     words: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64], origin: Origin | None = None,
@@ -118,7 +113,7 @@ def write_index(
         )
     header = _HEADER.pack(
         MAGIC, FORMAT_VERSION, size, flags, kind.encode("ascii"), algorithm.encode("utf-8"),
-        bits, nw, n, parameter, b"", _library_version().encode("ascii", "replace")[:16],
+        bits, nw, n, parameter, b"", __version__.encode("ascii", "replace")[:16],
     ) + block
     digest = hashlib.sha256(header)
     target = os.fspath(path)

@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import IndexArgumentError
+from ..errors import CorruptIndexError, IndexArgumentError
 from ..hashes import HashBatch
 from .._jit import kernels, vector_popcount
 from ._base import Index, check_batch, use_parallel
@@ -156,8 +156,6 @@ class MultiIndexHash(Index):
 
     @classmethod
     def _from_file(cls, algorithm, bits, parameter, words, ids):  # type: ignore[no-untyped-def,override]
-        from ..errors import CorruptIndexError
-
         if not math.ceil(bits / _MAX_SUBSTRING_BITS) <= parameter <= bits // _MIN_SUBSTRING_BITS:
             raise CorruptIndexError(f"index file: {parameter} substrings for {bits}-bit hashes")
         index = cls(algorithm=algorithm, bits=bits, substrings=parameter)

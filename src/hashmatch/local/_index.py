@@ -15,19 +15,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from ..errors import FileFormatError, UsageError
 from ..hashes import HashBatch
+from ..index import MultiIndexHash, build_index
 from .._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
 from ._features import RETRIEVAL_FEATURES, LocalFeatures, extract_features
 from ._verify import DEFAULT_RULE, Verification, VerificationRule, verify
-
-if TYPE_CHECKING:
-    from .._store import ReferenceStore
 
 __all__ = ["DESCRIPTOR_ALGORITHM", "LocalIndex", "LocalMatch"]
 
@@ -39,6 +37,15 @@ DEFAULT_CANDIDATES = 8
 DEFAULT_QUERY_LOOKUPS = 300  # more added < 2 % retrieval recall in bench_local, at linear cost
 
 FeatureSource = Callable[[Sequence[int]], Mapping[int, LocalFeatures]]
+
+
+class FeatureStore(Protocol):
+    """Where :meth:`LocalIndex.from_store` reads features: the reference store's two
+    reads (typed here, so this room does not import the store above it)."""
+
+    def read_local_retrieval(self, per_entry: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]: ...
+
+    def read_local_rows(self, entry_ids: Iterable[int]) -> Mapping[int, tuple[int, int, int, bytes, bytes]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +82,6 @@ class LocalIndex:
         candidates: int = DEFAULT_CANDIDATES,
         query_lookups: int = DEFAULT_QUERY_LOOKUPS,
     ) -> None:
-        from ..index import MultiIndexHash, build_index
-
         if not isinstance(rule, VerificationRule):
             raise UsageError(f"rule must be a VerificationRule, got {type(rule).__name__}")
         for name, value, low, high in (("radius", radius, 0, 64), ("candidates", candidates, 1, 1000),
@@ -115,7 +120,7 @@ class LocalIndex:
         return cls(retrieval, owners, source, **options)
 
     @classmethod
-    def from_store(cls, store: ReferenceStore, **options: Any) -> LocalIndex:
+    def from_store(cls, store: FeatureStore, **options: Any) -> LocalIndex:
         """An index over the active references of ``store`` that have local features.
 
         Only the retrieval descriptors are read now; verification reads the rest of a

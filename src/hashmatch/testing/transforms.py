@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
-from .._loading import trim_borders
+from .. import trim_borders
 from ..errors import UsageError
+from .synthetic import generate_image
 
 __all__ = [
     "FAMILIES",
@@ -507,8 +508,6 @@ def sample_specs(seed: int, count: int, *, families: Iterable[str] | None = None
 # labels each variant with its HARD_FAMILIES family. Every one is a pure function of the image and its parameters.
 def _filler(width: int, height: int, seed: int) -> Image.Image:
     """An unrelated photo-like image (another synthetic image) of the given size."""
-    from .synthetic import generate_image
-
     return generate_image(int(seed) % (2**31), size=(max(8, width), max(8, height)))
 
 
