@@ -70,15 +70,22 @@ class Server:
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )
 
-    def wait_ready(self) -> dict:
+    def wait_ready(self, workers: int = 1) -> dict:
+        """Wait until ``workers`` distinct worker processes have answered /ready with 200
+        (each worker loads on its own; a request may reach any of them)."""
         deadline = time.monotonic() + _START_TIMEOUT
+        ready: dict[int, dict] = {}
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited {self.proc.returncode}: {self.log()}")
             try:
                 r = httpx.get(self.url + "/ready", timeout=5)
                 if r.status_code == 200:
-                    return r.json()
+                    body = r.json()
+                    ready[body["worker"]] = body
+                    if len(ready) >= workers:
+                        return body
+                    continue
             except httpx.TransportError:
                 pass
             time.sleep(0.2)

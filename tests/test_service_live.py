@@ -22,7 +22,7 @@ def test_changes_reach_every_worker_of_every_server(tmp_path):
     b = Server(store, tmp_path / "b.log", "--workers", "2")
     try:
         a.wait_ready()
-        b.wait_ready()
+        b.wait_ready(workers=2)
         upload = jpeg(32)
         assert _matches(a.url, upload) == [] and _matches(b.url, upload) == []
 
