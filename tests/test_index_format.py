@@ -35,8 +35,12 @@ def test_format_round_trip_keeps_rows_ids_and_header(saved: Path) -> None:
     f = _format.read_index(saved)
     assert (f.kind, f.algorithm, f.bits, f.words.shape) == ("mih", "pdq", 256, (50, 4))
     assert sorted(f.ids.tolist()) == list(range(0, 150, 3))
-    assert saved.stat().st_size == _format.HEADER_SIZE + 50 * (32 + 8) + _format.CHECKSUM_SIZE
+    tables = _format._spec_bytes(_format._table_specs("mih", 256, f.parameter, 50))
+    assert saved.stat().st_size == _format.HEADER_SIZE + 50 * (32 + 8) + tables + _format.CHECKSUM_SIZE
     assert saved.read_bytes()[:8] == _format.MAGIC
+    built = MultiIndexHash.load(saved)
+    assert [t.shape for t in f.tables] == [t.shape for t in built._file_tables()]
+    assert f.tables[2].shape[0] == 0  # row copies are kept for 64-bit hashes only
 
 
 def test_load_rejects_truncated_file(saved: Path) -> None:
@@ -70,7 +74,7 @@ def test_load_rejects_bad_magic(saved: Path) -> None:
 
 
 def test_load_rejects_newer_format_version(saved: Path) -> None:
-    rewrite_header(saved, 8, "<H", 2)
+    rewrite_header(saved, 8, "<H", _format.FORMAT_VERSION + 1)
     with pytest.raises(CorruptIndexError, match="newer"):
         MultiIndexHash.load(saved)
 
@@ -129,3 +133,111 @@ def test_saved_file_holds_live_rows_only(tmp_path: Path, rng: np.random.Generato
     idx.save(tmp_path / "b.hmidx")
     f = _format.read_index(tmp_path / "b.hmidx")
     assert f.words.shape[0] == 38 and not {3, 4} & set(f.ids.tolist())
+
+
+def _tables_start(path: Path) -> int:
+    n = struct.unpack_from("<Q", path.read_bytes(), 88)[0]
+    return _format.HEADER_SIZE + n * (32 + 8)
+
+
+def rewrite_bytes(path: Path, offset: int, raw: bytes) -> None:
+    """Overwrite bytes and fix the checksum: a forged file that passes the checksum."""
+    data = bytearray(path.read_bytes())
+    data[offset : offset + len(raw)] = raw
+    data[-32:] = hashlib.sha256(bytes(data[:-32])).digest()
+    path.write_bytes(bytes(data))
+
+
+def test_damage_in_the_table_sections_is_caught(saved: Path, rng: np.random.Generator) -> None:
+    data = saved.read_bytes()
+    start = _tables_start(saved)
+    for pos in [start, start + 7, len(data) - 33, *rng.integers(start, len(data) - 32, 8).tolist()]:
+        broken = bytearray(data)
+        broken[pos] ^= 0x01
+        saved.write_bytes(bytes(broken))
+        with pytest.raises(CorruptIndexError, match="checksum"):
+            MultiIndexHash.load(saved)
+    for cut in (start + 1, len(data) - 33):
+        saved.write_bytes(data[:cut])
+        with pytest.raises(CorruptIndexError, match="truncated"):
+            load_index(saved)
+
+
+def test_forged_tables_with_valid_checksum_cannot_reach_out_of_bounds(saved: Path) -> None:
+    """Offsets and entries are bounds-checked: a kernel never indexes past the rows."""
+    data = saved.read_bytes()
+    f = _format.read_index(saved)
+    offsets_at = _tables_start(saved)
+    entries_at = offsets_at + _format._spec_bytes(_format._table_specs("mih", 256, f.parameter, 0)[:1])
+    for offset, raw, message in [
+        (offsets_at, struct.pack("<i", 1), "offsets"),  # the first bucket does not start at 0
+        (offsets_at + 4, struct.pack("<i", 2**30), "offsets"),  # past the rows
+        (offsets_at + 4, struct.pack("<i", -5), "offsets"),  # decreasing
+        (entries_at, struct.pack("<I", 50), "entry"),  # a row number == n
+        (entries_at + 8, struct.pack("<I", 2**32 - 1), "entry"),
+    ]:
+        saved.write_bytes(data)
+        rewrite_bytes(saved, offset, raw)
+        with pytest.raises(CorruptIndexError, match=message):
+            MultiIndexHash.load(saved)
+
+
+def test_non_zero_padding_is_refused(tmp_path: Path, rng: np.random.Generator) -> None:
+    # 63 tables (4 of 5 bits, 59 of 4): an odd number of int32 offsets, so 4 bytes of padding.
+    words = rng.integers(0, 2**63, size=(3, 4), dtype=np.uint64)
+    path = tmp_path / "p.hmidx"
+    MultiIndexHash.build(HashBatch(words, algorithm="pdq", bits=256), substrings=63).save(path)
+    nbuckets = _format._table_specs("mih", 256, 63, 3)[0][2][0]
+    assert nbuckets % 2 == 1
+    padding_at = _tables_start(path) + nbuckets * 4
+    assert path.read_bytes()[padding_at : padding_at + 4] == bytes(4)
+    rewrite_bytes(path, padding_at, b"\x01")
+    with pytest.raises(CorruptIndexError, match="padding"):
+        MultiIndexHash.load(path)
+
+
+def _as_version_1(path: Path, target: Path) -> None:
+    """Write a saved index as a version 1 file (rows only, no tables)."""
+    data = path.read_bytes()
+    header = bytearray(data[:_format.HEADER_SIZE])
+    struct.pack_into("<H", header, 8, 1)
+    n, nw = struct.unpack_from("<Q", header, 88)[0], struct.unpack_from("<I", header, 84)[0]
+    body = bytes(header) + data[_format.HEADER_SIZE : _format.HEADER_SIZE + n * (nw * 8 + 8)]
+    target.write_bytes(body + hashlib.sha256(body).digest())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("nw", [1, 4])
+def test_loaded_tables_answer_like_the_built_index_and_brute_force(tmp_path: Path, seed: int, nw: int) -> None:
+    """Version 2 (mapped tables) and version 1 (rebuilt tables) files answer exactly."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    words = rng.integers(0, 2**64 - 1, size=(n, nw), dtype=np.uint64, endpoint=True)
+    # Near-duplicates so small radii have matches.
+    words[n // 2 :] = words[: n - n // 2] ^ (np.uint64(1) << rng.integers(0, 64, (n - n // 2, nw)).astype(np.uint64))
+    ids = rng.permutation(10 * n)[:n].astype(np.int64)
+    bits = 64 * nw
+    batch = HashBatch(words, algorithm="x", bits=bits)
+    built = MultiIndexHash.build(batch, ids)
+    queries = np.concatenate([words[rng.integers(0, n, 40)], rng.integers(0, 2**63, size=(20, nw), dtype=np.uint64)])
+    qbatch = HashBatch(queries, algorithm="x", bits=bits)
+    path = tmp_path / "t.hmidx"
+    built.save(path)
+    v2 = MultiIndexHash.load(path)
+    assert isinstance(v2._entries, np.memmap) or isinstance(v2._entries.base, np.memmap)  # mapped, not built
+    _as_version_1(path, tmp_path / "v1.hmidx")  # another file: path stays mapped by v2
+    v1 = MultiIndexHash.load(tmp_path / "v1.hmidx")
+    assert not isinstance(v1._entries.base, np.memmap)  # rebuilt
+    dist = np.zeros((len(queries), n), dtype=np.int64)
+    for k in range(nw):
+        x = queries[:, None, k] ^ words[None, :, k]
+        dist += np.unpackbits(np.ascontiguousarray(x).view(np.uint8).reshape(len(queries), n, 8), axis=-1).sum(-1, dtype=np.int64)
+    for r in (0, 1, 3, bits // 8, bits // 4):
+        qi, col = np.nonzero(dist <= r)
+        expected = sorted(zip(qi.tolist(), dist[qi, col].tolist(), ids[col].tolist()))
+        for name, index in (("built", built), ("v2", v2), ("v1", v1)):
+            res = index.query(qbatch, r)
+            assert name and sorted(zip(res.query_index.tolist(), res.distances.tolist(), res.ids.tolist())) == expected
+    v2.remove(ids[:10])
+    res = v2.query(qbatch, bits // 8)
+    assert not set(ids[:10].tolist()) & set(res.ids.tolist())

@@ -77,7 +77,7 @@ def load_index(path: str | os.PathLike[str], *, origin: _format.Origin | None = 
     The file is opened and read once, so what is checked is what is loaded.
     """
     f = _format.read_index(path, expected_origin=origin)
-    return _KINDS[f.kind]._from_file(f.algorithm, f.bits, f.parameter, f.words, f.ids)
+    return _KINDS[f.kind]._from_file(f.algorithm, f.bits, f.parameter, f.words, f.ids, f.tables)
 
 
 def warmup(bits: tuple[int, ...] = (64, 256)) -> None:

@@ -248,10 +248,14 @@ class Index:
     def _file_parameter(self) -> int:
         return 0
 
+    def _file_tables(self) -> tuple[np.ndarray, ...]:
+        """Built arrays the file keeps so a load need not rebuild them (none by default)."""
+        return ()
+
     @classmethod
     def _from_file(
         cls: type[_IndexT], algorithm: str, bits: int, parameter: int,
-        words: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64],
+        words: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64], tables: tuple[np.ndarray, ...] = (),
     ) -> _IndexT:
         index = cls(algorithm=algorithm, bits=bits)
         index._set_rows(words, ids)
@@ -266,6 +270,7 @@ class Index:
         _format.write_index(
             path, kind=self.kind, algorithm=self.algorithm, bits=self.bits,
             parameter=self._file_parameter(), words=self._words, ids=self._ids, origin=origin,
+            tables=self._file_tables(),
         )
 
     @classmethod
@@ -273,7 +278,7 @@ class Index:
         """Read an index that :meth:`save` wrote; raises :class:`CorruptIndexError` on any
         mismatch, also when ``origin`` is given and the file was not saved with it."""
         f = _format.read_index(path, expected_kind=cls.kind, expected_origin=origin)
-        return cls._from_file(f.algorithm, f.bits, f.parameter, f.words, f.ids)
+        return cls._from_file(f.algorithm, f.bits, f.parameter, f.words, f.ids, f.tables)
 
 
 def _alloc(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,10 +1,10 @@
 """The index file format: the one place that reads and writes index files.
 
-Version 1, all integers little-endian::
+Version 2, all integers little-endian::
 
     offset  size  field
          0     8  magic  b"\\x89HMIDX\\r\\n"  (the \\r\\n catches text-mode mangling)
-         8     2  format version (1)
+         8     2  format version (2; version 1 files, without the tables, still load)
         10     2  header size (128)
         12     4  flags (0, or 1: an origin block follows the header)
         16    16  index kind, ASCII, NUL-padded: "flat", "bktree" or "mih"
@@ -22,16 +22,29 @@ Version 1, all integers little-endian::
        168     8  reserved, zero
        H  8·n·w  hash words, uint64, row-major (n rows of w words, word 0 most significant)
          …   8·n  ids, int64, in the same row order
+      (kind "mih" only: the built tables, see ``_kernels.mih_tables``; m substrings
+      of lengths bits // m, the first bits % m one bit longer; T = sum(2**length + 1))
+         …   4·T  bucket offsets, int32, then zero bytes up to a multiple of 8
+         … 4·(m-1)·n  table entries (row numbers), uint32, then zero bytes up to a multiple of 8
+         … 8·(m-1)·n·w  per-table copies of the rows, uint64 (64-bit hashes only; else empty)
          …    32  SHA-256 of every byte before it
 
-Rows and ids are read through a private copy-on-write memory map (checksummed before
-use); the mapping outlives a later ``save`` to the same path (which renames a new file
-into place), but a file truncated in place by another program while loaded would fault.
+Every section's size follows from the header (nothing else is a size), so the file size
+is checked exactly before anything is mapped. Rows, ids and tables are read through a
+private copy-on-write memory map: pages come from the page cache and stay shared between
+processes that load the same file (nothing writes to them). All of it is checksummed
+before use (one SHA-256 over the whole file: 0.5 s per GB with SHA-NI, measured in
+notes/issue-13.md; a checksum per section verified lazily would let unverified tables
+reach a kernel). The mapping outlives a later ``save`` to the same path (which renames
+a new file into place), but a file truncated in place by another program while loaded
+would fault.
 
-The file holds the rows only (live rows: removed ones are compacted away before
-writing), never the search structure: every kind rebuilds its tables from the rows
-on load in linear time, so nothing structural in a file is trusted and a file
-cannot steer a kernel out of bounds. Nothing is pickled. Files are written to a
+The file holds live rows only (removed ones are compacted away before writing). Stored
+tables spare the multi-index its build on load; they are trusted for exactness only
+through the checksum, but never for memory safety: every table's offsets must run
+from 0 to n without decreasing and every entry must be a row number below n, so a
+forged file with a valid checksum cannot steer a kernel out of bounds (it can only give
+wrong answers, as forged rows could). Nothing is pickled. Files are written to a
 temporary name and renamed, so a crash never leaves a half-written index.
 
 Loading opens regular files only (non-blocking, checked with ``fstat``: a FIFO or
@@ -47,6 +60,7 @@ or generation placed under the snapshot's name.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import stat
 import struct
@@ -60,7 +74,8 @@ from ..errors import CorruptIndexError, IndexArgumentError
 from .._version import __version__
 
 MAGIC = b"\x89HMIDX\r\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_OLDEST_VERSION = 1  # rows only: the multi-index rebuilds its tables on load
 HEADER_SIZE = 128
 CHECKSUM_SIZE = 32
 KINDS = ("flat", "bktree", "mih")
@@ -74,6 +89,9 @@ MAX_BITS = 4096
 hash the project makes is 1,024 bits)."""
 _MAX_ROWS = 2**31 - 1
 _CHUNK = 64 << 20  # hash and copy in 64 MiB pieces to bound extra memory
+MIH_SUBSTRING_BITS = (4, 16)
+"""Shortest and longest substring of a multi-index: 2**16 int32 offsets per table stay in
+L2, and shorter than 4 bits a table's buckets hold too many rows to be worth a probe."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +112,54 @@ class IndexFile:
     words: npt.NDArray[np.uint64]
     ids: npt.NDArray[np.int64]
     origin: Origin | None = None
+    tables: tuple[np.ndarray, ...] = ()
+    """Version 2 multi-index files: (offsets, entries, table words); empty otherwise."""
+
+
+def mih_layout(bits: int, m: int) -> list[int]:
+    """Substring lengths of a multi-index with ``m`` tables (the first ``bits % m`` longer)."""
+    base, extra = divmod(bits, m)
+    return [base + (1 if t < extra else 0) for t in range(m)]
+
+
+def mih_substrings_ok(bits: int, m: int) -> bool:
+    lo, hi = MIH_SUBSTRING_BITS
+    return -(-bits // hi) <= m <= bits // lo
+
+
+def _table_specs(kind: str, bits: int, m: int, n: int) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+    """(name, file dtype, shape) of each table section; ``m`` must pass ``mih_substrings_ok``."""
+    if kind != "mih":
+        return []
+    nw = bits // 64
+    nbuckets = sum((1 << length) + 1 for length in mih_layout(bits, m))
+    copies = (m - 1) * n if bits == 64 else 0
+    return [
+        ("offsets", np.dtype("<i4"), (nbuckets,)),
+        ("entries", np.dtype("<u4"), ((m - 1) * n,)),
+        ("table words", np.dtype("<u8"), (copies, nw)),
+    ]
+
+
+def _padded(nbytes: int) -> int:
+    return -(-nbytes // 8) * 8
+
+
+def _spec_bytes(specs: list[tuple[str, np.dtype, tuple[int, ...]]]) -> int:
+    return sum(_padded(dtype.itemsize * math.prod(shape)) for _, dtype, shape in specs)
 
 
 def write_index(
     path: str | os.PathLike[str], *, kind: str, algorithm: str, bits: int, parameter: int,
     words: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64], origin: Origin | None = None,
+    tables: tuple[np.ndarray, ...] = (),
 ) -> None:
     n, nw = words.shape
+    specs = _table_specs(kind, bits, parameter, n)
+    if len(tables) != len(specs) or any(
+        np.asarray(arr).shape != shape for arr, (_, _, shape) in zip(tables, specs)
+    ):
+        raise IndexArgumentError(f"a {kind} index file needs tables shaped {[s for _, _, s in specs]}")
     if len(algorithm.encode("utf-8")) > 48:
         raise IndexArgumentError(f"algorithm name {algorithm!r} is longer than 48 bytes")
     if bits > MAX_BITS:
@@ -122,12 +181,17 @@ def write_index(
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(header)
-            for arr in (words.astype("<u8", copy=False), ids.astype("<i8", copy=False)):
+            sections = [words.astype("<u8", copy=False), ids.astype("<i8", copy=False)]
+            sections += [np.asarray(arr).astype(dtype, copy=False) for arr, (_, dtype, _) in zip(tables, specs)]
+            for arr in sections:
                 raw = memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
                 for s in range(0, len(raw), _CHUNK):
                     piece = raw[s : s + _CHUNK]
                     digest.update(piece)
                     f.write(piece)
+                pad = bytes(_padded(len(raw)) - len(raw))
+                digest.update(pad)
+                f.write(pad)
             f.write(digest.digest())
             f.flush()
             os.fsync(f.fileno())
@@ -183,7 +247,7 @@ def read_index(
             raise CorruptIndexError(f"index file truncated: {size} bytes, the header alone is {HEADER_SIZE}")
         (magic, version, header_size, flags, kind_raw, algo_raw, bits, nw, n, parameter, reserved,
          lib_raw) = _HEADER.unpack(raw_header)
-        if version != FORMAT_VERSION:
+        if not _OLDEST_VERSION <= version <= FORMAT_VERSION:
             newer = " (written by a newer hashmatch)" if version > FORMAT_VERSION else ""
             raise CorruptIndexError(
                 f"index file format version {version}{newer}; this hashmatch reads version {FORMAT_VERSION}"
@@ -214,7 +278,13 @@ def read_index(
             raise CorruptIndexError(f"index file: a {kind} index has no parameter, got {parameter}")
         if kind == "mih" and not 1 <= parameter <= bits:
             raise CorruptIndexError(f"index file: {parameter} substrings for {bits}-bit hashes")
-        expected = header_size + n * (nw * 8 + 8) + CHECKSUM_SIZE
+        specs: list[tuple[str, np.dtype, tuple[int, ...]]] = []
+        if version >= 2:
+            if kind == "mih" and not mih_substrings_ok(bits, parameter):
+                raise CorruptIndexError(f"index file: {parameter} substrings for {bits}-bit hashes")
+            specs = _table_specs(kind, bits, parameter, n)
+        rows_end = header_size + n * (nw * 8 + 8)
+        expected = rows_end + _spec_bytes(specs) + CHECKSUM_SIZE
         if size != expected:
             what = "truncated" if size < expected else "has trailing bytes"
             raise CorruptIndexError(f"index file {what}: {size} bytes, expected {expected} for {n} rows")
@@ -228,25 +298,36 @@ def read_index(
                 if spare != bytes(8):
                     raise CorruptIndexError("index file: non-zero reserved bytes in the origin block")
                 origin = Origin(_text(store_raw, "store id", "ascii"), generation, _text(token_raw, "token", "ascii"))
-            if n == 0:
-                words = np.zeros((0, nw), dtype=np.uint64)
-                ids = np.zeros(0, dtype=np.int64)
-            else:
-                # A private copy-on-write mapping: the rows come straight from the page
-                # cache instead of being copied into fresh memory (on VMs, first-touch
-                # faults of fresh memory cost more than reading the file).
-                words = np.memmap(f, dtype="<u8", mode="c", offset=header_size, shape=(n, nw))
-                ids = np.memmap(f, dtype="<i8", mode="c", offset=header_size + n * nw * 8, shape=(n,))
-            for arr in (words, ids):
+            # Private copy-on-write mappings: the arrays come straight from the page
+            # cache instead of being copied into fresh memory (on VMs, first-touch
+            # faults of fresh memory cost more than reading the file), and processes
+            # loading the same file share those pages.
+            layout = [(np.dtype("<u8"), (n, nw)), (np.dtype("<i8"), (n,))]
+            layout += [(dtype, shape) for _, dtype, shape in specs]
+            arrays = []
+            offset = header_size
+            for dtype, shape in layout:
+                nbytes = dtype.itemsize * math.prod(shape)
+                arr = _mapped(f, dtype, offset, shape, nbytes)
                 raw = memoryview(arr.reshape(-1).view(np.uint8))
                 for s in range(0, len(raw), _CHUNK):
                     digest.update(raw[s : s + _CHUNK])
-            f.seek(header_size + n * (nw * 8 + 8))
+                offset += nbytes
+                f.seek(offset)
+                pad = f.read(_padded(nbytes) - nbytes)
+                if pad.strip(b"\x00"):
+                    raise CorruptIndexError("index file: non-zero padding after a section")
+                digest.update(pad)
+                offset += len(pad)
+                arrays.append(arr)
             stored = f.read(CHECKSUM_SIZE)
         except (OSError, ValueError) as exc:
             raise CorruptIndexError(f"cannot read index file: {exc}") from None
     if stored != digest.digest():
         raise CorruptIndexError("index file checksum mismatch: the file is corrupt")
+    words, ids, *tables = arrays
+    if tables:
+        _check_tables(bits, parameter, n, tables[0], tables[1])
     if expected_origin is not None and origin != expected_origin:
         got = "no origin" if origin is None else f"store {origin.store_id} generation {origin.generation}"
         raise CorruptIndexError(
@@ -256,7 +337,30 @@ def read_index(
     if not np.little_endian:  # pragma: no cover - the file is little-endian
         words = words.astype(np.uint64)
         ids = ids.astype(np.int64)
-    return IndexFile(kind, algorithm, bits, parameter, np.asarray(words), np.asarray(ids), origin)
+        tables = [t.astype(t.dtype.newbyteorder("=")) for t in tables]
+    return IndexFile(
+        kind, algorithm, bits, parameter, np.asarray(words), np.asarray(ids), origin,
+        tuple(np.asarray(t) for t in tables),
+    )
+
+
+def _mapped(f: object, dtype: np.dtype, offset: int, shape: tuple[int, ...], nbytes: int) -> np.ndarray:
+    if nbytes == 0:  # mmap refuses empty mappings
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(f, dtype=dtype, mode="c", offset=offset, shape=shape)
+
+
+def _check_tables(bits: int, m: int, n: int, offsets: np.ndarray, entries: np.ndarray) -> None:
+    """Bounds that keep the kernels inside the arrays, whatever a file says (see above)."""
+    at = 0
+    for length in mih_layout(bits, m):
+        table = offsets[at : at + (1 << length) + 1]
+        at += table.shape[0]
+        if table[0] != 0 or table[-1] != n or bool(np.any(table[1:] < table[:-1])):
+            raise CorruptIndexError("index file: a table's bucket offsets do not run from 0 to the row count")
+    for s in range(0, entries.shape[0], _CHUNK):
+        if int(entries[s : s + _CHUNK].max()) >= n:
+            raise CorruptIndexError("index file: a table entry is not a row number")
 
 
 def peek_kind(path: str | os.PathLike[str]) -> str:

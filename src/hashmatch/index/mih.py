@@ -27,14 +27,14 @@ from ..errors import CorruptIndexError, IndexArgumentError
 from ..hashes import HashBatch
 from .._jit import kernels, vector_popcount
 from ._base import Index, check_batch, use_parallel
+from ._format import MIH_SUBSTRING_BITS, mih_layout, mih_substrings_ok
 from .flat import scan
 
 _kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
 
 __all__ = ["MultiIndexHash", "default_substrings", "probe_radii"]
 
-_MAX_SUBSTRING_BITS = 16  # 2**16 int32 offsets = 256 KiB per table: stays in L2
-_MIN_SUBSTRING_BITS = 4
+_MIN_SUBSTRING_BITS, _MAX_SUBSTRING_BITS = MIH_SUBSTRING_BITS
 
 
 # Cost model (nanoseconds per query, fitted to bench_index.py on the benchmark machine):
@@ -95,10 +95,14 @@ def probe_radii(r: int, m: int) -> npt.NDArray[np.int64]:
 
 
 def _layout(bits: int, m: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    base, extra = divmod(bits, m)
-    lengths = np.array([base + (1 if t < extra else 0) for t in range(m)], dtype=np.int64)
+    lengths = np.array(mih_layout(bits, m), dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     return starts, lengths
+
+
+def _table_at(lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Where each table's offsets start in the one offsets array."""
+    return np.concatenate([[0], np.cumsum((1 << lengths) + 1)]).astype(np.int64)
 
 
 class MultiIndexHash(Index):
@@ -144,7 +148,7 @@ class MultiIndexHash(Index):
             self._ids = self._ids[order]
         del keys
         self._words = words
-        self._table_at = np.concatenate([[0], np.cumsum((1 << self._lengths) + 1)]).astype(np.int64)
+        self._table_at = _table_at(self._lengths)
         # Tables are independent: big builds (loads of saved indexes) use every core.
         build = _kernels.mih_tables_parallel if use_parallel(n // 1000) else _kernels.mih_tables
         self._offsets, self._entries, self._table_words = build(
@@ -154,12 +158,26 @@ class MultiIndexHash(Index):
     def _file_parameter(self) -> int:
         return int(self._m)
 
+    def _file_tables(self) -> tuple[np.ndarray, ...]:
+        return (self._offsets, self._entries, self._table_words)
+
     @classmethod
-    def _from_file(cls, algorithm, bits, parameter, words, ids):  # type: ignore[no-untyped-def,override]
-        if not math.ceil(bits / _MAX_SUBSTRING_BITS) <= parameter <= bits // _MIN_SUBSTRING_BITS:
+    def _from_file(cls, algorithm, bits, parameter, words, ids, tables=()):  # type: ignore[no-untyped-def,override]
+        if not mih_substrings_ok(bits, parameter):
             raise CorruptIndexError(f"index file: {parameter} substrings for {bits}-bit hashes")
         index = cls(algorithm=algorithm, bits=bits, substrings=parameter)
-        index._set_rows(words, ids)
+        if not tables:  # a version 1 file: rows only
+            index._set_rows(words, ids)
+            return index
+        # The file's tables (bounds-checked by _format) are used as they are mapped:
+        # no build, and the pages stay shared with other processes loading the file.
+        index._words, index._ids = words, ids
+        index._alive = np.ones(words.shape[0], dtype=np.uint8)
+        index._n_dead = 0
+        index._m = parameter
+        index._starts, index._lengths = _layout(bits, parameter)
+        index._table_at = _table_at(index._lengths)
+        index._offsets, index._entries, index._table_words = tables
         return index
 
     def probe_cost(self, r: int) -> tuple[int, float]:  # for benchmarks and notes
