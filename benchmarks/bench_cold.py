@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from _common import cpu_label, machine, table, write_results
+from _common import add_record_option, cpu_label, machine, table, write_results
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TARGETS = {"import hashmatch": 0.3, "hashmatch --version": 0.3, "hash": 10.0, "hash -a pdq": 10.0, "match": 10.0,
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--skip-first-calls", action="store_true", help="only the import figures")
+    add_record_option(parser)
     args = parser.parse_args(argv)
     rows, result = [], {"machine": machine(), "cpu": cpu_label(), "figures": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{cold:.1f} s (CPU {cold_cpu:.1f} s; then {again:.2f} s)", TARGETS[name]])
     print(f"CPU: {cpu_label()}; load average at end {os.getloadavg()[0]:.1f}")
     print(table(rows, ["job", "measured", "target (s)"]))
-    write_results("cold", result)
+    write_results("cold", result, record=args.record)
     return 0
 
 

@@ -7,7 +7,7 @@ in a separate numba cache), so an AVX-512 machine also measures the AVX2 code pa
 
 Jobs: ``index`` (Flat and the default index against faiss), ``pdq`` (against pdqhash),
 ``dihedral`` (index time per PDQ upload with its 8 variants), ``cold`` (import and
-``--version`` time). Results: benchmarks/results/quick-<isa>.json.
+``--version`` time). Results: benchmarks/scratch/quick-<isa>.json (benchmarks/results/ with --record).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import cpu_label, machine, pin_malloc, write_results  # noqa: E402
+from _common import add_record_option, cpu_label, machine, pin_malloc, write_results  # noqa: E402
 
 # AVX-512 features LLVM knows; all turned off for the AVX2 build.
 _NO_AVX512 = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512vpopcntdq", "avx512bitalg",
@@ -202,12 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1_000_000, help="references per index case")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pdq-images", type=int, default=40)
+    add_record_option(parser)
     args = parser.parse_args(argv)
     pin_malloc()
+    record = ["--record"] if args.record else []
     jobs = set(args.jobs.split(","))
     if args.isa == "both":
         code = main(["--jobs", args.jobs, "--isa", "native", "--n", str(args.n), "--repeats", str(args.repeats),
-                     "--pdq-images", str(args.pdq_images)])
+                     "--pdq-images", str(args.pdq_images), *record])
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL_FEATURES,
                    "NUMBA_CACHE_DIR": cache}
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             if kernel_jobs:
                 code |= subprocess.run(
                     [sys.executable, __file__, "--jobs", kernel_jobs, "--isa", "avx2", "--n", str(args.n),
-                     "--repeats", str(args.repeats), "--pdq-images", str(args.pdq_images)], env=env, check=False,
+                     "--repeats", str(args.repeats), "--pdq-images", str(args.pdq_images), *record], env=env, check=False,
                 ).returncode
         return code
     out: list[dict[str, Any]] = []
@@ -228,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     if "dihedral" in jobs:
         job_dihedral(args.isa, out, args.n, 200)
     write_results(f"quick-{args.isa}", {"machine": machine(), "settings": vars(args),
-                                         "numba_cpu": os.environ.get("NUMBA_CPU_NAME", "host"), "rows": out})
+                                         "numba_cpu": os.environ.get("NUMBA_CPU_NAME", "host"), "rows": out},
+                  record=args.record)
     return 0
 
 

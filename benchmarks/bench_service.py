@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, pin_malloc, table, write_results  # noqa: E402
+from _common import add_record_option, machine, pin_malloc, table, write_results  # noqa: E402
 
 THRESHOLD = 31  # PDQ's default in hashmatch
 MIN_QUALITY = 50
@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--server-malloc", default="pinned", choices=["pinned", "default", "arena2"],
                     help="glibc malloc settings of the server: the image benchmarks' pinned thresholds, "
                          "glibc's defaults, or pinned with MALLOC_ARENA_MAX=2")
+    add_record_option(ap)
     args = ap.parse_args(argv)
     os.environ["HM_BENCH_SERVER_MALLOC"] = json.dumps({
         "pinned": {}, "default": {"MALLOC_MMAP_THRESHOLD_": None, "MALLOC_TRIM_THRESHOLD_": None},
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{s['errors']} errors, {s['adds']} adds, {s['retractions']} retractions, "
                   f"{s['disconnects']} disconnecting clients; RSS MiB start {s['rss_start_mib']} end {s['rss_end_mib']}",
                   flush=True)
-    path = write_results(args.output, results)
+    path = write_results(args.output, results, record=args.record)
     rows = []
     for r in results["runs"]:
         rows.append([r["references"], r.get("ready_seconds", "-"),
