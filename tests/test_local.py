@@ -273,3 +273,58 @@ def test_hard_suite_applies_deterministically() -> None:
     # Re-cropping removes every filled corner: no black pixel is left along the edges.
     turned = np.asarray(rotate_crop(Image.new("RGB", (200, 150), (255, 255, 255)), degrees=8.0))
     assert turned[[0, -1]].min() > 200 and turned[:, [0, -1]].min() > 200
+
+
+# -- region proposals and views (screenshots, collages) ---------------------------------------
+def _naive_flat_boxes(grey: np.ndarray) -> set[tuple[int, int, int, int]]:
+    """Bounding boxes of 4-connected non-background components (the oracle for a canvas
+    of flat background with pasted rectangles)."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(grey != grey[0, 0])
+    return {(s[1].start, s[0].start, s[1].stop, s[0].stop) for s in ndimage.find_objects(labels)}
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_propose_regions_finds_pasted_rectangles(seed: int) -> None:
+    from hashmatch.local._regions import propose_regions
+
+    rng = np.random.default_rng(seed)
+    canvas = np.full((300, 400), 200, np.uint8)
+    # Up to three disjoint textured rectangles in separate columns of the canvas.
+    k = int(rng.integers(1, 4))
+    for i in range(k):
+        x0 = 10 + i * 130 + int(rng.integers(0, 20))
+        y0 = int(rng.integers(5, 100))
+        w, h = int(rng.integers(60, 100)), int(rng.integers(60, 190))
+        canvas[y0:y0 + h, x0:x0 + w] = rng.integers(0, 150, (h, w), dtype=np.uint8)
+    boxes = propose_regions(canvas)
+    assert set(boxes) == _naive_flat_boxes(canvas)
+    assert [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes] == sorted(((b[2] - b[0]) * (b[3] - b[1]) for b in boxes), reverse=True)
+
+
+def test_propose_regions_ignores_photos_and_text(photos: list[Image.Image]) -> None:
+    from hashmatch.local._regions import propose_regions
+
+    assert propose_regions(np.asarray(photos[0].convert("L"))) == []
+    text = np.full((200, 400), 255, np.uint8)
+    text[20:36:2, 10:390] = 0  # lines of "text": too thin to hold a picture
+    text[60:76:2, 10:390] = 0
+    assert propose_regions(text) == []
+
+
+def test_views_find_a_half_size_desktop_screenshot(photos: list[Image.Image]) -> None:
+    from hashmatch.local import extract_views
+    from hashmatch.testing.transforms import collage, desktop_screenshot
+
+    index = LocalIndex.from_features([reference_features(p) for p in photos])
+    shot = desktop_screenshot(photos[2], scale=0.5, seed=1)
+    views = extract_views(shot)
+    assert len(views) >= 2 and all(v.scaled_size == views[0].scaled_size for v in views)
+    found = index.match(shot)
+    assert [m.entry_id for m in found] == [2]
+    # Its evidence is in the upload's own pixels, whichever view verified it.
+    assert found[0].verification.scale == pytest.approx(0.5, rel=0.05)
+    tiles = collage(photos[5], layout="2x2", cell=3, seed=1)
+    assert [m.entry_id for m in index.match(tiles)] == [5]
+    assert index.match(desktop_screenshot(generate_image(99, size=(480, 360)), scale=0.5, seed=1)) == []

@@ -23,6 +23,7 @@ from ._features import (
     RETRIEVAL_FEATURES,
     LocalFeatures,
     extract_features,
+    extract_views,
     reference_features,
     rereadable,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "VerificationRule",
     "available",
     "extract_features",
+    "extract_views",
     "reference_features",
     "rereadable",
     "verify",

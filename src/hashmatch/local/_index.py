@@ -23,7 +23,7 @@ import numpy.typing as npt
 from ..errors import FileFormatError, UsageError
 from ..hashes import HashBatch
 from .._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
-from ._features import RETRIEVAL_FEATURES, LocalFeatures, extract_features
+from ._features import RETRIEVAL_FEATURES, LocalFeatures, extract_views
 from ._verify import DEFAULT_RULE, Verification, VerificationRule, verify
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ DESCRIPTOR_ALGORITHM = "orb"
 DEFAULT_RADIUS = 16
 DEFAULT_CANDIDATES = 8
 DEFAULT_QUERY_LOOKUPS = 300  # more added < 2 % retrieval recall in bench_local, at linear cost
+DEFAULT_REGION_LOOKUPS = 150  # per proposed region (extract_views)
 
 FeatureSource = Callable[[Sequence[int]], Mapping[int, LocalFeatures]]
 
@@ -74,19 +75,22 @@ class LocalIndex:
         radius: int = DEFAULT_RADIUS,
         candidates: int = DEFAULT_CANDIDATES,
         query_lookups: int = DEFAULT_QUERY_LOOKUPS,
+        region_lookups: int = DEFAULT_REGION_LOOKUPS,
     ) -> None:
         from ..index import MultiIndexHash, build_index
 
         if not isinstance(rule, VerificationRule):
             raise UsageError(f"rule must be a VerificationRule, got {type(rule).__name__}")
         for name, value, low, high in (("radius", radius, 0, 64), ("candidates", candidates, 1, 1000),
-                                       ("query_lookups", query_lookups, 1, 100_000)):
+                                       ("query_lookups", query_lookups, 1, 100_000),
+                                       ("region_lookups", region_lookups, 0, 100_000)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
                 raise UsageError(f"{name} must be an integer from {low} to {high}, got {value!r}")
         self.rule = rule
         self.radius = int(radius)
         self.candidates = int(candidates)
         self.query_lookups = int(query_lookups)
+        self.region_lookups = int(region_lookups)
         self._source = source
         self._references = int(np.unique(owners).size)
         batch = HashBatch(descriptor_words(retrieval), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
@@ -153,19 +157,25 @@ class LocalIndex:
         """Verified references found in ``image``, most inliers first; [] when none."""
         if self._index is None:
             return []
-        return self.match_features(extract_features(image, limits=limits))
+        return self.match_features(extract_views(image, limits=limits))
 
-    def shortlist(self, query: LocalFeatures) -> list[tuple[int, float]]:
+    def shortlist(self, query: LocalFeatures | Sequence[LocalFeatures]) -> list[tuple[int, float]]:
         """``(entry_id, score)`` of the best candidates, best first.
+
+        ``query`` is an upload's features or its views (:func:`~._features.extract_views`):
+        the first ``query_lookups`` rows of the first view and ``region_lookups`` of each other
+        view are looked up.
 
         Each upload descriptor that finds references within ``radius`` gives each of them
         ``1 / (number of references it found)``: a descriptor of a glyph or of a flat
         texture finds many references and says little about any (inverse document
         frequency); one that finds a single reference is strong evidence for it.
         """
-        if self._index is None or len(query) == 0:
+        views = _views(query)
+        if self._index is None or not any(len(v) for v in views):
             return []
-        top = query.descriptors[: self.query_lookups]
+        top = np.concatenate([v.descriptors[: self.query_lookups if k == 0 else self.region_lookups]
+                              for k, v in enumerate(views)])
         batch = HashBatch(descriptor_words(top), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
         res = self._index.query(batch, self.radius)
         if not len(res):
@@ -180,10 +190,12 @@ class LocalIndex:
         order = np.lexsort((owners, -score))[: self.candidates]
         return [(int(owners[i]), float(score[i])) for i in order]
 
-    def match_features(self, query: LocalFeatures, *, keep_failed: bool = False) -> list[LocalMatch]:
-        """Verified references for an upload's features (``keep_failed``: also the
-        candidates that failed verification, for calibration)."""
-        short = self.shortlist(query)
+    def match_features(self, query: LocalFeatures | Sequence[LocalFeatures], *, keep_failed: bool = False) -> list[LocalMatch]:
+        """Verified references for an upload's features or views (``keep_failed``: also
+        the candidates that failed verification, for calibration). A candidate is
+        verified against each view; the best outcome counts."""
+        views = _views(query)
+        short = self.shortlist(views)
         if not short:
             return []
         feats = self._source([i for i, _ in short])
@@ -192,11 +204,19 @@ class LocalIndex:
             ref = feats.get(entry_id)
             if ref is None:  # retracted since the index was built
                 continue
-            result = verify(ref, query, self.rule)
+            result = max((verify(ref, v, self.rule) for v in views if len(v)),
+                         key=lambda r: (r.passed, r.inliers))
             if result.passed or keep_failed:
                 out.append(LocalMatch(entry_id, score, result))
         out.sort(key=lambda m: (-m.verification.passed, -m.inliers, m.entry_id))
         return out
+
+
+def _views(query: LocalFeatures | Sequence[LocalFeatures]) -> list[LocalFeatures]:
+    views = [query] if isinstance(query, LocalFeatures) else list(query)
+    if not views or not all(isinstance(v, LocalFeatures) for v in views):
+        raise UsageError("query must be LocalFeatures or a non-empty sequence of them")
+    return views
 
 
 def _retrieval_rows(items: Iterable[tuple[int, LocalFeatures]]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
