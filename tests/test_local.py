@@ -328,3 +328,36 @@ def test_views_find_a_half_size_desktop_screenshot(photos: list[Image.Image]) ->
     tiles = collage(photos[5], layout="2x2", cell=3, seed=1)
     assert [m.entry_id for m in index.match(tiles)] == [5]
     assert index.match(desktop_screenshot(generate_image(99, size=(480, 360)), scale=0.5, seed=1)) == []
+
+
+def _naive_shortlist(ref_desc: list[np.ndarray], top: np.ndarray, radius: int, candidates: int) -> list[tuple[int, float]]:
+    score: dict[int, float] = {}
+    bits = lambda a: np.unpackbits(a, axis=-1)  # noqa: E731
+    for q in top:
+        near = {i for i, d in enumerate(ref_desc) if (bits(d) != bits(q)).sum(axis=1).min() <= radius}
+        for i in near:
+            score[i] = score.get(i, 0.0) + 1.0 / len(near)
+    return sorted(score.items(), key=lambda t: (-t[1], t[0]))[:candidates]
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(1, 3))
+def test_shortlist_scores_equal_naive_twin(seed: int, views: int) -> None:
+    rng = np.random.default_rng(seed)
+    refs = []
+    for _ in range(12):
+        d = rng.integers(0, 256, (int(rng.integers(1, 17)), 32), dtype=np.uint8)
+        refs.append(LocalFeatures(np.zeros((len(d), 2), np.float32), np.zeros(len(d), np.uint8), d, 64, 64, 1.0))
+    pool = np.concatenate([r.descriptors for r in refs])
+    qs = []
+    for _ in range(views):
+        # Copies of reference rows with a few bits flipped, and unrelated rows.
+        q = np.concatenate([pool[rng.integers(0, len(pool), 10)], rng.integers(0, 256, (5, 32), dtype=np.uint8)])
+        flip = rng.random((len(q), 256)) < 0.03
+        q = np.packbits(np.unpackbits(q, axis=1) ^ flip, axis=1)
+        qs.append(LocalFeatures(np.zeros((len(q), 2), np.float32), np.zeros(len(q), np.uint8), q, 64, 64, 1.0))
+    index = LocalIndex.from_features(refs, radius=16, candidates=5, query_lookups=8, region_lookups=4)
+    top = np.concatenate([qs[0].descriptors[:8], *(v.descriptors[:4] for v in qs[1:])])
+    got = index.shortlist(qs)
+    want = _naive_shortlist([r.descriptors[:16] for r in refs], top, 16, 5)
+    assert [i for i, _ in got] == [i for i, _ in want]
+    assert [s for _, s in got] == pytest.approx([s for _, s in want])

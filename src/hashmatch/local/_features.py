@@ -38,6 +38,7 @@ __all__ = [
     "extract_features",
     "extract_views",
     "reference_features",
+    "region_views",
 ]
 
 FORMAT_VERSION = 1
@@ -168,12 +169,17 @@ def extract_features(
     The order is the same round-robin over grid cells as a reference's, so that the
     first rows (those looked up in the index) are not all on a caption or a UI's text.
     """
-    _check_count(max_features)
+    return _whole_view(image, limits, _check_count(max_features))[0]
+
+
+def _whole_view(image: ImageInput, limits: ImageLimits, max_features: int) -> tuple[LocalFeatures, Image.Image, int]:
+    """The upload's features, its decoded grey copy and the reduced-decode factor."""
+    grey_img, factor = _grey(image, limits, draft=True)
     # Detect more than kept, then keep a spread: strong corners of UI text or captions
     # would otherwise crowd out the picture's own features.
-    feats, response = _features(image, limits, QUERY_LONG_SIDE, False, _OVERDETECT * max_features)
-    order = retrieval_order(feats.xy, response, feats.scaled_size, feats.level)
-    return _reorder(feats, order[:max_features])
+    whole, response = _grey_features(grey_img, factor, QUERY_LONG_SIDE, False, _OVERDETECT * max_features)
+    order = retrieval_order(whole.xy, response, whole.scaled_size, whole.level)
+    return _reorder(whole, order[:max_features]), grey_img, factor
 
 
 def extract_views(
@@ -189,12 +195,14 @@ def extract_views(
     A copy shown at a third of its size keeps too few matching descriptors at the
     upload's scale; at the reference's own scale it keeps many more.
     """
-    _check_count(max_features)
-    _check_count(region_features)
-    grey_img, factor = _grey(image, limits, draft=True)
-    whole, response = _grey_features(grey_img, factor, QUERY_LONG_SIDE, False, _OVERDETECT * max_features)
-    order = retrieval_order(whole.xy, response, whole.scaled_size, whole.level)
-    views = [_reorder(whole, order[:max_features])]
+    whole, grey_img, factor = _whole_view(image, limits, _check_count(max_features))
+    return [whole, *region_views(grey_img, factor, whole, _check_count(region_features))]
+
+
+def region_views(grey_img: Image.Image, factor: int, whole: LocalFeatures, region_features: int = REGION_FEATURES) -> list[LocalFeatures]:
+    """The features of each region proposed in ``grey_img`` (the decoded upload whose
+    features are ``whole``), in ``whole``'s frame; [] when nothing is proposed."""
+    views = []
     dscale = whole.scale * factor  # decoded pixels -> the whole view's scaled copy
     for x0, y0, x1, y1 in propose_regions(np.asarray(grey_img), REGION_LIMIT):
         region = grey_img.crop((x0, y0, x1, y1))
