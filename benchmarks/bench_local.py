@@ -16,12 +16,15 @@ What it measures, on one seeded run:
   shortlist; pairs left off the shortlist are non-matches by construction, so the per-pair
   rate is the system's.
 * **Global stage**: ``Matcher.from_hashes`` with today's defaults (PDQ 31 / pHash 10, dihedral,
-  border trimming, PDQ quality gate). **Local stage**: :class:`hashmatch.local.LocalIndex`.
+  border trimming, PDQ quality gate). **Local stage**: :meth:`hashmatch.local.LocalIndex.match`
+  as the Matcher runs it (the whole upload, then its region views when needed).
   **Combined**: local runs when the global stage found nothing (the Matcher's ``"auto"``).
 * **Calibration**: originals and negatives with an even index form the calibration split, on
   which the verification rule (minimum inliers, coverage, inlier ratio) is chosen: the most
   permissive rule with no false positive there. Recall and false positives are reported on the
   odd split only.
+* **Global policies**: today's global matches re-filtered offline (pHash 9 everywhere, or only
+  off the identity orientation of the untrimmed view), recall per family and false pairs.
 * **Latency and memory**: the local stage on 1024 × 768 JPEG uploads (decode, ORB, retrieval,
   verification; one thread: numba and OpenCV single-threaded) at ``--latency-refs`` references,
   whose retrieval descriptors are drawn from the real ORB descriptors of the synthetic

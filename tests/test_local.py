@@ -15,7 +15,7 @@ from PIL import Image
 
 from hashmatch import Matcher, ReferenceStore
 from hashmatch.cli import main
-from hashmatch.errors import FileFormatError, MissingDependencyError
+from hashmatch.errors import FileFormatError, MissingDependencyError, UsageError
 from hashmatch.hashers import compute_hashes
 from hashmatch.local import (
     LocalFeatures,
@@ -361,3 +361,15 @@ def test_shortlist_scores_equal_naive_twin(seed: int, views: int) -> None:
     want = _naive_shortlist([r.descriptors[:16] for r in refs], top, 16, 5)
     assert [i for i, _ in got] == [i for i, _ in want]
     assert [s for _, s in got] == pytest.approx([s for _, s in want])
+
+
+def test_regions_are_searched_only_when_the_whole_upload_found_nothing_strong(photos: list[Image.Image]) -> None:
+    index = LocalIndex.from_features([reference_features(p) for p in photos[:3]])
+    first, second = extract_features(photos[0]), extract_features(photos[1])
+    # photos[0] verifies with far more than early_exit inliers: the other view is not searched.
+    assert [m.entry_id for m in index.match_features([first, second])] == [0]
+    # An unrelated upload finds nothing: its second view is searched and found.
+    unrelated = extract_features(photos[5])
+    assert [m.entry_id for m in index.match_features([unrelated, second])] == [1]
+    with pytest.raises(UsageError, match="non-empty sequence"):
+        index.match_features([])

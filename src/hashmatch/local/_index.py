@@ -8,6 +8,10 @@ by how many upload descriptors found them, and the best ``candidates`` are verif
 with all their stored features, which come from a feature source: the reference
 store (read on demand, so a reference costs about 1.7 KB of memory and 9.7 KB of
 disk) or a mapping in memory (tests, benchmarks).
+
+Matching runs in two steps: the whole upload, then, unless that verified a reference
+with ``early_exit`` inliers, its proposed regions and a smaller copy of it
+(:func:`~._features.region_views`), where downscaled and enlarged copies are found.
 """
 
 from __future__ import annotations
