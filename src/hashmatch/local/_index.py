@@ -41,7 +41,7 @@ DESCRIPTOR_ALGORITHM = "orb"
 DEFAULT_RADIUS = 16
 DEFAULT_CANDIDATES = 8
 DEFAULT_QUERY_LOOKUPS = 300  # more added < 2 % retrieval recall in bench_local, at linear cost
-DEFAULT_REGION_LOOKUPS = 150  # per proposed region (extract_views)
+DEFAULT_REGION_LOOKUPS = 100  # per region view; 150: +0.5 % recall, 1.5x the p95 (notes/issue-12.md)
 DEFAULT_EARLY_EXIT = 40  # inliers after which regions are not searched: twice the calibrated minimum
 
 FeatureSource = Callable[[Sequence[int]], Mapping[int, LocalFeatures]]
@@ -207,12 +207,17 @@ class LocalIndex:
         texture finds many references and says little about any (inverse document
         frequency); one that finds a single reference is strong evidence for it.
         """
-        views = _views(query)
+        return [(entry_id, score) for entry_id, score, _ in self._shortlist(_views(query), lookups)]
+
+    def _shortlist(self, views: list[LocalFeatures], lookups: Sequence[int] | None) -> list[tuple[int, float, list[int]]]:
+        """As :meth:`shortlist`, with the views whose descriptors found each candidate."""
         if lookups is None:
             lookups = [self.query_lookups] + [self.region_lookups] * (len(views) - 1)
         if self._index is None or not any(len(v) for v in views):
             return []
-        top = np.concatenate([v.descriptors[:k] for v, k in zip(views, lookups)])
+        tops = [v.descriptors[:k] for v, k in zip(views, lookups)]
+        top = np.concatenate(tops)
+        view_of_row = np.repeat(np.arange(len(tops)), [t.shape[0] for t in tops])
         batch = HashBatch(descriptor_words(top), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
         res = self._index.query(batch, self.radius)
         if not len(res):
@@ -226,21 +231,25 @@ class LocalIndex:
         per_query = np.bincount(rows, minlength=top.shape[0])
         score = np.bincount(slots, weights=1.0 / per_query[rows], minlength=owners.size)
         order = np.lexsort((owners, -score))[: self.candidates]
-        return [(int(owners[i]), float(score[i])) for i in order]
+        found_in = np.unique(slots * len(views) + view_of_row[rows])  # (candidate slot, view) pairs
+        return [(int(owners[i]), float(score[i]), (found_in[found_in // len(views) == i] % len(views)).tolist())
+                for i in order]
 
     def _verify_views(self, views: list[LocalFeatures], lookups: list[int], keep_failed: bool) -> list[LocalMatch]:
-        """The shortlist of ``views`` verified, each candidate against each view (the
-        best outcome counts)."""
-        short = self.shortlist(views, lookups)
+        """The shortlist of ``views`` verified, each candidate against each view that
+        found it (the best outcome counts)."""
+        short = self._shortlist(views, lookups)
         if not short:
             return []
-        feats = self._source([i for i, _ in short])
+        feats = self._source([i for i, _, _ in short])
         out = []
-        for entry_id, score in short:
+        for entry_id, score, found_in in short:
             ref = feats.get(entry_id)
             if ref is None:  # retracted since the index was built
                 continue
-            result = max((verify(ref, v, self.rule) for v in views if len(v)),
+            # Only against the views whose descriptors found it: a collage's other tiles
+            # cannot hold it, and each verification costs a descriptor match and a RANSAC.
+            result = max((verify(ref, views[k], self.rule) for k in found_in),
                          key=lambda r: (r.passed, r.inliers))
             if result.passed or keep_failed:
                 out.append(LocalMatch(entry_id, score, result))
