@@ -373,3 +373,29 @@ def test_regions_are_searched_only_when_the_whole_upload_found_nothing_strong(ph
     assert [m.entry_id for m in index.match_features([unrelated, second])] == [1]
     with pytest.raises(UsageError, match="non-empty sequence"):
         index.match_features([])
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_scan_runs_the_local_stage(tmp_path: Path, photos: list[Image.Image], workers: int) -> None:
+    import hashmatch
+
+    store, entry = _store_with_image(tmp_path / "refs.db", photos[3])
+    store.close()
+    root = tmp_path / "files"
+    root.mkdir()
+    crop(photos[3], fraction=0.3, x=1.0, y=0.0).save(root / "crop.png")
+    photos[3].save(root / "same.png")
+    photos[5].save(root / "other.png")
+    with Matcher.from_store(tmp_path / "refs.db") as matcher:
+        assert matcher.has_local_stage
+        found = {Path(r.path).name: r.matches for r in hashmatch.scan(root, matcher, workers=workers)}
+        # The same verdicts as Matcher.match: the crop only through the local stage.
+        for name, matches in found.items():
+            assert [(m.stage, m.entry_id) for m in matches] == [(m.stage, m.entry_id) for m in matcher.match(root / name)]
+        assert [(m.stage, m.entry_id) for m in found["crop.png"]] == [("local", entry)]
+        assert found["crop.png"][0].inliers >= VerificationRule().min_inliers
+        assert {m.stage for m in found["same.png"]} == {"global"} and found["other.png"] == ()
+    with Matcher.from_store(tmp_path / "refs.db", local="off") as matcher:
+        assert not matcher.has_local_stage
+        found = {Path(r.path).name: r.matches for r in hashmatch.scan(root, matcher, workers=workers)}
+        assert found["crop.png"] == ()

@@ -537,8 +537,25 @@ class Matcher:
             matches += self._local_matches(local, image)
         return matches
 
+    @property
+    def has_local_stage(self) -> bool:
+        """Whether :meth:`match` runs the local stage (the store has local features)."""
+        return self._state.local is not None
+
+    def match_with_local(self, views: Sequence[HashesInput | View], local_views: Sequence[Any]) -> list[Match]:
+        """``match_views(views)``, then the local stage on the upload's local views
+        (:func:`hashmatch.local.extract_views`) as :meth:`match` runs it: what a scan
+        worker's reply is matched with."""
+        local = self._state.local
+        matches = self.match_views(views)
+        if local is not None and local_views and (not matches or self._local_mode == "always"):
+            matches += self._local_records(local.match_features(list(local_views)))
+        return matches
+
     def _local_matches(self, local: LocalIndex, image: ImageInput) -> list[Match]:
-        found = local.match(image, limits=self.spec.limits)
+        return self._local_records(local.match(image, limits=self.spec.limits))
+
+    def _local_records(self, found: list[Any]) -> list[Match]:
         info = self._describe(m.entry_id for m in found)
         out = []
         for m in found:
