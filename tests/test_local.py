@@ -399,3 +399,33 @@ def test_scan_runs_the_local_stage(tmp_path: Path, photos: list[Image.Image], wo
         assert not matcher.has_local_stage
         found = {Path(r.path).name: r.matches for r in hashmatch.scan(root, matcher, workers=workers)}
         assert found["crop.png"] == ()
+
+
+def test_cli_calibrate_local_reports_the_rule(tmp_path: Path, photos: list[Image.Image], capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    for k, p in enumerate(photos):
+        p.save(tmp_path / f"{k}.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    # 6 images: 30 pairs, far too few for 1e-6 -> exit 1, with the rule still reported.
+    assert main(["calibrate", "--negatives", str(tmp_path), "--local", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert (out["stage"], out["images"], out["skipped"], out["pairs"], out["supported"]) == ("local", 6, 1, 30, False)
+    assert out["rule"]["min_inliers"] == max(VerificationRule().min_inliers, 2 * out["max_wrong_inliers"])
+    assert out["upper_fpr_95"] == pytest.approx(3 / 30)
+    assert main(["calibrate", "--negatives", str(tmp_path), "--local", "--fpr", "0.2"]) == 0
+    assert "recommended rule: min_inliers" in capsys.readouterr().out
+
+
+def test_calibrate_local_raises_the_rule_when_negatives_come_close(tmp_path: Path, photos: list[Image.Image]) -> None:
+    from hashmatch.local._calibrate import calibrate_local
+
+    paths = []
+    for k, p in enumerate([photos[0], crop(photos[0], fraction=0.2), photos[1], photos[2]]):
+        p.save(tmp_path / f"{k}.png")
+        paths.append(tmp_path / f"{k}.png")
+    # A "negative" folder holding a copy: the most inliers of a wrong pair is a true match's.
+    result = calibrate_local(paths, 1e-6)
+    assert result.max_wrong_inliers > VerificationRule().min_inliers
+    assert result.rule.min_inliers == 2 * result.max_wrong_inliers
+    assert calibrate_local(paths[2:], 1e-6).rule == VerificationRule()
