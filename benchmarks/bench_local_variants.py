@@ -10,7 +10,8 @@ the current checkout with that setting changed; figures in notes/issue-12.md com
 real original × 17 hard transforms (crop 0.1, crop_resize ×2, rotate 1°, every screenshot,
 collage and combined, meme 0.12, frame gradient), 100 altered negatives; a positive counts
 at >= 20 inliers with inlier ratio >= 0.3. ``python benchmarks/bench_local_variants.py --latency``
-times LocalIndex.match at 100k synthetic retrieval rows for region lookups 150 vs 100.
+times LocalIndex.match at 100k synthetic retrieval rows for region lookups 150 vs 100;
+``--scan`` times a scan worker per file with and without local views.
 """
 import sys
 import time
@@ -60,6 +61,39 @@ def latency_ab() -> None:
         print(f"region lookups {rl}: p50 {1e3 * np.percentile(v, 50):.1f} ms, p95 {1e3 * np.percentile(v, 95):.1f} ms")
 
 
+def scan_cost() -> None:
+    """A scan worker's time per 1024 x 768 JPEG: hashes (PDQ, pHash) vs hashes + local views."""
+    import dataclasses
+    import tempfile
+
+    import cv2
+    from hashmatch import QuerySpec
+    from hashmatch._scan._worker import hash_chunk
+
+    cv2.setNumThreads(1)
+    folder = Path(tempfile.mkdtemp())
+    files = []
+    for k in range(40):
+        p = folder / f"{k}.jpg"
+        generate_image(k, size=(1024, 768)).save(p, quality=90)
+        files.append((str(p), p.stat().st_size, p.stat().st_mtime_ns))
+    specs = {"hashes": QuerySpec(algorithms=("pdq", "phash"))}
+    specs["hashes + local views"] = dataclasses.replace(specs["hashes"], local_features=True)
+    times: dict[str, list[float]] = {k: [] for k in specs}
+    for s in specs.values():
+        hash_chunk(files[:2], s)  # warm-up
+    for _ in range(3):
+        for name, s in specs.items():
+            t = time.perf_counter()
+            hash_chunk(files, s)
+            times[name].append(time.perf_counter() - t)
+    for name, v in times.items():
+        print(f"{name}: median {1e3 * np.median(v) / len(files):.1f} ms per file")
+
+
+if sys.argv[1] == "--scan":
+    scan_cost()
+    sys.exit(0)
 if sys.argv[1] == "--latency":
     latency_ab()
     sys.exit(0)
