@@ -4,7 +4,8 @@ on the hard transforms where it missed most, and the most inliers any wrong refe
 Usage: ``python benchmarks/bench_local_variants.py NREF NPOS NNEG VARIANTS`` where VARIANTS is a
 comma list of ``whole`` (upload features only), ``views<side>`` (region views at that long
 side), ``r<radius>``, ``l<lookups>``, ``rl<region lookups>``, ``c<candidates>``,
-``scale<f>`` (one more view of the upload at f of its scale). Each variant runs the code of
+``scale<f>`` (one more view of the upload at f of its scale), ``rs<f>[+<f>...]`` (the second
+step's rescaled views at these scales instead of ``RESCALED``). Each variant runs the code of
 the current checkout with that setting changed; figures in notes/issue-12.md come from
 ``1000 10 100 ...``: 1000 synthetic + the real photos as references, 10 synthetic + every
 real original × 17 hard transforms (crop 0.1, crop_resize ×2, rotate 1°, every screenshot,
@@ -151,6 +152,9 @@ for v in variants:
         index.radius=int(v[1:]); F.REGION_LONG_SIDE=512; run(f"views512 radius={v[1:]}", extract_views); index.radius=16
     elif v.startswith("l") and v[1:].isdigit():
         index.query_lookups=int(v[1:]); F.REGION_LONG_SIDE=512; run(f"views512 lookups={v[1:]}", extract_views); index.query_lookups=300
+    elif v.startswith("rs"):
+        old = F.RESCALED
+        F.RESCALED = tuple(float(x) for x in v[2:].split("+")); run(f"rescaled views at {v[2:]}", extract_views); F.RESCALED = old
     elif v.startswith("rl"):
         index.region_lookups=int(v[2:]); F.REGION_LONG_SIDE=512; run(f"views512 rl={v[2:]}", extract_views); index.region_lookups=150
     elif v.startswith("c"):

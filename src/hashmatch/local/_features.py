@@ -50,7 +50,7 @@ QUERY_FEATURES = 1000
 REGION_FEATURES = 400  # per proposed region (extract_views)
 REGION_LONG_SIDE = REFERENCE_LONG_SIDE  # a region is examined at the references' scale
 REGION_LIMIT = 4  # regions examined per upload: the four tiles of a 2 x 2 collage
-RESCALED = 0.7  # the whole upload is examined again at this scale (region_views)
+RESCALED: tuple[float, ...] = (0.7, 0.8)  # the whole upload is examined again at these scales (region_views)
 LEVEL_BANDS = np.array([1, 4], dtype=np.uint8)  # pyramid levels 0-1, 2-4, 5-7: scales 1-1.2, 1.4-2.1, 2.5-3.6
 _OVERDETECT = 3
 QUERY_PYRAMID = (1.2, 8)  # ORB scale factor and levels
@@ -202,7 +202,7 @@ def extract_views(
 
 def region_views(grey_img: Image.Image, factor: int, whole: LocalFeatures, region_features: int = REGION_FEATURES) -> list[LocalFeatures]:
     """The features of each region proposed in ``grey_img`` (the decoded upload whose
-    features are ``whole``), then of the whole upload at :data:`RESCALED` of its scale,
+    features are ``whole``), then of the whole upload at each :data:`RESCALED` scale,
     all in ``whole``'s frame."""
     views = []
     dscale = whole.scale * factor  # decoded pixels -> the whole view's scaled copy
@@ -211,9 +211,10 @@ def region_views(grey_img: Image.Image, factor: int, whole: LocalFeatures, regio
     # up to full size shows the reference enlarged, and ORB's own pyramid, which only
     # ever shrinks, matches it less well than this copy does.
     dw, dh = grey_img.size
-    for x0, y0, x1, y1 in [*boxes, (0, 0, dw, dh)]:
+    jobs = [(box, REGION_LONG_SIDE / max(box[2] - box[0], box[3] - box[1])) for box in boxes]
+    jobs += [((0, 0, dw, dh), dscale * f) for f in RESCALED]
+    for (x0, y0, x1, y1), s in jobs:
         region = grey_img.crop((x0, y0, x1, y1))
-        s = REGION_LONG_SIDE / max(region.size) if (x1 - x0, y1 - y0) != (dw, dh) else dscale * RESCALED
         size = (max(1, round(region.width * s)), max(1, round(region.height * s)))
         region = region.resize(size, Image.Resampling.BICUBIC if s > 1 else Image.Resampling.BILINEAR)
         xy, level, resp, desc = _detect(np.asarray(region), _OVERDETECT * region_features, QUERY_PYRAMID)
