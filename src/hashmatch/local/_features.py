@@ -207,7 +207,7 @@ def region_views(grey_img: Image.Image, factor: int, whole: LocalFeatures, regio
     views = []
     dscale = whole.scale * factor  # decoded pixels -> the whole view's scaled copy
     boxes = propose_regions(np.asarray(grey_img), REGION_LIMIT)
-    # The whole upload at RESCALED of its scale, as one more region: a crop scaled back
+    # The whole upload at each RESCALED scale, as one more region: a crop scaled back
     # up to full size shows the reference enlarged, and ORB's own pyramid, which only
     # ever shrinks, matches it less well than this copy does.
     dw, dh = grey_img.size
