@@ -15,7 +15,7 @@ from PIL import Image
 
 from hashmatch import Matcher, ReferenceStore
 from hashmatch.cli import main
-from hashmatch.errors import FileFormatError, MissingDependencyError
+from hashmatch.errors import FileFormatError, MissingDependencyError, UsageError
 from hashmatch.hashers import compute_hashes
 from hashmatch.local import (
     LocalFeatures,
@@ -296,3 +296,159 @@ def test_hard_suite_applies_deterministically() -> None:
     # Re-cropping removes every filled corner: no black pixel is left along the edges.
     turned = np.asarray(rotate_crop(Image.new("RGB", (200, 150), (255, 255, 255)), degrees=8.0))
     assert turned[[0, -1]].min() > 200 and turned[:, [0, -1]].min() > 200
+
+
+# -- region proposals and views (screenshots, collages) ---------------------------------------
+def _naive_flat_boxes(grey: np.ndarray) -> set[tuple[int, int, int, int]]:
+    """Bounding boxes of 4-connected non-background components (the oracle for a canvas
+    of flat background with pasted rectangles)."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(grey != grey[0, 0])
+    return {(s[1].start, s[0].start, s[1].stop, s[0].stop) for s in ndimage.find_objects(labels)}
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_propose_regions_finds_pasted_rectangles(seed: int) -> None:
+    from hashmatch.local._regions import propose_regions
+
+    rng = np.random.default_rng(seed)
+    canvas = np.full((300, 400), 200, np.uint8)
+    # Up to three disjoint textured rectangles in separate columns of the canvas.
+    k = int(rng.integers(1, 4))
+    for i in range(k):
+        x0 = 10 + i * 130 + int(rng.integers(0, 20))
+        y0 = int(rng.integers(5, 100))
+        w, h = int(rng.integers(60, 100)), int(rng.integers(60, 190))
+        canvas[y0:y0 + h, x0:x0 + w] = rng.integers(0, 150, (h, w), dtype=np.uint8)
+    boxes = propose_regions(canvas)
+    assert set(boxes) == _naive_flat_boxes(canvas)
+    assert [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes] == sorted(((b[2] - b[0]) * (b[3] - b[1]) for b in boxes), reverse=True)
+
+
+def test_propose_regions_ignores_photos_and_text(photos: list[Image.Image]) -> None:
+    from hashmatch.local._regions import propose_regions
+
+    assert propose_regions(np.asarray(photos[0].convert("L"))) == []
+    text = np.full((200, 400), 255, np.uint8)
+    text[20:36:2, 10:390] = 0  # lines of "text": too thin to hold a picture
+    text[60:76:2, 10:390] = 0
+    assert propose_regions(text) == []
+
+
+def test_views_find_a_half_size_desktop_screenshot(photos: list[Image.Image]) -> None:
+    from hashmatch.local import extract_views
+    from hashmatch.testing.transforms import collage, desktop_screenshot
+
+    index = LocalIndex.from_features([reference_features(p) for p in photos])
+    shot = desktop_screenshot(photos[2], scale=0.5, seed=1)
+    views = extract_views(shot)
+    assert len(views) >= 2 and all(v.scaled_size == views[0].scaled_size for v in views)
+    found = index.match(shot)
+    assert [m.entry_id for m in found] == [2]
+    # Its evidence is in the upload's own pixels, whichever view verified it.
+    assert found[0].verification.scale == pytest.approx(0.5, rel=0.05)
+    tiles = collage(photos[5], layout="2x2", cell=3, seed=1)
+    assert [m.entry_id for m in index.match(tiles)] == [5]
+    assert index.match(desktop_screenshot(generate_image(99, size=(480, 360)), scale=0.5, seed=1)) == []
+
+
+def _naive_shortlist(ref_desc: list[np.ndarray], top: np.ndarray, radius: int, candidates: int) -> list[tuple[int, float]]:
+    score: dict[int, float] = {}
+    bits = lambda a: np.unpackbits(a, axis=-1)  # noqa: E731
+    for q in top:
+        near = {i for i, d in enumerate(ref_desc) if (bits(d) != bits(q)).sum(axis=1).min() <= radius}
+        for i in near:
+            score[i] = score.get(i, 0.0) + 1.0 / len(near)
+    return sorted(score.items(), key=lambda t: (-t[1], t[0]))[:candidates]
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(1, 3))
+def test_shortlist_scores_equal_naive_twin(seed: int, views: int) -> None:
+    rng = np.random.default_rng(seed)
+    refs = []
+    for _ in range(12):
+        d = rng.integers(0, 256, (int(rng.integers(1, 17)), 32), dtype=np.uint8)
+        refs.append(LocalFeatures(np.zeros((len(d), 2), np.float32), np.zeros(len(d), np.uint8), d, 64, 64, 1.0))
+    pool = np.concatenate([r.descriptors for r in refs])
+    qs = []
+    for _ in range(views):
+        # Copies of reference rows with a few bits flipped, and unrelated rows.
+        q = np.concatenate([pool[rng.integers(0, len(pool), 10)], rng.integers(0, 256, (5, 32), dtype=np.uint8)])
+        flip = rng.random((len(q), 256)) < 0.03
+        q = np.packbits(np.unpackbits(q, axis=1) ^ flip, axis=1)
+        qs.append(LocalFeatures(np.zeros((len(q), 2), np.float32), np.zeros(len(q), np.uint8), q, 64, 64, 1.0))
+    index = LocalIndex.from_features(refs, radius=16, candidates=5, query_lookups=8, region_lookups=4)
+    top = np.concatenate([qs[0].descriptors[:8], *(v.descriptors[:4] for v in qs[1:])])
+    got = index.shortlist(qs)
+    want = _naive_shortlist([r.descriptors[:16] for r in refs], top, 16, 5)
+    assert [i for i, _ in got] == [i for i, _ in want]
+    assert [s for _, s in got] == pytest.approx([s for _, s in want])
+
+
+def test_regions_are_searched_only_when_the_whole_upload_found_nothing_strong(photos: list[Image.Image]) -> None:
+    index = LocalIndex.from_features([reference_features(p) for p in photos[:3]])
+    first, second = extract_features(photos[0]), extract_features(photos[1])
+    # photos[0] verifies with far more than early_exit inliers: the other view is not searched.
+    assert [m.entry_id for m in index.match_features([first, second])] == [0]
+    # An unrelated upload finds nothing: its second view is searched and found.
+    unrelated = extract_features(photos[5])
+    assert [m.entry_id for m in index.match_features([unrelated, second])] == [1]
+    with pytest.raises(UsageError, match="non-empty sequence"):
+        index.match_features([])
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_scan_runs_the_local_stage(tmp_path: Path, photos: list[Image.Image], workers: int) -> None:
+    import hashmatch
+
+    store, entry = _store_with_image(tmp_path / "refs.db", photos[3])
+    store.close()
+    root = tmp_path / "files"
+    root.mkdir()
+    crop(photos[3], fraction=0.3, x=1.0, y=0.0).save(root / "crop.png")
+    photos[3].save(root / "same.png")
+    photos[5].save(root / "other.png")
+    with Matcher.from_store(tmp_path / "refs.db") as matcher:
+        assert matcher.has_local_stage
+        found = {Path(r.path).name: r.matches for r in hashmatch.scan(root, matcher, workers=workers)}
+        # The same verdicts as Matcher.match: the crop only through the local stage.
+        for name, matches in found.items():
+            assert [(m.stage, m.entry_id) for m in matches] == [(m.stage, m.entry_id) for m in matcher.match(root / name)]
+        assert [(m.stage, m.entry_id) for m in found["crop.png"]] == [("local", entry)]
+        assert found["crop.png"][0].inliers >= VerificationRule().min_inliers
+        assert {m.stage for m in found["same.png"]} == {"global"} and found["other.png"] == ()
+    with Matcher.from_store(tmp_path / "refs.db", local="off") as matcher:
+        assert not matcher.has_local_stage
+        found = {Path(r.path).name: r.matches for r in hashmatch.scan(root, matcher, workers=workers)}
+        assert found["crop.png"] == ()
+
+
+def test_cli_calibrate_local_reports_the_rule(tmp_path: Path, photos: list[Image.Image], capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    for k, p in enumerate(photos):
+        p.save(tmp_path / f"{k}.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    # 6 images: 30 pairs, far too few for 1e-6 -> exit 1, with the rule still reported.
+    assert main(["calibrate", "--negatives", str(tmp_path), "--local", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert (out["stage"], out["images"], out["skipped"], out["pairs"], out["supported"]) == ("local", 6, 1, 30, False)
+    assert out["rule"]["min_inliers"] == max(VerificationRule().min_inliers, 2 * out["max_wrong_inliers"])
+    assert out["upper_fpr_95"] == pytest.approx(3 / 30)
+    assert main(["calibrate", "--negatives", str(tmp_path), "--local", "--fpr", "0.2"]) == 0
+    assert "recommended rule: min_inliers" in capsys.readouterr().out
+
+
+def test_calibrate_local_raises_the_rule_when_negatives_come_close(tmp_path: Path, photos: list[Image.Image]) -> None:
+    from hashmatch.local._calibrate import calibrate_local
+
+    paths = []
+    for k, p in enumerate([photos[0], crop(photos[0], fraction=0.2), photos[1], photos[2]]):
+        p.save(tmp_path / f"{k}.png")
+        paths.append(tmp_path / f"{k}.png")
+    # A "negative" folder holding a copy: the most inliers of a wrong pair is a true match's.
+    result = calibrate_local(paths, 1e-6)
+    assert result.max_wrong_inliers > VerificationRule().min_inliers
+    assert result.rule.min_inliers == 2 * result.max_wrong_inliers
+    assert calibrate_local(paths[2:], 1e-6).rule == VerificationRule()

@@ -7,17 +7,17 @@ The stage itself (keypoints, retrieval, geometric verification) is
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .errors import UsageError
-from .local import LocalIndex
+from .local import LocalIndex, LocalMatch
 from .local import available as local_available
 from .local._opencv import opencv as require_opencv
 from ._loading import ImageInput, ImageLimits
 from ._matches import Match
 from ._store import ReferenceStore
 
-__all__ = ["LOCAL_MODES", "check_local_mode", "local_index", "local_matches"]
+__all__ = ["LOCAL_MODES", "check_local_mode", "local_index", "local_matches", "local_records"]
 
 _log = logging.getLogger(__name__)
 
@@ -47,7 +47,11 @@ def local_index(mode: str, store: ReferenceStore) -> LocalIndex | None:
 
 def local_matches(local: LocalIndex, image: ImageInput, limits: ImageLimits, describe: Describe) -> list[Match]:
     """The local stage's verified matches of ``image``, with their evidence."""
-    found = local.match(image, limits=limits)
+    return local_records(local.match(image, limits=limits), describe)
+
+
+def local_records(found: Sequence[LocalMatch], describe: Describe) -> list[Match]:
+    """Verified local matches as Match records, with their evidence."""
     info = describe(m.entry_id for m in found)
     out = []
     for m in found:

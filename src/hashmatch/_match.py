@@ -33,7 +33,7 @@ from .hashers.pdq import PDQ_MIN_QUALITY
 from .hashes import Hash, HashBatch, default_bits
 from .index import Index
 from .local import LocalIndex, rereadable
-from ._local_stage import check_local_mode, local_index, local_matches
+from ._local_stage import check_local_mode, local_index, local_matches, local_records
 from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
 from ._matches import Match
 from ._query import DEFAULT_THRESHOLDS, HashesInput, QuerySpec, View, default_threshold, normalise_view, orientation_name
@@ -363,6 +363,21 @@ class Matcher:
         if local is None or (global_matches and self._local_mode != "always"):
             return []
         return local_matches(local, image, self.spec.limits, self._describe)
+
+    @property
+    def has_local_stage(self) -> bool:
+        """Whether :meth:`match` runs the local stage (the store has local features)."""
+        return self._state.local is not None
+
+    def match_with_local(self, views: Sequence[HashesInput | View], local_views: Sequence[Any]) -> list[Match]:
+        """``match_views(views)``, then the local stage on the upload's local views
+        (:func:`hashmatch.local.extract_views`) as :meth:`match` runs it: what a scan
+        worker's reply is matched with."""
+        local = self._state.local
+        matches = self.match_views(views)
+        if local is not None and local_views and (not matches or self._local_mode == "always"):
+            matches += local_records(local.match_features(list(local_views)), self._describe)
+        return matches
 
     def match_many(self, images: Iterable[ImageInput]) -> list[list[Match] | HashmatchError]:
         """Match each image; one that cannot be read yields its error in its place."""

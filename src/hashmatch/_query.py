@@ -114,6 +114,10 @@ class QuerySpec:
         thresholds: maximum distance per algorithm; others take :func:`default_threshold`.
         require: ``"any"`` reports matches of any algorithm; ``"all"`` reports only when
             every algorithm in use matched, in any view of the upload.
+        local_features: also extract the upload's local-stage features
+            (:func:`hashmatch.local.extract_views`) where it is hashed: what a scan worker
+            sends back beside the hashes. :func:`~hashmatch.scan` sets it when its Matcher
+            has a local stage.
 
     ``options`` and ``thresholds`` may be given as mappings; they are kept as sorted
     tuples of pairs so the spec stays hashable (see :meth:`options_for`,
@@ -129,6 +133,7 @@ class QuerySpec:
     min_quality: int | None = PDQ_MIN_QUALITY
     thresholds: Any = ()
     require: Literal["any", "all"] = "any"
+    local_features: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.algorithms, str):
@@ -150,7 +155,7 @@ class QuerySpec:
             if name in ALGORITHMS:  # UsageError now, not on the first upload
                 ALGORITHMS[name].check_options(dict(opts))
         set_(self, "thresholds", _frozen_items(self.thresholds, "thresholds"))
-        for flag in ("dihedral", "trim_borders", "fast"):
+        for flag in ("dihedral", "trim_borders", "fast", "local_features"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise UsageError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
             set_(self, flag, bool(getattr(self, flag)))

@@ -11,6 +11,7 @@ flushed at once, so a killed run loses at most the chunks in flight.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,7 +26,7 @@ from ._results import ScanResult, ScanSummary
 from ._schedule import Failed, schedule
 from ._walk import Entry, WalkError, walk
 from ..hashers import get_algorithm
-from ._worker import DEFAULT_MMAP_THRESHOLD, Raw, available_cores, decode_views
+from ._worker import DEFAULT_MMAP_THRESHOLD, Raw, available_cores, decode_local, decode_views
 
 __all__ = ["MatcherLike", "ScanRun", "scan"]
 
@@ -198,11 +199,14 @@ class ScanRun(Iterator[ScanResult]):
         return result
 
     def _finish(self, raw: Raw) -> ScanResult:
-        path, size, mtime_ns, digest, plain, kind, message = raw
+        path, size, mtime_ns, digest, plain, kind, message = raw[:7]
         if kind is not None:
             return ScanResult(path, size, mtime_ns, digest, error_kind=kind, error=message)
         views = decode_views(plain)
-        matches = tuple(self._matcher.match_views(views))
+        if len(raw) > 7:  # the spec asked for local features: the Matcher has a local stage
+            matches = tuple(self._matcher.match_with_local(views, decode_local(raw[7])))  # type: ignore[attr-defined]
+        else:
+            matches = tuple(self._matcher.match_views(views))
         own = {name: variants[0].hash.hex() for name, variants in views[0].items()}
         quality = {name: variants[0].quality for name, variants in views[0].items() if variants[0].quality is not None}
         return ScanResult(path, size, mtime_ns, digest, own, quality, matches)
@@ -298,6 +302,8 @@ def scan(
     if not roots:
         raise UsageError("scan needs at least one path")
     spec = matcher.spec
+    if getattr(matcher, "has_local_stage", False):
+        spec = dataclasses.replace(spec, local_features=True)
     if not spec.algorithms:
         raise UsageError("nothing to match against: the references hold no hashes of an algorithm hashmatch computes")
     for name in spec.algorithms:

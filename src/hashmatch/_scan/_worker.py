@@ -14,8 +14,9 @@ import os
 import signal
 import threading
 import time
-from typing import Union
+from typing import Any, Union
 
+import numpy as np
 from PIL import UnidentifiedImageError
 
 from .._query import QuerySpec
@@ -24,6 +25,7 @@ from ..errors import HashmatchError, ImageTooLargeError, UnreadableImageError
 from ..hashers import HashResult
 from ..hashers._api import View
 from ..hashes import Hash
+from ..local import LocalFeatures, extract_views
 from ._walk import kind_of_os_error, os_message
 
 __all__ = [
@@ -32,7 +34,9 @@ __all__ = [
     "Chunk",
     "Raw",
     "dask_worker_init",
+    "decode_local",
     "decode_views",
+    "encode_local",
     "hash_chunk",
     "pin_malloc",
     "warm_up",
@@ -51,8 +55,11 @@ Chunk = list[tuple[str, int, int]]
 
 # One view's hashes as plain data: algorithm -> [(value, bits, quality), ...], original first.
 _PlainView = dict[str, list[tuple[int, int, Union[int, None]]]]
-Raw = tuple[str, Union[int, None], Union[int, None], Union[str, None], list[_PlainView], Union[str, None], Union[str, None]]
-"""A worker's reply for one file: (path, size, mtime_ns, sha256, views, error kind, message)."""
+Raw = tuple[Any, ...]
+"""A worker's reply for one file: (path, size, mtime_ns, sha256, views, error kind, message),
+and, when the spec asks for ``local_features``, the upload's local views as plain data
+(:func:`encode_local`) as an eighth item."""
+_PlainLocal = list[tuple[bytes, bytes, bytes, int, int, float]]
 
 
 def available_cores() -> int:
@@ -98,6 +105,20 @@ def _encode(views: list[View]) -> list[_PlainView]:
     return [{name: [(r.hash.value, r.hash.bits, r.quality) for r in results] for name, results in view.items()} for view in views]
 
 
+def encode_local(views: list[Any]) -> _PlainLocal:
+    """Local views (:class:`hashmatch.local.LocalFeatures`) as bytes and numbers."""
+    return [(v.xy.tobytes(), v.level.tobytes(), v.descriptors.tobytes(), v.width, v.height, v.scale) for v in views]
+
+
+def decode_local(plain: _PlainLocal) -> list[Any]:
+    """The local views of a worker's reply, as :func:`encode_local` got them."""
+    return [
+        LocalFeatures(np.frombuffer(xy, np.float32).reshape(-1, 2), np.frombuffer(level, np.uint8),
+                      np.frombuffer(desc, np.uint8).reshape(-1, 32), width, height, scale)
+        for xy, level, desc, width, height, scale in plain
+    ]
+
+
 def decode_views(plain: list[_PlainView]) -> list[View]:
     """The views of a worker's reply as :meth:`QuerySpec.hash` gave them."""
     return [
@@ -121,6 +142,8 @@ def _hash_one(path: str, size: int | None, mtime_ns: int | None, spec: QuerySpec
     digest = hashlib.sha256(data).hexdigest()
     try:
         views = spec.hash(data)
+        if spec.local_features:
+            local = encode_local(extract_views(data, limits=spec.limits))
     except ImageTooLargeError as exc:
         return (path, size, mtime_ns, digest, [], "too_large", _strip_source(str(exc)))
     except HashmatchError as exc:
@@ -128,6 +151,8 @@ def _hash_one(path: str, size: int | None, mtime_ns: int | None, spec: QuerySpec
         return (path, size, mtime_ns, digest, [], kind, _strip_source(str(exc)))
     except Exception as exc:  # one odd file must not stop a scan; recorded as a bug to report
         return (path, size, mtime_ns, digest, [], "internal_error", f"{type(exc).__name__}: {exc}")
+    if spec.local_features:
+        return (path, size, mtime_ns, digest, _encode(views), None, None, local)
     return (path, size, mtime_ns, digest, _encode(views), None, None)
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
-from .._calibrate import calibrate_folder
+from .._calibrate import _image_files, calibrate_folder
+from ..errors import CalibrationError
+from ..local._calibrate import calibrate_local
 from .._scan._worker import available_cores
 from ._options import EXIT_FOUND, EXIT_OK, algorithms_option, dihedral_option, workers_option
 
@@ -19,9 +22,10 @@ from ._options import EXIT_FOUND, EXIT_OK, algorithms_option, dihedral_option, w
 @click.option("--min-quality", type=click.IntRange(0, 100), default=None, help="PDQ quality gate: leave images below it out of every pair.")
 @workers_option(minimum=1, default=None, help="Processes that hash.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON (with the full distance histogram).")
+@click.option("--local", "local", is_flag=True, help="Calibrate the local stage's rule (minimum inliers) instead; needs hashmatch[local].")
 def calibrate_command(
     negatives: str, algorithms: tuple[str, ...], fpr: float, dihedral: bool, min_quality: int | None,
-    workers: int | None, as_json: bool,
+    workers: int | None, as_json: bool, local: bool,
 ) -> int:
     """Recommend a match threshold from all pairs of images in NEGATIVES.
 
@@ -29,6 +33,8 @@ def calibrate_command(
     largest distance whose false-positive rate is at most FPR with 95% confidence.
     Exit code 0 with a recommendation, 1 when the folder is too small for the rate.
     """
+    if local:
+        return _calibrate_local(negatives, fpr, as_json)
     result = calibrate_folder(
         negatives, algorithms[0], fpr, dihedral=dihedral, min_quality=min_quality, workers=workers or available_cores()
     )
@@ -37,3 +43,16 @@ def calibrate_command(
     else:
         click.echo(result.summary())
     return EXIT_OK if result.supported and result.threshold is not None else EXIT_FOUND
+
+
+def _calibrate_local(negatives: str, fpr: float, as_json: bool) -> int:
+    root = Path(negatives)
+    if not root.is_dir():
+        raise CalibrationError(f"not a folder: {negatives}")
+    try:
+        paths = _image_files(root, True)
+    except OSError as exc:
+        raise CalibrationError(f"cannot list {root}: {exc.strerror or exc}") from None
+    result = calibrate_local(paths, fpr)
+    click.echo(json.dumps(result.to_dict(), indent=1) if as_json else result.summary())
+    return EXIT_OK if result.supported else EXIT_FOUND

@@ -7,7 +7,9 @@ references retrieved through the exact :class:`~hashmatch.index.MultiIndexHash`
 over their descriptors, and geometric verification (a RANSAC similarity with inlier,
 spread, scale and rotation checks) before anything counts as a match.
 
-* :func:`reference_features` / :func:`extract_features`: features of a reference or an upload.
+* :func:`reference_features` / :func:`extract_features`: features of a reference or an upload;
+  :func:`extract_views`: an upload's features, then those of its proposed regions (the
+  picture of a screenshot, the tiles of a collage) at the references' scale.
 * :func:`verify` with a :class:`VerificationRule`: one reference against one upload.
 * :class:`LocalIndex` (``from_store``, ``from_features``, ``match``): many references.
 
@@ -23,6 +25,7 @@ from ._features import (
     RETRIEVAL_FEATURES,
     LocalFeatures,
     extract_features,
+    extract_views,
     reference_features,
     rereadable,
 )
@@ -44,6 +47,7 @@ __all__ = [
     "VerificationRule",
     "available",
     "extract_features",
+    "extract_views",
     "reference_features",
     "rereadable",
     "verify",

@@ -25,6 +25,7 @@ from PIL import Image
 from ..errors import FileFormatError, UsageError
 from .._loading import DEFAULT_LIMITS, DRAFT_SCALE_KEY, ImageInput, ImageLimits, _read_source, load_image, to_mode
 from ._opencv import opencv
+from ._regions import propose_regions
 
 __all__ = [
     "FORMAT_VERSION",
@@ -35,7 +36,9 @@ __all__ = [
     "RETRIEVAL_FEATURES",
     "LocalFeatures",
     "extract_features",
+    "extract_views",
     "reference_features",
+    "region_views",
 ]
 
 FORMAT_VERSION = 1
@@ -44,6 +47,10 @@ QUERY_LONG_SIDE = 1024
 REFERENCE_FEATURES = 256  # stored per reference, 38 bytes each, on disk only (512 measured: notes/issue-12.md)
 RETRIEVAL_FEATURES = 16  # held in memory and indexed per reference (~105 bytes each)
 QUERY_FEATURES = 1000
+REGION_FEATURES = 400  # per proposed region (extract_views)
+REGION_LONG_SIDE = REFERENCE_LONG_SIDE  # a region is examined at the references' scale
+REGION_LIMIT = 4  # regions examined per upload: the four tiles of a 2 x 2 collage
+RESCALED: tuple[float, ...] = (0.7, 0.8)  # the whole upload is examined again at these scales (region_views)
 LEVEL_BANDS = np.array([1, 4], dtype=np.uint8)  # pyramid levels 0-1, 2-4, 5-7: scales 1-1.2, 1.4-2.1, 2.5-3.6
 _OVERDETECT = 3
 QUERY_PYRAMID = (1.2, 8)  # ORB scale factor and levels
@@ -140,6 +147,10 @@ def _detect(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, i
 
 def _features(image: ImageInput, limits: ImageLimits, long_side: int, upscale: bool, nfeatures: int) -> tuple[LocalFeatures, npt.NDArray[np.float32]]:
     grey_img, factor = _grey(image, limits, draft=not upscale)
+    return _grey_features(grey_img, factor, long_side, upscale, nfeatures)
+
+
+def _grey_features(grey_img: Image.Image, factor: int, long_side: int, upscale: bool, nfeatures: int) -> tuple[LocalFeatures, npt.NDArray[np.float32]]:
     dw, dh = grey_img.size
     width, height = dw * factor, dh * factor  # the image's own size, before any reduced decode
     scale = _scale_to(width, height, long_side, upscale=upscale)
@@ -159,12 +170,61 @@ def extract_features(
     The order is the same round-robin over grid cells as a reference's, so that the
     first rows (those looked up in the index) are not all on a caption or a UI's text.
     """
-    _check_count(max_features)
+    return _whole_view(image, limits, _check_count(max_features))[0]
+
+
+def _whole_view(image: ImageInput, limits: ImageLimits, max_features: int) -> tuple[LocalFeatures, Image.Image, int]:
+    """The upload's features, its decoded grey copy and the reduced-decode factor."""
+    grey_img, factor = _grey(image, limits, draft=True)
     # Detect more than kept, then keep a spread: strong corners of UI text or captions
     # would otherwise crowd out the picture's own features.
-    feats, response = _features(image, limits, QUERY_LONG_SIDE, False, _OVERDETECT * max_features)
-    order = retrieval_order(feats.xy, response, feats.scaled_size, feats.level)
-    return _reorder(feats, order[:max_features])
+    whole, response = _grey_features(grey_img, factor, QUERY_LONG_SIDE, False, _OVERDETECT * max_features)
+    order = retrieval_order(whole.xy, response, whole.scaled_size, whole.level)
+    return _reorder(whole, order[:max_features]), grey_img, factor
+
+
+def extract_views(
+    image: ImageInput, *, max_features: int = QUERY_FEATURES, region_features: int = REGION_FEATURES,
+    limits: ImageLimits = DEFAULT_LIMITS,
+) -> list[LocalFeatures]:
+    """The upload's features (as :func:`extract_features`), then those of each proposed
+    region (:func:`~._regions.propose_regions`: the picture of a screenshot, the tiles
+    of a collage) re-detected with the region scaled to :data:`REGION_LONG_SIDE`.
+
+    Every view shares the first one's frame (its keypoints are in the pixels of the
+    upload's scaled copy), so a verification against any of them reads the same way.
+    A copy shown at a third of its size keeps too few matching descriptors at the
+    upload's scale; at the reference's own scale it keeps many more.
+    """
+    whole, grey_img, factor = _whole_view(image, limits, _check_count(max_features))
+    return [whole, *region_views(grey_img, factor, whole, _check_count(region_features))]
+
+
+def region_views(grey_img: Image.Image, factor: int, whole: LocalFeatures, region_features: int = REGION_FEATURES) -> list[LocalFeatures]:
+    """The features of each region proposed in ``grey_img`` (the decoded upload whose
+    features are ``whole``), then of the whole upload at each :data:`RESCALED` scale,
+    all in ``whole``'s frame."""
+    views = []
+    dscale = whole.scale * factor  # decoded pixels -> the whole view's scaled copy
+    boxes = propose_regions(np.asarray(grey_img), REGION_LIMIT)
+    # The whole upload at each RESCALED scale, as one more region: a crop scaled back
+    # up to full size shows the reference enlarged, and ORB's own pyramid, which only
+    # ever shrinks, matches it less well than this copy does.
+    dw, dh = grey_img.size
+    jobs = [(box, REGION_LONG_SIDE / max(box[2] - box[0], box[3] - box[1])) for box in boxes]
+    jobs += [((0, 0, dw, dh), dscale * f) for f in RESCALED]
+    for (x0, y0, x1, y1), s in jobs:
+        region = grey_img.crop((x0, y0, x1, y1))
+        size = (max(1, round(region.width * s)), max(1, round(region.height * s)))
+        region = region.resize(size, Image.Resampling.BICUBIC if s > 1 else Image.Resampling.BILINEAR)
+        xy, level, resp, desc = _detect(np.asarray(region), _OVERDETECT * region_features, QUERY_PYRAMID)
+        if desc.shape[0] == 0:
+            continue
+        keep = retrieval_order(xy, resp, size, level)[:region_features]
+        mapped = ((xy[keep] / np.float32(s)) + np.array([x0, y0], np.float32)) * np.float32(dscale)
+        views.append(LocalFeatures(mapped.astype(np.float32), level[keep], np.ascontiguousarray(desc[keep]),
+                                   whole.width, whole.height, whole.scale))
+    return views
 
 
 def reference_features(

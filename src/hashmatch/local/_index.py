@@ -8,6 +8,10 @@ by how many upload descriptors found them, and the best ``candidates`` are verif
 with all their stored features, which come from a feature source: the reference
 store (read on demand, so a reference costs about 1.7 KB of memory and 9.7 KB of
 disk) or a mapping in memory (tests, benchmarks).
+
+Matching runs in two steps: the whole upload, then, unless that verified a reference
+with ``early_exit`` inliers, its proposed regions and a smaller copy of it
+(:func:`~._features.region_views`), where downscaled and enlarged copies are found.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from ..errors import FileFormatError, UsageError
 from ..hashes import HashBatch
 from ..index import MultiIndexHash, build_index
 from .._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
-from ._features import RETRIEVAL_FEATURES, LocalFeatures, extract_features
+from ._features import QUERY_FEATURES, RETRIEVAL_FEATURES, LocalFeatures, _whole_view, region_views
 from ._verify import DEFAULT_RULE, Verification, VerificationRule, verify
 
 __all__ = ["DESCRIPTOR_ALGORITHM", "LocalIndex", "LocalMatch"]
@@ -35,6 +39,8 @@ DESCRIPTOR_ALGORITHM = "orb"
 DEFAULT_RADIUS = 16
 DEFAULT_CANDIDATES = 8
 DEFAULT_QUERY_LOOKUPS = 300  # more added < 2 % retrieval recall in bench_local, at linear cost
+DEFAULT_REGION_LOOKUPS = 100  # per region view; 150: +0.5 % recall, 1.5x the p95 (notes/issue-12.md)
+DEFAULT_EARLY_EXIT = 40  # inliers after which regions are not searched: twice the calibrated minimum
 
 FeatureSource = Callable[[Sequence[int]], Mapping[int, LocalFeatures]]
 
@@ -81,17 +87,23 @@ class LocalIndex:
         radius: int = DEFAULT_RADIUS,
         candidates: int = DEFAULT_CANDIDATES,
         query_lookups: int = DEFAULT_QUERY_LOOKUPS,
+        region_lookups: int = DEFAULT_REGION_LOOKUPS,
+        early_exit: int = DEFAULT_EARLY_EXIT,
     ) -> None:
         if not isinstance(rule, VerificationRule):
             raise UsageError(f"rule must be a VerificationRule, got {type(rule).__name__}")
         for name, value, low, high in (("radius", radius, 0, 64), ("candidates", candidates, 1, 1000),
-                                       ("query_lookups", query_lookups, 1, 100_000)):
+                                       ("query_lookups", query_lookups, 1, 100_000),
+                                       ("region_lookups", region_lookups, 0, 100_000),
+                                       ("early_exit", early_exit, 1, 100_000)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
                 raise UsageError(f"{name} must be an integer from {low} to {high}, got {value!r}")
         self.rule = rule
         self.radius = int(radius)
         self.candidates = int(candidates)
         self.query_lookups = int(query_lookups)
+        self.region_lookups = int(region_lookups)
+        self.early_exit = int(early_exit)
         self._source = source
         self._references = int(np.unique(owners).size)
         batch = HashBatch(descriptor_words(retrieval), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
@@ -154,54 +166,107 @@ class LocalIndex:
         return f"LocalIndex(references={len(self)}, radius={self.radius}, candidates={self.candidates})"
 
     # -- matching -------------------------------------------------------------------------
-    def match(self, image: ImageInput, *, limits: ImageLimits = DEFAULT_LIMITS) -> list[LocalMatch]:
-        """Verified references found in ``image``, most inliers first; [] when none."""
+    def match(self, image: ImageInput, *, limits: ImageLimits = DEFAULT_LIMITS, keep_failed: bool = False) -> list[LocalMatch]:
+        """Verified references found in ``image``, most inliers first; [] when none.
+
+        In two stages: the whole upload first; its proposed regions (the picture of a
+        screenshot, the tiles of a collage: :func:`~._features.region_views`) are
+        extracted and searched only when the first stage verified nothing with at least
+        ``early_exit`` inliers. ``keep_failed`` also returns the candidates that failed
+        verification (for calibration).
+        """
         if self._index is None:
             return []
-        return self.match_features(extract_features(image, limits=limits))
+        whole, grey, factor = _whole_view(image, limits, QUERY_FEATURES)
+        return self._staged(whole, lambda: region_views(grey, factor, whole), keep_failed)
 
-    def shortlist(self, query: LocalFeatures) -> list[tuple[int, float]]:
+    def match_features(self, query: LocalFeatures | Sequence[LocalFeatures], *, keep_failed: bool = False) -> list[LocalMatch]:
+        """As :meth:`match` for features already extracted: ``query`` is an upload's
+        features or its views (:func:`~._features.extract_views`, the whole upload first)."""
+        views = _views(query)
+        return self._staged(views[0], lambda: views[1:], keep_failed)
+
+    def _staged(self, whole: LocalFeatures, regions: Callable[[], list[LocalFeatures]], keep_failed: bool) -> list[LocalMatch]:
+        found = self._verify_views([whole], [self.query_lookups], keep_failed)
+        if any(m.verification.passed and m.inliers >= self.early_exit for m in found):
+            return found
+        views = regions()
+        if not views:
+            return found
+        best = {m.entry_id: m for m in found}
+        for m in self._verify_views(views, [self.region_lookups] * len(views), keep_failed):
+            old = best.get(m.entry_id)
+            if old is None or (m.verification.passed, m.inliers) > (old.verification.passed, old.inliers):
+                best[m.entry_id] = m
+        return sorted(best.values(), key=lambda m: (-m.verification.passed, -m.inliers, m.entry_id))
+
+    def shortlist(self, query: LocalFeatures | Sequence[LocalFeatures], lookups: Sequence[int] | None = None) -> list[tuple[int, float]]:
         """``(entry_id, score)`` of the best candidates, best first.
+
+        ``query`` is an upload's features or several views of it; ``lookups[k]`` rows of
+        view ``k`` are looked up (default: ``query_lookups`` of the first view,
+        ``region_lookups`` of each other).
 
         Each upload descriptor that finds references within ``radius`` gives each of them
         ``1 / (number of references it found)``: a descriptor of a glyph or of a flat
         texture finds many references and says little about any (inverse document
         frequency); one that finds a single reference is strong evidence for it.
         """
-        if self._index is None or len(query) == 0:
+        return [(entry_id, score) for entry_id, score, _ in self._shortlist(_views(query), lookups)]
+
+    def _shortlist(self, views: list[LocalFeatures], lookups: Sequence[int] | None) -> list[tuple[int, float, list[int]]]:
+        """As :meth:`shortlist`, with the views whose descriptors found each candidate."""
+        if lookups is None:
+            lookups = [self.query_lookups] + [self.region_lookups] * (len(views) - 1)
+        if self._index is None or not any(len(v) for v in views):
             return []
-        top = query.descriptors[: self.query_lookups]
+        tops = [v.descriptors[:k] for v, k in zip(views, lookups)]
+        top = np.concatenate(tops)
+        view_of_row = np.repeat(np.arange(len(tops)), [t.shape[0] for t in tops])
         batch = HashBatch(descriptor_words(top), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
         res = self._index.query(batch, self.radius)
         if not len(res):
             return []
         # One vote per (upload descriptor, reference): several retrieval descriptors of
-        # one reference near one upload descriptor are one piece of evidence.
-        pairs = np.unique(np.stack([res.query_index, res.ids], axis=1), axis=0)
-        per_query = np.bincount(pairs[:, 0], minlength=top.shape[0])
-        weight = 1.0 / per_query[pairs[:, 0]]
-        owners, slot = np.unique(pairs[:, 1], return_inverse=True)
-        score = np.bincount(slot.ravel(), weights=weight, minlength=owners.size)
+        # one reference near one upload descriptor are one piece of evidence. Pairs are
+        # deduplicated on one integer key (query row x reference slot).
+        owners, slot = np.unique(res.ids, return_inverse=True)
+        key = np.unique(res.query_index.astype(np.int64) * owners.size + slot.ravel())
+        rows, slots = np.divmod(key, owners.size)
+        per_query = np.bincount(rows, minlength=top.shape[0])
+        score = np.bincount(slots, weights=1.0 / per_query[rows], minlength=owners.size)
         order = np.lexsort((owners, -score))[: self.candidates]
-        return [(int(owners[i]), float(score[i])) for i in order]
+        found_in = np.unique(slots * len(views) + view_of_row[rows])  # (candidate slot, view) pairs
+        return [(int(owners[i]), float(score[i]), (found_in[found_in // len(views) == i] % len(views)).tolist())
+                for i in order]
 
-    def match_features(self, query: LocalFeatures, *, keep_failed: bool = False) -> list[LocalMatch]:
-        """Verified references for an upload's features (``keep_failed``: also the
-        candidates that failed verification, for calibration)."""
-        short = self.shortlist(query)
+    def _verify_views(self, views: list[LocalFeatures], lookups: list[int], keep_failed: bool) -> list[LocalMatch]:
+        """The shortlist of ``views`` verified, each candidate against each view that
+        found it (the best outcome counts)."""
+        short = self._shortlist(views, lookups)
         if not short:
             return []
-        feats = self._source([i for i, _ in short])
+        feats = self._source([i for i, _, _ in short])
         out = []
-        for entry_id, score in short:
+        for entry_id, score, found_in in short:
             ref = feats.get(entry_id)
             if ref is None:  # retracted since the index was built
                 continue
-            result = verify(ref, query, self.rule)
+            # Only against the views whose descriptors found it: a collage's other tiles
+            # cannot hold it, and each verification costs a descriptor match and a RANSAC.
+            result = max((verify(ref, views[k], self.rule) for k in found_in),
+                         key=lambda r: (r.passed, r.inliers))
             if result.passed or keep_failed:
                 out.append(LocalMatch(entry_id, score, result))
         out.sort(key=lambda m: (-m.verification.passed, -m.inliers, m.entry_id))
         return out
+
+
+def _views(query: LocalFeatures | Sequence[LocalFeatures]) -> list[LocalFeatures]:
+    views = [query] if isinstance(query, LocalFeatures) else list(query)
+    if not views or not all(isinstance(v, LocalFeatures) for v in views):
+        raise UsageError("query must be LocalFeatures or a non-empty sequence of them")
+    return views
 
 
 def _retrieval_rows(items: Iterable[tuple[int, LocalFeatures]]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
