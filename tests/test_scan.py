@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +18,6 @@ from hashmatch._scan._worker import hash_chunk
 from hashmatch._report import read_report
 from hashmatch.errors import ReportFormatError
 from hashmatch._loading import ImageLimits
-
-
-@dataclass(frozen=True)
-class StandInMatch:
-    entry_id: int
-    list_name: str | None
-    label: str | None
-    external_id: str | None
-    algorithm: str
-    distance: int
-    orientation: str | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 class StandInMatcher:
@@ -59,7 +44,7 @@ class StandInMatcher:
             if label is not None:
                 entry = sorted(self.known).index(result.hash.hex())
                 orientation = None if variant == 0 else hashmatch.hashers.DIHEDRAL_NAMES[variant]
-                out.append(StandInMatch(entry, "known", label, None, name, 0, orientation))
+                out.append(hashmatch.Match(entry, "known", label, None, name, 0, orientation))
         return out
 
 

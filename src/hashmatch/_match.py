@@ -359,10 +359,15 @@ class Matcher:
         """The local stage's matches of one upload under this Matcher's policy: it runs
         when ``global_matches`` is empty (or always, with ``local="always"``); [] when
         the stage is off or the references hold no local features."""
+        local = self._local_stage_after(global_matches)
+        return [] if local is None else local_matches(local, image, self.spec.limits, self._describe)
+
+    def _local_stage_after(self, global_matches: Sequence[Match]) -> LocalIndex | None:
+        """The local index when the policy runs the stage after these global matches."""
         local = self._state.local
         if local is None or (global_matches and self._local_mode != "always"):
-            return []
-        return local_matches(local, image, self.spec.limits, self._describe)
+            return None
+        return local
 
     @property
     def has_local_stage(self) -> bool:
@@ -373,9 +378,9 @@ class Matcher:
         """``match_views(views)``, then the local stage on the upload's local views
         (:func:`hashmatch.local.extract_views`) as :meth:`match` runs it: what a scan
         worker's reply is matched with."""
-        local = self._state.local
         matches = self.match_views(views)
-        if local is not None and local_views and (not matches or self._local_mode == "always"):
+        local = self._local_stage_after(matches)
+        if local is not None and local_views:
             matches += local_records(local.match_features(list(local_views)), self._describe)
         return matches
 

@@ -247,7 +247,7 @@ def match_upload(state: ServiceState, matcher: Matcher, data: bytes) -> tuple[li
     local = matcher.match_local(data, matches)
     state.metrics.stage.labels("hash").observe(hashed - start)
     state.metrics.stage.labels("match").observe(matched - hashed)
-    if local:
+    if matcher.has_local_stage:  # timed whether or not it found anything
         state.metrics.stage.labels("local").observe(time.perf_counter() - matched)
-        matches += local
+    matches += local
     return matches, views, g0
