@@ -9,12 +9,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from .errors import UsageError
-from .local import LocalIndex, LocalMatch
+import numpy as np
+
+from .errors import CorruptIndexError, UsageError
+from .local import DESCRIPTOR_ALGORITHM, RETRIEVAL_FEATURES, LocalIndex, LocalMatch
 from .local import available as local_available
+from .local._index import store_source
 from .local._opencv import opencv as require_opencv
+from .local._snapshot import SNAPSHOT_NAME, LocalBase, base_from_index, base_from_rows, layered, needs_rebuild
 from ._loading import ImageInput, ImageLimits
 from ._matches import Match
+from ._snapshots import SnapshotCache
 from ._store import ReferenceStore
 
 __all__ = ["LOCAL_MODES", "check_local_mode", "local_index", "local_matches", "local_records"]
@@ -35,14 +40,44 @@ def check_local_mode(mode: object) -> str:
     return str(mode)
 
 
-def local_index(mode: str, store: ReferenceStore) -> LocalIndex | None:
-    """The local stage's index over ``store``, or None when it is off or has nothing."""
-    if mode == "off" or not store.local_count():
-        return None
+def local_index(
+    mode: str, store: ReferenceStore, current: LocalBase | None = None, snapshots: SnapshotCache | None = None
+) -> tuple[LocalIndex | None, LocalBase | None]:
+    """The local stage's index over ``store`` (None when it is off or has nothing) and
+    its base, which the next refresh passes back as ``current``.
+
+    As for global indexes (:mod:`hashmatch._refindex`): ``current`` or the newest usable
+    snapshot, plus the store's changes since (:mod:`hashmatch.local._snapshot`); a full
+    read, and a new snapshot, when there is neither or the changes are too many.
+    """
+    if mode == "off":
+        return None, None
     if mode == "auto" and not local_available():
-        _log.warning("the store has local features but OpenCV is missing: pip install 'hashmatch[local]'")
-        return None
-    return LocalIndex.from_store(store)
+        if store.local_count():
+            _log.warning("the store has local features but OpenCV is missing: pip install 'hashmatch[local]'")
+        return None, None
+    source = store_source(store)
+    base = current
+    if base is None and snapshots is not None:
+        loaded = snapshots.load(SNAPSHOT_NAME, 256, holds=DESCRIPTOR_ALGORITHM)
+        if loaded is not None:
+            try:
+                base = base_from_index(*loaded)
+            except CorruptIndexError as exc:
+                _log.warning("ignoring the local snapshot: %s", exc)
+    if base is not None:
+        changes = store.read_local_changes(RETRIEVAL_FEATURES, base.generation, base.newest)
+        added = int(np.unique(changes.owners).size)
+        if not needs_rebuild(base, added, int(changes.removed.size), changes.rewritten):
+            local = layered(base, changes.rows, changes.owners, changes.removed, source)
+            return (local if len(local) else None), base
+    changes = store.read_local_changes(RETRIEVAL_FEATURES, -1, -1)
+    local, base = base_from_rows(changes.rows, changes.owners, changes.generation, source)
+    if base is None:
+        return None, None
+    if snapshots is not None:
+        snapshots.save(SNAPSHOT_NAME, base.index, base.generation)
+    return local, base
 
 
 def local_matches(local: LocalIndex, image: ImageInput, limits: ImageLimits, describe: Describe) -> list[Match]:

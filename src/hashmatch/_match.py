@@ -33,6 +33,7 @@ from .hashers.pdq import PDQ_MIN_QUALITY
 from .hashes import Hash, HashBatch, default_bits
 from .index import Index
 from .local import LocalIndex, rereadable
+from .local._snapshot import LocalBase
 from ._local_stage import check_local_mode, local_index, local_matches, local_records
 from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
 from ._matches import Match
@@ -50,6 +51,7 @@ class _State:
     generation: int
     indexes: Mapping[str, References]
     local: LocalIndex | None = None  # when the local stage is on
+    local_base: LocalBase | None = None  # what its next refresh starts from
 
 
 class Matcher:
@@ -337,8 +339,8 @@ class Matcher:
                 indexes[name] = References.from_store(name, bits, threshold, store, old.indexes.get(name), self._snapshots)
             # The generation read first: changes made while we read are taken in again
             # by the next refresh, which is harmless (deltas are relative to the base).
-            local = local_index(self._local_mode, store)
-            self._state = _State(generation, MappingProxyType(indexes), local)  # one atomic swap
+            local, local_base = local_index(self._local_mode, store, old.local_base, self._snapshots)
+            self._state = _State(generation, MappingProxyType(indexes), local, local_base)  # one atomic swap
             _log.debug("matcher refreshed to generation %d: %d references", generation, len(self))
             return True
 

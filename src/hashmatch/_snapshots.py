@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import FileFormatError, StoreError
 from .index import Index, Origin, load_index
+from .index._format import FORMAT_VERSION, peek_version
 from ._store import ReferenceStore
 
 __all__ = ["SNAPSHOT_SUFFIX", "SnapshotCache"]
@@ -37,20 +38,30 @@ class SnapshotCache:
         self.directory = Path(store.path + ".snapshots" if directory is None else directory)
         self._told_readonly = False
 
-    def load(self, algorithm: str, bits: int) -> tuple[Index, int] | None:
-        """The newest usable snapshot of ``algorithm`` and its generation, or None."""
+    def load(self, algorithm: str, bits: int, *, holds: str | None = None) -> tuple[Index, int] | None:
+        """The newest usable snapshot named ``algorithm`` and its generation, or None.
+
+        ``holds``: the algorithm its rows must be, when the name is not one (the local
+        stage's snapshot, :mod:`hashmatch.local._snapshot`). A snapshot of an older
+        file format version is saved again in the current one (same generation), so
+        its next load maps what this one had to rebuild.
+        """
         store = self.store
         for generation, token, path in self._listed(algorithm):
             if store.snapshot_token(algorithm, generation) != token:
                 continue  # not (or no longer) vouched for by the store
             try:
+                version = peek_version(path)
                 index = load_index(path, origin=Origin(store.store_id, generation, token))
             except (FileFormatError, OSError, ValueError, MemoryError) as exc:
                 _log.warning("ignoring snapshot %s: %s", path.name, exc)
                 continue
-            if index.algorithm != algorithm or index.bits != bits:
+            if index.algorithm != (holds or algorithm) or index.bits != bits:
                 _log.warning("ignoring snapshot %s: it holds %s/%d", path.name, index.algorithm, index.bits)
                 continue
+            if version < FORMAT_VERSION:
+                _log.info("snapshot %s is format version %d: saving it as version %d", path.name, version, FORMAT_VERSION)
+                self.save(algorithm, index, generation)
             return index, generation
         return None
 

@@ -50,7 +50,7 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -59,7 +59,7 @@ from .errors import HashListError, InvalidHashError, StoreError, UnknownAlgorith
 from .hashes import Hash, HashBatch
 from ._hashlists import ParsedRow, RejectedRow, SkippedLine, expected_bits, read_hashlist, write_hashlist
 
-__all__ = ["Entry", "ImportReport", "ListInfo", "ListStats", "NewEntry", "ReferenceStore"]
+__all__ = ["Entry", "ImportReport", "ListInfo", "ListStats", "LocalChanges", "NewEntry", "ReferenceStore"]
 
 SCHEMA_VERSION = 2  # 2 added local_features (issue 12); version 1 stores are migrated on open
 APPLICATION_ID = 0x484D5246  # "HMRF": tells our files from other SQLite databases
@@ -127,6 +127,18 @@ CREATE TABLE IF NOT EXISTS local_features (
 )
 """
 LocalRow = tuple[int, int, int, bytes, bytes]  # format, width, height, keypoints, descriptors
+
+
+class LocalChanges(NamedTuple):
+    """:meth:`ReferenceStore.read_local_changes`: retrieval rows and their entry ids, the
+    ids retracted since, the generation features were last rewritten (-1: never), and
+    the generation read."""
+
+    rows: npt.NDArray[np.uint8]
+    owners: npt.NDArray[np.int64]
+    removed: npt.NDArray[np.int64]
+    rewritten: int
+    generation: int
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
@@ -856,6 +868,11 @@ class ReferenceStore:
         Ids of unknown or retracted entries are skipped."""
         with self._write() as tx:
             count = 0
+            # Local snapshots take in new feature rows by entry id (those above the newest
+            # they hold); a row written at or below the newest already stored (features
+            # replaced, or attached late to an older entry) is noted, so they rebuild.
+            top = tx.conn.execute("SELECT max(entry_id) FROM local_features").fetchone()[0]
+            rewritten = False
             for entry_id, (fmt, width, height, keypoints, descriptors) in rows:
                 if len(descriptors) % 32:
                     raise StoreError("local descriptors must be whole 32-byte rows")
@@ -866,6 +883,9 @@ class ReferenceStore:
                      _check_entry_id(entry_id)),
                 )
                 count += cur.rowcount
+                rewritten = rewritten or (cur.rowcount > 0 and top is not None and int(entry_id) <= top)
+            if rewritten:
+                tx.conn.execute("INSERT OR REPLACE INTO meta VALUES ('local_rewritten', ?)", (str(tx.generation),))
             tx.changed = count > 0
         return count
 
@@ -875,19 +895,41 @@ class ReferenceStore:
     def read_local_retrieval(self, per_entry: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
         """The first ``per_entry`` descriptors of every active entry with local features:
         ``(descriptors (n, 32) uint8, entry id of each row)``, in one consistent read."""
+        changes = self.read_local_changes(per_entry, -1, -1)
+        return changes.rows, changes.owners
+
+    def read_local_changes(self, per_entry: int, since: int, after_entry: int) -> LocalChanges:
+        """What a local snapshot of generation ``since`` whose newest entry is ``after_entry``
+        lacks, in one consistent read (``since = after_entry = -1``: everything): the first
+        ``per_entry`` descriptors of active entries with local features and an id above
+        ``after_entry``, and the entries it holds that were retracted since."""
+        empty = np.zeros((0, 32), np.uint8), np.zeros(0, np.int64)
         if not self._has_local():
-            return np.zeros((0, 32), np.uint8), np.zeros(0, np.int64)
-        with self._consistent_read() as (conn, _):
+            return LocalChanges(*empty, np.zeros(0, np.int64), -1, self.generation)
+        with self._consistent_read() as (conn, gen):
             rows = conn.execute(
                 "SELECT f.entry_id, substr(f.descriptors, 1, ?) FROM local_features f "
-                "JOIN entries e ON e.id = f.entry_id WHERE e.retracted IS NULL ORDER BY f.entry_id",
-                (32 * int(per_entry),),
+                "JOIN entries e ON e.id = f.entry_id WHERE f.entry_id > ? AND e.retracted IS NULL "
+                "ORDER BY f.entry_id",
+                (32 * int(per_entry), int(after_entry)),
             ).fetchall()
+            # Held by the snapshot: features, an id it covers, active at its generation.
+            gone = conn.execute(
+                "SELECT e.id FROM entries e INDEXED BY entries_retracted JOIN local_features f ON f.entry_id = e.id "
+                "WHERE e.retracted_gen > ? AND e.added_gen <= ? AND e.id <= ? ORDER BY e.id",
+                (int(since), int(since), int(after_entry)),
+            ).fetchall()
+            mark = conn.execute("SELECT value FROM meta WHERE key = 'local_rewritten'").fetchone()
         if any(not isinstance(r[1], bytes) or len(r[1]) % 32 for r in rows):
             raise StoreError(f"{self.path} is damaged: local descriptors are not whole 32-byte rows")
+        try:
+            rewritten = -1 if mark is None else int(mark[0])
+            removed = np.array([r[0] for r in gone], dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
+            raise StoreError(f"{self.path} is damaged: a local-feature record is not an integer") from None
         blob = b"".join(r[1] for r in rows)
         owners = np.repeat(np.array([r[0] for r in rows], np.int64), [len(r[1]) // 32 for r in rows])
-        return np.frombuffer(blob, dtype=np.uint8).reshape(-1, 32), owners
+        return LocalChanges(np.frombuffer(blob, dtype=np.uint8).reshape(-1, 32), owners, removed, rewritten, gen)
 
     def read_local_rows(self, entry_ids: Iterable[int]) -> dict[int, LocalRow]:
         """Stored local features of those entries that are still active."""

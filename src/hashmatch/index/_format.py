@@ -363,8 +363,7 @@ def _check_tables(bits: int, m: int, n: int, offsets: np.ndarray, entries: np.nd
             raise CorruptIndexError("index file: a table entry is not a row number")
 
 
-def peek_kind(path: str | os.PathLike[str]) -> str:
-    """The kind named in a file's header (fully checked later by :func:`read_index`)."""
+def _peek_header(path: str | os.PathLike[str]) -> tuple:  # type: ignore[type-arg]
     fd, _ = _open_regular(path)
     try:
         with os.fdopen(fd, "rb") as f:
@@ -373,7 +372,17 @@ def peek_kind(path: str | os.PathLike[str]) -> str:
         raise CorruptIndexError(f"cannot read index file {os.fspath(path)!r}: {exc.strerror}") from None
     if len(raw) < HEADER_SIZE or raw[:8] != MAGIC:
         raise CorruptIndexError("not a hashmatch index file (bad magic or truncated header)")
-    kind = _text(_HEADER.unpack(raw)[4], "kind", "ascii")
+    return _HEADER.unpack(raw)
+
+
+def peek_version(path: str | os.PathLike[str]) -> int:
+    """The format version named in a file's header (fully checked by :func:`read_index`)."""
+    return int(_peek_header(path)[1])
+
+
+def peek_kind(path: str | os.PathLike[str]) -> str:
+    """The kind named in a file's header (fully checked later by :func:`read_index`)."""
+    kind = _text(_peek_header(path)[4], "kind", "ascii")
     if kind not in KINDS:
         raise CorruptIndexError(f"index file: unknown index kind {kind!r}, expected one of {KINDS}")
     return kind

@@ -140,17 +140,19 @@ class LocalIndex:
         retracted meanwhile is never matched (its row is no longer active).
         """
         retrieval, owners = store.read_local_retrieval(RETRIEVAL_FEATURES)
+        return cls(retrieval, owners, store_source(store), **options)
 
-        def source(wanted: Sequence[int]) -> Mapping[int, LocalFeatures]:
-            out = {}
-            for i, row in store.read_local_rows(wanted).items():
-                try:
-                    out[i] = LocalFeatures.from_blobs(*row)
-                except FileFormatError as exc:  # one bad row must not fail every upload
-                    _log.warning("entry %d: local features skipped: %s", i, exc)
-            return out
+    @classmethod
+    def from_parts(cls, index: Any, references: int, source: FeatureSource, **options: Any) -> LocalIndex:
+        """An index whose retrieval rows are already indexed (a snapshot: :mod:`._snapshot`).
 
-        return cls(retrieval, owners, source, **options)
+        ``index`` answers ``query(batch, radius)`` over the retrieval rows as the built
+        one would (row ids are entry ids); ``references`` is how many entries it holds.
+        """
+        local = cls(np.zeros((0, 32), np.uint8), np.zeros(0, np.int64), source, **options)
+        local._index = index if references else None
+        local._references = int(references)
+        return local
 
     # -- properties -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -260,6 +262,22 @@ class LocalIndex:
                 out.append(LocalMatch(entry_id, score, result))
         out.sort(key=lambda m: (-m.verification.passed, -m.inliers, m.entry_id))
         return out
+
+
+def store_source(store: FeatureStore) -> FeatureSource:
+    """Candidates' features read from the store when an upload needs them (retracted
+    entries are left out by the read, so they never verify)."""
+
+    def source(wanted: Sequence[int]) -> Mapping[int, LocalFeatures]:
+        out = {}
+        for i, row in store.read_local_rows(wanted).items():
+            try:
+                out[i] = LocalFeatures.from_blobs(*row)
+            except FileFormatError as exc:  # one bad row must not fail every upload
+                _log.warning("entry %d: local features skipped: %s", i, exc)
+        return out
+
+    return source
 
 
 def _views(query: LocalFeatures | Sequence[LocalFeatures]) -> list[LocalFeatures]:
