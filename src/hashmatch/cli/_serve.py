@@ -81,9 +81,9 @@ def serve_command(
     if not os.path.isfile(store_path):
         raise StoreError(f"no reference store at {store_path}")
     # A file that is not a store fails here, in one line. When this process may write,
-    # it caches the index snapshots once: the workers open the store read-only and load
+    # it caches the index snapshots once (the local stage's too): the workers load
     # them, instead of each rebuilding every index at start-up.
-    with Matcher.from_store(store_path, readonly=not store_is_writable(store_path), local="off"):
+    with Matcher.from_store(store_path, readonly=not store_is_writable(store_path)):
         pass
     loopback = service.is_loopback(host)
     if keys_file is None and not loopback and not insecure_no_auth:
