@@ -47,13 +47,16 @@ def _add(store: ReferenceStore, rng: np.random.Generator, count: int, *, feature
 
 
 def _queries(store: ReferenceStore, rng: np.random.Generator) -> list[LocalFeatures]:
-    """Uploads whose descriptors sit a few bits from stored ones (and some random ones)."""
-    rows, _ = store.read_local_retrieval(16)
+    """Uploads whose descriptors sit a few bits from stored ones, retracted ones included
+    (and some random ones)."""
+    blobs = [r[0] for r in store._conn().execute("SELECT substr(descriptors, 1, 512) FROM local_features")]
+    rows = np.frombuffer(b"".join(blobs), np.uint8).reshape(-1, 32)
     out = []
     for _ in range(3):
         picked = rows[rng.integers(0, len(rows), 40)] if len(rows) else np.zeros((0, 32), np.uint8)
         noise = np.zeros_like(picked)
-        noise[:, rng.integers(0, 32, picked.shape[0])] = 1 << int(rng.integers(0, 8))
+        for _ in range(4):  # up to four bits per row
+            noise[np.arange(len(picked)), rng.integers(0, 32, len(picked))] |= (1 << rng.integers(0, 8, len(picked))).astype(np.uint8)
         desc = np.concatenate([picked ^ noise, rng.integers(0, 256, (10, 32), dtype=np.uint8)])
         out.append(LocalFeatures(np.zeros((len(desc), 2), np.float32), np.zeros(len(desc), np.uint8), desc, 640, 480, 1.0))
     return out
