@@ -13,6 +13,9 @@ rounds:
 * ``after``: this tree, the local snapshot already cached;
 * ``after, no snapshot``: this tree with the local snapshot deleted first (build + save).
 
+``--serve-workers N`` then spawns ``hashmatch serve --workers N`` from each tree once
+(after first, its snapshot cached; then before) and times it to every worker's /ready.
+
 Global snapshots are cached for every peer (all versions do that). Example:
 
     git archive 54be614 | (mkdir -p /tmp/localsnap-base && tar -x -C /tmp/localsnap-base)
@@ -56,7 +59,7 @@ def rss(field):
     for line in open("/proc/self/status"):
         if line.startswith(field):
             return int(line.split()[1]) * 1024
-rng = np.random.default_rng(int(sys.argv[2]))
+rng = np.random.default_rng([int(sys.argv[2]), time.time_ns()])  # new references on every run, also reruns
 with ReferenceStore(sys.argv[1]) as other:
     ids = other.add_entries("L", [NewEntry(Hash(int.from_bytes(rng.bytes(8), "big"), "phash", 64)) for _ in range(10)]).entry_ids
     row = (1, 512, 384, bytes(6 * 256), rng.bytes(32 * 256))
@@ -105,6 +108,26 @@ def run_child(src: Path, store: Path, seed: int) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def serve_ready(src: Path, store: Path, workers: int) -> dict[str, Any]:
+    """Spawn ``hashmatch serve`` from the tree ``src``: seconds until every worker answers
+    /ready, and each worker's RSS and PSS then."""
+    from bench_service import Served
+
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(src)
+    try:
+        server = Served(store, workers)
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old
+    try:
+        return {"ready_s": server.wait_ready(), "memory": server.memory()}
+    finally:
+        server.stop()
+
+
 def local_snapshots(store: Path) -> list[Path]:
     folder = Path(str(store) + ".snapshots")
     return sorted(folder.glob("local-*.hmidx")) if folder.is_dir() else []
@@ -117,12 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/hashmatch-bench-localsnap"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="local_snapshot", help="results file name (without .json)")
+    parser.add_argument("--serve-workers", type=int, default=0,
+                        help="also time 'hashmatch serve' to /ready with this many workers (after, then before)")
     add_record_option(parser)
     args = parser.parse_args(argv)
     pin_malloc()
     args.workdir.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {"machine": machine(), "runs": []}
-    rows = []
+    rows: list[list[Any]] = []
+    serve_rows: list[list[Any]] = []
     for n in args.sizes:
         store = args.workdir / f"local-{n}.db"
         if not store.exists():
@@ -130,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             build_store(store, n, args.seed)
             print(f"built {store} in {time.perf_counter() - t0:.0f} s ({store.stat().st_size / 1e9:.2f} GB)", flush=True)
         results: dict[str, list[dict[str, Any]]] = {"before": [], "after": [], "after, no snapshot": []}
-        for src in (args.base, SRC):  # each tree's numba disk cache filled, not timed
+        for src in (args.base, SRC) if args.repeats else ():  # each tree's numba disk cache filled, not timed
             run_child(src, store, 999)
         for r in range(args.repeats):
             # Every child adds 10 references; the refresh times therefore include their deltas.
@@ -141,21 +168,31 @@ def main(argv: list[str] | None = None) -> int:
             run_child(SRC, store, 1000 * r + 3)  # the adds above changed the store: cache this generation
             results["after"].append(run_child(SRC, store, 1000 * r + 4))
             print(f"{n}: round {r + 1}: " + ", ".join(f"{k} {v[-1]['from_store_s']:.2f} s" for k, v in results.items()), flush=True)
-        best = {k: min(v, key=lambda x: x["from_store_s"]) for k, v in results.items()}
+        best = {k: min(v, key=lambda x: x["from_store_s"]) for k, v in results.items() if v}
         snap = local_snapshots(store)
-        payload["runs"].append({"references": n, "results": results,
-                                "snapshot_bytes": snap[0].stat().st_size if snap else None})
-        b = best["before"]
+        run = {"references": n, "results": results, "snapshot_bytes": snap[0].stat().st_size if snap else None}
+        payload["runs"].append(run)
+        if args.serve_workers:
+            run["serve"] = {"workers": args.serve_workers, "after": serve_ready(SRC, store, args.serve_workers),
+                            "before": serve_ready(args.base, store, args.serve_workers)}
+            for name in ("before", "after"):
+                got = run["serve"][name]
+                serve_rows.append([n, name, args.serve_workers, round(got["ready_s"], 2),
+                                   " / ".join(f"{m['rss_mib']:.0f}" for m in got["memory"]),
+                                   " / ".join(f"{m['pss_mib']:.0f}" for m in got["memory"])])
         for name, res in best.items():
+            b = best["before"]
             rows.append([n, name, res["local_references"], round(res["from_store_s"], 3),
                          round(res["from_store_s"] / b["from_store_s"], 3), round(res["worker_ready_s"], 3),
                          round(res["refresh_after_10_adds_s"], 4), round(res["peak_rss_bytes"] / 2**20),
                          round(res["rss_bytes"] / 2**20)])
     text = table(rows, ["refs", "peer", "local refs", "from_store s", "÷ before", "ready+warmup s",
                         "refresh s", "peak RSS MiB", "RSS MiB"])
+    if serve_rows:
+        text += "\n\n" + table(serve_rows, ["refs", "peer", "workers", "serve ready s", "RSS MiB/worker", "PSS MiB/worker"])
     print(text)
     payload["table"] = text
-    print(f"results: {write_results('local_snapshot', payload, record=args.record)}")
+    print(f"results: {write_results(args.output, payload, record=args.record)}")
     return 0
 
 
