@@ -7,6 +7,10 @@ It is used only while the store records that token for that generation, and the
 generation and token: a valid index of another store renamed into place is not
 trusted. Any problem with a snapshot (damaged, foreign, a FIFO under its name, an
 unreadable folder) costs a rebuild and a warning, never a wrong answer.
+
+The local stage's retrieval index is cached here too, under a name that versions its
+layout (:mod:`hashmatch.local._snapshot`). A snapshot of an older file format version is
+saved again in the current one when it is loaded.
 """
 
 from __future__ import annotations
