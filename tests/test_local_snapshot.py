@@ -4,6 +4,8 @@ bound to it, refreshed by layers, and never the cause of a wrong match."""
 from __future__ import annotations
 
 import hashlib
+import shutil
+import sys
 import struct
 import tempfile
 from pathlib import Path
@@ -347,3 +349,42 @@ def test_version_1_global_snapshot_is_saved_again_as_version_2(tmp_path: Path, r
         monkeypatch.setattr(SnapshotCache, "save", lambda *a: saved.append(a))
         m2 = Matcher.from_store(store, local="off")  # version 2 now: loaded as it is, not saved again
         assert saved == [] and [x.entry_id for x in m2.match_hashes(hashes[7])] == [x.entry_id for x in m.match_hashes(hashes[7])]
+
+
+def test_auto_without_opencv_warns_only_when_active_features_exist(tmp_path: Path, rng: np.random.Generator,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
+    with ReferenceStore(tmp_path / "refs.db") as store:
+        ids = _add(store, rng, 3)
+        assert store.has_local_features()
+        assert not Matcher.from_store(store).has_local_stage
+        assert "OpenCV is missing" in caplog.text and _snapshots(store) == []
+        store.retract(ids)
+        caplog.clear()
+        assert not store.has_local_features() and not Matcher.from_store(store).has_local_stage
+        assert "OpenCV is missing" not in caplog.text
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7))
+def test_any_flipped_bit_in_a_snapshot_means_a_rebuild(tmp_path: Path, where: float, bit: int) -> None:
+    pristine = tmp_path / "pristine"
+    if not pristine.exists():  # one store and snapshot; each example damages a copy of both
+        pristine.mkdir()
+        with ReferenceStore(pristine / "refs.db") as store:
+            _add(store, np.random.default_rng(7), 70)
+            Matcher.from_store(store).close()
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    shutil.copytree(pristine, work, dirs_exist_ok=True)
+    with ReferenceStore(work / "refs.db") as store:
+        (snap,) = _snapshots(store)
+        data = bytearray(snap.read_bytes())
+        data[int(where * len(data))] ^= 1 << bit
+        snap.write_bytes(bytes(data))
+        queries = _queries(store, np.random.default_rng(1))
+        local = _local(Matcher.from_store(store))
+        wide = LocalIndex.from_parts(local._index, len(local), local._source, candidates=1000)
+        assert _answers(wide, queries) == _rebuilt(store, queries)
+        (fresh,) = _snapshots(store)
+        assert fresh != snap  # rebuilt and saved again, not loaded

@@ -53,7 +53,7 @@ def local_index(
     if mode == "off":
         return None, None
     if mode == "auto" and not local_available():
-        if store.local_count():
+        if store.has_local_features():
             _log.warning("the store has local features but OpenCV is missing: pip install 'hashmatch[local]'")
         return None, None
     source = store_source(store)

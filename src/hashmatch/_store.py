@@ -948,6 +948,12 @@ class ReferenceStore:
                 out[int(entry_id)] = tuple(rest)  # type: ignore[assignment]
         return out
 
+    def has_local_features(self) -> bool:
+        """Whether any active entry has local features (stops at the first: no count)."""
+        return self._has_local() and bool(self._rows(
+            "SELECT 1 FROM local_features f JOIN entries e ON e.id = f.entry_id WHERE e.retracted IS NULL LIMIT 1"
+        ))
+
     def local_count(self) -> int:
         """Number of active entries with local features."""
         if not self._has_local():
