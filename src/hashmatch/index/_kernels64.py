@@ -25,9 +25,10 @@ import math
 import numpy as np
 
 from numba import prange
+from numba.core import config
 
-from .._jit import njit
-from ._kernels import popcount64
+from .._jit import njit, prefetch
+from ._kernels import _mih_hit, popcount64
 
 _LANES = 16  # 64-bit words per plane of a block (LLVM adds overlap checks only to loops of 16+)
 _BLOCK_ROWS = 64 * _LANES
@@ -197,3 +198,269 @@ def sliced_query_parallel(planes, words, alive, queries, bounds, r, units, out_q
     for c in prange(bounds.shape[0] - 1):
         counts[c] = sliced_chunk(planes, words, alive, queries, bounds[c], bounds[c + 1], r, units,
                                  out_q, out_pos, out_dist, c * cap, cap)
+
+
+# ---------------------------------------------------------------------------------
+# Multi-index hashing of 64-bit hashes: 32-bit partial words instead of row copies
+# ---------------------------------------------------------------------------------
+# Table 0 is the rows themselves (kept in table 0's bucket order). Every other table
+# t keeps, per row in its own bucket order, 32 bits of the row: the word with
+# substring t cut out (its bits are the bucket's, known at probe time), top 32 bits.
+# Those always start with substring 0. A probe checks its candidates from one run of
+# these (half the bytes of a row copy), which bounds each row's distance from below;
+# the few that pass are looked up in table 0 by their substring 0 and checked in
+# full there. No row numbers are stored: 4 bytes per row and table instead of 12.
+_PART_BITS = 32
+_NO_DISTANCE = np.uint32(1 << 20)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def popcount32(x):
+    """Set bits of a uint32 (numba widens 32-bit arithmetic, so a 32-bit SWAR form
+    would need masking; the 64-bit popcount of the widened value is exact)."""
+    return np.uint32(popcount64(np.uint64(x)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def key64(w, start, length):
+    """Bits ``[start, start + length)`` of a 64-bit word (bit 0 most significant)."""
+    return np.int64((w >> np.uint64(64 - start - length)) & ((_ONE << np.uint64(length)) - _ONE))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def part64(w, start, length):
+    """The top 32 bits of ``w`` with bits ``[start, start + length)`` cut out (start >= 1)."""
+    low_bits = 64 - start - length
+    low = w & ((_ONE << np.uint64(low_bits)) - _ONE) if low_bits > 0 else _ZERO
+    rest = ((w >> np.uint64(64 - start)) << np.uint64(low_bits)) | low  # 64 - length bits
+    return np.uint32(rest >> np.uint64(64 - length - _PART_BITS))
+
+
+@njit(cache=True, nogil=True)
+def _mih64_table(words, starts, lengths, table_offsets_at, t, parts, offsets):
+    n = words.shape[0]
+    start = starts[t]
+    length = lengths[t]
+    nb = np.int64(1) << length
+    at = table_offsets_at[t]
+    counts = np.zeros(nb + 1, dtype=np.int64)
+    if t == 0:  # rows are already in table 0's order
+        for i in range(n):
+            counts[key64(words[i, 0], start, length) + 1] += 1
+    else:
+        # Sorted by (bucket, partial word): equal partial words are adjacent in a
+        # bucket, so a probe looks each of them up in table 0 once.
+        composite = np.empty(n, dtype=np.uint64)
+        for i in range(n):
+            w = words[i, 0]
+            k = key64(w, start, length)
+            counts[k + 1] += 1
+            composite[i] = (np.uint64(k) << np.uint64(_PART_BITS)) | np.uint64(part64(w, start, length))
+        composite.sort()
+        base = (t - 1) * n
+        for i in range(n):
+            parts[base + i] = np.uint32(composite[i] & np.uint64(0xFFFFFFFF))
+    for b in range(nb):
+        counts[b + 1] += counts[b]
+    for b in range(nb + 1):
+        offsets[at + b] = np.int32(counts[b])
+
+
+@njit(cache=True, nogil=True)
+def mih64_tables(words, starts, lengths, table_offsets_at):
+    """Offsets (int32, as ``_kernels.mih_tables``) and the partial words of tables
+    1 .. m-1 (uint32, table t's at ``(t - 1) * n``), over rows in table 0's order."""
+    n = words.shape[0]
+    m = starts.shape[0]
+    parts = np.empty((m - 1) * n, dtype=np.uint32)
+    offsets = np.empty(table_offsets_at[m], dtype=np.int32)
+    for t in range(m):
+        _mih64_table(words, starts, lengths, table_offsets_at, t, parts, offsets)
+    return offsets, parts
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def mih64_tables_parallel(words, starts, lengths, table_offsets_at):
+    """:func:`mih64_tables` with the tables built on numba's threads."""
+    n = words.shape[0]
+    m = starts.shape[0]
+    parts = np.empty((m - 1) * n, dtype=np.uint32)
+    offsets = np.empty(table_offsets_at[m], dtype=np.int32)
+    for t in prange(m):
+        _mih64_table(words, starts, lengths, table_offsets_at, t, parts, offsets)
+    return offsets, parts
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _least32(run, qp):
+    """Least popcount of ``run[j] ^ qp`` (branch-free: vectorises)."""
+    least = _NO_DISTANCE
+    for j in range(run.shape[0]):
+        least = min(least, popcount32(run[j] ^ qp))
+    return least
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _least64(run, q0):
+    least = _NO_DISTANCE
+    for j in range(run.shape[0]):
+        least = min(least, np.uint32(popcount64(run[j] ^ q0)))
+    return least
+
+
+@njit(cache=True, nogil=True)
+def _mih64_lookup(words, alive, offsets, x, bucket, t, starts, lengths, radii, q, qi, rr,
+                  out_q, out_pos, out_dist, start, cap, cnt):
+    """The rows of table t's bucket ``bucket`` whose partial word is ``x``, found in
+    table 0 through their substring 0 (the top bits of ``x``), written out if within r."""
+    n = words.shape[0]
+    flat = words.reshape(n)
+    q0 = q[0]
+    k0 = np.int64(x >> np.uint32(_PART_BITS - lengths[0]))
+    lo = np.int64(offsets[k0])
+    hi = np.int64(offsets[k0 + 1])
+    if _least64(flat[lo:hi], q0) > rr:
+        return cnt
+    for e in range(lo, hi):
+        w = flat[e]
+        d = popcount64(w ^ q0)
+        if d <= rr and key64(w, starts[t], lengths[t]) == bucket and part64(w, starts[t], lengths[t]) == x:
+            cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist, start, cap, cnt)
+    return cnt
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mih64_probe(words, alive, parts, offsets, table_offsets_at, t, bucket, k, starts, lengths, radii, q, qi, rr,
+                 out_q, out_pos, out_dist, start, cap, cnt):
+    n = words.shape[0]
+    at = table_offsets_at[t]
+    lo = np.int64(offsets[at + bucket])
+    hi = np.int64(offsets[at + bucket + 1])
+    q0 = q[0]
+    if t == 0:
+        flat = words.reshape(n)
+        if _least64(flat[lo:hi], q0) > rr:
+            return cnt
+        for e in range(lo, hi):
+            d = popcount64(flat[e] ^ q0)
+            if d <= rr:
+                cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist, start, cap, cnt)
+        return cnt
+    # The bucket's bits differ from the query's in k places; the partial word bounds
+    # the rest from below.
+    left = np.uint32(rr - np.uint64(k))
+    qp = part64(q0, starts[t], lengths[t])
+    base = (t - 1) * n
+    run = parts[base + lo : base + hi]
+    if _least32(run, qp) > left:
+        return cnt
+    for p in range(hi - lo):
+        x = run[p]
+        if popcount32(x ^ qp) <= left and (p == 0 or run[p - 1] != x):
+            cnt = _mih64_lookup(words, alive, offsets, x, bucket, t, starts, lengths, radii, q, qi, rr,
+                                out_q, out_pos, out_dist, start, cap, cnt)
+    return cnt
+
+
+_MAX_PROBES = 4096
+_PREFETCH_AHEAD = 4  # probes
+_LINE_BYTES = 64
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mih64_prefetch(words, parts, offsets, table_offsets_at, t, bucket):
+    n = words.shape[0]
+    at = table_offsets_at[t]
+    lo = np.int64(offsets[at + bucket])
+    hi = np.int64(offsets[at + bucket + 1])
+    if t == 0:
+        flat = words.reshape(n)
+        for p in range(lo, hi, _LINE_BYTES // 8):
+            prefetch(flat, p)
+    else:
+        base = (t - 1) * n
+        for p in range(base + lo, base + hi, _LINE_BYTES // 4):
+            prefetch(parts, p)
+
+
+@njit(cache=True, nogil=True)
+def mih64_chunk(words, alive, parts, offsets, table_offsets_at, starts, lengths, radii, queries, q0, q1, r,
+                out_q, out_pos, out_dist, start, cap):
+    """Multi-index range query of ``queries[q0:q1]`` (64-bit). Each query's probes are
+    listed first, then scanned while the buckets a few probes ahead are prefetched."""
+    m = starts.shape[0]
+    rr = np.uint64(r)
+    probe_t = np.empty(_MAX_PROBES, dtype=np.int64)
+    probe_b = np.empty(_MAX_PROBES, dtype=np.int64)
+    probe_k = np.empty(_MAX_PROBES, dtype=np.int64)
+    cnt = 0
+    for qi in range(q0, q1):
+        q = queries[qi]
+        np_ = 0
+        for t in range(m):
+            rt = radii[t]
+            if rt < 0:
+                continue
+            length = lengths[t]
+            key = key64(q[0], starts[t], length)
+            limit = np.int64(1) << length
+            for k in range(rt + 1):
+                mask = (np.int64(1) << k) - 1
+                while mask < limit:
+                    if np_ < _MAX_PROBES:
+                        probe_t[np_] = t
+                        probe_b[np_] = key ^ mask
+                        probe_k[np_] = k
+                    np_ += 1
+                    if k == 0:
+                        break
+                    low = mask & -mask
+                    ripple = mask + low
+                    mask = (((ripple ^ mask) >> 2) // low) | ripple
+        ahead = _PREFETCH_AHEAD if np_ <= _MAX_PROBES else 0
+        if np_ > _MAX_PROBES:  # huge radii: probe as they are enumerated, no list
+            np_ = 0
+            for t in range(m):
+                rt = radii[t]
+                if rt < 0:
+                    continue
+                length = lengths[t]
+                key = key64(q[0], starts[t], length)
+                limit = np.int64(1) << length
+                for k in range(rt + 1):
+                    mask = (np.int64(1) << k) - 1
+                    while mask < limit:
+                        cnt = _mih64_probe(words, alive, parts, offsets, table_offsets_at, t, key ^ mask, k, starts,
+                                           lengths, radii, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
+                        if k == 0:
+                            break
+                        low = mask & -mask
+                        ripple = mask + low
+                        mask = (((ripple ^ mask) >> 2) // low) | ripple
+            continue
+        for i in range(min(ahead, np_)):
+            _mih64_prefetch(words, parts, offsets, table_offsets_at, probe_t[i], probe_b[i])
+        for i in range(np_):
+            if i + ahead < np_:
+                _mih64_prefetch(words, parts, offsets, table_offsets_at, probe_t[i + ahead], probe_b[i + ahead])
+            cnt = _mih64_probe(words, alive, parts, offsets, table_offsets_at, probe_t[i], probe_b[i], probe_k[i],
+                               starts, lengths, radii, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def mih64_query(words, alive, parts, offsets, table_offsets_at, starts, lengths, radii, queries, bounds, r,
+                out_q, out_pos, out_dist, cap, counts):
+    """:func:`mih64_chunk` for each chunk of queries, one thread."""
+    for c in range(bounds.shape[0] - 1):
+        counts[c] = mih64_chunk(words, alive, parts, offsets, table_offsets_at, starts, lengths, radii, queries,
+                                bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def mih64_query_parallel(words, alive, parts, offsets, table_offsets_at, starts, lengths, radii, queries, bounds, r,
+                         out_q, out_pos, out_dist, cap, counts):
+    """:func:`mih64_query` with the chunks spread over numba's threads."""
+    for c in prange(bounds.shape[0] - 1):
+        counts[c] = mih64_chunk(words, alive, parts, offsets, table_offsets_at, starts, lengths, radii, queries,
+                                bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap)

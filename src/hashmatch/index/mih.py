@@ -31,6 +31,7 @@ from ._format import MIH_SUBSTRING_BITS, mih_layout, mih_substrings_ok
 from .flat import scan
 
 _kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
+_kernels64 = kernels("hashmatch.index._kernels64")
 
 __all__ = ["MultiIndexHash", "default_substrings", "probe_radii"]
 
@@ -150,9 +151,16 @@ class MultiIndexHash(Index):
         self._words = words
         self._table_at = _table_at(self._lengths)
         # Tables are independent: big builds (loads of saved indexes) use every core.
-        build = _kernels.mih_tables_parallel if use_parallel(n // 1000) else _kernels.mih_tables
+        parallel = use_parallel(n // 1000)
+        if self.bits == 64:
+            # 64-bit tables hold 32-bit partial words, not row numbers (_kernels64).
+            build64 = _kernels64.mih64_tables_parallel if parallel else _kernels64.mih64_tables
+            self._offsets, self._entries = build64(self._words, self._starts, self._lengths, self._table_at)
+            self._table_words = np.zeros((0, 1), dtype=np.uint64)
+            return
+        build = _kernels.mih_tables_parallel if parallel else _kernels.mih_tables
         self._offsets, self._entries, self._table_words = build(
-            self._words, self._starts, self._lengths, self._table_at, self.bits == 64
+            self._words, self._starts, self._lengths, self._table_at, False
         )
 
     def _file_parameter(self) -> int:
@@ -206,6 +214,13 @@ class MultiIndexHash(Index):
         if self.scans_at(r):
             # The balls cover the tables: a straight scan of the same rows is cheaper.
             scan(self._words, None, self._alive, queries, r, bounds, parallel, out, cap, counts)
+            return
+        if self.bits == 64:
+            kernel64 = _kernels64.mih64_query_parallel if parallel else _kernels64.mih64_query
+            kernel64(
+                self._words, self._alive, self._entries, self._offsets, self._table_at, self._starts, self._lengths,
+                probe_radii(r, self._m), queries, bounds, r, out[0], out[1], out[2], cap, counts,
+            )
             return
         kernel = _kernels.mih_query_parallel if parallel else _kernels.mih_query
         kernel(
