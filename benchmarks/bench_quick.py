@@ -73,7 +73,7 @@ def _faiss_levels(faiss: Any) -> tuple[str, Any]:
     return faiss.to_string(auto), (None if auto == faiss.SIMDLevel_AVX2 else at_avx2)
 
 
-def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int) -> None:
+def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int, bits_list: tuple[int, ...] = (64, 256)) -> None:
     import faiss
     import numba
     import numpy as np
@@ -89,6 +89,8 @@ def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int) -> None
     # hashmatch is also compared with faiss at its AVX2 level (what an AVX2-only CPU runs).
     level, at_avx2 = _faiss_levels(faiss)
     for bits, r, nq, targets in ((64, 8, 1000, (5, 30)), (256, 31, 300, (5, 20))):
+        if bits not in bits_list:
+            continue
         nw = bits // 64
         refs = random_words(rng, n, nw)
         queries = make_queries(rng, refs, nq, r)
@@ -228,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--isa", choices=["native", "avx2", "both"], default="both")
     parser.add_argument("--n", type=int, default=1_000_000, help="references per index case")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bits", default="64,256", help="hash lengths of the index job")
     parser.add_argument("--pdq-images", type=int, default=40)
     add_record_option(parser)
     args = parser.parse_args(argv)
@@ -236,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = set(args.jobs.split(","))
     if args.isa == "both":
         code = main(["--jobs", args.jobs, "--isa", "native", "--n", str(args.n), "--repeats", str(args.repeats),
+                     "--bits", args.bits,
                      "--pdq-images", str(args.pdq_images), *record])
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL_FEATURES,
@@ -243,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             kernel_jobs = ",".join(j for j in args.jobs.split(",") if j != "cold")
             if kernel_jobs:
                 code |= subprocess.run(
-                    [sys.executable, __file__, "--jobs", kernel_jobs, "--isa", "avx2", "--n", str(args.n),
+                    [sys.executable, __file__, "--jobs", kernel_jobs, "--isa", "avx2", "--n", str(args.n), "--bits", args.bits,
                      "--repeats", str(args.repeats), "--pdq-images", str(args.pdq_images), *record], env=env, check=False,
                 ).returncode
         return code
@@ -251,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     if "cold" in jobs:
         job_cold(args.isa, out, 10)
     if "index" in jobs:
-        job_index(args.isa, out, args.n, args.repeats)
+        job_index(args.isa, out, args.n, args.repeats, tuple(int(b) for b in args.bits.split(",")))
     if "pdq" in jobs:
         job_pdq(args.isa, out, args.pdq_images, args.repeats)
     if "dihedral" in jobs:

@@ -13,6 +13,14 @@ A candidate seen in several tables is reported once: on a match found in table `
 the kernel checks whether an earlier table's ball also holds it (cheap, and only paid
 on true matches). Rows are kept in table 0's bucket order, so table 0's candidates
 are contiguous in memory.
+
+Tables 1 .. m-1 of 64-bit hashes hold, instead of row numbers, each row's 32-bit
+partial word (the row without the table's substring, top 32 bits; ``_kernels64``):
+a probe bounds its candidates' distances from one contiguous run of them, and the
+few that pass are found in table 0 through substring 0, which every partial word
+begins with. That is 4 bytes per row and table (33 B per reference at m = 5, against
+65 B with row numbers and row copies) and about 1.2x faster at 1M rows
+(notes/issue-14-index64.md). Longer hashes keep row numbers.
 """
 
 from __future__ import annotations
@@ -40,8 +48,8 @@ _MIN_SUBSTRING_BITS, _MAX_SUBSTRING_BITS = MIH_SUBSTRING_BITS
 
 # Cost model (nanoseconds per query, fitted to bench_index.py on the benchmark machine):
 # a probe is a cache miss into a table once the tables outgrow the caches (a few 100k
-# rows), a candidate is a popcount on a contiguous copy for 64-bit hashes and a
-# random-access row read for longer ones. The flat scan's vectorised popcount makes
+# rows), a candidate is a popcount on a contiguous run of partial words for 64-bit
+# hashes and a random-access row read for longer ones. The flat scan's vectorised popcount makes
 # its cost depend on the CPU numba compiles for (decided at run time, never at
 # install): about 0.05 ns per word with AVX-512 VPOPCNTDQ, 0.3 ns with AVX2's nibble
 # table (benchmarks/bench_quick.py, both measured on the AMD EPYC of notes/issue-14.md).
