@@ -29,7 +29,7 @@ from numba import prange
 from numba.core import config
 
 from .._jit import njit, prefetch
-from ._kernels import _mih_hit, popcount64
+from ._kernels import _least_distance, _mih_hit, popcount64
 
 _LANES = 16  # 64-bit words per plane of a block (LLVM adds overlap checks only to loops of 16+)
 _BLOCK_ROWS = 64 * _LANES
@@ -212,7 +212,6 @@ def sliced_query_parallel(planes, words, alive, queries, bounds, r, units, out_q
 # the few that pass are looked up in table 0 by their substring 0 and checked in
 # full there. No row numbers are stored: 4 bytes per row and table instead of 12.
 _PART_BITS = 32
-_NO_DISTANCE = np.uint32(1 << 20)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -268,13 +267,16 @@ def _mih64_table(words, starts, lengths, table_offsets_at, t, parts, offsets):
 
 
 @njit(cache=True, nogil=True)
+def _mih64_arrays(n, m, table_offsets_at):
+    return np.empty(table_offsets_at[m], dtype=np.int32), np.empty((m - 1) * n, dtype=np.uint32)
+
+
+@njit(cache=True, nogil=True)
 def mih64_tables(words, starts, lengths, table_offsets_at):
     """Offsets (int32, as ``_kernels.mih_tables``) and the partial words of tables
     1 .. m-1 (uint32, table t's at ``(t - 1) * n``), over rows in table 0's order."""
-    n = words.shape[0]
     m = starts.shape[0]
-    parts = np.empty((m - 1) * n, dtype=np.uint32)
-    offsets = np.empty(table_offsets_at[m], dtype=np.int32)
+    offsets, parts = _mih64_arrays(words.shape[0], m, table_offsets_at)
     for t in range(m):
         _mih64_table(words, starts, lengths, table_offsets_at, t, parts, offsets)
     return offsets, parts
@@ -283,30 +285,11 @@ def mih64_tables(words, starts, lengths, table_offsets_at):
 @njit(cache=True, nogil=True, parallel=True)
 def mih64_tables_parallel(words, starts, lengths, table_offsets_at):
     """:func:`mih64_tables` with the tables built on numba's threads."""
-    n = words.shape[0]
     m = starts.shape[0]
-    parts = np.empty((m - 1) * n, dtype=np.uint32)
-    offsets = np.empty(table_offsets_at[m], dtype=np.int32)
+    offsets, parts = _mih64_arrays(words.shape[0], m, table_offsets_at)
     for t in prange(m):
         _mih64_table(words, starts, lengths, table_offsets_at, t, parts, offsets)
     return offsets, parts
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _least32(run, qp):
-    """Least popcount of ``run[j] ^ qp`` (branch-free: vectorises)."""
-    least = _NO_DISTANCE
-    for j in range(run.shape[0]):
-        least = min(least, popcount32(run[j] ^ qp))
-    return least
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _least64(run, q0):
-    least = _NO_DISTANCE
-    for j in range(run.shape[0]):
-        least = min(least, np.uint32(popcount64(run[j] ^ q0)))
-    return least
 
 
 @njit(cache=True, nogil=True)
@@ -320,7 +303,7 @@ def _mih64_lookup(words, alive, offsets, x, bucket, t, starts, lengths, radii, q
     k0 = np.int64(x >> np.uint32(_PART_BITS - lengths[0]))
     lo = np.int64(offsets[k0])
     hi = np.int64(offsets[k0 + 1])
-    if _least64(flat[lo:hi], q0) > rr:
+    if _least_distance(flat[lo:hi], q0) > rr:
         return cnt
     for e in range(lo, hi):
         w = flat[e]
@@ -340,7 +323,7 @@ def _mih64_probe(words, alive, parts, offsets, table_offsets_at, t, bucket, k, s
     q0 = q[0]
     if t == 0:
         flat = words.reshape(n)
-        if _least64(flat[lo:hi], q0) > rr:
+        if _least_distance(flat[lo:hi], q0) > rr:
             return cnt
         for e in range(lo, hi):
             d = popcount64(flat[e] ^ q0)
@@ -353,7 +336,7 @@ def _mih64_probe(words, alive, parts, offsets, table_offsets_at, t, bucket, k, s
     qp = part64(q0, starts[t], lengths[t])
     base = (t - 1) * n
     run = parts[base + lo : base + hi]
-    if _least32(run, qp) > left:
+    if _least_distance(run, qp) > left:
         return cnt
     for p in range(hi - lo):
         x = run[p]
@@ -385,11 +368,39 @@ def _mih64_prefetch(words, parts, offsets, table_offsets_at, t, bucket):
 
 
 @njit(cache=True, nogil=True)
+def _list_probes(q0, starts, lengths, radii, skip, probe_t, probe_b, probe_k):
+    """List the query's probes (table, bucket, bits flipped) from number ``skip`` on, as
+    many as the arrays hold; returns how many probes the query has in all. Buckets
+    within radius k: every mask of k set bits (Gosper's hack)."""
+    total = 0
+    cap = probe_t.shape[0]
+    for t in range(starts.shape[0]):
+        length = lengths[t]
+        key = key64(q0, starts[t], length)
+        limit = np.int64(1) << length
+        for k in range(radii[t] + 1):  # radius -1: none
+            mask = (np.int64(1) << k) - 1
+            while mask < limit:
+                i = total - skip
+                if 0 <= i < cap:
+                    probe_t[i] = t
+                    probe_b[i] = key ^ mask
+                    probe_k[i] = k
+                total += 1
+                if k == 0:
+                    break
+                low = mask & -mask
+                ripple = mask + low
+                mask = (((ripple ^ mask) >> 2) // low) | ripple
+    return total
+
+
+@njit(cache=True, nogil=True)
 def mih64_chunk(words, alive, parts, offsets, table_offsets_at, starts, lengths, radii, queries, q0, q1, r,
                 out_q, out_pos, out_dist, start, cap):
     """Multi-index range query of ``queries[q0:q1]`` (64-bit). Each query's probes are
-    listed first, then scanned while the buckets a few probes ahead are prefetched."""
-    m = starts.shape[0]
+    listed first (in batches, for huge radii), then scanned while the buckets a few
+    probes ahead are prefetched."""
     rr = np.uint64(r)
     probe_t = np.empty(_MAX_PROBES, dtype=np.int64)
     probe_b = np.empty(_MAX_PROBES, dtype=np.int64)
@@ -397,55 +408,22 @@ def mih64_chunk(words, alive, parts, offsets, table_offsets_at, starts, lengths,
     cnt = 0
     for qi in range(q0, q1):
         q = queries[qi]
-        np_ = 0
-        for t in range(m):
-            rt = radii[t]
-            if rt < 0:
-                continue
-            length = lengths[t]
-            key = key64(q[0], starts[t], length)
-            limit = np.int64(1) << length
-            for k in range(rt + 1):
-                mask = (np.int64(1) << k) - 1
-                while mask < limit:
-                    if np_ < _MAX_PROBES:
-                        probe_t[np_] = t
-                        probe_b[np_] = key ^ mask
-                        probe_k[np_] = k
-                    np_ += 1
-                    if k == 0:
-                        break
-                    low = mask & -mask
-                    ripple = mask + low
-                    mask = (((ripple ^ mask) >> 2) // low) | ripple
-        ahead = _PREFETCH_AHEAD if np_ <= _MAX_PROBES else 0
-        if np_ > _MAX_PROBES:  # huge radii: probe as they are enumerated, no list
-            np_ = 0
-            for t in range(m):
-                rt = radii[t]
-                if rt < 0:
-                    continue
-                length = lengths[t]
-                key = key64(q[0], starts[t], length)
-                limit = np.int64(1) << length
-                for k in range(rt + 1):
-                    mask = (np.int64(1) << k) - 1
-                    while mask < limit:
-                        cnt = _mih64_probe(words, alive, parts, offsets, table_offsets_at, t, key ^ mask, k, starts,
-                                           lengths, radii, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
-                        if k == 0:
-                            break
-                        low = mask & -mask
-                        ripple = mask + low
-                        mask = (((ripple ^ mask) >> 2) // low) | ripple
-            continue
-        for i in range(min(ahead, np_)):
-            _mih64_prefetch(words, parts, offsets, table_offsets_at, probe_t[i], probe_b[i])
-        for i in range(np_):
-            if i + ahead < np_:
-                _mih64_prefetch(words, parts, offsets, table_offsets_at, probe_t[i + ahead], probe_b[i + ahead])
-            cnt = _mih64_probe(words, alive, parts, offsets, table_offsets_at, probe_t[i], probe_b[i], probe_k[i],
-                               starts, lengths, radii, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
+        done = 0
+        while True:
+            total = _list_probes(q[0], starts, lengths, radii, done, probe_t, probe_b, probe_k)
+            listed = min(total - done, _MAX_PROBES)
+            for i in range(min(_PREFETCH_AHEAD, listed)):
+                _mih64_prefetch(words, parts, offsets, table_offsets_at, probe_t[i], probe_b[i])
+            for i in range(listed):
+                ahead = i + _PREFETCH_AHEAD
+                if ahead < listed:
+                    _mih64_prefetch(words, parts, offsets, table_offsets_at, probe_t[ahead], probe_b[ahead])
+                cnt = _mih64_probe(words, alive, parts, offsets, table_offsets_at, probe_t[i], probe_b[i],
+                                   probe_k[i], starts, lengths, radii, q, qi, rr, out_q, out_pos, out_dist, start,
+                                   cap, cnt)
+            done += listed
+            if done >= total:
+                break
     return cnt
 
 
