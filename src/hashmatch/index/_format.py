@@ -25,14 +25,15 @@ Version 3, all integers little-endian::
       (kind "mih" only: the built tables; m substrings of lengths bits // m, the
       first bits % m one bit longer; T = sum(2**length + 1))
          …   4·T  bucket offsets, int32, then zero bytes up to a multiple of 8
-         … 4·(m-1)·n  tables 1 .. m-1, uint32, then zero bytes up to a multiple of 8: for
-                  64-bit hashes each row's 32-bit partial word (``_kernels64.mih64_tables``),
-                  for longer ones its row number (``_kernels.mih_tables``)
+         … 4·k·n  the tables, uint32, then zero bytes up to a multiple of 8: for 64-bit
+                  hashes every table's 32-bit partial words (k = m,
+                  ``_kernels64.mih64_tables``), for longer ones the row numbers of
+                  tables 1 .. m-1 (k = m - 1, ``_kernels.mih_tables``)
          …    32  SHA-256 of every byte before it
 
 Older versions: version 1 holds the rows and ids only. Version 2 is version 3 plus a
 section of per-table row copies after the tables (8·(m-1)·n bytes, 64-bit hashes
-only, else empty), and its 64-bit tables hold row numbers. Both load: their rows are
+only, else empty), and its 64-bit tables hold row numbers (k = m - 1). Both load: their rows are
 checked and checksummed as usual, and a multi-index rebuilds its tables from them
 (version 2 files of longer hashes keep theirs, which version 3 lays out the same way).
 
@@ -146,9 +147,10 @@ def _table_specs(
     nw = bits // 64
     nbuckets = sum((1 << length) + 1 for length in mih_layout(bits, m))
     copies = (m - 1) * n if bits == 64 and version <= _COPIES_VERSION else 0
+    tables = m if bits == 64 and version > _COPIES_VERSION else m - 1  # 64-bit: table 0 too
     return [
         ("offsets", np.dtype("<i4"), (nbuckets,)),
-        ("entries", np.dtype("<u4"), ((m - 1) * n,)),
+        ("entries", np.dtype("<u4"), (tables * n,)),
         ("table words", np.dtype("<u8"), (copies, nw)),
     ]
 

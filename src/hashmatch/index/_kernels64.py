@@ -204,13 +204,14 @@ def sliced_query_parallel(planes, words, alive, queries, bounds, r, units, out_q
 # ---------------------------------------------------------------------------------
 # Multi-index hashing of 64-bit hashes: 32-bit partial words instead of row copies
 # ---------------------------------------------------------------------------------
-# Table 0 is the rows themselves (kept in table 0's bucket order). Every other table
-# t keeps, per row in its own bucket order, 32 bits of the row: the word with
-# substring t cut out (its bits are the bucket's, known at probe time), top 32 bits.
-# Those always start with substring 0. A probe checks its candidates from one run of
-# these (half the bytes of a row copy), which bounds each row's distance from below;
-# the few that pass are looked up in table 0 by their substring 0 and checked in
-# full there. No row numbers are stored: 4 bytes per row and table instead of 12.
+# Every table t keeps, per row in its own bucket order, 32 bits of the row: the word
+# with substring t cut out (its bits are the bucket's, known at probe time), top 32
+# bits. A probe checks its candidates from one run of these (half the bytes of a row
+# copy), which bounds each row's distance from below. Table 0's are in row order (the
+# rows are kept in table 0's bucket order), so a candidate that passes is a row
+# number; for t >= 1 the partial word starts with substring 0, and a candidate that
+# passes is looked up in table 0's bucket and checked in full there. No row numbers
+# are stored: 4 bytes per row and table instead of 12.
 _PART_BITS = 32
 
 
@@ -229,10 +230,11 @@ def key64(w, start, length):
 
 @njit(cache=True, nogil=True, inline="always")
 def part64(w, start, length):
-    """The top 32 bits of ``w`` with bits ``[start, start + length)`` cut out (start >= 1)."""
+    """The top 32 bits of ``w`` with bits ``[start, start + length)`` cut out."""
     low_bits = 64 - start - length
     low = w & ((_ONE << np.uint64(low_bits)) - _ONE) if low_bits > 0 else _ZERO
-    rest = ((w >> np.uint64(64 - start)) << np.uint64(low_bits)) | low  # 64 - length bits
+    high = (w >> np.uint64(64 - start)) << np.uint64(low_bits) if start > 0 else _ZERO  # no shift by 64
+    rest = high | low  # 64 - length bits
     return np.uint32(rest >> np.uint64(64 - length - _PART_BITS))
 
 
@@ -244,9 +246,11 @@ def _mih64_table(words, starts, lengths, table_offsets_at, t, parts, offsets):
     nb = np.int64(1) << length
     at = table_offsets_at[t]
     counts = np.zeros(nb + 1, dtype=np.int64)
-    if t == 0:  # rows are already in table 0's order
+    if t == 0:  # rows are already in table 0's order: the partial words follow them
         for i in range(n):
-            counts[key64(words[i, 0], start, length) + 1] += 1
+            w = words[i, 0]
+            counts[key64(w, start, length) + 1] += 1
+            parts[i] = part64(w, start, length)
     else:
         # Sorted by (bucket, partial word): equal partial words are adjacent in a
         # bucket, so a probe looks each of them up in table 0 once.
@@ -257,7 +261,7 @@ def _mih64_table(words, starts, lengths, table_offsets_at, t, parts, offsets):
             counts[k + 1] += 1
             composite[i] = (np.uint64(k) << np.uint64(_PART_BITS)) | np.uint64(part64(w, start, length))
         composite.sort()
-        base = (t - 1) * n
+        base = t * n
         for i in range(n):
             parts[base + i] = np.uint32(composite[i] & np.uint64(0xFFFFFFFF))
     for b in range(nb):
@@ -268,13 +272,13 @@ def _mih64_table(words, starts, lengths, table_offsets_at, t, parts, offsets):
 
 @njit(cache=True, nogil=True)
 def _mih64_arrays(n, m, table_offsets_at):
-    return np.empty(table_offsets_at[m], dtype=np.int32), np.empty((m - 1) * n, dtype=np.uint32)
+    return np.empty(table_offsets_at[m], dtype=np.int32), np.empty(m * n, dtype=np.uint32)
 
 
 @njit(cache=True, nogil=True)
 def mih64_tables(words, starts, lengths, table_offsets_at):
-    """Offsets (int32, as ``_kernels.mih_tables``) and the partial words of tables
-    1 .. m-1 (uint32, table t's at ``(t - 1) * n``), over rows in table 0's order."""
+    """Offsets (int32, as ``_kernels.mih_tables``) and every table's partial words
+    (uint32, table t's at ``t * n``; table 0's in row order), over rows in table 0's order."""
     m = starts.shape[0]
     offsets, parts = _mih64_arrays(words.shape[0], m, table_offsets_at)
     for t in range(m):
@@ -321,22 +325,22 @@ def _mih64_probe(words, alive, parts, offsets, table_offsets_at, t, bucket, k, s
     lo = np.int64(offsets[at + bucket])
     hi = np.int64(offsets[at + bucket + 1])
     q0 = q[0]
-    if t == 0:
-        flat = words.reshape(n)
-        if _least_distance(flat[lo:hi], q0) > rr:
-            return cnt
-        for e in range(lo, hi):
-            d = popcount64(flat[e] ^ q0)
-            if d <= rr:
-                cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist, start, cap, cnt)
-        return cnt
     # The bucket's bits differ from the query's in k places; the partial word bounds
     # the rest from below.
     left = np.uint32(rr - np.uint64(k))
     qp = part64(q0, starts[t], lengths[t])
-    base = (t - 1) * n
+    base = t * n
     run = parts[base + lo : base + hi]
     if _least_distance(run, qp) > left:
+        return cnt
+    if t == 0:  # table 0's partial words are in row order: the candidate is row lo + p
+        for p in range(hi - lo):
+            if popcount32(run[p] ^ qp) <= left:
+                e = lo + p
+                d = popcount64(words[e, 0] ^ q0)
+                if d <= rr:
+                    cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist,
+                                   start, cap, cnt)
         return cnt
     for p in range(hi - lo):
         x = run[p]
@@ -357,14 +361,9 @@ def _mih64_prefetch(words, parts, offsets, table_offsets_at, t, bucket):
     at = table_offsets_at[t]
     lo = np.int64(offsets[at + bucket])
     hi = np.int64(offsets[at + bucket + 1])
-    if t == 0:
-        flat = words.reshape(n)
-        for p in range(lo, hi, _LINE_BYTES // 8):
-            prefetch(flat, p)
-    else:
-        base = (t - 1) * n
-        for p in range(base + lo, base + hi, _LINE_BYTES // 4):
-            prefetch(parts, p)
+    base = t * n
+    for p in range(base + lo, base + hi, _LINE_BYTES // 4):
+        prefetch(parts, p)
 
 
 @njit(cache=True, nogil=True)

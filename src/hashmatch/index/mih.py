@@ -14,13 +14,14 @@ the kernel checks whether an earlier table's ball also holds it (cheap, and only
 on true matches). Rows are kept in table 0's bucket order, so table 0's candidates
 are contiguous in memory.
 
-Tables 1 .. m-1 of 64-bit hashes hold, instead of row numbers, each row's 32-bit
-partial word (the row without the table's substring, top 32 bits; ``_kernels64``):
-a probe bounds its candidates' distances from one contiguous run of them, and the
-few that pass are found in table 0 through substring 0, which every partial word
-begins with. That is 4 bytes per row and table (33 B per reference at m = 5, against
-65 B with row numbers and row copies) and about 1.2x faster at 1M rows
-(notes/issue-14-index64.md). Longer hashes keep row numbers.
+The tables of 64-bit hashes hold, instead of row numbers, each row's 32-bit partial
+word (the row without the table's substring, top 32 bits; ``_kernels64``): a probe
+bounds its candidates' distances from one contiguous run of them; table 0's are in
+row order, and the few candidates of other tables that pass are found in table 0
+through substring 0, which their partial words begin with. That is 4 bytes per row
+and table (37 B per reference at m = 5, against 65 B with row numbers and row
+copies), and faster at 1M rows (notes/issue-14-index64.md). Longer hashes keep row
+numbers.
 """
 
 from __future__ import annotations
