@@ -55,7 +55,25 @@ def _best_qps(fn: Any, *args: Any, nq: int, repeats: int) -> float:
     return best
 
 
-def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int) -> None:
+def _faiss_levels(faiss: Any) -> tuple[str, Any]:
+    """The SIMD level faiss runs at on this CPU (its own run-time choice), and a function
+    that runs a call at faiss's AVX2 level instead (None if faiss cannot switch)."""
+    config = getattr(faiss, "SIMDConfig", None)
+    if config is None:
+        return "faiss (static build)", None
+    auto = config.get_level()
+
+    def at_avx2(fn: Any) -> Any:
+        config.set_level(faiss.SIMDLevel_AVX2)
+        try:
+            return fn()
+        finally:
+            config.set_level(auto)
+
+    return faiss.to_string(auto), (None if auto == faiss.SIMDLevel_AVX2 else at_avx2)
+
+
+def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int, bits_list: tuple[int, ...] = (64, 256)) -> None:
     import faiss
     import numba
     import numpy as np
@@ -67,7 +85,12 @@ def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int) -> None
     numba.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(0)
+    # faiss picks its SIMD level at run time; on an AVX-512 machine the AVX2 build of
+    # hashmatch is also compared with faiss at its AVX2 level (what an AVX2-only CPU runs).
+    level, at_avx2 = _faiss_levels(faiss)
     for bits, r, nq, targets in ((64, 8, 1000, (5, 30)), (256, 31, 300, (5, 20))):
+        if bits not in bits_list:
+            continue
         nw = bits // 64
         refs = random_words(rng, n, nw)
         queries = make_queries(rng, refs, nq, r)
@@ -89,16 +112,22 @@ def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int) -> None
         if not exact:
             raise SystemExit(f"{bits}-bit r={r}: results differ between Flat, the default index and faiss")
         rates = {}
+        peers = [("faiss", lambda: fl.range_search(qcodes, r + 1))]
+        if bits == 64 and at_avx2 is not None:
+            peers.append(("faiss_avx2", lambda: at_avx2(lambda: fl.range_search(qcodes, r + 1))))
         for rnd in range(repeats):  # peers take turns so load changes hit each alike
-            for name, fn in (("faiss", lambda: fl.range_search(qcodes, r + 1)),
+            for name, fn in (*peers,
                              ("flat", lambda: flat.query(qbatch, r)),
                              ("default", lambda: default.query(qbatch, r)),
                              ("mih", lambda: mih.query(qbatch, r))):
                 rates[name] = max(rates.get(name, 0.0), _best_qps(fn, nq=nq, repeats=1))
         label = f"{bits}-bit n={n:,} r={r}"
-        _line(f"Flat {label}", rates["flat"], rates["faiss"], "faiss IndexBinaryFlat", targets[0], "q/s", isa, out)
-        _line(f"default index ({type(default).__name__}) {label}", rates["default"], rates["faiss"],
-              "faiss IndexBinaryFlat", targets[1], "q/s", isa, out)
+        for peer, peer_name in (("faiss", f"faiss IndexBinaryFlat@{level}"), ("faiss_avx2", "faiss IndexBinaryFlat@AVX2")):
+            if peer not in rates:
+                continue
+            _line(f"Flat {label}", rates["flat"], rates[peer], peer_name, targets[0], "q/s", isa, out)
+            _line(f"default index ({type(default).__name__}) {label}", rates["default"], rates[peer],
+                  peer_name, targets[1], "q/s", isa, out)
         if not isinstance(default, MultiIndexHash):
             _line(f"MultiIndexHash {label}", rates["mih"], rates["faiss"], "faiss IndexBinaryFlat", targets[1], "q/s",
                   isa, out)
@@ -201,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--isa", choices=["native", "avx2", "both"], default="both")
     parser.add_argument("--n", type=int, default=1_000_000, help="references per index case")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bits", default="64,256", help="hash lengths of the index job")
     parser.add_argument("--pdq-images", type=int, default=40)
     add_record_option(parser)
     args = parser.parse_args(argv)
@@ -209,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = set(args.jobs.split(","))
     if args.isa == "both":
         code = main(["--jobs", args.jobs, "--isa", "native", "--n", str(args.n), "--repeats", str(args.repeats),
+                     "--bits", args.bits,
                      "--pdq-images", str(args.pdq_images), *record])
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL_FEATURES,
@@ -216,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             kernel_jobs = ",".join(j for j in args.jobs.split(",") if j != "cold")
             if kernel_jobs:
                 code |= subprocess.run(
-                    [sys.executable, __file__, "--jobs", kernel_jobs, "--isa", "avx2", "--n", str(args.n),
+                    [sys.executable, __file__, "--jobs", kernel_jobs, "--isa", "avx2", "--n", str(args.n), "--bits", args.bits,
                      "--repeats", str(args.repeats), "--pdq-images", str(args.pdq_images), *record], env=env, check=False,
                 ).returncode
         return code
@@ -224,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     if "cold" in jobs:
         job_cold(args.isa, out, 10)
     if "index" in jobs:
-        job_index(args.isa, out, args.n, args.repeats)
+        job_index(args.isa, out, args.n, args.repeats, tuple(int(b) for b in args.bits.split(",")))
     if "pdq" in jobs:
         job_pdq(args.isa, out, args.pdq_images, args.repeats)
     if "dihedral" in jobs:

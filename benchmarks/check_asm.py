@@ -19,8 +19,9 @@ os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp()  # a fresh compile, so the as
 import numpy as np  # noqa: E402
 
 from hashmatch.index import _kernels as K  # noqa: E402
+from hashmatch.index import _kernels64 as K64  # noqa: E402
 
-INSTR = ("vpopcntq", "vpshufb", "popcnt", "zmm", "ymm")
+INSTR = ("vpopcntq", "vpshufb", "popcnt", "vpternlogq", "zmm", "ymm")
 
 
 def main() -> int:
@@ -33,9 +34,12 @@ def main() -> int:
         counts = np.zeros(1, np.int64)
         K.flat_query(words, alive, words[:2], bounds, 3, *out, 32, counts)
         K.flat_query_blocked(K.flat_blocks(words), words, alive, words[:2], bounds, 3, *out, 32, counts)
+    words = np.zeros((16, 1), np.uint64)
+    K64.sliced_chunk(K64.sliced_planes(words), words, alive, words[:2], 0, 2, 3, K64.prefilter_units(3), *out, 0, 32)
     kernels = {"flat_chunk_1 (64-bit)": K.flat_chunk_1, "flat_chunk_4 (256-bit, row order)": K.flat_chunk_4,
                "flat_chunk_n (other)": K.flat_chunk_n, "blocked_chunk_4 (256-bit, word-major)": K.blocked_chunk_4,
-               "blocked_chunk_n (other, word-major)": K.blocked_chunk_n}
+               "blocked_chunk_n (other, word-major)": K.blocked_chunk_n,
+               "sliced_chunk (64-bit, bit-sliced)": K64.sliced_chunk}
     for name, fn in kernels.items():
         asm = "\n".join(fn.inspect_asm().values())
         counts_txt = ", ".join(f"{i} {asm.count(i)}" for i in INSTR)

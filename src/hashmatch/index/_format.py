@@ -1,10 +1,10 @@
 """The index file format: the one place that reads and writes index files.
 
-Version 2, all integers little-endian::
+Version 3, all integers little-endian::
 
     offset  size  field
          0     8  magic  b"\\x89HMIDX\\r\\n"  (the \\r\\n catches text-mode mangling)
-         8     2  format version (2; version 1 files, without the tables, still load)
+         8     2  format version (3; versions 1 and 2 still load, see below)
         10     2  header size (128)
         12     4  flags (0, or 1: an origin block follows the header)
         16    16  index kind, ASCII, NUL-padded: "flat", "bktree" or "mih"
@@ -22,12 +22,20 @@ Version 2, all integers little-endian::
        168     8  reserved, zero
        H  8·n·w  hash words, uint64, row-major (n rows of w words, word 0 most significant)
          …   8·n  ids, int64, in the same row order
-      (kind "mih" only: the built tables, see ``_kernels.mih_tables``; m substrings
-      of lengths bits // m, the first bits % m one bit longer; T = sum(2**length + 1))
+      (kind "mih" only: the built tables; m substrings of lengths bits // m, the
+      first bits % m one bit longer; T = sum(2**length + 1))
          …   4·T  bucket offsets, int32, then zero bytes up to a multiple of 8
-         … 4·(m-1)·n  table entries (row numbers), uint32, then zero bytes up to a multiple of 8
-         … 8·(m-1)·n·w  per-table copies of the rows, uint64 (64-bit hashes only; else empty)
+         … 4·k·n  the tables, uint32, then zero bytes up to a multiple of 8: for 64-bit
+                  hashes every table's 32-bit partial words (k = m,
+                  ``_kernels64.mih64_tables``), for longer ones the row numbers of
+                  tables 1 .. m-1 (k = m - 1, ``_kernels.mih_tables``)
          …    32  SHA-256 of every byte before it
+
+Older versions: version 1 holds the rows and ids only. Version 2 is version 3 plus a
+section of per-table row copies after the tables (8·(m-1)·n bytes, 64-bit hashes
+only, else empty), and its 64-bit tables hold row numbers (k = m - 1). Both load: their rows are
+checked and checksummed as usual, and a multi-index rebuilds its tables from them
+(version 2 files of longer hashes keep theirs, which version 3 lays out the same way).
 
 Every section's size follows from the header (nothing else is a size), so the file size
 is checked exactly before anything is mapped. Rows, ids and tables are read through a
@@ -42,7 +50,8 @@ would fault.
 The file holds live rows only (removed ones are compacted away before writing). Stored
 tables spare the multi-index its build on load; they are trusted for exactness only
 through the checksum, but never for memory safety: every table's offsets must run
-from 0 to n without decreasing and every entry must be a row number below n, so a
+from 0 to n without decreasing and every row number must be below n (a 64-bit
+table's partial words can hold any value: they only ever name a bucket), so a
 forged file with a valid checksum cannot steer a kernel out of bounds (it can only give
 wrong answers, as forged rows could). Nothing is pickled. Files are written to a
 temporary name and renamed, so a crash never leaves a half-written index.
@@ -74,8 +83,9 @@ from ..errors import CorruptIndexError, IndexArgumentError
 from .._version import __version__
 
 MAGIC = b"\x89HMIDX\r\n"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _OLDEST_VERSION = 1  # rows only: the multi-index rebuilds its tables on load
+_COPIES_VERSION = 2  # the last version with per-table row copies of 64-bit hashes
 HEADER_SIZE = 128
 CHECKSUM_SIZE = 32
 KINDS = ("flat", "bktree", "mih")
@@ -113,7 +123,8 @@ class IndexFile:
     ids: npt.NDArray[np.int64]
     origin: Origin | None = None
     tables: tuple[np.ndarray, ...] = ()
-    """Version 2 multi-index files: (offsets, entries, table words); empty otherwise."""
+    """Multi-index tables as the kernels take them: (offsets, tables 1 .. m-1, empty row
+    copies); empty for other kinds and for files whose tables are rebuilt on load."""
 
 
 def mih_layout(bits: int, m: int) -> list[int]:
@@ -127,16 +138,19 @@ def mih_substrings_ok(bits: int, m: int) -> bool:
     return -(-bits // hi) <= m <= bits // lo
 
 
-def _table_specs(kind: str, bits: int, m: int, n: int) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+def _table_specs(
+    kind: str, bits: int, m: int, n: int, version: int = FORMAT_VERSION
+) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
     """(name, file dtype, shape) of each table section; ``m`` must pass ``mih_substrings_ok``."""
     if kind != "mih":
         return []
     nw = bits // 64
     nbuckets = sum((1 << length) + 1 for length in mih_layout(bits, m))
-    copies = (m - 1) * n if bits == 64 else 0
+    copies = (m - 1) * n if bits == 64 and version <= _COPIES_VERSION else 0
+    tables = m if bits == 64 and version > _COPIES_VERSION else m - 1  # 64-bit: table 0 too
     return [
         ("offsets", np.dtype("<i4"), (nbuckets,)),
-        ("entries", np.dtype("<u4"), ((m - 1) * n,)),
+        ("entries", np.dtype("<u4"), (tables * n,)),
         ("table words", np.dtype("<u8"), (copies, nw)),
     ]
 
@@ -282,7 +296,7 @@ def read_index(
         if version >= 2:
             if kind == "mih" and not mih_substrings_ok(bits, parameter):
                 raise CorruptIndexError(f"index file: {parameter} substrings for {bits}-bit hashes")
-            specs = _table_specs(kind, bits, parameter, n)
+            specs = _table_specs(kind, bits, parameter, n, version)
         rows_end = header_size + n * (nw * 8 + 8)
         expected = rows_end + _spec_bytes(specs) + CHECKSUM_SIZE
         if size != expected:
@@ -326,6 +340,8 @@ def read_index(
     if stored != digest.digest():
         raise CorruptIndexError("index file checksum mismatch: the file is corrupt")
     words, ids, *tables = arrays
+    if tables and bits == 64 and version <= _COPIES_VERSION:
+        tables = []  # row numbers and copies: the multi-index rebuilds its 64-bit tables
     if tables:
         _check_tables(bits, parameter, n, tables[0], tables[1])
     if expected_origin is not None and origin != expected_origin:
@@ -351,13 +367,18 @@ def _mapped(f: object, dtype: np.dtype, offset: int, shape: tuple[int, ...], nby
 
 
 def _check_tables(bits: int, m: int, n: int, offsets: np.ndarray, entries: np.ndarray) -> None:
-    """Bounds that keep the kernels inside the arrays, whatever a file says (see above)."""
+    """Bounds that keep the kernels inside the arrays, whatever a file says (see above).
+
+    64-bit partial words need none: any 32-bit value's top bits name a bucket of
+    table 0, and the kernel only reads that bucket's rows."""
     at = 0
     for length in mih_layout(bits, m):
         table = offsets[at : at + (1 << length) + 1]
         at += table.shape[0]
         if table[0] != 0 or table[-1] != n or bool(np.any(table[1:] < table[:-1])):
             raise CorruptIndexError("index file: a table's bucket offsets do not run from 0 to the row count")
+    if bits == 64:
+        return
     for s in range(0, entries.shape[0], _CHUNK):
         if int(entries[s : s + _CHUNK].max()) >= n:
             raise CorruptIndexError("index file: a table entry is not a row number")

@@ -13,6 +13,15 @@ A candidate seen in several tables is reported once: on a match found in table `
 the kernel checks whether an earlier table's ball also holds it (cheap, and only paid
 on true matches). Rows are kept in table 0's bucket order, so table 0's candidates
 are contiguous in memory.
+
+The tables of 64-bit hashes hold, instead of row numbers, each row's 32-bit partial
+word (the row without the table's substring, top 32 bits; ``_kernels64``): a probe
+bounds its candidates' distances from one contiguous run of them; table 0's are in
+row order, and the few candidates of other tables that pass are found in table 0
+through substring 0, which their partial words begin with. That is 4 bytes per row
+and table (37 B per reference at m = 5, against 65 B with row numbers and row
+copies), and faster at 1M rows (notes/issue-14-index64.md). Longer hashes keep row
+numbers.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from ._format import MIH_SUBSTRING_BITS, mih_layout, mih_substrings_ok
 from .flat import scan
 
 _kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
+_kernels64 = kernels("hashmatch.index._kernels64")
 
 __all__ = ["MultiIndexHash", "default_substrings", "probe_radii"]
 
@@ -39,8 +49,8 @@ _MIN_SUBSTRING_BITS, _MAX_SUBSTRING_BITS = MIH_SUBSTRING_BITS
 
 # Cost model (nanoseconds per query, fitted to bench_index.py on the benchmark machine):
 # a probe is a cache miss into a table once the tables outgrow the caches (a few 100k
-# rows), a candidate is a popcount on a contiguous copy for 64-bit hashes and a
-# random-access row read for longer ones. The flat scan's vectorised popcount makes
+# rows), a candidate is a popcount on a contiguous run of partial words for 64-bit
+# hashes and a random-access row read for longer ones. The flat scan's vectorised popcount makes
 # its cost depend on the CPU numba compiles for (decided at run time, never at
 # install): about 0.05 ns per word with AVX-512 VPOPCNTDQ, 0.3 ns with AVX2's nibble
 # table (benchmarks/bench_quick.py, both measured on the AMD EPYC of notes/issue-14.md).
@@ -150,9 +160,16 @@ class MultiIndexHash(Index):
         self._words = words
         self._table_at = _table_at(self._lengths)
         # Tables are independent: big builds (loads of saved indexes) use every core.
-        build = _kernels.mih_tables_parallel if use_parallel(n // 1000) else _kernels.mih_tables
+        parallel = use_parallel(n // 1000)
+        if self.bits == 64:
+            # 64-bit tables hold 32-bit partial words, not row numbers (_kernels64).
+            build64 = _kernels64.mih64_tables_parallel if parallel else _kernels64.mih64_tables
+            self._offsets, self._entries = build64(self._words, self._starts, self._lengths, self._table_at)
+            self._table_words = np.zeros((0, 1), dtype=np.uint64)
+            return
+        build = _kernels.mih_tables_parallel if parallel else _kernels.mih_tables
         self._offsets, self._entries, self._table_words = build(
-            self._words, self._starts, self._lengths, self._table_at, self.bits == 64
+            self._words, self._starts, self._lengths, self._table_at, False
         )
 
     def _file_parameter(self) -> int:
@@ -206,6 +223,13 @@ class MultiIndexHash(Index):
         if self.scans_at(r):
             # The balls cover the tables: a straight scan of the same rows is cheaper.
             scan(self._words, None, self._alive, queries, r, bounds, parallel, out, cap, counts)
+            return
+        if self.bits == 64:
+            kernel64 = _kernels64.mih64_query_parallel if parallel else _kernels64.mih64_query
+            kernel64(
+                self._words, self._alive, self._entries, self._offsets, self._table_at, self._starts, self._lengths,
+                probe_radii(r, self._m), queries, bounds, r, out[0], out[1], out[2], cap, counts,
+            )
             return
         kernel = _kernels.mih_query_parallel if parallel else _kernels.mih_query
         kernel(

@@ -1,0 +1,444 @@
+"""numba kernels for 64-bit hashes only: the bit-sliced (vertical) Flat scan, and the
+multi-index tables of 32-bit partial words (second half of this file).
+
+CPUs without a vector popcount (AVX2) count bits with a nibble table: about ten vector
+operations per four rows. Here the rows are stored transposed instead, in blocks of
+``_BLOCK_ROWS``: word ``planes[b, j * _LANES + l]`` holds bit ``j`` of the 64 rows
+``b * _BLOCK_ROWS + 64 * l + (0 .. 63)``. XOR with the query's bit ``j`` spread over a
+word gives "row differs in bit j" for 64 rows at once, and a carry-save adder tree
+(Harley-Seal) adds these planes into per-row binary counts held bit-sliced, eight
+planes at a time: about six logic operations per plane for 64 rows per lane (256 rows
+per AVX2 register), and one ``vpternlogq`` per half adder on AVX-512.
+
+The counts only grow, so after enough planes a block whose every row already
+differs in more than ``r`` bits is dropped (for r = 8 most blocks stop after 40 of the
+64 planes); a block that survives to the last plane has its exact counts, and only
+its rows within ``r`` are written out. Everything in the plane loop is branch-free
+over ``_LANES`` contiguous words, which LLVM vectorises.
+
+Each kernel has a naive twin in ``tests/test_index64_kernels.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from numba import prange
+from numba.core import config
+
+from .._jit import njit, prefetch
+from ._kernels import _least_distance, _mih_hit, popcount64
+
+_LANES = 16  # 64-bit words per plane of a block (LLVM adds overlap checks only to loops of 16+)
+_BLOCK_ROWS = 64 * _LANES
+_PLANES = 64
+_UNIT = 8  # planes added per step of the adder (one Harley-Seal round)
+_ZERO = np.uint64(0)
+_ONE = np.uint64(1)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)  # bit b spread over a word: b * _ALL (no wraparound)
+_STATE = 8  # adder words per lane: ones, twos, fours, then the eights in 5 bits
+
+
+@njit(cache=True, nogil=True)
+def sliced_planes(words):
+    """The transposed copy of 64-bit ``words`` (n, 1): shape ``(blocks, 64 * _LANES)``.
+
+    Bit ``i`` of ``planes[b, j * _LANES + l]`` is bit ``j`` (0 = least significant) of row
+    ``b * _BLOCK_ROWS + 64 * l + i``; rows past the end are zero (and never reported).
+    """
+    n = words.shape[0]
+    nb = (n + _BLOCK_ROWS - 1) // _BLOCK_ROWS
+    planes = np.zeros((nb, _PLANES * _LANES), dtype=np.uint64)
+    flat = words.reshape(n)
+    for b in range(nb):
+        for lane in range(_LANES):
+            r0 = b * _BLOCK_ROWS + 64 * lane
+            m = min(64, n - r0)
+            for j in range(_PLANES):
+                w = _ZERO
+                for i in range(max(m, 0)):
+                    w |= ((flat[r0 + i] >> np.uint64(j)) & _ONE) << np.uint64(i)
+                planes[b, j * _LANES + lane] = w
+    return planes
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _csa(a, b, c):
+    """Full adder over 64 bit positions at once: (sum, carry)."""
+    u = a ^ b
+    return u ^ c, (a & b) | (u & c)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add8(o, t, f, blk, lanes, qk, j, lane):
+    """Harley-Seal round: add planes ``j .. j + 7`` (XOR the query) to the bit-sliced
+    ones, twos and fours; returns them and the carry of weight eight."""
+    o, ta = _csa(o, blk[j * lanes + lane] ^ qk[j], blk[(j + 1) * lanes + lane] ^ qk[j + 1])
+    o, tb = _csa(o, blk[(j + 2) * lanes + lane] ^ qk[j + 2], blk[(j + 3) * lanes + lane] ^ qk[j + 3])
+    t, fa = _csa(t, ta, tb)
+    o, ta = _csa(o, blk[(j + 4) * lanes + lane] ^ qk[j + 4], blk[(j + 5) * lanes + lane] ^ qk[j + 5])
+    o, tb = _csa(o, blk[(j + 6) * lanes + lane] ^ qk[j + 6], blk[(j + 7) * lanes + lane] ^ qk[j + 7])
+    t, fb = _csa(t, ta, tb)
+    f, eights = _csa(f, fa, fb)
+    return o, t, f, eights
+
+
+def prefilter_units(r):
+    """Rounds of eight bits the first pass counts before dropping a block (0: none).
+
+    The fewest rounds (3 to 6) after which a block of random rows still holds a row
+    within ``r`` less than one time in ten; for larger ``r`` no early pass pays, and
+    every block is counted in full.
+    """
+    for units in range(3, 7):
+        bits = 8 * units
+        p = sum(math.comb(bits, k) for k in range(min(r, bits) + 1)) / 2.0**bits
+        if _BLOCK_ROWS * p <= 0.1:
+            return units
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def sliced_chunk(planes, words, alive, queries, q0, q1, r, units, out_q, out_pos, out_dist, start, cap):
+    """Range query of ``queries[q0:q1]`` over every row, from the transposed copy.
+
+    ``r`` must be below 64 (a count needs 7 bits); ``units`` is
+    :func:`prefilter_units` of ``r``: from that round on, a block stops once none
+    of its rows is within ``r`` over the bits counted so far.
+    """
+    n = words.shape[0]
+    flat = words.reshape(n)
+    nq = q1 - q0
+    qm = np.empty((nq, _PLANES), dtype=np.uint64)  # the queries' bits, each spread over a word
+    for k in range(nq):
+        q = queries[q0 + k, 0]
+        for j in range(_PLANES):
+            qm[k, j] = ((q >> np.uint64(j)) & _ONE) * _ALL
+    # Every row's counter starts at 127 - r, so a row is past r exactly when its
+    # counter reaches 128. Counters are ones + 2 twos + 4 fours + 8 eights with ones,
+    # twos and fours single bits, so that is when the eights reach 16: one bit per
+    # row says it, with no comparison.
+    init = np.empty(_STATE, dtype=np.uint64)
+    offset = np.uint64(127 - r)
+    for i in range(_STATE - 1):
+        init[i] = ((offset >> np.uint64(i)) & _ONE) * _ALL
+    init[_STATE - 1] = _ZERO
+    lanes = _LANES
+    # One array holds the adder state (ones, twos, fours, then the eights count):
+    # LLVM checks it once against the block for overlap and vectorises the lane loop
+    # (it adds no such check to loops shorter than 16, hence 16 lanes).
+    st = np.empty((_STATE, _LANES), dtype=np.uint64)
+    steps = _PLANES // _UNIT
+    check = units if units else steps
+    cnt = 0
+    for b in range(planes.shape[0]):
+        blk = planes[b]
+        for k in range(nq):
+            qk = qm[k]
+            for i in range(_STATE):
+                st[i, :] = init[i]
+            complete = True
+            for s in range(steps):
+                j = s * _UNIT
+                for lane in range(lanes):
+                    o, t, f, eights = _add8(st[0, lane], st[1, lane], st[2, lane], blk, lanes, qk, j, lane)
+                    st[0, lane] = o
+                    st[1, lane] = t
+                    st[2, lane] = f
+                    e1 = st[3, lane]  # add the carry to the bit-sliced count of eights
+                    e2 = st[4, lane]
+                    e4 = st[5, lane]
+                    e8 = st[6, lane]
+                    c = e1 & eights
+                    c2 = e2 & c
+                    c3 = e4 & c2
+                    st[3, lane] = e1 ^ eights
+                    st[4, lane] = e2 ^ c
+                    st[5, lane] = e4 ^ c2
+                    st[6, lane] = e8 ^ c3
+                    st[7, lane] |= e8 & c3
+                if s + 1 >= check and s + 1 < steps:
+                    near = _ZERO
+                    for lane in range(lanes):
+                        near |= ~st[7, lane]
+                    if near == _ZERO:  # every row of the block is already past r
+                        complete = False
+                        break
+            if not complete:
+                continue
+            qi = q0 + k
+            qv = queries[qi, 0]
+            for lane in range(lanes):
+                h = ~st[7, lane]
+                while h != _ZERO:
+                    low = h & ~(h - _ONE)
+                    h ^= low
+                    row = b * _BLOCK_ROWS + 64 * lane + np.int64(popcount64(low - _ONE))
+                    if row < n and alive[row]:
+                        if cnt < cap:
+                            out_q[start + cnt] = qi
+                            out_pos[start + cnt] = row
+                            out_dist[start + cnt] = np.int32(popcount64(flat[row] ^ qv))
+                        cnt += 1
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def sliced_query(planes, words, alive, queries, bounds, r, units, out_q, out_pos, out_dist, cap, counts):
+    """:func:`sliced_chunk` for each chunk of queries, one thread."""
+    for c in range(bounds.shape[0] - 1):
+        counts[c] = sliced_chunk(planes, words, alive, queries, bounds[c], bounds[c + 1], r, units,
+                                 out_q, out_pos, out_dist, c * cap, cap)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def sliced_query_parallel(planes, words, alive, queries, bounds, r, units, out_q, out_pos, out_dist, cap, counts):
+    """:func:`sliced_query` with the chunks spread over numba's threads."""
+    for c in prange(bounds.shape[0] - 1):
+        counts[c] = sliced_chunk(planes, words, alive, queries, bounds[c], bounds[c + 1], r, units,
+                                 out_q, out_pos, out_dist, c * cap, cap)
+
+
+# ---------------------------------------------------------------------------------
+# Multi-index hashing of 64-bit hashes: 32-bit partial words instead of row copies
+# ---------------------------------------------------------------------------------
+# Every table t keeps, per row in its own bucket order, 32 bits of the row: the word
+# with substring t cut out (its bits are the bucket's, known at probe time), top 32
+# bits. A probe checks its candidates from one run of these (half the bytes of a row
+# copy), which bounds each row's distance from below. Table 0's are in row order (the
+# rows are kept in table 0's bucket order), so a candidate that passes is a row
+# number; for t >= 1 the partial word starts with substring 0, and a candidate that
+# passes is looked up in table 0's bucket and checked in full there. No row numbers
+# are stored: 4 bytes per row and table instead of 12.
+_PART_BITS = 32
+
+
+@njit(cache=True, nogil=True, inline="always")
+def popcount32(x):
+    """Set bits of a uint32 (numba widens 32-bit arithmetic, so a 32-bit SWAR form
+    would need masking; the 64-bit popcount of the widened value is exact)."""
+    return np.uint32(popcount64(np.uint64(x)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def key64(w, start, length):
+    """Bits ``[start, start + length)`` of a 64-bit word (bit 0 most significant)."""
+    return np.int64((w >> np.uint64(64 - start - length)) & ((_ONE << np.uint64(length)) - _ONE))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def part64(w, start, length):
+    """The top 32 bits of ``w`` with bits ``[start, start + length)`` cut out."""
+    low_bits = 64 - start - length
+    low = w & ((_ONE << np.uint64(low_bits)) - _ONE) if low_bits > 0 else _ZERO
+    high = (w >> np.uint64(64 - start)) << np.uint64(low_bits) if start > 0 else _ZERO  # no shift by 64
+    rest = high | low  # 64 - length bits
+    return np.uint32(rest >> np.uint64(64 - length - _PART_BITS))
+
+
+@njit(cache=True, nogil=True)
+def _mih64_table(words, starts, lengths, table_offsets_at, t, parts, offsets):
+    n = words.shape[0]
+    start = starts[t]
+    length = lengths[t]
+    nb = np.int64(1) << length
+    at = table_offsets_at[t]
+    counts = np.zeros(nb + 1, dtype=np.int64)
+    if t == 0:  # rows are already in table 0's order: the partial words follow them
+        for i in range(n):
+            w = words[i, 0]
+            counts[key64(w, start, length) + 1] += 1
+            parts[i] = part64(w, start, length)
+    else:
+        # Sorted by (bucket, partial word): equal partial words are adjacent in a
+        # bucket, so a probe looks each of them up in table 0 once.
+        composite = np.empty(n, dtype=np.uint64)
+        for i in range(n):
+            w = words[i, 0]
+            k = key64(w, start, length)
+            counts[k + 1] += 1
+            composite[i] = (np.uint64(k) << np.uint64(_PART_BITS)) | np.uint64(part64(w, start, length))
+        composite.sort()
+        base = t * n
+        for i in range(n):
+            parts[base + i] = np.uint32(composite[i] & np.uint64(0xFFFFFFFF))
+    for b in range(nb):
+        counts[b + 1] += counts[b]
+    for b in range(nb + 1):
+        offsets[at + b] = np.int32(counts[b])
+
+
+@njit(cache=True, nogil=True)
+def _mih64_arrays(n, m, table_offsets_at):
+    return np.empty(table_offsets_at[m], dtype=np.int32), np.empty(m * n, dtype=np.uint32)
+
+
+@njit(cache=True, nogil=True)
+def mih64_tables(words, starts, lengths, table_offsets_at):
+    """Offsets (int32, as ``_kernels.mih_tables``) and every table's partial words
+    (uint32, table t's at ``t * n``; table 0's in row order), over rows in table 0's order."""
+    m = starts.shape[0]
+    offsets, parts = _mih64_arrays(words.shape[0], m, table_offsets_at)
+    for t in range(m):
+        _mih64_table(words, starts, lengths, table_offsets_at, t, parts, offsets)
+    return offsets, parts
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def mih64_tables_parallel(words, starts, lengths, table_offsets_at):
+    """:func:`mih64_tables` with the tables built on numba's threads."""
+    m = starts.shape[0]
+    offsets, parts = _mih64_arrays(words.shape[0], m, table_offsets_at)
+    for t in prange(m):
+        _mih64_table(words, starts, lengths, table_offsets_at, t, parts, offsets)
+    return offsets, parts
+
+
+@njit(cache=True, nogil=True)
+def _mih64_lookup(words, alive, offsets, x, bucket, t, starts, lengths, radii, q, qi, rr,
+                  out_q, out_pos, out_dist, start, cap, cnt):
+    """The rows of table t's bucket ``bucket`` whose partial word is ``x``, found in
+    table 0 through their substring 0 (the top bits of ``x``), written out if within r."""
+    n = words.shape[0]
+    flat = words.reshape(n)
+    q0 = q[0]
+    k0 = np.int64(x >> np.uint32(_PART_BITS - lengths[0]))
+    lo = np.int64(offsets[k0])
+    hi = np.int64(offsets[k0 + 1])
+    if _least_distance(flat[lo:hi], q0) > rr:
+        return cnt
+    for e in range(lo, hi):
+        w = flat[e]
+        d = popcount64(w ^ q0)
+        if d <= rr and key64(w, starts[t], lengths[t]) == bucket and part64(w, starts[t], lengths[t]) == x:
+            cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist, start, cap, cnt)
+    return cnt
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mih64_probe(words, alive, parts, offsets, table_offsets_at, t, bucket, k, starts, lengths, radii, q, qi, rr,
+                 out_q, out_pos, out_dist, start, cap, cnt):
+    n = words.shape[0]
+    at = table_offsets_at[t]
+    lo = np.int64(offsets[at + bucket])
+    hi = np.int64(offsets[at + bucket + 1])
+    q0 = q[0]
+    # The bucket's bits differ from the query's in k places; the partial word bounds
+    # the rest from below.
+    left = np.uint32(rr - np.uint64(k))
+    qp = part64(q0, starts[t], lengths[t])
+    base = t * n
+    run = parts[base + lo : base + hi]
+    if _least_distance(run, qp) > left:
+        return cnt
+    if t == 0:  # table 0's partial words are in row order: the candidate is row lo + p
+        for p in range(hi - lo):
+            if popcount32(run[p] ^ qp) <= left:
+                e = lo + p
+                d = popcount64(words[e, 0] ^ q0)
+                if d <= rr:
+                    cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist,
+                                   start, cap, cnt)
+        return cnt
+    for p in range(hi - lo):
+        x = run[p]
+        if popcount32(x ^ qp) <= left and (p == 0 or run[p - 1] != x):
+            cnt = _mih64_lookup(words, alive, offsets, x, bucket, t, starts, lengths, radii, q, qi, rr,
+                                out_q, out_pos, out_dist, start, cap, cnt)
+    return cnt
+
+
+_MAX_PROBES = 4096
+_PREFETCH_AHEAD = 4  # probes (8 measured no better at 1M rows)
+_LINE_BYTES = 64
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mih64_prefetch(words, parts, offsets, table_offsets_at, t, bucket):
+    n = words.shape[0]
+    at = table_offsets_at[t]
+    lo = np.int64(offsets[at + bucket])
+    hi = np.int64(offsets[at + bucket + 1])
+    base = t * n
+    for p in range(base + lo, base + hi, _LINE_BYTES // 4):
+        prefetch(parts, p)
+
+
+@njit(cache=True, nogil=True)
+def _list_probes(q0, starts, lengths, radii, skip, probe_t, probe_b, probe_k):
+    """List the query's probes (table, bucket, bits flipped) from number ``skip`` on, as
+    many as the arrays hold; returns how many probes the query has in all. Buckets
+    within radius k: every mask of k set bits (Gosper's hack)."""
+    total = 0
+    cap = probe_t.shape[0]
+    for t in range(starts.shape[0]):
+        length = lengths[t]
+        key = key64(q0, starts[t], length)
+        limit = np.int64(1) << length
+        for k in range(radii[t] + 1):  # radius -1: none
+            mask = (np.int64(1) << k) - 1
+            while mask < limit:
+                i = total - skip
+                if 0 <= i < cap:
+                    probe_t[i] = t
+                    probe_b[i] = key ^ mask
+                    probe_k[i] = k
+                total += 1
+                if k == 0:
+                    break
+                low = mask & -mask
+                ripple = mask + low
+                mask = (((ripple ^ mask) >> 2) // low) | ripple
+    return total
+
+
+@njit(cache=True, nogil=True)
+def mih64_chunk(words, alive, parts, offsets, table_offsets_at, starts, lengths, radii, queries, q0, q1, r,
+                out_q, out_pos, out_dist, start, cap):
+    """Multi-index range query of ``queries[q0:q1]`` (64-bit). Each query's probes are
+    listed first (in batches, for huge radii), then scanned while the buckets a few
+    probes ahead are prefetched."""
+    rr = np.uint64(r)
+    probe_t = np.empty(_MAX_PROBES, dtype=np.int64)
+    probe_b = np.empty(_MAX_PROBES, dtype=np.int64)
+    probe_k = np.empty(_MAX_PROBES, dtype=np.int64)
+    cnt = 0
+    for qi in range(q0, q1):
+        q = queries[qi]
+        done = 0
+        while True:
+            total = _list_probes(q[0], starts, lengths, radii, done, probe_t, probe_b, probe_k)
+            listed = min(total - done, _MAX_PROBES)
+            for i in range(min(_PREFETCH_AHEAD, listed)):
+                _mih64_prefetch(words, parts, offsets, table_offsets_at, probe_t[i], probe_b[i])
+            for i in range(listed):
+                ahead = i + _PREFETCH_AHEAD
+                if ahead < listed:
+                    _mih64_prefetch(words, parts, offsets, table_offsets_at, probe_t[ahead], probe_b[ahead])
+                cnt = _mih64_probe(words, alive, parts, offsets, table_offsets_at, probe_t[i], probe_b[i],
+                                   probe_k[i], starts, lengths, radii, q, qi, rr, out_q, out_pos, out_dist, start,
+                                   cap, cnt)
+            done += listed
+            if done >= total:
+                break
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def mih64_query(words, alive, parts, offsets, table_offsets_at, starts, lengths, radii, queries, bounds, r,
+                out_q, out_pos, out_dist, cap, counts):
+    """:func:`mih64_chunk` for each chunk of queries, one thread."""
+    for c in range(bounds.shape[0] - 1):
+        counts[c] = mih64_chunk(words, alive, parts, offsets, table_offsets_at, starts, lengths, radii, queries,
+                                bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def mih64_query_parallel(words, alive, parts, offsets, table_offsets_at, starts, lengths, radii, queries, bounds, r,
+                         out_q, out_pos, out_dist, cap, counts):
+    """:func:`mih64_query` with the chunks spread over numba's threads."""
+    for c in prange(bounds.shape[0] - 1):
+        counts[c] = mih64_chunk(words, alive, parts, offsets, table_offsets_at, starts, lengths, radii, queries,
+                                bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap)

@@ -1,0 +1,227 @@
+"""The 64-bit-only index kernels (``index/_kernels64.py``) against naive list scans."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hashmatch.errors import CorruptIndexError
+from hashmatch.hashes import HashBatch
+from hashmatch.index import Flat, MultiIndexHash, _format, _kernels, _kernels64, flat, load_index
+from hashmatch.index._kernels64 import _BLOCK_ROWS
+
+from .test_index_kernels import clustered_words, naive_range_fast, run_chunks
+
+
+def test_sliced_planes_layout() -> None:
+    rng = np.random.default_rng(5)
+    n = _BLOCK_ROWS + 70
+    words = rng.integers(0, 2**64 - 1, size=(n, 1), dtype=np.uint64, endpoint=True)
+    planes = _kernels64.sliced_planes(words)
+    lanes = planes.shape[1] // 64
+    assert planes.shape == (2, 64 * lanes) and 64 * lanes == _BLOCK_ROWS
+    for row in (0, 63, 64, _BLOCK_ROWS - 1, _BLOCK_ROWS, n - 1):
+        b, rest = divmod(row, _BLOCK_ROWS)
+        lane, i = divmod(rest, 64)
+        value = int(words[row, 0])
+        for j in range(64):
+            assert (int(planes[b, j * lanes + lane]) >> i) & 1 == (value >> j) & 1
+    # padding rows (past n) are zero in every plane
+    assert not int(planes[1, 63 * lanes + 1]) >> 6
+
+
+def test_prefilter_units_bounds_false_survivors() -> None:
+    for r in range(64):
+        units = _kernels64.prefilter_units(r)
+        assert units == 0 or 3 <= units <= 6
+        if units:
+            bits = 8 * units
+            p = sum(math.comb(bits, k) for k in range(r + 1)) / 2.0**bits
+            assert _BLOCK_ROWS * p <= 0.1
+    assert _kernels64.prefilter_units(8) == 5
+    assert _kernels64.prefilter_units(40) == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.sampled_from([0, 1, 63, 64, 65, _BLOCK_ROWS - 1, _BLOCK_ROWS, _BLOCK_ROWS + 1, 2 * _BLOCK_ROWS + 300]),
+    clustered=st.booleans(),
+    r=st.one_of(st.integers(0, 12), st.integers(13, 63)),
+    parallel=st.booleans(),
+    nchunks=st.integers(1, 3),
+)
+def test_sliced_query_matches_list_scan(
+    seed: int, n: int, clustered: bool, r: int, parallel: bool, nchunks: int
+) -> None:
+    """Exact for every radius the kernel takes, around lane and block boundaries, with
+    removed rows, zero rows (what padding holds) and duplicates."""
+    rng = np.random.default_rng(seed)
+    words = (clustered_words(rng, n, 1, flips=10) if clustered
+             else rng.integers(0, 2**64 - 1, size=(n, 1), dtype=np.uint64, endpoint=True))
+    alive = (rng.random(n) > 0.1).astype(np.uint8)
+    picks = words[rng.integers(0, n, 5)] if n else np.zeros((0, 1), np.uint64)
+    queries = np.ascontiguousarray(np.concatenate([picks, clustered_words(rng, 5, 1, flips=10),
+                                                   np.zeros((1, 1), np.uint64)]))
+    kernel = _kernels64.sliced_query_parallel if parallel else _kernels64.sliced_query
+    units = _kernels64.prefilter_units(r)
+
+    def with_units(planes, words, alive, queries, bounds, r, *out):  # type: ignore[no-untyped-def]
+        kernel(planes, words, alive, queries, bounds, r, units, *out)
+
+    before = (_kernels64.sliced_planes(words), words, alive)
+    got, _ = run_chunks(with_units, before, queries, r, nchunks, max(1, n) * len(queries))
+    assert got == naive_range_fast(words, alive, queries, r)
+
+
+def test_sliced_query_counts_past_capacity() -> None:
+    """A chunk with more matches than its slice holds still returns the true count."""
+    words = np.zeros((300, 1), np.uint64)
+    alive = np.ones(300, np.uint8)
+    planes = _kernels64.sliced_planes(words)
+    out = (np.empty(10, np.int64), np.empty(10, np.int64), np.empty(10, np.int32))
+    count = _kernels64.sliced_chunk(planes, words, alive, words[:2], 0, 2, 0, _kernels64.prefilter_units(0),
+                                    *out, 0, 10)
+    assert count == 600
+    assert out[1].tolist() == list(range(10))
+
+
+@pytest.mark.parametrize("r", [0, 5, 8, 20, 63, 64])
+def test_flat_uses_sliced_scan_without_vector_popcount(monkeypatch: pytest.MonkeyPatch, r: int) -> None:
+    """The AVX2 choice, forced on any host: same answers as the row-order scan."""
+    rng = np.random.default_rng(r)
+    words = clustered_words(rng, 3000, 1, flips=12)
+    batch = HashBatch(words, algorithm="t", bits=64)
+    queries = HashBatch(np.concatenate([words[:20], clustered_words(rng, 20, 1)]), algorithm="t", bits=64)
+    ids = rng.permutation(3000) * 7
+    monkeypatch.setattr(flat, "vector_popcount", lambda: True)
+    plain = Flat.build(batch, ids)
+    monkeypatch.setattr(flat, "vector_popcount", lambda: False)
+    sliced = Flat.build(batch, ids)
+    assert plain._planes is None and sliced._planes is not None
+    assert sliced.nbytes == plain.nbytes + sliced._planes.nbytes
+    sliced.remove(ids[:50])
+    plain.remove(ids[:50])
+    a, b = plain.query(queries, r), sliced.query(queries, r)
+    assert len(a) > 0
+    assert a.query_index.tolist() == b.query_index.tolist()
+    assert a.ids.tolist() == b.ids.tolist()
+    assert a.distances.tolist() == b.distances.tolist()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.sampled_from([1, 2, 50, 700, 3000]),
+    m=st.integers(4, 16),
+    r=st.one_of(st.integers(0, 10), st.integers(11, 64)),
+    clustered=st.booleans(),
+    many_queries=st.booleans(),
+)
+def test_mih64_matches_list_scan(seed: int, n: int, m: int, r: int, clustered: bool, many_queries: bool) -> None:
+    """The partial-word tables answer exactly: every table layout, radii that probe one
+    table up to every table, duplicates (equal partial words), removed rows, and the
+    parallel kernel (64+ queries from the main thread)."""
+    rng = np.random.default_rng(seed)
+    words = (clustered_words(rng, n, 1, flips=6) if clustered
+             else rng.integers(0, 2**64 - 1, size=(n, 1), dtype=np.uint64, endpoint=True))
+    ids = rng.permutation(5 * n)[:n].astype(np.int64)
+    index = MultiIndexHash.build(HashBatch(words, algorithm="t", bits=64), ids, substrings=m)
+    dead = ids[rng.random(n) < 0.1]
+    index.remove(dead)
+    nq = 70 if many_queries else 7
+    queries = np.concatenate([words[rng.integers(0, n, nq // 2)], clustered_words(rng, nq - nq // 2, 1, flips=6)])
+    res = index.query(HashBatch(queries, algorithm="t", bits=64), r)
+    alive = (~np.isin(ids, dead)).astype(np.uint8)
+    expected = [(qi, int(ids[i]), d) for qi, i, d in naive_range_fast(words, alive, queries, r)]
+    assert sorted(zip(res.query_index.tolist(), res.ids.tolist(), res.distances.tolist())) == sorted(expected)
+    assert len(set(zip(res.query_index.tolist(), res.ids.tolist()))) == len(res)  # each pair once
+
+
+@given(w=st.integers(0, 2**64 - 1), start=st.integers(1, 48), length=st.integers(1, 16))
+def test_part64_is_the_top_32_bits_without_the_substring(w: int, start: int, length: int) -> None:
+    length = min(length, 64 - start)
+    bits = format(w, "064b")
+    rest = bits[:start] + bits[start + length :]
+    assert int(_kernels64.part64(np.uint64(w), start, length)) == int(rest[:32], 2)
+    assert int(_kernels64.key64(np.uint64(w), start, length)) == int(bits[start : start + length], 2)
+
+
+def test_mih64_memory_per_row() -> None:
+    rng = np.random.default_rng(3)
+    n = 200_000
+    index = MultiIndexHash.build(HashBatch(rng.integers(0, 2**63, size=(n, 1), dtype=np.uint64), algorithm="t",
+                                           bits=64), substrings=5)
+    # rows 8 + ids 8 + removal mark 1 + 5 tables x 4 + offsets
+    assert index.nbytes / n < 38
+
+
+def _as_version_2(index: MultiIndexHash, path: Path) -> None:
+    """Write ``index`` as a version 2 file: 64-bit tables of row numbers plus row copies."""
+    offsets, entries, copies = _kernels.mih_tables(index._words, index._starts, index._lengths, index._table_at, True)
+    n = index._words.shape[0]
+    index.save(path)
+    data = path.read_bytes()
+    header = bytearray(data[: _format.HEADER_SIZE])
+    struct.pack_into("<H", header, 8, 2)
+    rows_end = _format.HEADER_SIZE + n * 16
+    body = bytes(header) + data[_format.HEADER_SIZE : rows_end]
+    for arr in (offsets.astype("<i4"), entries.astype("<u4"), copies.astype("<u8")):
+        raw = arr.tobytes()
+        body += raw + bytes(-len(raw) % 8)
+    path.write_bytes(body + hashlib.sha256(body).digest())
+
+
+def test_version_2_files_of_64_bit_hashes_load_and_rebuild(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    words = clustered_words(rng, 4000, 1, flips=5)
+    ids = rng.permutation(4000).astype(np.int64) * 3
+    built = MultiIndexHash.build(HashBatch(words, algorithm="t", bits=64), ids)
+    path = tmp_path / "v2.hmidx"
+    _as_version_2(built, path)
+    assert struct.unpack_from("<H", path.read_bytes(), 8)[0] == 2
+    loaded = load_index(path)
+    assert isinstance(loaded, MultiIndexHash) and loaded._entries.dtype == np.uint32
+    assert not isinstance(loaded._entries, np.memmap)  # rebuilt from the rows, not mapped
+    queries = HashBatch(np.concatenate([words[:30], clustered_words(rng, 30, 1)]), algorithm="t", bits=64)
+    for r in (0, 4, 8, 20):
+        a, b = built.query(queries, r), loaded.query(queries, r)
+        assert a.ids.tolist() == b.ids.tolist() and a.distances.tolist() == b.distances.tolist()
+    # and a version 3 file maps its tables
+    built.save(path)
+    assert struct.unpack_from("<H", path.read_bytes(), 8)[0] == _format.FORMAT_VERSION == 3
+    assert isinstance(load_index(path)._entries, np.memmap) or isinstance(load_index(path)._entries.base, np.memmap)
+
+
+def test_forged_partial_words_stay_in_bounds(tmp_path: Path) -> None:
+    """Partial words are not bounds-checked (any value names a bucket of table 0): a
+    forged file with a valid checksum loads and answers without reading out of bounds;
+    forged offsets are still refused."""
+    rng = np.random.default_rng(2)
+    words = rng.integers(0, 2**64 - 1, size=(3000, 1), dtype=np.uint64, endpoint=True)
+    path = tmp_path / "f.hmidx"
+    MultiIndexHash.build(HashBatch(words, algorithm="t", bits=64), substrings=5).save(path)
+    data = path.read_bytes()
+    tables_at = _format.HEADER_SIZE + 3000 * 16
+    specs = _format._table_specs("mih", 64, 5, 3000)
+    parts_at = tables_at + _format._spec_bytes(specs[:1])
+    forged = bytearray(data)
+    forged[parts_at : parts_at + 4000] = rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()
+    forged[parts_at + 4000 : parts_at + 4008] = b"\xff" * 8
+    forged[-32:] = hashlib.sha256(bytes(forged[:-32])).digest()
+    path.write_bytes(bytes(forged))
+    index = MultiIndexHash.load(path)
+    res = index.query(HashBatch(words[:50], algorithm="t", bits=64), 8)
+    assert set(res.ids.tolist()) <= set(range(3000))
+    forged[tables_at + 4 : tables_at + 8] = struct.pack("<i", 2**30)
+    forged[-32:] = hashlib.sha256(bytes(forged[:-32])).digest()
+    path.write_bytes(bytes(forged))
+    with pytest.raises(CorruptIndexError, match="offsets"):
+        MultiIndexHash.load(path)
