@@ -36,12 +36,23 @@ from .local import LocalIndex, rereadable
 from ._local_stage import check_local_mode, local_index, local_matches, local_records
 from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
 from ._matches import Match
-from ._query import DEFAULT_THRESHOLDS, HashesInput, QuerySpec, View, default_threshold, normalise_view, orientation_name
-from ._refindex import Found, References, group_by_algorithm
+from ._query import (
+    DEFAULT_CONFIRMATIONS,
+    DEFAULT_THRESHOLDS,
+    Confirmation,
+    HashesInput,
+    QuerySpec,
+    View,
+    confirm_band,
+    default_threshold,
+    normalise_view,
+    orientation_name,
+)
+from ._refindex import Band, Found, References, group_by_algorithm
 from ._snapshots import SnapshotCache
 from ._store import ReferenceStore
 
-__all__ = ["DEFAULT_THRESHOLDS", "Match", "Matcher", "default_threshold"]
+__all__ = ["DEFAULT_CONFIRMATIONS", "DEFAULT_THRESHOLDS", "Confirmation", "Match", "Matcher", "default_threshold"]
 
 _log = logging.getLogger(__name__)
 
@@ -61,6 +72,9 @@ class Matcher:
         algorithms: which algorithms to use (default: every algorithm the references
             have and the registry can compute).
         thresholds: maximum distance per algorithm (default :data:`DEFAULT_THRESHOLDS`).
+        confirmations: bands past a threshold where a match needs a second hash of the
+            same image and upload variant (default :data:`DEFAULT_CONFIRMATIONS`: pHash
+            10 when PDQ agrees); see :class:`~hashmatch.Confirmation`.
         require: ``"any"`` reports matches of any algorithm; ``"all"`` reports only
             when every algorithm in use found at least one match.
         dihedral: also match the seven rotated and mirrored variants of an upload.
@@ -95,6 +109,7 @@ class Matcher:
         snapshots: SnapshotCache | None,
         allowed: Iterable[str] = (),
         local: str = "off",
+        confirmations: Any = None,
     ) -> None:
         self._store = _store
         self._metadata = _metadata
@@ -108,7 +123,10 @@ class Matcher:
             min_quality=min_quality,
             thresholds=thresholds,
             require=require,
+            **({} if confirmations is None else {"confirmations": confirmations}),
         )
+        # entry id -> {algorithm: hash of the same image}, for hashes in memory.
+        self._siblings: dict[int, dict[str, Hash]] = {}
         if self._fixed_algorithms is not None:
             for name in self._fixed_algorithms:
                 if name not in allowed:
@@ -137,6 +155,7 @@ class Matcher:
         cache_snapshots: bool = True,
         readonly: bool = False,
         local: Literal["auto", "fallback", "always", "off"] = "auto",
+        confirmations: Iterable[Confirmation] | None = None,
     ) -> Matcher:
         """A Matcher over a store's active entries.
 
@@ -164,6 +183,7 @@ class Matcher:
             trim_borders=trim_borders,
             snapshots=SnapshotCache(store) if cache_snapshots else None,
             local=local,
+            confirmations=confirmations,
         )
         matcher._owns_store = owns_store
         try:
@@ -196,11 +216,14 @@ class Matcher:
         fast: bool = True,
         limits: ImageLimits = DEFAULT_LIMITS,
         trim_borders: bool = True,
+        confirmations: Iterable[Confirmation] | None = None,
     ) -> Matcher:
         """A Matcher over hashes in memory (any mix of algorithms).
 
         ``ids`` (default 0, 1, 2, …) become the ``entry_id`` of matches; ``labels``,
-        ``external_ids`` and ``list_name`` are reported with them.
+        ``external_ids`` and ``list_name`` are reported with them. Hashes with the same
+        external id are hashes of one image (a confirmed band needs that: an entry
+        whose image has exactly one hash of the confirming algorithm).
         """
         n, batches = group_by_algorithm(hashes)
         id_array = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids)
@@ -233,14 +256,17 @@ class Matcher:
             trim_borders=trim_borders,
             snapshots=None,
             allowed=tuple(batches),
+            confirmations=confirmations,
         )
+        if external_ids is not None:
+            matcher._siblings = _siblings_in_memory(id_array, external_ids, batches)
         wanted = matcher._fixed_algorithms
         indexes = {}
         for name, (batch, rows) in batches.items():
             if wanted is not None and name not in wanted:
                 continue
-            threshold = matcher._spec.threshold(name, batch.bits)
-            indexes[name] = References.in_memory(batch, id_array[rows], threshold)
+            radius = matcher._spec.search_radius(name, batch.bits)
+            indexes[name] = References.in_memory(batch, id_array[rows], radius)
         matcher._state = _State(0, MappingProxyType(indexes))
         return matcher
 
@@ -287,7 +313,7 @@ class Matcher:
 
     @property
     def thresholds(self) -> Mapping[str, int]:
-        return MappingProxyType({name: s.threshold for name, s in self._state.indexes.items()})
+        return MappingProxyType({name: self._spec.threshold(name, s.bits) for name, s in self._state.indexes.items()})
 
     @property
     def counts(self) -> Mapping[str, int]:
@@ -333,8 +359,8 @@ class Matcher:
             indexes: dict[str, References] = {}
             for name in names:
                 bits = default_bits(name)
-                threshold = self._spec.threshold(name, bits)
-                indexes[name] = References.from_store(name, bits, threshold, store, old.indexes.get(name), self._snapshots)
+                radius = self._spec.search_radius(name, bits)
+                indexes[name] = References.from_store(name, bits, radius, store, old.indexes.get(name), self._snapshots)
             # The generation read first: changes made while we read are taken in again
             # by the next refresh, which is harmless (deltas are relative to the base).
             local = local_index(self._local_mode, store)
@@ -405,18 +431,23 @@ class Matcher:
         its nearest view; the trimmed view's orientations start with ``"trimmed"``. The
         ``require`` policy is applied to the merged matches of all views."""
         state = self._state  # one read: the whole query runs on one consistent state
+        spec = self._spec
         used = self._fixed_algorithms or tuple(state.indexes)
         # (algorithm, entry id) -> (distance, view, variant): nearest first, then the
         # earlier view, then the earlier variant.
         found: Found = {}
-        for view_index, view in enumerate(views):
-            queries = normalise_view(view)
+        band: Band = {}
+        normalised = [normalise_view(view) for view in views]
+        for view_index, queries in enumerate(normalised):
             for name in used:
                 alg_state = state.indexes.get(name)
                 variants = queries.get(name)
-                rows = [(r.hash, v) for r, v in variants or () if self._spec.passes(r)]
+                rows = [(r.hash, v) for r, v in variants or () if spec.passes(r)]
                 if alg_state is not None and rows:
-                    alg_state.search(name, rows, view_index, found)
+                    limit = spec.threshold(name, alg_state.bits)
+                    alg_state.search(name, rows, view_index, found, limit=limit, band=band)
+        if band:
+            self._confirm(band, normalised, found, state)
         if not found:
             return []
         if self._spec.require == "all" and {name for name, _ in found} != set(used):
@@ -429,6 +460,34 @@ class Matcher:
             matches.append(Match(entry_id, list_name, label, external_id, name, distance, orientation))
         matches.sort(key=self._rank)
         return matches
+
+    def _confirm(self, band: Band, views: Sequence[Mapping[str, Any]], found: Found, state: _State) -> None:
+        """Add to ``found`` the band hits that a second hash of the same image confirms
+        (:class:`~hashmatch.Confirmation`); entries already found stand as they are."""
+        for name in {name for name, _ in band}:
+            bits = state.indexes[name].bits
+            for rule in self._spec.bands(name, bits, state.indexes):
+                waiting = [entry_id for (alg, entry_id) in band if alg == name and (alg, entry_id) not in found]
+                siblings = self._sibling_hashes(waiting, rule.by)
+                for entry_id in waiting:
+                    sibling = siblings.get(entry_id)
+                    if sibling is None:
+                        continue
+                    hit = confirm_band(band[(name, entry_id)], rule, views, sibling, self._spec.passes)
+                    if hit is not None:
+                        found[(name, entry_id)] = hit
+
+    def _sibling_hashes(self, entry_ids: Sequence[int], algorithm: str) -> Mapping[int, Hash]:
+        if not entry_ids:
+            return {}
+        if self._store is not None:
+            return self._store.sibling_hashes(entry_ids, algorithm)
+        out = {}
+        for entry_id in entry_ids:
+            h = self._siblings.get(entry_id, {}).get(algorithm)
+            if h is not None:
+                out[entry_id] = h
+        return out
 
     def _rank(self, match: Match) -> tuple[float, str, int]:
         # Nearest first across algorithms: a distance counts relative to the bit length.
@@ -446,8 +505,9 @@ class Matcher:
     def with_options(self, **changes: Any) -> Matcher:
         """A Matcher over the same references (sharing their indexes) that hashes and
         judges uploads differently: ``dihedral``, ``trim_borders``, ``fast``, ``limits``,
-        ``min_quality`` or ``require``. Thresholds and algorithms shape the indexes, so
-        changing them needs a new Matcher. The new one never closes the store."""
+        ``min_quality`` or ``require``. Thresholds, confirmations and algorithms shape
+        the indexes, so changing them needs a new Matcher. The new one never closes the
+        store."""
         allowed = {"dihedral", "trim_borders", "fast", "limits", "min_quality", "require"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
@@ -474,3 +534,33 @@ class Matcher:
         for name, references in self._state.indexes.items():
             references.warmup(name)
 
+
+
+def _siblings_in_memory(
+    ids: npt.NDArray[np.int64],
+    external_ids: Sequence[str | None],
+    batches: Mapping[str, tuple[HashBatch, npt.NDArray[np.intp]]],
+) -> dict[int, dict[str, Hash]]:
+    """Per entry id, the hash of each other algorithm of the same image (same external
+    id), when the image has exactly one hash of that algorithm."""
+    of_row: dict[int, Hash] = {}
+    for batch, rows in batches.values():
+        for k, row in enumerate(rows.tolist()):
+            of_row[row] = batch[k]
+    groups: dict[str, list[int]] = {}
+    for row, ext in enumerate(external_ids):
+        if ext is not None:
+            groups.setdefault(ext, []).append(row)
+    out: dict[int, dict[str, Hash]] = {}
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        per_alg: dict[str, list[Hash]] = {}
+        for row in rows:
+            per_alg.setdefault(of_row[row].algorithm, []).append(of_row[row])
+        for row in rows:
+            mine = of_row[row].algorithm
+            others = {alg: hs[0] for alg, hs in per_alg.items() if alg != mine and len(hs) == 1}
+            if others:
+                out[int(ids[row])] = others
+    return out

@@ -29,12 +29,15 @@ from .hashers.pdq import PDQ_MATCH_DISTANCE, PDQ_MIN_QUALITY
 from .hashes import DEFAULT_BITS, Hash
 
 __all__ = [
+    "Confirmation",
+    "DEFAULT_CONFIRMATIONS",
     "DEFAULT_THRESHOLDS",
     "QuerySpec",
     "VIEW_NAMES",
     "HashesInput",
     "View",
     "check_threshold",
+    "confirm_band",
     "default_threshold",
     "normalise_view",
     "orientation_name",
@@ -48,7 +51,10 @@ DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
         # PDQ: upstream's 31, not the 81 measured here: synthetic images sit further
         # apart under PDQ than real photos do, and 31 had no false positive at all.
         "pdq": PDQ_MATCH_DISTANCE,
-        "phash": 10,  # measured 11 at 1e-6 (9.2e-7 at 10 with dihedral variants)
+        # pHash alone: 9. At 10, reached through one of 16 variants (8 orientations x 2
+        # views), unrelated images matched at 1.8-2.6e-6 per pair on issue 12's hard
+        # families (notes/issue-12.md); 10 is kept through DEFAULT_CONFIRMATIONS instead.
+        "phash": 9,
         "dhash": 6,
         # Unrelated images collide under ahash and whash (distance 0 among 5,000):
         # only near-identical copies can be matched safely with them.
@@ -56,7 +62,50 @@ DEFAULT_THRESHOLDS: Mapping[str, int] = MappingProxyType(
         "whash": 1,
     }
 )
-"""Default maximum Hamming distance per algorithm; others get an eighth of their bits."""
+"""Default maximum Hamming distance per algorithm at which a match stands on its own
+(others get an eighth of their bits); :data:`DEFAULT_CONFIRMATIONS` adds a band past it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A band past ``algorithm``'s threshold where a match needs a second, independent hash.
+
+    A match of ``algorithm`` at a distance above its threshold and at most ``up_to``
+    counts only when, *for the same view and orientation of the upload*, the ``by``
+    hash passes the quality gate and lies within ``within`` of the ``by`` hash of the
+    same reference image. Entries are hashes of the same image when they were added to
+    one list in one write with the same external id (``refs add`` and
+    :func:`hashmatch.add_images` add an image's hashes so; an import of a list that
+    carries both hashes under one id does too), and exactly one active ``by`` entry is
+    such a sibling. A reference without one (a hash-only list that lacks the ``by``
+    hash), an upload whose ``by`` hash fails the quality gate, or a Matcher without
+    the ``by`` algorithm, gets no band: ``algorithm``'s threshold alone.
+    """
+
+    algorithm: str
+    up_to: int
+    by: str
+    within: int
+
+    def __post_init__(self) -> None:
+        for name in ("algorithm", "by"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise UsageError(f"Confirmation.{name} must be an algorithm name, got {getattr(self, name)!r}")
+        if self.algorithm == self.by:
+            raise UsageError("a Confirmation needs a second algorithm, not the same one")
+        for name in ("up_to", "within"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UsageError(f"Confirmation.{name} must be a non-negative integer, got {value!r}")
+
+
+DEFAULT_CONFIRMATIONS: tuple[Confirmation, ...] = (
+    # pHash 10 when PDQ of the same variant agrees loosely (unrelated images sit near
+    # 128 under PDQ); chosen with bench_policy.py on 50M+ unrelated pairs, see
+    # notes/issue-12-policy.md. PDQ <= 31 and pHash <= 9 stand alone.
+    Confirmation("phash", 10, "pdq", 90),
+)
+"""The default confirmed bands: pHash at 10 when PDQ agrees within 90."""
 
 VIEW_NAMES: tuple[str | None, ...] = (None, "trimmed")
 """What each view of :meth:`QuerySpec.hash` is: the upload as it is, then border-trimmed."""
@@ -114,6 +163,10 @@ class QuerySpec:
         thresholds: maximum distance per algorithm; others take :func:`default_threshold`.
         require: ``"any"`` reports matches of any algorithm; ``"all"`` reports only when
             every algorithm in use matched, in any view of the upload.
+        confirmations: bands past a threshold where a match needs a second hash of the
+            same variant (:class:`Confirmation`); default :data:`DEFAULT_CONFIRMATIONS`.
+            A band whose algorithm has an explicit threshold at or above its ``up_to``
+            changes nothing.
         local_features: also extract the upload's local-stage features
             (:func:`hashmatch.local.extract_views`) where it is hashed: what a scan worker
             sends back beside the hashes. :func:`~hashmatch.scan` sets it when its Matcher
@@ -134,6 +187,7 @@ class QuerySpec:
     thresholds: Any = ()
     require: Literal["any", "all"] = "any"
     local_features: bool = False
+    confirmations: Any = DEFAULT_CONFIRMATIONS
 
     def __post_init__(self) -> None:
         if isinstance(self.algorithms, str):
@@ -167,6 +221,14 @@ class QuerySpec:
             raise UsageError(f"min_quality must be an integer or None, got {self.min_quality!r}")
         if self.require not in ("any", "all"):
             raise UsageError(f"require must be 'any' or 'all', got {self.require!r}")
+        try:
+            confirmations = tuple(self.confirmations)
+        except TypeError:
+            raise UsageError(f"confirmations must be a list of Confirmation, got {self.confirmations!r}") from None
+        for c in confirmations:
+            if not isinstance(c, Confirmation):
+                raise UsageError(f"confirmations must be Confirmation values, got {type(c).__name__}")
+        set_(self, "confirmations", confirmations)
         for name, value in self.thresholds:
             bits = DEFAULT_BITS.get(name)
             # A name no hasher knows may still be an in-memory algorithm of a Matcher's
@@ -191,6 +253,18 @@ class QuerySpec:
         if algorithm in given:
             return check_threshold(algorithm, given[algorithm], bits)
         return default_threshold(algorithm, bits)
+
+    def search_radius(self, algorithm: str, bits: int) -> int:
+        """How far ``algorithm``'s index is searched: its threshold, or the far end of a
+        confirmed band past it."""
+        return max([self.threshold(algorithm, bits), *(min(c.up_to, bits) for c in self.confirmations if c.algorithm == algorithm)])
+
+    def bands(self, algorithm: str, bits: int, available: Iterable[str]) -> tuple[Confirmation, ...]:
+        """The confirmed bands that apply to ``algorithm``: past its threshold, and with
+        the confirming algorithm among ``available`` (those the Matcher holds)."""
+        threshold = self.threshold(algorithm, bits)
+        names = set(available)
+        return tuple(c for c in self.confirmations if c.algorithm == algorithm and c.up_to > threshold and c.by in names)
 
     def check_names(self, allowed: Iterable[str] = ()) -> None:
         """Refuse threshold and option names that are neither known algorithms nor in
@@ -276,3 +350,29 @@ def normalise_view(hashes: HashesInput) -> dict[str, list[tuple[HashResult, int]
         r = one(item, f"item {i}")
         out.setdefault(r.hash.algorithm, []).append((r, 0))
     return out
+
+
+def confirm_band(
+    hits: Iterable[tuple[int, int, int]],
+    band: Confirmation,
+    views: Sequence[Mapping[str, Sequence[tuple[HashResult, int]]]],
+    sibling: Hash,
+    passes: Any,
+) -> tuple[int, int, int] | None:
+    """The nearest of one entry's band ``hits`` ``(distance, view, variant)`` that the
+    second hash confirms, or None.
+
+    ``views`` are the upload's normalised views (:func:`normalise_view`), ``sibling``
+    the reference image's ``band.by`` hash and ``passes`` the quality gate. A hit is
+    confirmed when the upload's ``band.by`` hash of the same view and variant (exactly
+    one) passes the gate and is within ``band.within`` of ``sibling``.
+    """
+    for distance, view, variant in sorted(hits):
+        if distance > band.up_to or not 0 <= view < len(views):
+            continue
+        same = [r for r, v in views[view].get(band.by, ()) if v == variant]
+        if len(same) != 1 or not passes(same[0]) or same[0].hash.bits != sibling.bits:
+            continue
+        if same[0].hash.algorithm == sibling.algorithm and same[0].hash - sibling <= band.within:
+            return distance, view, variant
+    return None

@@ -1,0 +1,190 @@
+"""The global stage's policy (issue 12): false pairs and recall per family, offline and exact.
+
+Every image is hashed once the way the Matcher hashes it (references: PDQ and pHash with
+a full decode; uploads: both algorithms, eight dihedral variants, the border-trimmed view
+when the upload has borders), and the hashes are cached (``--data``). Policies are then
+evaluated on those arrays, so every policy is compared on the same pixels in the same run:
+
+* **False pairs**: ``--negatives`` synthetic originals (long side 512), each queried as it
+  is *and* altered by one hard transform (issue 12's families, in turn), against every
+  other original: ``2 n (n - 1)`` ordered pairs. Plus every real photo found offline
+  (scikit-image's data and its 200 LFW faces, matplotlib's sample photo, the PDQ test
+  images), queried as is and altered, against every reference that is not itself, and
+  every synthetic query against every real reference.
+* **Recall**: the first ``--positives`` originals under the robustness benchmark's 55
+  transforms (``standard_suite``) and issue 12's 29 hard transforms (``hard_suite``),
+  each against its own original.
+
+A pair under a policy matches when :func:`hashmatch.calibrate.policy_pair_matches` says so
+(the same rule the Matcher applies; the counts come from the calibration kernel). Rates
+come with their one-sided 95 % upper bound.
+
+Run: ``python benchmarks/bench_policy.py`` (``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import add_record_option, machine, pin_malloc, results_dir, table  # noqa: E402
+
+VIEWS = 16  # two views x eight dihedral variants; a missing trimmed view repeats the first
+
+
+def _query_arrays(img: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pdq words (16, 4), pdq quality (16,), phash words (16, 1)) of one upload."""
+    from hashmatch.hashers import compute_query_hashes
+    from hashmatch.hashes import HashBatch
+
+    views = compute_query_hashes(img, ["pdq", "phash"], fast=True, dihedral=True, trim_borders=True)
+    views = (views + views)[:2]
+    pdq = [r for v in views for r in v["pdq"]]
+    ph = [r for v in views for r in v["phash"]]
+    return (HashBatch.from_hashes([r.hash for r in pdq]).words, np.array([r.quality for r in pdq], np.int16),
+            HashBatch.from_hashes([r.hash for r in ph]).words)
+
+
+def _ref_arrays(img: Any) -> tuple[np.ndarray, int, np.ndarray]:
+    from hashmatch.hashers import compute_hashes
+
+    res = compute_hashes(img, ["pdq", "phash"], fast=False)
+    return res["pdq"][0].hash.to_words(), int(res["pdq"][0].quality), res["phash"][0].hash.to_words()
+
+
+def _negative(job: tuple[int, int]) -> tuple[Any, ...]:
+    from hashmatch.testing.synthetic import generate_image, image_seed
+    from hashmatch.testing.transforms import apply_chain, hard_suite
+
+    seed, i = job
+    img = generate_image(image_seed(seed, i), long_side=512)
+    suite = hard_suite(seed=seed)
+    altered = apply_chain(img, suite[i % len(suite)][1])
+    return (_ref_arrays(img), _query_arrays(img), _query_arrays(altered))
+
+
+def _positive(job: tuple[int, int]) -> list[tuple[Any, ...]]:
+    from hashmatch.testing.synthetic import generate_image, image_seed
+    from hashmatch.testing.transforms import apply_chain, hard_suite, standard_suite
+
+    seed, i = job
+    img = generate_image(image_seed(seed, i), long_side=512)
+    out = [_query_arrays(spec.apply(img)) for spec in standard_suite(seed=seed)]
+    out += [_query_arrays(apply_chain(img, spec)) for _, spec in hard_suite(seed=seed)]
+    return out
+
+
+def real_images() -> list[tuple[str, Any]]:
+    """Every real photo found offline: bench_local's set plus scikit-image's LFW faces."""
+    from PIL import Image
+
+    from bench_local import real_photos
+
+    out = real_photos()
+    try:
+        import skimage
+
+        faces = np.load(Path(skimage.__file__).parent / "data" / "lfw_subset.npy", allow_pickle=False)
+        for k, face in enumerate(faces):  # 200 grey 25x25 faces in [0, 1], brought to 128 px
+            pixels = np.clip(face * 255 + 0.5, 0, 255).astype(np.uint8)
+            out.append((f"skimage/lfw_subset/{k}", Image.fromarray(pixels).convert("RGB").resize((128, 128), Image.BICUBIC)))
+    except (ImportError, OSError):
+        print("scikit-image's LFW subset not found: fewer real photos", file=sys.stderr)
+    return out
+
+
+def _real(job: tuple[int, Any]) -> tuple[Any, ...]:
+    from hashmatch.testing.transforms import apply_chain, hard_suite
+
+    k, img = job
+    suite = hard_suite(seed=0)
+    return (_ref_arrays(img), _query_arrays(img), _query_arrays(apply_chain(img, suite[k % len(suite)][1])))
+
+
+def _stack_refs(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
+    return {"ref_pdq": np.stack([r[0] for r in rows]), "ref_q": np.array([r[1] for r in rows], np.int16),
+            "ref_ph": np.stack([r[2] for r in rows])}
+
+
+def _stack_queries(rows: list[tuple[Any, ...]], prefix: str) -> dict[str, np.ndarray]:
+    return {f"{prefix}_pdq": np.ascontiguousarray(np.stack([r[0] for r in rows])),
+            f"{prefix}_q": np.stack([r[1] for r in rows]),
+            f"{prefix}_ph": np.ascontiguousarray(np.stack([r[2] for r in rows]))}
+
+
+def build_data(args: argparse.Namespace, path: Path) -> dict[str, np.ndarray]:
+    from hashmatch.testing.transforms import hard_suite, standard_suite
+
+    t0 = time.perf_counter()
+    with Pool(args.workers) as pool:
+        neg = pool.map(_negative, [(args.seed, i) for i in range(args.negatives)], chunksize=16)
+        pos = pool.map(_positive, [(args.seed, i) for i in range(args.positives)], chunksize=1)
+        real = [] if args.no_real else real_images()
+        real_rows = pool.map(_real, list(enumerate(img for _, img in real)), chunksize=8)
+    data: dict[str, np.ndarray] = {}
+    data.update(_stack_refs([r[0] for r in neg]))
+    data.update(_stack_queries([r[1] for r in neg], "neg"))
+    data.update(_stack_queries([r[2] for r in neg], "negalt"))
+    data.update(_stack_queries([q for rows in pos for q in rows], "pos"))
+    per = len(standard_suite(seed=args.seed)) + len(hard_suite(seed=args.seed))
+    data["pos_owner"] = np.repeat(np.arange(args.positives), per)
+    data["pos_transform"] = np.tile(np.arange(per), args.positives)
+    if real_rows:
+        data.update({f"real_{k}": v for k, v in _stack_refs([r[0] for r in real_rows]).items()})
+        data.update(_stack_queries([r[1] for r in real_rows], "realq"))
+        data.update(_stack_queries([r[2] for r in real_rows], "realalt"))
+    data["real_names"] = np.array([n for n, _ in real])
+    data["hash_seconds"] = np.array(time.perf_counter() - t0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **data)
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    pin_malloc()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--negatives", type=int, default=5000)
+    ap.add_argument("--positives", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-real", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 60 negatives, 2 positives, no real photos")
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parent / "data",
+                    help="where the hashes are cached")
+    ap.add_argument("--hash-only", action="store_true", help="hash and cache, evaluate nothing")
+    ap.add_argument("--out", type=Path, help="folder for policy.{json,md} (default: see --record)")
+    add_record_option(ap)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.negatives, args.positives, args.no_real = 60, 2, True
+    args.out = args.out or results_dir(args.record)
+    path = args.data / f"policy-s{args.seed}-n{args.negatives}-p{args.positives}{'-noreal' if args.no_real else ''}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    else:
+        data = build_data(args, path)
+    print(f"hashes in {path} ({float(data['hash_seconds']):.0f} s to hash)", file=sys.stderr)
+    if args.hash_only:
+        return 0
+    from bench_policy_eval import evaluate  # noqa: PLC0415 - the evaluation half
+
+    payload = evaluate(args, data)
+    payload["machine"] = machine()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "policy.json").write_text(json.dumps(payload, indent=1))
+    print(payload["markdown"])
+    (args.out / "policy.md").write_text(payload["markdown"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
