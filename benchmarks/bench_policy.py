@@ -15,8 +15,8 @@ evaluated on those arrays, so every policy is compared on the same pixels in the
   transforms (``standard_suite``) and issue 12's 29 hard transforms (``hard_suite``),
   each against its own original.
 
-A pair under a policy matches when :func:`hashmatch.calibrate.policy_pair_matches` says so
-(the same rule the Matcher applies; the counts come from the calibration kernel). Rates
+A pair under a policy matches when ``hashmatch._calibrate.policy_matches`` says so (the
+rule the Matcher applies; the pairs come from the calibration kernel, every pair compared). Rates
 come with their one-sided 95 % upper bound.
 
 Run: ``python benchmarks/bench_policy.py`` (``--quick`` for a smoke run).
@@ -148,6 +148,99 @@ def build_data(args: argparse.Namespace, path: Path) -> dict[str, np.ndarray]:
     return data
 
 
+def _hashes(data: dict[str, np.ndarray], refs: str, queries: str) -> Any:
+    from hashmatch._calibrate import PolicyHashes
+
+    return PolicyHashes(np.ascontiguousarray(data[f"{refs}pdq"], np.uint64), np.ascontiguousarray(data[f"{refs}ph"], np.uint64),
+                        np.ascontiguousarray(data[f"{queries}_pdq"], np.uint64),
+                        np.ascontiguousarray(data[f"{queries}_ph"], np.uint64), data[f"{queries}_q"] >= 50)
+
+
+def _concat(a: Any, b: Any) -> Any:
+    from hashmatch._calibrate import PolicyHashes
+
+    return PolicyHashes(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in
+                          ("ref_pdq", "ref_phash", "query_pdq", "query_phash", "query_ok")))
+
+
+def policies(grid: bool) -> dict[str, Any]:
+    from hashmatch import Confirmation, QuerySpec
+
+    def spec(pdq: int, ph: int, bands: tuple[tuple[int, int], ...] = ()) -> Any:
+        return QuerySpec(algorithms=("pdq", "phash"), thresholds={"pdq": pdq, "phash": ph},
+                         confirmations=tuple(Confirmation("phash", u, "pdq", w) for u, w in bands))
+
+    out = {"today (PDQ 31 / pHash 10)": spec(31, 10), "pHash 9": spec(31, 9),
+           "default (this branch)": QuerySpec(algorithms=("pdq", "phash"))}
+    if grid:
+        for up_to in (10, 11, 12):
+            for within in (32, 48, 64, 72, 80, 88, 96, 104):
+                out[f"pHash 9, {up_to} if PDQ <= {within}"] = spec(31, 9, ((up_to, within),))
+    return out
+
+
+def evaluate(args: argparse.Namespace, data: dict[str, np.ndarray]) -> dict[str, Any]:
+    from hashmatch._calibrate import PairFeatures, calibrate_policy, policy_matches, policy_pair_features, upper_rate_bound
+    from hashmatch.testing.transforms import hard_suite, standard_suite
+
+    t0 = time.perf_counter()
+    n = data["ref_pdq"].shape[0]
+    own = np.arange(n)
+    sets: dict[str, Any] = {
+        "synthetic as is": policy_pair_features(_hashes(data, "ref_", "neg"), _hashes(data, "ref_", "neg"), own),
+        "synthetic altered": policy_pair_features(_hashes(data, "ref_", "negalt"), _hashes(data, "ref_", "negalt"), own),
+    }
+    if "real_ref_pdq" in data and len(data["real_ref_pdq"]):
+        m = data["real_ref_pdq"].shape[0]
+        both = _concat(_hashes(data, "ref_", "neg"), _hashes(data, "real_ref_", "realq"))
+        parts = [policy_pair_features(_hashes(data, "real_ref_", q), both, n + np.arange(m)) for q in ("realq", "realalt")]
+        parts += [policy_pair_features(_hashes(data, "ref_", q), _hashes(data, "real_ref_", "realq")) for q in ("neg", "negalt")]
+        sets["real photos (as query or reference)"] = PairFeatures.concat(parts)
+    pos = policy_pair_features(_hashes(data, "ref_", "pos"), _hashes(data, "ref_", "pos"), data["pos_owner"], only_owner=True)
+    t_pairs = time.perf_counter() - t0
+    suites = [(spec.family, spec.label) for spec in standard_suite(seed=args.seed)]
+    suites += [("hard " + fam, spec.label if not isinstance(spec, tuple) else " + ".join(x.label for x in spec))
+               for fam, spec in hard_suite(seed=args.seed)]
+    fam_of = np.array([f for f, _ in suites])[data["pos_transform"]]
+    found_rows = np.zeros(len(data["pos_owner"]), bool)
+    results = {}
+    total_pairs = sum(f.pairs for f in sets.values())
+    for name, spec in policies(grid=True).items():
+        false = {k: int(policy_matches(f, spec).sum()) for k, f in sets.items()}
+        found = found_rows.copy()
+        hit = policy_matches(pos, spec)
+        found[pos.query[hit]] = True
+        fams = {fam: float(found[fam_of == fam].mean()) for fam in dict.fromkeys(fam_of)}
+        total = sum(false.values())
+        results[name] = {"false_pairs": false, "false_total": total, "pairs": total_pairs,
+                         "rate": total / total_pairs, "upper95": upper_rate_bound(total, total_pairs),
+                         "recall": float(found.mean()), "recall_by_family": fams}
+    all_features = PairFeatures.concat(list(sets.values()))
+    cal = calibrate_policy(all_features, 1e-6)
+    rows = []
+    fams = list(next(iter(results.values()))["recall_by_family"])
+    for name, r in results.items():
+        rows.append([name, r["false_total"], *(r["false_pairs"].values()), f"{r['upper95']:.2g}", f"{100 * r['recall']:.1f}",
+                     *(f"{100 * r['recall_by_family'][f]:.1f}" for f in fams)])
+    md = "\n".join([
+        "# Global policy (issue 12): false pairs and recall, one run, same hashes",
+        "",
+        f"Pairs: {', '.join(f'{k} {f.pairs:,}' for k, f in sets.items())}; total {total_pairs:,}. "
+        f"Positives: {args.positives} originals x {len(suites)} transforms. Pair counting {t_pairs:.0f} s.",
+        "",
+        table(rows, ["policy", "false", *sets, "95% upper", "recall", *fams]),
+        "",
+        "calibrate_policy (all pairs, target 1e-6):",
+        "",
+        "```",
+        cal.summary(),
+        "```",
+    ])
+    return {"benchmark": "policy", "settings": {"seed": args.seed, "negatives": n, "positives": args.positives,
+            "real_photos": [str(x) for x in data["real_names"]]}, "pairs": {k: f.pairs for k, f in sets.items()},
+            "policies": results, "calibration": cal.to_dict(), "pair_seconds": t_pairs, "markdown": md}
+
+
 def main(argv: list[str] | None = None) -> int:
     pin_malloc()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -175,8 +268,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"hashes in {path} ({float(data['hash_seconds']):.0f} s to hash)", file=sys.stderr)
     if args.hash_only:
         return 0
-    from bench_policy_eval import evaluate  # noqa: PLC0415 - the evaluation half
-
     payload = evaluate(args, data)
     payload["machine"] = machine()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -29,12 +29,19 @@ from ._jit import kernels
 from .errors import CalibrationError, HashmatchError, UsageError
 from .hashers import compute_hashes, get_algorithm
 from .hashes import Hash, HashBatch
+from ._query import QuerySpec
 from ._scan._walk import WalkError, walk
 
 _k = kernels("hashmatch._calibrate_kernels")  # numba loads on first use, not at import
 
 __all__ = [
     "Calibration",
+    "PairFeatures",
+    "PolicyCalibration",
+    "PolicyHashes",
+    "calibrate_policy",
+    "policy_matches",
+    "policy_pair_features",
     "calibrate",
     "calibrate_folder",
     "distance_histogram",
@@ -325,3 +332,193 @@ def calibrate_folder(
     if min_quality is not None:
         query_ok = np.array([(q is None) or q >= min_quality for _, q in readable], dtype=np.bool_)
     return calibrate(references, target, queries=queries, query_ok=query_ok, skipped=skipped, min_quality=min_quality)
+
+
+# -- the global policy as a whole (issue 12): PDQ, pHash and pHash's confirmed bands -----
+_PDQ_MAX = 64  # PDQ thresholds the candidates support (half of all unrelated pairs are within 128)
+_PH_MAX = 16  # pHash thresholds and band ends the candidates support
+
+
+@dataclass(frozen=True)
+class PolicyHashes:
+    """PDQ and pHash of images, as a Matcher holds references and hashes uploads.
+
+    ``ref_pdq`` (n, 4) and ``ref_phash`` (n, 1) are packed words of each image as a
+    reference; ``query_pdq`` (n, v, 4), ``query_phash`` (n, v, 1) and ``query_ok``
+    (n, v: PDQ's quality gate passed) are the ``v`` variants (views x orientations,
+    in the same order for both algorithms) of each image as an upload.
+    """
+
+    ref_pdq: npt.NDArray[np.uint64]
+    ref_phash: npt.NDArray[np.uint64]
+    query_pdq: npt.NDArray[np.uint64]
+    query_phash: npt.NDArray[np.uint64]
+    query_ok: npt.NDArray[np.bool_]
+
+    def __post_init__(self) -> None:
+        n = self.ref_pdq.shape[0]
+        shapes = {"ref_pdq": (n, 4), "ref_phash": (n, 1)}
+        for name, want in shapes.items():
+            if getattr(self, name).shape != want:
+                raise UsageError(f"{name} must have shape {want}, got {getattr(self, name).shape}")
+        nq, v = self.query_ok.shape
+        for name, want in (("query_pdq", (nq, v, 4)), ("query_phash", (nq, v, 1))):
+            if getattr(self, name).shape != want:
+                raise UsageError(f"{name} must have shape {want}, got {getattr(self, name).shape}")
+
+
+@dataclass(frozen=True)
+class PairFeatures:
+    """What a PDQ-or-pHash policy looks at, for every pair any such policy could match
+    (see :func:`policy_pair_features`); ``pairs`` counts all pairs looked at."""
+
+    query: npt.NDArray[np.int64]
+    reference: npt.NDArray[np.int64]
+    min_pdq: npt.NDArray[np.int16]
+    min_phash: npt.NDArray[np.int16]
+    confirm: npt.NDArray[np.int16]  # (k, _PH_MAX + 1): least gated PDQ with pHash <= e
+    pairs: int
+
+    @classmethod
+    def concat(cls, parts: Sequence[PairFeatures]) -> PairFeatures:
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("query", "reference", "min_pdq", "min_phash", "confirm")),
+                   pairs=sum(p.pairs for p in parts))
+
+
+def policy_pair_features(
+    queries: PolicyHashes, references: PolicyHashes, owner: npt.ArrayLike | None = None, *, only_owner: bool = False
+) -> PairFeatures:
+    """The (query, reference) pairs of ``queries``' uploads against ``references``' images
+    that a policy with PDQ <= 64 and pHash (threshold or band) <= 16 could match.
+
+    ``owner[i]`` is the reference that is upload ``i``'s own image (-1: none): left out
+    of the pairs, or, with ``only_owner``, the only pair (recall). The counting is
+    exact: every pair is compared (numba kernel ``policy_candidates``).
+    """
+    n = queries.query_ok.shape[0]
+    own = np.full(n, -1, np.int64) if owner is None else np.ascontiguousarray(owner, dtype=np.int64)
+    if own.shape != (n,):
+        raise UsageError(f"owner must have one entry per upload ({n}), got shape {own.shape}")
+    m = references.ref_pdq.shape[0]
+    if only_owner:
+        pairs = int((own >= 0).sum())
+    else:
+        pairs = n * m - int(((own >= 0) & (own < m)).sum())
+    args = (np.ascontiguousarray(queries.query_pdq, np.uint64), np.ascontiguousarray(queries.query_ok, np.bool_),
+            np.ascontiguousarray(queries.query_phash, np.uint64), np.ascontiguousarray(references.ref_pdq, np.uint64),
+            np.ascontiguousarray(references.ref_phash, np.uint64), own, bool(only_owner), _PDQ_MAX, _PH_MAX)
+    cap = 1 << 16
+    while True:
+        count, qi, rj, dp, dh, conf = _k.policy_candidates(*args, cap)
+        if count <= cap:
+            break
+        cap = int(count)
+    k = int(count)
+    return PairFeatures(qi[:k], rj[:k], dp[:k], dh[:k], conf[:k], pairs)
+
+
+def _policy_terms(spec: QuerySpec) -> tuple[int, int, tuple[tuple[int, int], ...]]:
+    """(PDQ threshold, pHash threshold, pHash bands (up_to, within) confirmed by PDQ)."""
+    pdq = spec.threshold("pdq", 256)
+    phash = spec.threshold("phash", 64)
+    bands = []
+    for c in spec.confirmations:
+        if (c.algorithm, c.by) != ("phash", "pdq"):
+            raise UsageError(f"calibration knows pHash bands confirmed by PDQ, not {c.algorithm} by {c.by}")
+        if c.up_to > phash:
+            bands.append((min(c.up_to, _PH_MAX), min(c.within, 256)))
+    if pdq > _PDQ_MAX or phash > _PH_MAX:
+        raise UsageError(f"calibration supports PDQ thresholds up to {_PDQ_MAX} and pHash up to {_PH_MAX}")
+    return pdq, phash, tuple(bands)
+
+
+def policy_matches(features: PairFeatures, spec: QuerySpec) -> npt.NDArray[np.bool_]:
+    """Which pairs of ``features`` the spec's PDQ-or-pHash policy matches: PDQ within
+    its threshold (quality gate passed), pHash within its threshold, or pHash within a
+    band's end with PDQ of the same variant within the band's ``within``."""
+    pdq, phash, bands = _policy_terms(spec)
+    hit = (features.min_pdq <= pdq) | (features.min_phash <= phash)
+    for up_to, within in bands:
+        hit |= features.confirm[:, up_to] <= within
+    return hit
+
+
+@dataclass(frozen=True)
+class PolicyCalibration:
+    """False pairs of a whole global policy, and the band's ``within`` it would allow.
+
+    ``false_positives`` are the policy's matches among ``pairs`` unrelated pairs;
+    ``standalone`` those of its thresholds alone. ``band_within[up_to]`` is, for a pHash
+    band ending at ``up_to``, the largest PDQ ``within`` whose total keeps the 95 %
+    upper bound under the target (None: not even 0).
+    """
+
+    pairs: int
+    target_fpr: float
+    pdq_threshold: int
+    phash_threshold: int
+    bands: tuple[tuple[int, int], ...]
+    false_positives: int
+    standalone: int
+    band_within: dict[int, int | None]
+    images: int = 0
+    skipped: int = 0
+
+    @property
+    def measured_fpr(self) -> float:
+        return self.false_positives / max(self.pairs, 1)
+
+    @property
+    def upper_fpr(self) -> float:
+        return upper_rate_bound(self.false_positives, self.pairs)
+
+    @property
+    def supported(self) -> bool:
+        return self.pairs >= math.ceil(3 / self.target_fpr)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pairs": self.pairs, "images": self.images, "skipped": self.skipped, "target_fpr": self.target_fpr,
+                "pdq_threshold": self.pdq_threshold, "phash_threshold": self.phash_threshold,
+                "bands": [{"phash_up_to": u, "pdq_within": w} for u, w in self.bands],
+                "false_positives": self.false_positives, "standalone_false_positives": self.standalone,
+                "measured_fpr": self.measured_fpr, "upper_fpr_95": self.upper_fpr, "supported": self.supported,
+                "recommended_within": {str(k): v for k, v in self.band_within.items()}}
+
+    def summary(self) -> str:
+        bands = ", ".join(f"pHash <= {u} when PDQ <= {w}" for u, w in self.bands) or "no confirmed band"
+        lines = [
+            f"policy: PDQ <= {self.pdq_threshold} (quality gate), pHash <= {self.phash_threshold}, {bands}",
+            f"images {self.images} (skipped {self.skipped} unreadable), pairs compared {self.pairs:,}",
+            f"false-positive pairs {self.false_positives} ({self.standalone} from the thresholds alone), "
+            f"measured rate {self.measured_fpr:.3g}, 95% upper bound {self.upper_fpr:.3g} (target {self.target_fpr:g}): "
+            + ("within the target" if self.upper_fpr <= self.target_fpr else "ABOVE the target"),
+        ]
+        if not self.supported:
+            lines.append(f"TOO FEW PAIRS for a rate of {self.target_fpr:g}: need at least {math.ceil(3 / self.target_fpr):,}")
+        for up_to, within in self.band_within.items():
+            lines.append(f"band pHash <= {up_to}: largest PDQ within for the target at 95%: "
+                         + ("none" if within is None else str(within)))
+        return "\n".join(lines)
+
+
+def calibrate_policy(
+    features: PairFeatures, fpr: float = 1e-6, spec: QuerySpec | None = None, *, images: int = 0, skipped: int = 0
+) -> PolicyCalibration:
+    """The false pairs of ``spec``'s global policy (default: the Matcher's) among the
+    unrelated pairs of ``features``, with the 95 % upper bound, and for each pHash band
+    end 10..12 the largest PDQ ``within`` that keeps the bound under ``fpr``."""
+    target = _check_fpr(fpr)
+    spec = QuerySpec(algorithms=("pdq", "phash")) if spec is None else spec
+    pdq, phash, bands = _policy_terms(spec)
+    hit = policy_matches(features, spec)
+    alone = (features.min_pdq <= pdq) | (features.min_phash <= phash)
+    n_alone = int(alone.sum())
+    band_within: dict[int, int | None] = {}
+    for up_to in range(phash + 1, min(phash + 3, _PH_MAX) + 1):
+        conf = np.sort(features.confirm[~alone, up_to])
+        best = None
+        for within in range(257):
+            if upper_rate_bound(n_alone + int(np.searchsorted(conf, within, side="right")), features.pairs) <= target:
+                best = within
+        band_within[up_to] = best
+    return PolicyCalibration(features.pairs, target, pdq, phash, bands, int(hit.sum()), n_alone, band_within, images, skipped)
