@@ -164,18 +164,23 @@ def _concat(a: Any, b: Any) -> Any:
 
 
 def policies(grid: bool) -> dict[str, Any]:
-    from hashmatch import Confirmation, QuerySpec
+    """Today's policy, pHash 9 alone, this branch's default, and (``grid``) its neighbours."""
+    from hashmatch import DEFAULT_CONFIRMATIONS, Confirmation, QuerySpec
 
-    def spec(pdq: int, ph: int, bands: tuple[tuple[int, int], ...] = ()) -> Any:
+    def spec(pdq: int, ph: int, bands: tuple[tuple[int, int | None], ...] = ()) -> Any:
         return QuerySpec(algorithms=("pdq", "phash"), thresholds={"pdq": pdq, "phash": ph},
-                         confirmations=tuple(Confirmation("phash", u, "pdq", w) for u, w in bands))
+                         confirmations=tuple(Confirmation("phash", u, None if w is None else "pdq", w or 0) for u, w in bands))
 
     out = {"today (PDQ 31 / pHash 10)": spec(31, 10), "pHash 9": spec(31, 9),
+           "pHash 9, 10 as is": spec(31, 9, ((10, None),)),
            "default (this branch)": QuerySpec(algorithms=("pdq", "phash"))}
     if grid:
-        for up_to in (10, 11, 12):
-            for within in (32, 48, 64, 72, 80, 88, 96, 104):
-                out[f"pHash 9, {up_to} if PDQ <= {within}"] = spec(31, 9, ((up_to, within),))
+        default = tuple((c.up_to, None if c.by is None else c.within) for c in DEFAULT_CONFIRMATIONS)
+        out["default without the as-is band"] = spec(31, 9, tuple(b for b in default if b[1] is not None))
+        for x10, x12, x14 in ((84, 0, 0), (104, 0, 0), (96, 90, 0), (96, 90, 76), (92, 88, 0), (100, 88, 76), (92, 92, 76),
+                              (92, 88, 80), (88, 88, 76)):
+            bands = ((10, None), (10, x10), (12, x12)) + (((14, x14),) if x14 else ())
+            out[f"pHash 9, 10 as is, 10/12/14 if PDQ <= {x10}/{x12}/{x14}"] = spec(31, 9, bands)
     return out
 
 
@@ -241,6 +246,83 @@ def evaluate(args: argparse.Namespace, data: dict[str, np.ndarray]) -> dict[str,
             "policies": results, "calibration": cal.to_dict(), "pair_seconds": t_pairs, "markdown": md}
 
 
+_REAL: list[Any] = []
+
+
+def _local_queries(job: tuple[int, int, int, int]) -> tuple[int, list[Any]]:
+    """One bench_local query, hashed as the Matcher hashes uploads (views of hashes)."""
+    from hashmatch import QuerySpec
+    from hashmatch.testing.synthetic import generate_image, image_seed
+    from hashmatch.testing.transforms import apply_chain, hard_suite
+
+    from bench_local import real_photos
+
+    seed, original, j, negative = job
+    suite = hard_suite(seed=seed)
+    if negative >= 0:
+        img = generate_image(image_seed(seed + 1000, negative), long_side=512)
+    elif original >= 0:
+        img = generate_image(image_seed(seed, original), long_side=512)
+    else:
+        if not _REAL:  # once per worker process
+            _REAL.extend(img for _, img in real_photos())
+        img = _REAL[-original - 1]
+    return j, QuerySpec(algorithms=("pdq", "phash")).hash(apply_chain(img, suite[j][1]))
+
+
+def local_global(args: argparse.Namespace) -> dict[str, Any]:
+    """bench_local.py's global column, exactly its references and queries (seed, 2,000
+    synthetic references plus the real photos, 60 positives per hard transform, 1,000
+    unrelated altered queries), through the real Matcher under today's and this branch's
+    policy, in the same run on the same hashes."""
+    from hashmatch import Matcher
+    from hashmatch.testing.synthetic import generate_image, image_seed
+    from hashmatch.testing.transforms import hard_suite
+
+    from bench_local import global_hashes, real_photos
+
+    suite = hard_suite(seed=args.seed)
+    fam_names = list(dict.fromkeys(f for f, _ in suite))
+    real = real_photos()
+    synth = [generate_image(image_seed(args.seed, i), long_side=512) for i in range(args.local_refs)]
+    originals = synth + [img for _, img in real]
+    n_ref = len(originals)
+    hashes, ids, exts = [], [], []
+    for i, img in enumerate(originals):
+        for k, h in enumerate(global_hashes(img)):
+            hashes.append(h.hash), ids.append(i if k == 0 else n_ref + i), exts.append(str(i))
+    del synth, originals
+    pos_orig = list(range(min(args.local_positives, args.local_refs))) + list(range(args.local_refs, n_ref))
+    jobs, meta = [], []
+    for k, o in enumerate(pos_orig):
+        for j in range(len(suite)):
+            jobs.append((args.seed, o if o < args.local_refs else -(o - args.local_refs) - 1, j, -1))
+            meta.append((o, fam_names.index(suite[j][0]), k % 2))
+    for k in range(args.local_negatives):
+        jobs.append((args.seed, -1, k % len(suite), k))
+        meta.append((-1, fam_names.index(suite[k % len(suite)][0]), k % 2))
+    with Pool(args.workers) as pool:
+        views = pool.map(_local_queries, jobs, chunksize=8)
+    meta_a = np.array(meta)
+    out = {}
+    for name, kwargs in (("today (PDQ 31 / pHash 10)", {"thresholds": {"pdq": 31, "phash": 10}, "confirmations": ()}),
+                         ("default (this branch)", {})):
+        m = Matcher.from_hashes(hashes, ids=ids, external_ids=exts, **kwargs)
+        t0 = time.perf_counter()
+        got = [{x.entry_id % n_ref for x in m.match_views(v)} for _, v in views]
+        seconds = time.perf_counter() - t0
+        found = np.array([o >= 0 and o in g for (o, _, _), g in zip(meta, got)])
+        false = np.array([len(g - {o}) for (o, _, _), g in zip(meta, got)])
+        pos = meta_a[:, 0] >= 0
+        out[name] = {
+            "false_pairs": {"calibration": int(false[meta_a[:, 2] == 0].sum()), "report": int(false[meta_a[:, 2] == 1].sum())},
+            "recall_by_family_report": {f: float(found[pos & (meta_a[:, 1] == i) & (meta_a[:, 2] == 1)].mean()) for i, f in enumerate(fam_names)},
+            "recall_by_family_all": {f: float(found[pos & (meta_a[:, 1] == i)].mean()) for i, f in enumerate(fam_names)},
+            "recall_report": float(found[pos & (meta_a[:, 2] == 1)].mean()), "match_views_seconds": seconds}
+    pairs = {s: int(((meta_a[:, 2] == s) * (n_ref - (meta_a[:, 0] >= 0))).sum()) for s in (0, 1)}
+    return {"pairs": pairs, "references": n_ref, "queries": len(meta), "policies": out}
+
+
 def main(argv: list[str] | None = None) -> int:
     pin_malloc()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -253,12 +335,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parent / "data",
                     help="where the hashes are cached")
     ap.add_argument("--hash-only", action="store_true", help="hash and cache, evaluate nothing")
+    ap.add_argument("--local-global", action="store_true",
+                    help="instead: bench_local.py's global column under today's and this policy (real Matcher)")
+    ap.add_argument("--local-refs", type=int, default=2000)
+    ap.add_argument("--local-positives", type=int, default=60)
+    ap.add_argument("--local-negatives", type=int, default=1000)
     ap.add_argument("--out", type=Path, help="folder for policy.{json,md} (default: see --record)")
     add_record_option(ap)
     args = ap.parse_args(argv)
     if args.quick:
         args.negatives, args.positives, args.no_real = 60, 2, True
     args.out = args.out or results_dir(args.record)
+    if args.local_global:
+        if args.quick:
+            args.local_refs, args.local_positives, args.local_negatives = 40, 2, 20
+        payload = local_global(args)
+        payload["machine"] = machine()
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "policy-local-global.json").write_text(json.dumps(payload, indent=1))
+        for name, r in payload["policies"].items():
+            print(name, r["false_pairs"], f"{100 * r['recall_report']:.1f}",
+                  {k: round(100 * v, 1) for k, v in r["recall_by_family_report"].items()})
+        return 0
     path = args.data / f"policy-s{args.seed}-n{args.negatives}-p{args.positives}{'-noreal' if args.no_real else ''}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as f:

@@ -377,11 +377,12 @@ class PairFeatures:
     min_pdq: npt.NDArray[np.int16]
     min_phash: npt.NDArray[np.int16]
     confirm: npt.NDArray[np.int16]  # (k, _PH_MAX + 1): least gated PDQ with pHash <= e
+    as_is: npt.NDArray[np.int16]  # pHash distance of the upload as it is (variant 0)
     pairs: int
 
     @classmethod
     def concat(cls, parts: Sequence[PairFeatures]) -> PairFeatures:
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("query", "reference", "min_pdq", "min_phash", "confirm")),
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("query", "reference", "min_pdq", "min_phash", "confirm", "as_is")),
                    pairs=sum(p.pairs for p in parts))
 
 
@@ -409,24 +410,25 @@ def policy_pair_features(
             np.ascontiguousarray(references.ref_phash, np.uint64), own, bool(only_owner), _PDQ_MAX, _PH_MAX)
     cap = 1 << 16
     while True:
-        count, qi, rj, dp, dh, conf = _k.policy_candidates(*args, cap)
+        count, qi, rj, dp, dh, conf, as_is = _k.policy_candidates(*args, cap)
         if count <= cap:
             break
         cap = int(count)
     k = int(count)
-    return PairFeatures(qi[:k], rj[:k], dp[:k], dh[:k], conf[:k], pairs)
+    return PairFeatures(qi[:k], rj[:k], dp[:k], dh[:k], conf[:k], as_is[:k], pairs)
 
 
-def _policy_terms(spec: QuerySpec) -> tuple[int, int, tuple[tuple[int, int], ...]]:
-    """(PDQ threshold, pHash threshold, pHash bands (up_to, within) confirmed by PDQ)."""
+def _policy_terms(spec: QuerySpec) -> tuple[int, int, tuple[tuple[int, int | None], ...]]:
+    """(PDQ threshold, pHash threshold, pHash bands (up_to, PDQ within or None for the
+    upload as it is))."""
     pdq = spec.threshold("pdq", 256)
     phash = spec.threshold("phash", 64)
-    bands = []
+    bands: list[tuple[int, int | None]] = []
     for c in spec.confirmations:
-        if (c.algorithm, c.by) != ("phash", "pdq"):
-            raise UsageError(f"calibration knows pHash bands confirmed by PDQ, not {c.algorithm} by {c.by}")
+        if c.algorithm != "phash" or c.by not in ("pdq", None):
+            raise UsageError(f"calibration knows pHash bands confirmed by PDQ or the upload as it is, not {c.algorithm} by {c.by}")
         if c.up_to > phash:
-            bands.append((min(c.up_to, _PH_MAX), min(c.within, 256)))
+            bands.append((min(c.up_to, _PH_MAX), None if c.by is None else min(c.within, 256)))
     if pdq > _PDQ_MAX or phash > _PH_MAX:
         raise UsageError(f"calibration supports PDQ thresholds up to {_PDQ_MAX} and pHash up to {_PH_MAX}")
     return pdq, phash, tuple(bands)
@@ -435,29 +437,31 @@ def _policy_terms(spec: QuerySpec) -> tuple[int, int, tuple[tuple[int, int], ...
 def policy_matches(features: PairFeatures, spec: QuerySpec) -> npt.NDArray[np.bool_]:
     """Which pairs of ``features`` the spec's PDQ-or-pHash policy matches: PDQ within
     its threshold (quality gate passed), pHash within its threshold, or pHash within a
-    band's end with PDQ of the same variant within the band's ``within``."""
+    band's end with PDQ of the same variant within the band's ``within`` (or, for a
+    band without a second hash, the upload as it is within the band's end)."""
     pdq, phash, bands = _policy_terms(spec)
     hit = (features.min_pdq <= pdq) | (features.min_phash <= phash)
     for up_to, within in bands:
-        hit |= features.confirm[:, up_to] <= within
+        hit |= (features.as_is <= up_to) if within is None else (features.confirm[:, up_to] <= within)
     return hit
 
 
 @dataclass(frozen=True)
 class PolicyCalibration:
-    """False pairs of a whole global policy, and the band's ``within`` it would allow.
+    """False pairs of a whole global policy, and the ``within`` each band would allow.
 
     ``false_positives`` are the policy's matches among ``pairs`` unrelated pairs;
-    ``standalone`` those of its thresholds alone. ``band_within[up_to]`` is, for a pHash
-    band ending at ``up_to``, the largest PDQ ``within`` whose total keeps the 95 %
-    upper bound under the target (None: not even 0).
+    ``standalone`` those of its thresholds alone. ``band_within[i]`` is, for the policy's
+    ``i``-th PDQ-confirmed band (``bands[i]``), the largest PDQ ``within`` that keeps the
+    whole policy's 95 % upper bound under the target, the other bands as they are
+    (None: not even 0).
     """
 
     pairs: int
     target_fpr: float
     pdq_threshold: int
     phash_threshold: int
-    bands: tuple[tuple[int, int], ...]
+    bands: tuple[tuple[int, int | None], ...]
     false_positives: int
     standalone: int
     band_within: dict[int, int | None]
@@ -479,13 +483,14 @@ class PolicyCalibration:
     def to_dict(self) -> dict[str, Any]:
         return {"pairs": self.pairs, "images": self.images, "skipped": self.skipped, "target_fpr": self.target_fpr,
                 "pdq_threshold": self.pdq_threshold, "phash_threshold": self.phash_threshold,
-                "bands": [{"phash_up_to": u, "pdq_within": w} for u, w in self.bands],
+                "bands": [{"phash_up_to": u, "pdq_within": w} for u, w in self.bands],  # None: as-is only
                 "false_positives": self.false_positives, "standalone_false_positives": self.standalone,
                 "measured_fpr": self.measured_fpr, "upper_fpr_95": self.upper_fpr, "supported": self.supported,
-                "recommended_within": {str(k): v for k, v in self.band_within.items()}}
+                "recommended_within": [{"phash_up_to": self.bands[i][0], "pdq_within": w} for i, w in self.band_within.items()]}
 
     def summary(self) -> str:
-        bands = ", ".join(f"pHash <= {u} when PDQ <= {w}" for u, w in self.bands) or "no confirmed band"
+        bands = ", ".join(f"pHash <= {u} " + ("for the upload as it is" if w is None else f"when PDQ <= {w}")
+                          for u, w in self.bands) or "no band"
         lines = [
             f"policy: PDQ <= {self.pdq_threshold} (quality gate), pHash <= {self.phash_threshold}, {bands}",
             f"images {self.images} (skipped {self.skipped} unreadable), pairs compared {self.pairs:,}",
@@ -495,8 +500,9 @@ class PolicyCalibration:
         ]
         if not self.supported:
             lines.append(f"TOO FEW PAIRS for a rate of {self.target_fpr:g}: need at least {math.ceil(3 / self.target_fpr):,}")
-        for up_to, within in self.band_within.items():
-            lines.append(f"band pHash <= {up_to}: largest PDQ within for the target at 95%: "
+        for i, within in self.band_within.items():
+            lines.append(f"band pHash <= {self.bands[i][0]} when PDQ <= {self.bands[i][1]}: the largest PDQ within that "
+                         "keeps the policy's 95% upper bound under the target (other bands as they are): "
                          + ("none" if within is None else str(within)))
         return "\n".join(lines)
 
@@ -505,8 +511,8 @@ def calibrate_policy(
     features: PairFeatures, fpr: float = 1e-6, spec: QuerySpec | None = None, *, images: int = 0, skipped: int = 0
 ) -> PolicyCalibration:
     """The false pairs of ``spec``'s global policy (default: the Matcher's) among the
-    unrelated pairs of ``features``, with the 95 % upper bound, and for each pHash band
-    end 10..12 the largest PDQ ``within`` that keeps the bound under ``fpr``."""
+    unrelated pairs of ``features``, with the 95 % upper bound, and for each of its
+    PDQ-confirmed bands the largest ``within`` that keeps the bound under ``fpr``."""
     target = _check_fpr(fpr)
     spec = QuerySpec(algorithms=("pdq", "phash")) if spec is None else spec
     pdq, phash, bands = _policy_terms(spec)
@@ -514,11 +520,18 @@ def calibrate_policy(
     alone = (features.min_pdq <= pdq) | (features.min_phash <= phash)
     n_alone = int(alone.sum())
     band_within: dict[int, int | None] = {}
-    for up_to in range(phash + 1, min(phash + 3, _PH_MAX) + 1):
-        conf = np.sort(features.confirm[~alone, up_to])
+    for i, (up_to, within) in enumerate(bands):
+        if within is None:
+            continue
+        others = alone.copy()
+        for j, (u, w) in enumerate(bands):
+            if j != i:
+                others |= (features.as_is <= u) if w is None else (features.confirm[:, u] <= w)
+        conf = np.sort(features.confirm[~others, up_to])
+        base = int(others.sum())
         best = None
-        for within in range(257):
-            if upper_rate_bound(n_alone + int(np.searchsorted(conf, within, side="right")), features.pairs) <= target:
-                best = within
-        band_within[up_to] = best
+        for x in range(257):
+            if upper_rate_bound(base + int(np.searchsorted(conf, x, side="right")), features.pairs) <= target:
+                best = x
+        band_within[i] = best
     return PolicyCalibration(features.pairs, target, pdq, phash, bands, int(hit.sum()), n_alone, band_within, images, skipped)

@@ -111,11 +111,12 @@ def policy_candidates(q_pdq, q_ok, q_ph, r_pdq, r_ph, owner, only_owner, pdq_max
     For each pair, ``min_pdq`` is the least gated PDQ distance over the variants (257
     when every variant is gated out), ``min_ph`` the least pHash distance, and
     ``conf[e]`` (``e`` = 0 .. ph_max) the least gated PDQ distance over the variants whose
-    pHash distance is at most ``e``, on *the same variant* (257 when none). A pair is
+    pHash distance is at most ``e``, on *the same variant* (257 when none), and
+    ``as_is`` the pHash distance of variant 0 (the upload as it is). A pair is
     returned when ``min_pdq <= pdq_max`` or ``min_ph <= ph_max``; any policy with PDQ
     threshold <= pdq_max and pHash thresholds <= ph_max matches no other pair.
 
-    Returns ``(count, qi, rj, min_pdq, min_ph, conf)`` filled up to ``min(count, cap)``;
+    Returns ``(count, qi, rj, min_pdq, min_ph, conf, as_is)`` filled up to ``min(count, cap)``;
     a ``count`` above ``cap`` means "call again with a larger cap".
     """
     n, v, wp = q_pdq.shape
@@ -125,6 +126,7 @@ def policy_candidates(q_pdq, q_ok, q_ph, r_pdq, r_ph, owner, only_owner, pdq_max
     out_pdq = np.zeros(cap, dtype=np.int16)
     out_ph = np.zeros(cap, dtype=np.int16)
     conf = np.zeros((cap, ph_max + 1), dtype=np.int16)
+    as_is = np.zeros(cap, dtype=np.int16)
     dp = np.zeros(v, dtype=np.int64)
     dh = np.zeros(v, dtype=np.int64)
     count = 0
@@ -158,6 +160,7 @@ def policy_candidates(q_pdq, q_ok, q_ph, r_pdq, r_ph, owner, only_owner, pdq_max
                 rj[count] = j
                 out_pdq[count] = best_p
                 out_ph[count] = best_h
+                as_is[count] = dh[0]
                 for e in range(ph_max + 1):
                     c = 257
                     for a in range(v):
@@ -165,4 +168,4 @@ def policy_candidates(q_pdq, q_ok, q_ph, r_pdq, r_ph, owner, only_owner, pdq_max
                             c = dp[a]
                     conf[count, e] = c
             count += 1
-    return count, qi, rj, out_pdq, out_ph, conf
+    return count, qi, rj, out_pdq, out_ph, conf, as_is

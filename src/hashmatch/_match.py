@@ -74,7 +74,8 @@ class Matcher:
         thresholds: maximum distance per algorithm (default :data:`DEFAULT_THRESHOLDS`).
         confirmations: bands past a threshold where a match needs a second hash of the
             same image and upload variant (default :data:`DEFAULT_CONFIRMATIONS`: pHash
-            10 when PDQ agrees); see :class:`~hashmatch.Confirmation`.
+            10 for the upload as it is, 10-14 when PDQ agrees); see
+            :class:`~hashmatch.Confirmation`.
         require: ``"any"`` reports matches of any algorithm; ``"all"`` reports only
             when every algorithm in use found at least one match.
         dihedral: also match the seven rotated and mirrored variants of an upload.
@@ -462,20 +463,26 @@ class Matcher:
         return matches
 
     def _confirm(self, band: Band, views: Sequence[Mapping[str, Any]], found: Found, state: _State) -> None:
-        """Add to ``found`` the band hits that a second hash of the same image confirms
-        (:class:`~hashmatch.Confirmation`); entries already found stand as they are."""
+        """Add to ``found`` the band hits that a band's rule confirms (the nearest
+        confirmed hit of each entry, over every rule; :class:`~hashmatch.Confirmation`).
+        Entries already found within the threshold stand as they are."""
         for name in {name for name, _ in band}:
-            bits = state.indexes[name].bits
-            for rule in self._spec.bands(name, bits, state.indexes):
-                waiting = [entry_id for (alg, entry_id) in band if alg == name and (alg, entry_id) not in found]
-                siblings = self._sibling_hashes(waiting, rule.by)
-                for entry_id in waiting:
-                    sibling = siblings.get(entry_id)
-                    if sibling is None:
-                        continue
-                    hit = confirm_band(band[(name, entry_id)], rule, views, sibling, self._spec.passes)
-                    if hit is not None:
-                        found[(name, entry_id)] = hit
+            rules = self._spec.bands(name, state.indexes[name].bits, state.indexes)
+            waiting = [entry_id for (alg, entry_id) in band if alg == name and (alg, entry_id) not in found]
+            if not rules or not waiting:
+                continue
+            siblings = {by: self._sibling_hashes(waiting, by) for by in {r.by for r in rules if r.by is not None}}
+            for entry_id in waiting:
+                hits = band[(name, entry_id)]
+                confirmed = [
+                    hit
+                    for rule in rules
+                    if rule.by is None or entry_id in siblings[rule.by]
+                    for hit in [confirm_band(hits, rule, views, None if rule.by is None else siblings[rule.by][entry_id], self._spec.passes)]
+                    if hit is not None
+                ]
+                if confirmed:
+                    found[(name, entry_id)] = min(confirmed)
 
     def _sibling_hashes(self, entry_ids: Sequence[int], algorithm: str) -> Mapping[int, Hash]:
         if not entry_ids:

@@ -73,7 +73,10 @@ class Confirmation:
     A match of ``algorithm`` at a distance above its threshold and at most ``up_to``
     counts only when, *for the same view and orientation of the upload*, the ``by``
     hash passes the quality gate and lies within ``within`` of the ``by`` hash of the
-    same reference image. Entries are hashes of the same image when they were added to
+    same reference image. With ``by=None`` (``within`` unused) the band needs no second
+    hash but counts only for the upload as it is (first view, not turned): one try
+    instead of the sixteen of eight orientations times two views, whose extra chances
+    are what push an unrelated image into the band. Entries are hashes of the same image when they were added to
     one list in one write with the same external id (``refs add`` and
     :func:`hashmatch.add_images` add an image's hashes so; an import of a list that
     carries both hashes under one id does too), and exactly one active ``by`` entry is
@@ -84,13 +87,14 @@ class Confirmation:
 
     algorithm: str
     up_to: int
-    by: str
-    within: int
+    by: str | None
+    within: int = 0
 
     def __post_init__(self) -> None:
         for name in ("algorithm", "by"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise UsageError(f"Confirmation.{name} must be an algorithm name, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if (value is not None or name == "algorithm") and (not isinstance(value, str) or not value):
+                raise UsageError(f"Confirmation.{name} must be an algorithm name, got {value!r}")
         if self.algorithm == self.by:
             raise UsageError("a Confirmation needs a second algorithm, not the same one")
         for name in ("up_to", "within"):
@@ -101,16 +105,19 @@ class Confirmation:
 
 DEFAULT_CONFIRMATIONS: tuple[Confirmation, ...] = (
     # pHash distances are even (each hash has 32 bits above its median), so the bands are
-    # 10, 12 and 14. Unrelated images sit near 128 under PDQ; a copy that pHash puts at
-    # 10-14 is usually much nearer. Chosen with benchmarks/bench_policy.py (54.9M
-    # unrelated pairs: 34 false, 95 % upper bound 8.3e-7; every family at or above the
+    # 10, 12 and 14. pHash 10 for the upload as it is (today's threshold, one try), and
+    # for any view and orientation when PDQ agrees loosely: unrelated images sit near 128
+    # under PDQ, a copy that pHash puts at 10-14 is usually much nearer. Chosen with
+    # benchmarks/bench_policy.py (54.9M unrelated pairs; every family at or above the
     # PDQ 31 / pHash 10 policy), see notes/issue-12-policy.md. PDQ <= 31 and pHash <= 9
     # stand alone.
-    Confirmation("phash", 10, "pdq", 96),
-    Confirmation("phash", 12, "pdq", 90),
+    Confirmation("phash", 10, None),
+    Confirmation("phash", 10, "pdq", 92),
+    Confirmation("phash", 12, "pdq", 88),
     Confirmation("phash", 14, "pdq", 76),
 )
-"""The default confirmed bands: pHash 10, 12, 14 when PDQ agrees within 96, 90, 76."""
+"""The default bands: pHash 10 for the upload as it is; pHash 10, 12, 14 for any view and
+orientation when PDQ agrees within 92, 88, 76."""
 
 VIEW_NAMES: tuple[str | None, ...] = (None, "trimmed")
 """What each view of :meth:`QuerySpec.hash` is: the upload as it is, then border-trimmed."""
@@ -269,7 +276,9 @@ class QuerySpec:
         the confirming algorithm among ``available`` (those the Matcher holds)."""
         threshold = self.threshold(algorithm, bits)
         names = set(available)
-        return tuple(c for c in self.confirmations if c.algorithm == algorithm and c.up_to > threshold and c.by in names)
+        return tuple(
+            c for c in self.confirmations if c.algorithm == algorithm and c.up_to > threshold and (c.by is None or c.by in names)
+        )
 
     def check_names(self, allowed: Iterable[str] = ()) -> None:
         """Refuse threshold and option names that are neither known algorithms nor in
@@ -361,7 +370,7 @@ def confirm_band(
     hits: Iterable[tuple[int, int, int]],
     band: Confirmation,
     views: Sequence[Mapping[str, Sequence[tuple[HashResult, int]]]],
-    sibling: Hash,
+    sibling: Hash | None,
     passes: Any,
 ) -> tuple[int, int, int] | None:
     """The nearest of one entry's band ``hits`` ``(distance, view, variant)`` that the
@@ -370,10 +379,17 @@ def confirm_band(
     ``views`` are the upload's normalised views (:func:`normalise_view`), ``sibling``
     the reference image's ``band.by`` hash and ``passes`` the quality gate. A hit is
     confirmed when the upload's ``band.by`` hash of the same view and variant (exactly
-    one) passes the gate and is within ``band.within`` of ``sibling``.
+    one) passes the gate and is within ``band.within`` of ``sibling``; for a band with
+    ``by=None``, when it is the upload as it is (view 0, variant 0).
     """
     for distance, view, variant in sorted(hits):
         if distance > band.up_to or not 0 <= view < len(views):
+            continue
+        if band.by is None:
+            if view == 0 and variant == 0:
+                return distance, view, variant
+            continue
+        if sibling is None:
             continue
         same = [r for r, v in views[view].get(band.by, ()) if v == variant]
         if len(same) != 1 or not passes(same[0]) or same[0].hash.bits != sibling.bits:
