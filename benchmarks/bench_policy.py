@@ -153,14 +153,14 @@ def _hashes(data: dict[str, np.ndarray], refs: str, queries: str) -> Any:
 
     return PolicyHashes(np.ascontiguousarray(data[f"{refs}pdq"], np.uint64), np.ascontiguousarray(data[f"{refs}ph"], np.uint64),
                         np.ascontiguousarray(data[f"{queries}_pdq"], np.uint64),
-                        np.ascontiguousarray(data[f"{queries}_ph"], np.uint64), data[f"{queries}_q"] >= 50)
+                        np.ascontiguousarray(data[f"{queries}_ph"], np.uint64), data[f"{queries}_q"])
 
 
 def _concat(a: Any, b: Any) -> Any:
     from hashmatch._calibrate import PolicyHashes
 
     return PolicyHashes(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in
-                          ("ref_pdq", "ref_phash", "query_pdq", "query_phash", "query_ok")))
+                          ("ref_pdq", "ref_phash", "query_pdq", "query_phash", "query_quality")))
 
 
 def policies(grid: bool) -> dict[str, Any]:

@@ -66,6 +66,8 @@ def _oracle(refs: list[tuple[str, Hash, Hash | None, Hash | None]], views: list[
             for vi, view in enumerate(views):
                 for var, r in enumerate(view[alg]):
                     ok = r.quality is None or r.quality >= min_quality
+                    if alg == "phash":  # pHash's content gate: PDQ's quality of the same variant
+                        ok = view["pdq"][var].quality >= 25
                     d = (r.hash.value ^ ref.value).bit_count()
                     if not ok:
                         continue
@@ -110,7 +112,7 @@ def test_match_views_equals_naive_policy(seed: int, nimages: int, nviews: int, b
     for v in range(nviews):
         view = {"phash": [], "pdq": []}
         for var in range(8):
-            q = 20 if low_quality[v * 8 + var] else 90
+            q = (10, 40)[var % 2] if low_quality[v * 8 + var] else 90  # under both gates, or only PDQ's
             view["phash"].append(HashResult(_flip(anchor_ph, rng, int(rng.integers(0, 3)))))
             view["pdq"].append(HashResult(_flip(anchor_pdq, rng, int(rng.integers(0, 10))), q))
         views.append(view)
@@ -153,6 +155,19 @@ def test_band_needs_the_same_image(rng: np.random.Generator) -> None:
         assert [x.algorithm for x in same.match_hashes(far)] == (["phash"] if found else [])
 
 
+def test_phash_content_gate_follows_pdq_quality_of_the_same_variant(rng: np.random.Generator) -> None:
+    ph, pdq = _rand(rng, "phash", 64), _rand(rng, "pdq", 256)
+    m = Matcher.from_hashes([ph])
+    for quality, found in ((24, False), (25, True)):
+        upload = {"phash": [HashResult(ph)], "pdq": [HashResult(_rand(rng, "pdq", 256), quality)]}
+        assert [x.distance for x in m.match_hashes(upload)] == ([0] if found else [])
+    flat = {"phash": [HashResult(ph)], "pdq": [HashResult(pdq, 0)]}
+    assert [x.distance for x in m.with_options(phash_content=None).match_hashes(flat)] == [0]
+    assert [x.distance for x in m.match_hashes({"phash": [HashResult(ph)]})] == [0]  # no PDQ: ungated
+    with pytest.raises(UsageError):
+        QuerySpec(phash_content="high")
+
+
 def test_store_siblings_are_one_write_one_list_one_external_id(tmp_path: Path, rng: np.random.Generator) -> None:
     store = ReferenceStore(tmp_path / "refs.db")
     ph, pdq = _rand(rng, "phash", 64), _rand(rng, "pdq", 256)
@@ -188,19 +203,21 @@ def _policy_hashes(rng: np.random.Generator, n: int, v: int) -> PolicyHashes:
     pdq = rng.integers(0, 2**63, size=(n, 4), dtype=np.uint64)
     qph = (ph[:, None, :] ^ flips(n * v, 64, 0.02).reshape(n, v, 1))
     qpdq = (pdq[:, None, :] ^ flips(n * v * 4, 64, 0.05).reshape(n, v, 4))
-    return PolicyHashes(pdq, ph, np.ascontiguousarray(qpdq), np.ascontiguousarray(qph), rng.random((n, v)) < 0.8)
+    quality = rng.choice(np.array([10, 30, 60, 100], np.int16), size=(n, v))  # both gates at work
+    return PolicyHashes(pdq, ph, np.ascontiguousarray(qpdq), np.ascontiguousarray(qph), quality)
 
 
 def _naive_features(h: PolicyHashes, e: int) -> dict[tuple[int, int], tuple[int, int, int]]:
     out = {}
-    n, v = h.query_ok.shape
+    n, v = h.query_quality.shape
+    ok, ph_ok = h.query_quality >= 50, h.query_quality >= 25  # the default gates
     for i in range(n):
         for j in range(n):
             if i == j:
                 continue
-            dp = [sum(int(a ^ b).bit_count() for a, b in zip(h.query_pdq[i, a_], h.ref_pdq[j])) if h.query_ok[i, a_] else 257
+            dp = [sum(int(a ^ b).bit_count() for a, b in zip(h.query_pdq[i, a_], h.ref_pdq[j])) if ok[i, a_] else 257
                   for a_ in range(v)]
-            dh = [int(h.query_phash[i, a_, 0] ^ h.ref_phash[j, 0]).bit_count() for a_ in range(v)]
+            dh = [int(h.query_phash[i, a_, 0] ^ h.ref_phash[j, 0]).bit_count() if ph_ok[i, a_] else 65 for a_ in range(v)]
             conf = min([p for p, q in zip(dp, dh) if q <= e], default=257)
             out[(i, j)] = (min(dp), min(dh), conf)
     return out
@@ -212,7 +229,8 @@ def test_policy_pair_features_equal_naive(seed: int, n: int, v: int, e: int) -> 
     h = _policy_hashes(np.random.default_rng(seed), n, v)
     f = policy_pair_features(h, h, np.arange(n))
     naive = _naive_features(h, e)
-    as_is = {(i, j): int(h.query_phash[i, 0, 0] ^ h.ref_phash[j, 0]).bit_count() for i, j in naive}
+    as_is = {(i, j): int(h.query_phash[i, 0, 0] ^ h.ref_phash[j, 0]).bit_count() if h.query_quality[i, 0] >= 25 else 65
+             for i, j in naive}
     assert all(int(a) == as_is[(int(i), int(j))] for i, j, a in zip(f.query, f.reference, f.as_is))
     assert f.pairs == n * (n - 1)
     got = {(int(i), int(j)): (int(p), int(q), int(c)) for i, j, p, q, c in zip(f.query, f.reference, f.min_pdq, f.min_phash, f.confirm[:, e])}
@@ -252,5 +270,5 @@ def test_calibrate_policy_counts_and_recommends(rng: np.random.Generator) -> Non
 def test_policy_hashes_checks_shapes() -> None:
     z = np.zeros
     with pytest.raises(UsageError):
-        PolicyHashes(z((2, 4), np.uint64), z((2, 1), np.uint64), z((2, 8, 4), np.uint64), z((2, 8, 1), np.uint64), z((2, 7), bool))
+        PolicyHashes(z((2, 4), np.uint64), z((2, 1), np.uint64), z((2, 8, 4), np.uint64), z((2, 8, 1), np.uint64), z((2, 7), np.int16))
     assert HashBatch  # the packed words are HashBatch.words rows

@@ -344,16 +344,16 @@ class PolicyHashes:
     """PDQ and pHash of images, as a Matcher holds references and hashes uploads.
 
     ``ref_pdq`` (n, 4) and ``ref_phash`` (n, 1) are packed words of each image as a
-    reference; ``query_pdq`` (n, v, 4), ``query_phash`` (n, v, 1) and ``query_ok``
-    (n, v: PDQ's quality gate passed) are the ``v`` variants (views x orientations,
-    in the same order for both algorithms) of each image as an upload.
+    reference; ``query_pdq`` (n, v, 4), ``query_phash`` (n, v, 1) and ``query_quality``
+    (n, v: PDQ's quality) are the ``v`` variants (views x orientations, in the same
+    order for both algorithms) of each image as an upload.
     """
 
     ref_pdq: npt.NDArray[np.uint64]
     ref_phash: npt.NDArray[np.uint64]
     query_pdq: npt.NDArray[np.uint64]
     query_phash: npt.NDArray[np.uint64]
-    query_ok: npt.NDArray[np.bool_]
+    query_quality: npt.NDArray[np.int16]
 
     def __post_init__(self) -> None:
         n = self.ref_pdq.shape[0]
@@ -361,7 +361,7 @@ class PolicyHashes:
         for name, want in shapes.items():
             if getattr(self, name).shape != want:
                 raise UsageError(f"{name} must have shape {want}, got {getattr(self, name).shape}")
-        nq, v = self.query_ok.shape
+        nq, v = self.query_quality.shape
         for name, want in (("query_pdq", (nq, v, 4)), ("query_phash", (nq, v, 1))):
             if getattr(self, name).shape != want:
                 raise UsageError(f"{name} must have shape {want}, got {getattr(self, name).shape}")
@@ -387,16 +387,26 @@ class PairFeatures:
 
 
 def policy_pair_features(
-    queries: PolicyHashes, references: PolicyHashes, owner: npt.ArrayLike | None = None, *, only_owner: bool = False
+    queries: PolicyHashes,
+    references: PolicyHashes,
+    owner: npt.ArrayLike | None = None,
+    *,
+    only_owner: bool = False,
+    spec: QuerySpec | None = None,
 ) -> PairFeatures:
     """The (query, reference) pairs of ``queries``' uploads against ``references``' images
     that a policy with PDQ <= 64 and pHash (threshold or band) <= 16 could match.
 
     ``owner[i]`` is the reference that is upload ``i``'s own image (-1: none): left out
     of the pairs, or, with ``only_owner``, the only pair (recall). The counting is
-    exact: every pair is compared (numba kernel ``policy_candidates``).
+    exact: every pair is compared (numba kernel ``policy_candidates``). The gates are
+    ``spec``'s (default: the Matcher's): PDQ's quality gate and pHash's content gate.
     """
-    n = queries.query_ok.shape[0]
+    spec = QuerySpec(algorithms=("pdq", "phash")) if spec is None else spec
+    quality = np.asarray(queries.query_quality)
+    ok = quality >= (spec.min_quality if spec.min_quality is not None else -1)
+    ph_ok = quality >= (spec.phash_content if spec.phash_content is not None else -1)
+    n = quality.shape[0]
     own = np.full(n, -1, np.int64) if owner is None else np.ascontiguousarray(owner, dtype=np.int64)
     if own.shape != (n,):
         raise UsageError(f"owner must have one entry per upload ({n}), got shape {own.shape}")
@@ -405,8 +415,9 @@ def policy_pair_features(
         pairs = int((own >= 0).sum())
     else:
         pairs = n * m - int(((own >= 0) & (own < m)).sum())
-    args = (np.ascontiguousarray(queries.query_pdq, np.uint64), np.ascontiguousarray(queries.query_ok, np.bool_),
-            np.ascontiguousarray(queries.query_phash, np.uint64), np.ascontiguousarray(references.ref_pdq, np.uint64),
+    args = (np.ascontiguousarray(queries.query_pdq, np.uint64), np.ascontiguousarray(ok, np.bool_),
+            np.ascontiguousarray(queries.query_phash, np.uint64), np.ascontiguousarray(ph_ok, np.bool_),
+            np.ascontiguousarray(references.ref_pdq, np.uint64),
             np.ascontiguousarray(references.ref_phash, np.uint64), own, bool(only_owner), _PDQ_MAX, _PH_MAX)
     cap = 1 << 16
     while True:
@@ -435,7 +446,8 @@ def _policy_terms(spec: QuerySpec) -> tuple[int, int, tuple[tuple[int, int | Non
 
 
 def policy_matches(features: PairFeatures, spec: QuerySpec) -> npt.NDArray[np.bool_]:
-    """Which pairs of ``features`` the spec's PDQ-or-pHash policy matches: PDQ within
+    """Which pairs of ``features`` (made with the same spec's gates) the spec's
+    PDQ-or-pHash policy matches: PDQ within
     its threshold (quality gate passed), pHash within its threshold, or pHash within a
     band's end with PDQ of the same variant within the band's ``within`` (or, for a
     band without a second hash, the upload as it is within the band's end)."""

@@ -98,13 +98,14 @@ def joint_query_pair_histogram(queries_a, refs_a, bits_a, query_ok_a, queries_b,
 
 
 @njit(cache=True, nogil=True)
-def policy_candidates(q_pdq, q_ok, q_ph, r_pdq, r_ph, owner, only_owner, pdq_max, ph_max, cap):
+def policy_candidates(q_pdq, q_ok, q_ph, q_ph_ok, r_pdq, r_ph, owner, only_owner, pdq_max, ph_max, cap):
     """The pairs a two-hash policy could match, with what the policy looks at.
 
     Queries are uploads hashed as the Matcher hashes them: ``q_pdq`` (n, v, 4) and
     ``q_ph`` (n, v, 1) hold the PDQ and pHash words of the same ``v`` variants (views x
     dihedral orientations, in the same order), ``q_ok`` (n, v) whether PDQ's quality gate
-    passes that variant. References are ``r_pdq`` (m, 4) and ``r_ph`` (m, 1).
+    passes that variant and ``q_ph_ok`` whether pHash's content gate does (a gated
+    variant's pHash distance counts as 65, beyond any threshold). References are ``r_pdq`` (m, 4) and ``r_ph`` (m, 1).
     ``owner[i]`` is the reference that is query ``i``'s own original (-1 for none):
     with ``only_owner`` only that pair is looked at, else every other reference.
 
@@ -148,7 +149,7 @@ def policy_candidates(q_pdq, q_ok, q_ph, r_pdq, r_ph, owner, only_owner, pdq_max
                 for k in range(wp):
                     d += popcount64(q_pdq[i, a, k] ^ r_pdq[j, k])
                 dp[a] = np.int64(d) if q_ok[i, a] else 257
-                dh[a] = np.int64(popcount64(q_ph[i, a, 0] ^ r_ph[j, 0]))
+                dh[a] = np.int64(popcount64(q_ph[i, a, 0] ^ r_ph[j, 0])) if q_ph_ok[i, a] else 65
                 if dp[a] < best_p:
                     best_p = dp[a]
                 if dh[a] < best_h:

@@ -39,6 +39,7 @@ from ._matches import Match
 from ._query import (
     DEFAULT_CONFIRMATIONS,
     DEFAULT_THRESHOLDS,
+    PHASH_CONTENT_GATE,
     Confirmation,
     HashesInput,
     QuerySpec,
@@ -85,6 +86,8 @@ class Matcher:
         min_quality: query hashes whose quality (PDQ) is below this are not matched;
             None matches them all.
         fast, limits: reduced-scale decoding and decoding limits, as for hashing.
+        phash_content: pHash's content gate (:data:`~hashmatch._query.PHASH_CONTENT_GATE`,
+            PDQ's quality of the same variant; None: off).
         local: the local stage (:mod:`hashmatch.local`, store only): ``"auto"`` runs it
             when nothing matched globally if the store holds local features and the
             ``local`` extra is installed; ``"fallback"`` the same but requires the extra;
@@ -111,6 +114,7 @@ class Matcher:
         allowed: Iterable[str] = (),
         local: str = "off",
         confirmations: Any = None,
+        phash_content: int | None = PHASH_CONTENT_GATE,
     ) -> None:
         self._store = _store
         self._metadata = _metadata
@@ -124,6 +128,7 @@ class Matcher:
             min_quality=min_quality,
             thresholds=thresholds,
             require=require,
+            phash_content=phash_content,
             **({} if confirmations is None else {"confirmations": confirmations}),
         )
         # entry id -> {algorithm: hash of the same image}, for hashes in memory.
@@ -157,6 +162,7 @@ class Matcher:
         readonly: bool = False,
         local: Literal["auto", "fallback", "always", "off"] = "auto",
         confirmations: Iterable[Confirmation] | None = None,
+        phash_content: int | None = PHASH_CONTENT_GATE,
     ) -> Matcher:
         """A Matcher over a store's active entries.
 
@@ -185,6 +191,7 @@ class Matcher:
             snapshots=SnapshotCache(store) if cache_snapshots else None,
             local=local,
             confirmations=confirmations,
+            phash_content=phash_content,
         )
         matcher._owns_store = owns_store
         try:
@@ -218,6 +225,7 @@ class Matcher:
         limits: ImageLimits = DEFAULT_LIMITS,
         trim_borders: bool = True,
         confirmations: Iterable[Confirmation] | None = None,
+        phash_content: int | None = PHASH_CONTENT_GATE,
     ) -> Matcher:
         """A Matcher over hashes in memory (any mix of algorithms).
 
@@ -258,6 +266,7 @@ class Matcher:
             snapshots=None,
             allowed=tuple(batches),
             confirmations=confirmations,
+            phash_content=phash_content,
         )
         if external_ids is not None:
             matcher._siblings = _siblings_in_memory(id_array, external_ids, batches)
@@ -443,7 +452,7 @@ class Matcher:
             for name in used:
                 alg_state = state.indexes.get(name)
                 variants = queries.get(name)
-                rows = [(r.hash, v) for r, v in variants or () if spec.passes(r)]
+                rows = [(r.hash, v) for r, v in variants or () if spec.passes(r) and spec.has_content(name, v, queries)]
                 if alg_state is not None and rows:
                     limit = spec.threshold(name, alg_state.bits)
                     alg_state.search(name, rows, view_index, found, limit=limit, band=band)
@@ -512,10 +521,10 @@ class Matcher:
     def with_options(self, **changes: Any) -> Matcher:
         """A Matcher over the same references (sharing their indexes) that hashes and
         judges uploads differently: ``dihedral``, ``trim_borders``, ``fast``, ``limits``,
-        ``min_quality`` or ``require``. Thresholds, confirmations and algorithms shape
+        ``min_quality``, ``require`` or ``phash_content``. Thresholds, confirmations and algorithms shape
         the indexes, so changing them needs a new Matcher. The new one never closes the
         store."""
-        allowed = {"dihedral", "trim_borders", "fast", "limits", "min_quality", "require"}
+        allowed = {"dihedral", "trim_borders", "fast", "limits", "min_quality", "require", "phash_content"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
             raise UsageError(f"with_options cannot change {', '.join(unknown)}; it changes {', '.join(sorted(allowed))}")

@@ -32,6 +32,7 @@ __all__ = [
     "Confirmation",
     "DEFAULT_CONFIRMATIONS",
     "DEFAULT_THRESHOLDS",
+    "PHASH_CONTENT_GATE",
     "QuerySpec",
     "VIEW_NAMES",
     "HashesInput",
@@ -116,6 +117,13 @@ DEFAULT_CONFIRMATIONS: tuple[Confirmation, ...] = (
     Confirmation("phash", 12, "pdq", 88),
     Confirmation("phash", 14, "pdq", 76),
 )
+PHASH_CONTENT_GATE = 25
+"""pHash's content gate: a pHash of an upload variant whose PDQ quality (same view and
+orientation) is under this is not matched. PDQ's quality measures the image's gradient
+content; near-featureless images (flat sky, tiny grey faces) make pHash collisions.
+25, not PDQ's 50: measured free of recall loss in bench_policy.py (50 cost the colour
+family), and it removed 2 of the 30 false pairs (notes/issue-12-policy.md)."""
+
 """The default bands: pHash 10 for the upload as it is; pHash 10, 12, 14 for any view and
 orientation when PDQ agrees within 92, 88, 76."""
 
@@ -179,6 +187,9 @@ class QuerySpec:
             same variant (:class:`Confirmation`); default :data:`DEFAULT_CONFIRMATIONS`.
             A band whose algorithm has an explicit threshold at or above its ``up_to``
             changes nothing.
+        phash_content: pHash's content gate (:data:`PHASH_CONTENT_GATE`): a pHash of a
+            view and orientation whose PDQ (computed beside it) has a quality under this
+            is not matched; None turns it off. Without PDQ in the spec, pHash is ungated.
         local_features: also extract the upload's local-stage features
             (:func:`hashmatch.local.extract_views`) where it is hashed: what a scan worker
             sends back beside the hashes. :func:`~hashmatch.scan` sets it when its Matcher
@@ -200,6 +211,7 @@ class QuerySpec:
     require: Literal["any", "all"] = "any"
     local_features: bool = False
     confirmations: Any = DEFAULT_CONFIRMATIONS
+    phash_content: int | None = PHASH_CONTENT_GATE
 
     def __post_init__(self) -> None:
         if isinstance(self.algorithms, str):
@@ -231,6 +243,10 @@ class QuerySpec:
             isinstance(self.min_quality, bool) or not isinstance(self.min_quality, int)
         ):
             raise UsageError(f"min_quality must be an integer or None, got {self.min_quality!r}")
+        if self.phash_content is not None and (
+            isinstance(self.phash_content, bool) or not isinstance(self.phash_content, int)
+        ):
+            raise UsageError(f"phash_content must be an integer or None, got {self.phash_content!r}")
         if self.require not in ("any", "all"):
             raise UsageError(f"require must be 'any' or 'all', got {self.require!r}")
         try:
@@ -291,6 +307,15 @@ class QuerySpec:
     def passes(self, result: HashResult) -> bool:
         """The quality gate: whether ``result`` may be matched."""
         return result.passes(self.min_quality)
+
+    def has_content(self, algorithm: str, variant: int, view: Mapping[str, Sequence[tuple[HashResult, int]]]) -> bool:
+        """pHash's content gate for one variant of a normalised view: False when the
+        view's PDQ of the same variant (exactly one) has a quality under
+        :attr:`phash_content`; True for other algorithms and when PDQ says nothing."""
+        if algorithm != "phash" or self.phash_content is None:
+            return True
+        same = [r for r, v in view.get("pdq", ()) if v == variant]
+        return len(same) != 1 or same[0].quality is None or same[0].quality >= self.phash_content
 
     def with_algorithms(self, algorithms: Iterable[str]) -> QuerySpec:
         return dataclasses.replace(self, algorithms=tuple(algorithms))
