@@ -167,16 +167,18 @@ def policies(grid: bool) -> dict[str, Any]:
     """Today's policy, pHash 9 alone, this branch's default, and (``grid``) its neighbours."""
     from hashmatch import DEFAULT_CONFIRMATIONS, Confirmation, QuerySpec
 
-    def spec(pdq: int, ph: int, bands: tuple[tuple[int, int | None], ...] = ()) -> Any:
-        return QuerySpec(algorithms=("pdq", "phash"), thresholds={"pdq": pdq, "phash": ph},
+    def spec(pdq: int, ph: int, bands: tuple[tuple[int, int | None], ...] = (), content: int | None = 25) -> Any:
+        return QuerySpec(algorithms=("pdq", "phash"), thresholds={"pdq": pdq, "phash": ph}, phash_content=content,
                          confirmations=tuple(Confirmation("phash", u, None if w is None else "pdq", w or 0) for u, w in bands))
 
-    out = {"today (PDQ 31 / pHash 10)": spec(31, 10), "pHash 9": spec(31, 9),
+    out = {"today (PDQ 31 / pHash 10)": spec(31, 10, content=None), "pHash 9": spec(31, 9, content=None),
            "pHash 9, 10 as is": spec(31, 9, ((10, None),)),
            "default (this branch)": QuerySpec(algorithms=("pdq", "phash"))}
     if grid:
         default = tuple((c.up_to, None if c.by is None else c.within) for c in DEFAULT_CONFIRMATIONS)
         out["default without the as-is band"] = spec(31, 9, tuple(b for b in default if b[1] is not None))
+        out["default without pHash's content gate"] = spec(31, 9, default, content=None)
+        out["default, content gate at 50"] = spec(31, 9, default, content=50)
         for x10, x12, x14 in ((84, 0, 0), (104, 0, 0), (96, 90, 0), (96, 90, 76), (92, 88, 0), (100, 88, 76), (92, 92, 76),
                               (92, 88, 80), (88, 88, 76)):
             bands = ((10, None), (10, x10), (12, x12)) + (((14, x14),) if x14 else ())
@@ -191,17 +193,29 @@ def evaluate(args: argparse.Namespace, data: dict[str, np.ndarray]) -> dict[str,
     t0 = time.perf_counter()
     n = data["ref_pdq"].shape[0]
     own = np.arange(n)
-    sets: dict[str, Any] = {
-        "synthetic as is": policy_pair_features(_hashes(data, "ref_", "neg"), _hashes(data, "ref_", "neg"), own),
-        "synthetic altered": policy_pair_features(_hashes(data, "ref_", "negalt"), _hashes(data, "ref_", "negalt"), own),
-    }
-    if "real_ref_pdq" in data and len(data["real_ref_pdq"]):
-        m = data["real_ref_pdq"].shape[0]
-        both = _concat(_hashes(data, "ref_", "neg"), _hashes(data, "real_ref_", "realq"))
-        parts = [policy_pair_features(_hashes(data, "real_ref_", q), both, n + np.arange(m)) for q in ("realq", "realalt")]
-        parts += [policy_pair_features(_hashes(data, "ref_", q), _hashes(data, "real_ref_", "realq")) for q in ("neg", "negalt")]
-        sets["real photos (as query or reference)"] = PairFeatures.concat(parts)
-    pos = policy_pair_features(_hashes(data, "ref_", "pos"), _hashes(data, "ref_", "pos"), data["pos_owner"], only_owner=True)
+
+    def features(gates: Any) -> tuple[dict[str, Any], Any]:
+        """Every unrelated pair set and the positives, under one spec's gates."""
+        sets: dict[str, Any] = {
+            "synthetic as is": policy_pair_features(_hashes(data, "ref_", "neg"), _hashes(data, "ref_", "neg"), own, spec=gates),
+            "synthetic altered": policy_pair_features(_hashes(data, "ref_", "negalt"), _hashes(data, "ref_", "negalt"), own, spec=gates),
+        }
+        if "real_ref_pdq" in data and len(data["real_ref_pdq"]):
+            m = data["real_ref_pdq"].shape[0]
+            both = _concat(_hashes(data, "ref_", "neg"), _hashes(data, "real_ref_", "realq"))
+            parts = [policy_pair_features(_hashes(data, "real_ref_", q), both, n + np.arange(m), spec=gates) for q in ("realq", "realalt")]
+            parts += [policy_pair_features(_hashes(data, "ref_", q), _hashes(data, "real_ref_", "realq"), spec=gates) for q in ("neg", "negalt")]
+            sets["real photos (as query or reference)"] = PairFeatures.concat(parts)
+        pos = policy_pair_features(_hashes(data, "ref_", "pos"), _hashes(data, "ref_", "pos"), data["pos_owner"], only_owner=True, spec=gates)
+        return sets, pos
+
+    by_gates: dict[tuple[Any, Any], tuple[dict[str, Any], Any]] = {}
+    for spec in policies(grid=True).values():
+        key = (spec.min_quality, spec.phash_content)
+        if key not in by_gates:
+            by_gates[key] = features(spec)
+    default = policies(grid=False)["default (this branch)"]
+    sets, pos = by_gates[(default.min_quality, default.phash_content)]
     t_pairs = time.perf_counter() - t0
     suites = [(spec.family, spec.label) for spec in standard_suite(seed=args.seed)]
     suites += [("hard " + fam, spec.label if not isinstance(spec, tuple) else " + ".join(x.label for x in spec))
@@ -211,6 +225,7 @@ def evaluate(args: argparse.Namespace, data: dict[str, np.ndarray]) -> dict[str,
     results = {}
     total_pairs = sum(f.pairs for f in sets.values())
     for name, spec in policies(grid=True).items():
+        sets, pos = by_gates[(spec.min_quality, spec.phash_content)]
         false = {k: int(policy_matches(f, spec).sum()) for k, f in sets.items()}
         found = found_rows.copy()
         hit = policy_matches(pos, spec)
@@ -220,6 +235,7 @@ def evaluate(args: argparse.Namespace, data: dict[str, np.ndarray]) -> dict[str,
         results[name] = {"false_pairs": false, "false_total": total, "pairs": total_pairs,
                          "rate": total / total_pairs, "upper95": upper_rate_bound(total, total_pairs),
                          "recall": float(found.mean()), "recall_by_family": fams}
+    sets, pos = by_gates[(default.min_quality, default.phash_content)]
     all_features = PairFeatures.concat(list(sets.values()))
     cal = calibrate_policy(all_features, 1e-6)
     rows = []
