@@ -40,6 +40,7 @@ __all__ = [
     "PolicyCalibration",
     "PolicyHashes",
     "calibrate_policy",
+    "calibrate_policy_folder",
     "policy_matches",
     "policy_pair_features",
     "calibrate",
@@ -547,3 +548,56 @@ def calibrate_policy(
                 best = x
         band_within[i] = best
     return PolicyCalibration(features.pairs, target, pdq, phash, bands, int(hit.sum()), n_alone, band_within, images, skipped)
+
+
+def _policy_hash_one(args: tuple[str, QuerySpec]) -> tuple[Any, ...] | None:
+    """One image as a reference (exact decode) and as an upload (the spec's views and
+    orientations; a missing trimmed view repeats the first), as packed words."""
+    path, spec = args
+    try:
+        ref = compute_hashes(path, ["pdq", "phash"], fast=False)
+        views = spec.hash(path)
+    except HashmatchError:
+        return None
+    views = (list(views) * 2)[:2] if spec.trim_borders else list(views)[:1]
+    pdq = [r for v in views for r in v["pdq"]]
+    ph = [r for v in views for r in v["phash"]]
+    return (ref["pdq"][0].hash.to_words(), ref["phash"][0].hash.to_words(),
+            HashBatch.from_hashes([r.hash for r in pdq]).words, HashBatch.from_hashes([r.hash for r in ph]).words,
+            np.array([r.quality if r.quality is not None else 100 for r in pdq], np.int16))
+
+
+def calibrate_policy_folder(
+    folder: str | os.PathLike[str],
+    fpr: float = 1e-6,
+    *,
+    spec: QuerySpec | None = None,
+    recursive: bool = True,
+    workers: int = 1,
+) -> PolicyCalibration:
+    """Hash every image under ``folder`` as the Matcher would (references exactly,
+    uploads with ``spec``'s views and orientations; default: the Matcher's PDQ + pHash
+    policy) and :func:`calibrate_policy` on every ordered pair of distinct images."""
+    target = _check_fpr(fpr)
+    spec = QuerySpec(algorithms=("pdq", "phash")) if spec is None else spec.with_algorithms(("pdq", "phash"))
+    root = Path(folder)
+    if not root.is_dir():
+        raise CalibrationError(f"not a folder: {os.fspath(folder)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers must be a positive integer, got {workers!r}")
+    try:
+        paths = _image_files(root, recursive)
+    except OSError as exc:
+        raise CalibrationError(f"cannot list {root}: {exc.strerror or exc}") from None
+    jobs = [(str(p), spec) for p in paths]
+    if workers <= 1 or len(jobs) < 64:
+        results = [_policy_hash_one(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_policy_hash_one, jobs, chunksize=16))
+    rows = [r for r in results if r is not None]
+    if len(rows) < 2:
+        raise CalibrationError(f"need at least two readable images under {root}, found {len(rows)}")
+    hashes = PolicyHashes(*(np.ascontiguousarray(np.stack([r[k] for r in rows])) for k in range(5)))
+    features = policy_pair_features(hashes, hashes, np.arange(len(rows)), spec=spec)
+    return calibrate_policy(features, target, spec, images=len(rows), skipped=len(results) - len(rows))
