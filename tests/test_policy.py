@@ -39,7 +39,9 @@ def test_default_policy_is_phash_9_alone_and_10_confirmed_by_pdq() -> None:
     assert [c.within for c in DEFAULT_CONFIRMATIONS[1:]] == sorted((c.within for c in DEFAULT_CONFIRMATIONS[1:]), reverse=True)
     assert spec.search_radius("phash", 64) == 14 and spec.search_radius("pdq", 256) == PDQ_T
     assert [c.by for c in spec.bands("phash", 64, ["phash"])] == [None]  # no PDQ references: the as-is band only
-    assert [c.up_to for c in QuerySpec(thresholds={"phash": 12}).bands("phash", 64, ["pdq", "phash"])] == [14]  # 12 covers the rest
+    assert QuerySpec(thresholds={"phash": 12}).bands("phash", 64, ["pdq", "phash"]) == ()  # explicit: no default bands
+    given = QuerySpec(thresholds={"phash": 12}, confirmations=DEFAULT_CONFIRMATIONS)
+    assert [c.up_to for c in given.bands("phash", 64, ["pdq", "phash"])] == [14]  # 12 covers the rest
 
 
 def test_confirmation_rejects_bad_values() -> None:

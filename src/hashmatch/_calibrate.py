@@ -436,11 +436,11 @@ def _policy_terms(spec: QuerySpec) -> tuple[int, int, tuple[tuple[int, int | Non
     pdq = spec.threshold("pdq", 256)
     phash = spec.threshold("phash", 64)
     bands: list[tuple[int, int | None]] = []
-    for c in spec.confirmations:
+    for c in spec.confirmations or ():
         if c.algorithm != "phash" or c.by not in ("pdq", None):
             raise UsageError(f"calibration knows pHash bands confirmed by PDQ or the upload as it is, not {c.algorithm} by {c.by}")
-        if c.up_to > phash:
-            bands.append((min(c.up_to, _PH_MAX), None if c.by is None else min(c.within, 256)))
+    for c in spec.bands("phash", 64, ("pdq", "phash")):
+        bands.append((min(c.up_to, _PH_MAX), None if c.by is None else min(c.within, 256)))
     if pdq > _PDQ_MAX or phash > _PH_MAX:
         raise UsageError(f"calibration supports PDQ thresholds up to {_PDQ_MAX} and pHash up to {_PH_MAX}")
     return pdq, phash, tuple(bands)

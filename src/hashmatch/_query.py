@@ -183,10 +183,12 @@ class QuerySpec:
         thresholds: maximum distance per algorithm; others take :func:`default_threshold`.
         require: ``"any"`` reports matches of any algorithm; ``"all"`` reports only when
             every algorithm in use matched, in any view of the upload.
-        confirmations: bands past a threshold where a match needs a second hash of the
-            same variant (:class:`Confirmation`); default :data:`DEFAULT_CONFIRMATIONS`.
-            A band whose algorithm has an explicit threshold at or above its ``up_to``
-            changes nothing.
+        confirmations: bands past a threshold where a match needs more evidence
+            (:class:`Confirmation`). None (the default) is :data:`DEFAULT_CONFIRMATIONS`
+            for every algorithm whose threshold is not given explicitly: an explicit
+            threshold replaces the default rule of its algorithm as a whole. Given
+            explicitly, the bands apply past whatever threshold is in force; ``()`` turns
+            them off.
         phash_content: pHash's content gate (:data:`PHASH_CONTENT_GATE`): a pHash of a
             view and orientation whose PDQ (computed beside it) has a quality under this
             is not matched; None turns it off. Without PDQ in the spec, pHash is ungated.
@@ -210,7 +212,7 @@ class QuerySpec:
     thresholds: Any = ()
     require: Literal["any", "all"] = "any"
     local_features: bool = False
-    confirmations: Any = DEFAULT_CONFIRMATIONS
+    confirmations: Any = None
     phash_content: int | None = PHASH_CONTENT_GATE
 
     def __post_init__(self) -> None:
@@ -249,14 +251,15 @@ class QuerySpec:
             raise UsageError(f"phash_content must be an integer or None, got {self.phash_content!r}")
         if self.require not in ("any", "all"):
             raise UsageError(f"require must be 'any' or 'all', got {self.require!r}")
-        try:
-            confirmations = tuple(self.confirmations)
-        except TypeError:
-            raise UsageError(f"confirmations must be a list of Confirmation, got {self.confirmations!r}") from None
-        for c in confirmations:
-            if not isinstance(c, Confirmation):
-                raise UsageError(f"confirmations must be Confirmation values, got {type(c).__name__}")
-        set_(self, "confirmations", confirmations)
+        if self.confirmations is not None:
+            try:
+                confirmations = tuple(self.confirmations)
+            except TypeError:
+                raise UsageError(f"confirmations must be a list of Confirmation, got {self.confirmations!r}") from None
+            for c in confirmations:
+                if not isinstance(c, Confirmation):
+                    raise UsageError(f"confirmations must be Confirmation values, got {type(c).__name__}")
+            set_(self, "confirmations", confirmations)
         for name, value in self.thresholds:
             bits = DEFAULT_BITS.get(name)
             # A name no hasher knows may still be an in-memory algorithm of a Matcher's
@@ -284,16 +287,20 @@ class QuerySpec:
 
     def search_radius(self, algorithm: str, bits: int) -> int:
         """How far ``algorithm``'s index is searched: its threshold, or the far end of a
-        confirmed band past it."""
-        return max([self.threshold(algorithm, bits), *(min(c.up_to, bits) for c in self.confirmations if c.algorithm == algorithm)])
+        band past it."""
+        return max([self.threshold(algorithm, bits), *(min(c.up_to, bits) for c in self.bands(algorithm, bits))])
 
-    def bands(self, algorithm: str, bits: int, available: Iterable[str]) -> tuple[Confirmation, ...]:
-        """The confirmed bands that apply to ``algorithm``: past its threshold, and with
-        the confirming algorithm among ``available`` (those the Matcher holds)."""
+    def bands(self, algorithm: str, bits: int, available: Iterable[str] | None = None) -> tuple[Confirmation, ...]:
+        """The bands that apply to ``algorithm``: past its threshold, and (given
+        ``available``, the algorithms a Matcher holds) with their second hash there."""
+        if self.confirmations is None and algorithm in self.threshold_map():
+            return ()  # an explicit threshold replaces the algorithm's default rule
+        rules = DEFAULT_CONFIRMATIONS if self.confirmations is None else self.confirmations
         threshold = self.threshold(algorithm, bits)
-        names = set(available)
+        names = None if available is None else set(available)
         return tuple(
-            c for c in self.confirmations if c.algorithm == algorithm and c.up_to > threshold and (c.by is None or c.by in names)
+            c for c in rules
+            if c.algorithm == algorithm and c.up_to > threshold and (c.by is None or names is None or c.by in names)
         )
 
     def check_names(self, allowed: Iterable[str] = ()) -> None:
