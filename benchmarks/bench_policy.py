@@ -149,7 +149,7 @@ def build_data(args: argparse.Namespace, path: Path) -> dict[str, np.ndarray]:
 
 
 def _hashes(data: dict[str, np.ndarray], refs: str, queries: str) -> Any:
-    from hashmatch._calibrate import PolicyHashes
+    from hashmatch._calibrate_policy import PolicyHashes
 
     return PolicyHashes(np.ascontiguousarray(data[f"{refs}pdq"], np.uint64), np.ascontiguousarray(data[f"{refs}ph"], np.uint64),
                         np.ascontiguousarray(data[f"{queries}_pdq"], np.uint64),
@@ -157,7 +157,7 @@ def _hashes(data: dict[str, np.ndarray], refs: str, queries: str) -> Any:
 
 
 def _concat(a: Any, b: Any) -> Any:
-    from hashmatch._calibrate import PolicyHashes
+    from hashmatch._calibrate_policy import PolicyHashes
 
     return PolicyHashes(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in
                           ("ref_pdq", "ref_phash", "query_pdq", "query_phash", "query_quality")))
@@ -187,7 +187,8 @@ def policies(grid: bool) -> dict[str, Any]:
 
 
 def evaluate(args: argparse.Namespace, data: dict[str, np.ndarray]) -> dict[str, Any]:
-    from hashmatch._calibrate import PairFeatures, calibrate_policy, policy_matches, policy_pair_features, upper_rate_bound
+    from hashmatch._calibrate import upper_rate_bound
+    from hashmatch._calibrate_policy import PairFeatures, calibrate_policy, policy_matches, policy_pair_features
     from hashmatch.testing.transforms import hard_suite, standard_suite
 
     t0 = time.perf_counter()
@@ -321,7 +322,7 @@ def local_global(args: argparse.Namespace) -> dict[str, Any]:
         views = pool.map(_local_queries, jobs, chunksize=8)
     meta_a = np.array(meta)
     out = {}
-    for name, kwargs in (("today (PDQ 31 / pHash 10)", {"thresholds": {"pdq": 31, "phash": 10}, "confirmations": ()}),
+    for name, kwargs in (("today (PDQ 31 / pHash 10)", {"thresholds": {"pdq": 31, "phash": 10}, "confirmations": (), "phash_content": None}),
                          ("default (this branch)", {})):
         m = Matcher.from_hashes(hashes, ids=ids, external_ids=exts, **kwargs)
         t0 = time.perf_counter()

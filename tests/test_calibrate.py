@@ -224,7 +224,7 @@ def test_calibrate_cli_bad_folder_is_one_line_error(tmp_path, capsys) -> None:
 
 
 def test_calibrate_policy_folder_and_cli(negatives, capsys) -> None:
-    from hashmatch._calibrate import PolicyHashes, calibrate_policy, calibrate_policy_folder, policy_matches, policy_pair_features
+    from hashmatch._calibrate_policy import PolicyHashes, calibrate_policy, calibrate_policy_folder, policy_matches, policy_pair_features
     from hashmatch import QuerySpec
 
     found = calibrate_policy_folder(negatives, 1e-2)

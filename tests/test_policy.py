@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hashmatch import DEFAULT_CONFIRMATIONS, Confirmation, Matcher, QuerySpec, ReferenceStore
-from hashmatch._calibrate import PolicyHashes, calibrate_policy, policy_matches, policy_pair_features, upper_rate_bound
+from hashmatch._calibrate import upper_rate_bound
+from hashmatch._calibrate_policy import PolicyHashes, calibrate_policy, policy_matches, policy_pair_features
 from hashmatch._store import NewEntry
 from hashmatch.errors import UsageError
 from hashmatch.hashers import DIHEDRAL_NAMES, HashResult

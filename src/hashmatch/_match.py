@@ -11,6 +11,11 @@ builds the new indexes aside (:mod:`hashmatch._refindex`: a base from a snapshot
 :mod:`hashmatch._snapshots`, plus a delta) and then replaces one reference, so a
 query in flight finishes on the state it started with and no query ever fails or
 sees half an update.
+
+Longer than the usual 400 lines because the Matcher is the one place that turns views into
+a verdict: construction, refresh, the per-algorithm searches and the bands that need a
+second hash of the same reference image (:class:`~hashmatch.Confirmation`) share its state
+and its single consistent read of it; splitting them would spread the policy over modules.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ The :class:`~hashmatch.Matcher` owns a spec; ``Matcher.match`` is
 its workers, so an image gets one verdict through every entry point.
 
 A spec is a frozen value made of plain data, so it pickles to worker processes and
-Dask clusters unchanged.
+Dask clusters unchanged. Slightly over 400 lines: the policy's values (thresholds, bands,
+gates) and the rule of one band (:func:`confirm_band`) live beside the spec that carries
+them, so there is one place to read the whole policy.
 """
 
 from __future__ import annotations

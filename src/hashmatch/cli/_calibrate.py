@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from .._calibrate import _image_files, calibrate_folder, calibrate_policy_folder
+from .._calibrate import _image_files, calibrate_folder
+from .._calibrate_policy import calibrate_policy_folder
 from ..errors import CalibrationError
 from ..local._calibrate import calibrate_local
 from .._scan._worker import available_cores
