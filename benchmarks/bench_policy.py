@@ -340,6 +340,56 @@ def local_global(args: argparse.Namespace) -> dict[str, Any]:
     return {"pairs": pairs, "references": n_ref, "queries": len(meta), "policies": out}
 
 
+def lookup_latency(sizes: list[int], uploads: int = 300, repeats: int = 5) -> dict[str, Any]:
+    """pHash lookup time per upload (16 variants: 8 orientations x 2 views) under today's
+    policy (index searched at 10) and this branch's (searched at 14, the last band), on
+    the same random references and uploads, interleaved; plus hashing one 1024 x 768
+    JPEG upload (PDQ + pHash, all variants), the rest of the global stage's cost."""
+    from PIL import Image
+
+    from hashmatch import Matcher, QuerySpec
+    from hashmatch.hashers import HashResult
+    from hashmatch.hashes import HashBatch
+    from hashmatch.testing.synthetic import generate_image
+
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {}
+    for n in sizes:
+        words = rng.integers(0, 2**63, size=(n, 1), dtype=np.uint64) | (rng.integers(0, 2, size=(n, 1), dtype=np.uint64) << np.uint64(63))
+        refs = HashBatch(words, algorithm="phash", bits=64)
+        matchers = {"today": Matcher.from_hashes(refs, thresholds={"phash": 10}, confirmations=(), phash_content=None),
+                    "default": Matcher.from_hashes(refs)}
+        views = []
+        for _ in range(uploads):
+            w = HashBatch(rng.integers(0, 2**63, size=(8, 1), dtype=np.uint64), algorithm="phash", bits=64)
+            views.append([{"phash": [HashResult(h) for h in w]}] * 2)
+        times: dict[str, list[float]] = {k: [] for k in matchers}
+        for m in matchers.values():
+            m.match_views(views[0])
+        for _ in range(repeats):
+            for name, m in matchers.items():
+                t0 = time.perf_counter()
+                for v in views:
+                    m.match_views(v)
+                times[name].append((time.perf_counter() - t0) / uploads)
+        out[str(n)] = {"index": {k: type(m.index("phash")).__name__ for k, m in matchers.items()},
+                       "ms_per_upload": {k: 1e3 * min(v) for k, v in times.items()},
+                       "ratio_default_to_today": min(times["default"]) / min(times["today"])}
+    import io
+
+    buf = io.BytesIO()
+    generate_image(7, size=(1024, 768)).save(buf, "JPEG", quality=90)
+    spec = QuerySpec(algorithms=("pdq", "phash"))
+    spec.hash(Image.open(io.BytesIO(buf.getvalue())))
+    hash_times = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        spec.hash(io.BytesIO(buf.getvalue()))
+        hash_times.append(time.perf_counter() - t0)
+    out["hash_one_upload_ms"] = 1e3 * float(np.median(hash_times))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     pin_malloc()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -354,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hash-only", action="store_true", help="hash and cache, evaluate nothing")
     ap.add_argument("--local-global", action="store_true",
                     help="instead: bench_local.py's global column under today's and this policy (real Matcher)")
+    ap.add_argument("--latency", type=int, nargs="*", default=None, metavar="REFS",
+                    help="instead: pHash lookup time, today's policy vs this one, at these reference counts")
     ap.add_argument("--local-refs", type=int, default=2000)
     ap.add_argument("--local-positives", type=int, default=60)
     ap.add_argument("--local-negatives", type=int, default=1000)
@@ -363,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.negatives, args.positives, args.no_real = 60, 2, True
     args.out = args.out or results_dir(args.record)
+    if args.latency is not None:
+        payload = {"latency": lookup_latency(args.latency or [100_000, 1_000_000]), "machine": machine()}
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "policy-latency.json").write_text(json.dumps(payload, indent=1))
+        print(json.dumps(payload["latency"], indent=1))
+        return 0
     if args.local_global:
         if args.quick:
             args.local_refs, args.local_positives, args.local_negatives = 40, 2, 20
