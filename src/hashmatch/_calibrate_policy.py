@@ -89,8 +89,8 @@ class PairFeatures:
 
     @classmethod
     def concat(cls, parts: Sequence[PairFeatures]) -> PairFeatures:
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("query", "reference", "min_pdq", "min_phash", "confirm", "as_is")),
-                   pairs=sum(p.pairs for p in parts))
+        fields = ("query", "reference", "min_pdq", "min_phash", "confirm", "as_is")
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields), pairs=sum(p.pairs for p in parts))
 
 
 def policy_pair_features(
@@ -144,7 +144,9 @@ def _policy_terms(spec: QuerySpec) -> tuple[int, int, tuple[tuple[int, int | Non
     bands: list[tuple[int, int | None]] = []
     for c in spec.confirmations or ():
         if c.algorithm != "phash" or c.by not in ("pdq", None):
-            raise UsageError(f"calibration knows pHash bands confirmed by PDQ or the upload as it is, not {c.algorithm} by {c.by}")
+            raise UsageError(
+                f"calibration knows pHash bands confirmed by PDQ or the upload as it is, not {c.algorithm} by {c.by}"
+            )
     for c in spec.bands("phash", 64, ("pdq", "phash")):
         bands.append((min(c.up_to, _PH_MAX), None if c.by is None else min(c.within, 256)))
     if pdq > _PDQ_MAX or phash > _PH_MAX:

@@ -488,13 +488,14 @@ class Matcher:
             siblings = {by: self._sibling_hashes(waiting, by) for by in {r.by for r in rules if r.by is not None}}
             for entry_id in waiting:
                 hits = band[(name, entry_id)]
-                confirmed = [
-                    hit
-                    for rule in rules
-                    if rule.by is None or entry_id in siblings[rule.by]
-                    for hit in [confirm_band(hits, rule, views, None if rule.by is None else siblings[rule.by][entry_id], self._spec.passes)]
-                    if hit is not None
-                ]
+                confirmed = []
+                for rule in rules:
+                    sibling = None if rule.by is None else siblings[rule.by].get(entry_id)
+                    if rule.by is not None and sibling is None:
+                        continue  # no single hash of the same image to confirm with
+                    hit = confirm_band(hits, rule, views, sibling, self._spec.passes)
+                    if hit is not None:
+                        confirmed.append(hit)
                 if confirmed:
                     found[(name, entry_id)] = min(confirmed)
 
