@@ -15,8 +15,9 @@ What it measures, on one seeded run:
   positive when the stage reports that reference. The local stage verifies only its
   shortlist; pairs left off the shortlist are non-matches by construction, so the per-pair
   rate is the system's.
-* **Global stage**: ``Matcher.from_hashes`` with today's defaults (PDQ 31 / pHash 10, dihedral,
-  border trimming, PDQ quality gate). **Local stage**: :meth:`hashmatch.local.LocalIndex.match`
+* **Global stage**: ``Matcher.from_hashes`` with the default policy (PDQ 31 / pHash 9 and
+  pHash's bands, dihedral, border trimming, both gates; an image's two hashes share an external
+  id, so PDQ can confirm pHash's bands). **Local stage**: :meth:`hashmatch.local.LocalIndex.match`
   as the Matcher runs it (the whole upload, then its region views when needed).
   **Combined**: local runs when the global stage found nothing (the Matcher's ``"auto"``).
 * **Calibration**: originals and negatives with an even index form the calibration split, on
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     t_refs = time.perf_counter() - t0
     # Two entries per image (PDQ and pHash): ids i and n_ref + i name the same image.
     ids = [i if k % 2 == 0 else n_ref + i for k, i in enumerate(hash_ids)]
-    matcher = Matcher.from_hashes(hashes, ids=ids)
+    matcher = Matcher.from_hashes(hashes, ids=ids, external_ids=[str(i) for i in hash_ids])  # one id per image
     index = LocalIndex.from_features(feats, rule=VerificationRule(**PERMISSIVE), **_options(args))
     print(f"{n_ref} references ({len(real)} real) in {t_refs:.0f} s; local index {index.nbytes / n_ref:.0f} B/ref",
           file=sys.stderr)

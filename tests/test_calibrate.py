@@ -221,3 +221,35 @@ def test_calibrate_cli_prints_figures_and_exit_code(negatives, capsys) -> None:
 def test_calibrate_cli_bad_folder_is_one_line_error(tmp_path, capsys) -> None:
     assert main(["calibrate", "--negatives", str(tmp_path / "nope"), "-a", "phash"]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_calibrate_policy_folder_and_cli(negatives, capsys) -> None:
+    from hashmatch._calibrate_policy import PolicyHashes, calibrate_policy, calibrate_policy_folder, policy_matches, policy_pair_features
+    from hashmatch import QuerySpec
+
+    found = calibrate_policy_folder(negatives, 1e-2)
+    assert found.images == 60 and found.skipped == 1 and found.pairs == 60 * 59
+    assert found.bands and found.bands[0][1] is None  # the default policy: its as-is band first
+    # The same figure from hashes made by hand, as the Matcher makes them.
+    from hashmatch.hashers import compute_hashes
+    from hashmatch.hashes import HashBatch
+    spec = QuerySpec(algorithms=("pdq", "phash"))
+    paths = sorted(p for p in negatives.iterdir() if p.suffix == ".jpg" and p.name != "broken.jpg")
+    rows = []
+    for p in paths:
+        ref = compute_hashes(str(p), ["pdq", "phash"], fast=False)
+        views = (spec.hash(str(p)) * 2)[:2]
+        rows.append((ref["pdq"][0].hash.to_words(), ref["phash"][0].hash.to_words(),
+                     HashBatch.from_hashes([r.hash for v in views for r in v["pdq"]]).words,
+                     HashBatch.from_hashes([r.hash for v in views for r in v["phash"]]).words,
+                     np.array([r.quality for v in views for r in v["pdq"]], np.int16)))
+    h = PolicyHashes(*(np.ascontiguousarray(np.stack([r[k] for r in rows])) for k in range(5)))
+    by_hand = policy_pair_features(h, h, np.arange(len(rows)))
+    assert int(policy_matches(by_hand, spec).sum()) == found.false_positives
+    assert calibrate_policy(by_hand, 1e-2).to_dict() | {"images": 60, "skipped": 1} == found.to_dict()
+    assert main(["calibrate", "--policy", "--negatives", str(negatives), "--fpr", "1e-2", "--workers", "1"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "pairs compared 3,540" in out and "95% upper bound" in out
+    assert main(["calibrate", "--policy", "--negatives", str(negatives), "--fpr", "1e-6", "--json", "--workers", "1"]) == 1
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["supported"] is False and payload["pairs"] == 3540

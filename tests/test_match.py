@@ -18,7 +18,7 @@ from hashmatch import Match, Matcher, ReferenceStore, compute_hashes
 from hashmatch.errors import IncompatibleHashError, InvalidHashError, StoreError, UnreadableImageError
 from hashmatch.hashers import DIHEDRAL_NAMES, HashResult
 from hashmatch.hashes import Hash
-from hashmatch._match import DEFAULT_THRESHOLDS, default_threshold
+from hashmatch._match import DEFAULT_CONFIRMATIONS, DEFAULT_THRESHOLDS, default_threshold
 from hashmatch._store import NewEntry
 
 from .conftest import encode, photo_like
@@ -72,7 +72,8 @@ def test_default_thresholds_named_in_one_place() -> None:
 # -- in memory --------------------------------------------------------------------------
 def test_matcher_from_hashes_matches_within_threshold_nearest_first(rng: np.random.Generator) -> None:
     base = _random_hash(rng)
-    beyond = DEFAULT_THRESHOLDS["phash"] + 1
+    # Past the threshold and past the band for the upload as it is (pHash 10): no match.
+    beyond = max([DEFAULT_THRESHOLDS["phash"], *(c.up_to for c in DEFAULT_CONFIRMATIONS if c.by is None)]) + 1
     refs = [_flip(base, rng, 5), _flip(base, rng, 1), _flip(base, rng, beyond), base]
     m = Matcher.from_hashes(refs, ids=[10, 11, 12, 13], labels=["a", "b", "c", "d"], list_name="mem")
     got = m.match_hashes(base)
@@ -85,7 +86,11 @@ def test_matcher_threshold_is_inclusive_and_configurable(rng: np.random.Generato
     base = _random_hash(rng)
     t = DEFAULT_THRESHOLDS["phash"]
     refs = [_flip(base, rng, t), _flip(base, rng, t + 1)]
-    assert [x.distance for x in Matcher.from_hashes(refs).match_hashes(base)] == [t]
+    # The default rule adds pHash 10 for the upload as it is (DEFAULT_CONFIRMATIONS); an
+    # explicit threshold replaces it, and so does turning the bands off.
+    assert [x.distance for x in Matcher.from_hashes(refs, confirmations=()).match_hashes(base)] == [t]
+    assert [x.distance for x in Matcher.from_hashes(refs, thresholds={"phash": t}).match_hashes(base)] == [t]
+    assert [x.distance for x in Matcher.from_hashes(refs).match_hashes(base)] == [t, t + 1]
     loose = Matcher.from_hashes(refs, thresholds={"phash": t + 1})
     assert [x.distance for x in loose.match_hashes(base)] == [t, t + 1]
     assert Matcher.from_hashes(refs, thresholds={"phash": 0}).match_hashes(base) == []

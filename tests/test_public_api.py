@@ -11,7 +11,7 @@ import hashmatch.errors as errors
 def test_top_level_all_is_pinned():
     assert sorted(hashmatch.__all__) == sorted(
         [
-            "ALGORITHMS", "AddResult", "DEFAULT_THRESHOLDS", "ERROR_KINDS", "Hash", "HashBatch", "HashResult",
+            "ALGORITHMS", "AddResult", "Confirmation", "DEFAULT_CONFIRMATIONS", "DEFAULT_THRESHOLDS", "ERROR_KINDS", "Hash", "HashBatch", "HashResult",
             "HashmatchError", "ImageError", "ImageLimits", "ImageTooLargeError", "Match", "Matcher",
             "NewEntry", "QuerySpec", "ReferenceStore", "ScanResult", "ScanRun", "ScanSummary", "StoreError",
             "UnknownAlgorithmError", "UnreadableImageError", "UsageError", "__version__", "add_images",

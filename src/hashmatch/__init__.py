@@ -10,7 +10,7 @@ it are private.
 from __future__ import annotations
 
 from ._loading import ImageLimits, trim_borders
-from ._match import DEFAULT_THRESHOLDS, Match, Matcher
+from ._match import DEFAULT_CONFIRMATIONS, DEFAULT_THRESHOLDS, Confirmation, Match, Matcher
 from ._references import AddResult, add_images
 from ._query import QuerySpec
 from ._scan import ERROR_KINDS, ScanResult, ScanRun, ScanSummary, scan
@@ -45,6 +45,8 @@ def warmup() -> None:
 __all__ = [
     "ALGORITHMS",
     "AddResult",
+    "Confirmation",
+    "DEFAULT_CONFIRMATIONS",
     "DEFAULT_THRESHOLDS",
     "ERROR_KINDS",
     "Hash",

@@ -267,6 +267,20 @@ def _image_files(folder: Path, recursive: bool) -> list[Path]:
     return found
 
 
+def _folder_images(folder: str | os.PathLike[str], recursive: bool, workers: object) -> tuple[Path, list[Path]]:
+    """The folder and its image files; a missing folder, an unlistable one or a bad
+    ``workers`` raise before any hashing."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise CalibrationError(f"not a folder: {os.fspath(folder)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers must be a positive integer, got {workers!r}")
+    try:
+        return root, _image_files(root, recursive)
+    except OSError as exc:
+        raise CalibrationError(f"cannot list {root}: {exc.strerror or exc}") from None
+
+
 def _hash_one(args: tuple[str, str, bool]) -> tuple[list[Hash], int | None] | None:
     path, algorithm, dihedral = args
     try:
@@ -303,15 +317,7 @@ def calibrate_folder(
     """
     target = _check_fpr(fpr)
     get_algorithm(algorithm)  # unknown names fail before any hashing
-    root = Path(folder)
-    if not root.is_dir():
-        raise CalibrationError(f"not a folder: {os.fspath(folder)}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"workers must be a positive integer, got {workers!r}")
-    try:
-        paths = _image_files(root, recursive)
-    except OSError as exc:
-        raise CalibrationError(f"cannot list {root}: {exc.strerror or exc}") from None
+    root, paths = _folder_images(folder, recursive, workers)
     results = _hash_all(paths, algorithm, dihedral, workers)
     readable = [r for r in results if r is not None]
     skipped = len(results) - len(readable)

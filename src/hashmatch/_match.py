@@ -11,6 +11,11 @@ builds the new indexes aside (:mod:`hashmatch._refindex`: a base from a snapshot
 :mod:`hashmatch._snapshots`, plus a delta) and then replaces one reference, so a
 query in flight finishes on the state it started with and no query ever fails or
 sees half an update.
+
+Longer than the usual 400 lines because the Matcher is the one place that turns views into
+a verdict: construction, refresh, the per-algorithm searches and the bands that need a
+second hash of the same reference image (:class:`~hashmatch.Confirmation`) share its state
+and its single consistent read of it; splitting them would spread the policy over modules.
 """
 
 from __future__ import annotations
@@ -37,12 +42,24 @@ from .local._snapshot import LocalBase
 from ._local_stage import check_local_mode, local_index, local_matches, local_records
 from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
 from ._matches import Match
-from ._query import DEFAULT_THRESHOLDS, HashesInput, QuerySpec, View, default_threshold, normalise_view, orientation_name
-from ._refindex import Found, References, group_by_algorithm
+from ._query import (
+    DEFAULT_CONFIRMATIONS,
+    DEFAULT_THRESHOLDS,
+    PHASH_CONTENT_GATE,
+    Confirmation,
+    HashesInput,
+    QuerySpec,
+    View,
+    confirm_band,
+    default_threshold,
+    normalise_view,
+    orientation_name,
+)
+from ._refindex import Band, Found, References, group_by_algorithm
 from ._snapshots import SnapshotCache
 from ._store import ReferenceStore
 
-__all__ = ["DEFAULT_THRESHOLDS", "Match", "Matcher", "default_threshold"]
+__all__ = ["DEFAULT_CONFIRMATIONS", "DEFAULT_THRESHOLDS", "Confirmation", "Match", "Matcher", "default_threshold"]
 
 _log = logging.getLogger(__name__)
 
@@ -63,6 +80,10 @@ class Matcher:
         algorithms: which algorithms to use (default: every algorithm the references
             have and the registry can compute).
         thresholds: maximum distance per algorithm (default :data:`DEFAULT_THRESHOLDS`).
+        confirmations: bands past a threshold where a match needs a second hash of the
+            same image and upload variant (default :data:`DEFAULT_CONFIRMATIONS`: pHash
+            10 for the upload as it is, 10-14 when PDQ agrees); see
+            :class:`~hashmatch.Confirmation`.
         require: ``"any"`` reports matches of any algorithm; ``"all"`` reports only
             when every algorithm in use found at least one match.
         dihedral: also match the seven rotated and mirrored variants of an upload.
@@ -72,6 +93,8 @@ class Matcher:
         min_quality: query hashes whose quality (PDQ) is below this are not matched;
             None matches them all.
         fast, limits: reduced-scale decoding and decoding limits, as for hashing.
+        phash_content: pHash's content gate (:data:`~hashmatch._query.PHASH_CONTENT_GATE`,
+            PDQ's quality of the same variant; None: off).
         local: the local stage (:mod:`hashmatch.local`, store only): ``"auto"`` runs it
             when nothing matched globally if the store holds local features and the
             ``local`` extra is installed; ``"fallback"`` the same but requires the extra;
@@ -97,6 +120,8 @@ class Matcher:
         snapshots: SnapshotCache | None,
         allowed: Iterable[str] = (),
         local: str = "off",
+        confirmations: Any = None,
+        phash_content: int | None = PHASH_CONTENT_GATE,
     ) -> None:
         self._store = _store
         self._metadata = _metadata
@@ -110,7 +135,11 @@ class Matcher:
             min_quality=min_quality,
             thresholds=thresholds,
             require=require,
+            phash_content=phash_content,
+            **({} if confirmations is None else {"confirmations": confirmations}),
         )
+        # entry id -> {algorithm: hash of the same image}, for hashes in memory.
+        self._siblings: dict[int, dict[str, Hash]] = {}
         if self._fixed_algorithms is not None:
             for name in self._fixed_algorithms:
                 if name not in allowed:
@@ -139,6 +168,8 @@ class Matcher:
         cache_snapshots: bool = True,
         readonly: bool = False,
         local: Literal["auto", "fallback", "always", "off"] = "auto",
+        confirmations: Iterable[Confirmation] | None = None,
+        phash_content: int | None = PHASH_CONTENT_GATE,
     ) -> Matcher:
         """A Matcher over a store's active entries.
 
@@ -166,6 +197,8 @@ class Matcher:
             trim_borders=trim_borders,
             snapshots=SnapshotCache(store) if cache_snapshots else None,
             local=local,
+            confirmations=confirmations,
+            phash_content=phash_content,
         )
         matcher._owns_store = owns_store
         try:
@@ -198,11 +231,15 @@ class Matcher:
         fast: bool = True,
         limits: ImageLimits = DEFAULT_LIMITS,
         trim_borders: bool = True,
+        confirmations: Iterable[Confirmation] | None = None,
+        phash_content: int | None = PHASH_CONTENT_GATE,
     ) -> Matcher:
         """A Matcher over hashes in memory (any mix of algorithms).
 
         ``ids`` (default 0, 1, 2, …) become the ``entry_id`` of matches; ``labels``,
-        ``external_ids`` and ``list_name`` are reported with them.
+        ``external_ids`` and ``list_name`` are reported with them. Hashes with the same
+        external id are hashes of one image (a confirmed band needs that: an entry
+        whose image has exactly one hash of the confirming algorithm).
         """
         n, batches = group_by_algorithm(hashes)
         id_array = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids)
@@ -235,14 +272,18 @@ class Matcher:
             trim_borders=trim_borders,
             snapshots=None,
             allowed=tuple(batches),
+            confirmations=confirmations,
+            phash_content=phash_content,
         )
+        if external_ids is not None:
+            matcher._siblings = _siblings_in_memory(id_array, external_ids, batches)
         wanted = matcher._fixed_algorithms
         indexes = {}
         for name, (batch, rows) in batches.items():
             if wanted is not None and name not in wanted:
                 continue
-            threshold = matcher._spec.threshold(name, batch.bits)
-            indexes[name] = References.in_memory(batch, id_array[rows], threshold)
+            radius = matcher._spec.search_radius(name, batch.bits)
+            indexes[name] = References.in_memory(batch, id_array[rows], radius)
         matcher._state = _State(0, MappingProxyType(indexes))
         return matcher
 
@@ -289,7 +330,7 @@ class Matcher:
 
     @property
     def thresholds(self) -> Mapping[str, int]:
-        return MappingProxyType({name: s.threshold for name, s in self._state.indexes.items()})
+        return MappingProxyType({name: self._spec.threshold(name, s.bits) for name, s in self._state.indexes.items()})
 
     @property
     def counts(self) -> Mapping[str, int]:
@@ -335,8 +376,8 @@ class Matcher:
             indexes: dict[str, References] = {}
             for name in names:
                 bits = default_bits(name)
-                threshold = self._spec.threshold(name, bits)
-                indexes[name] = References.from_store(name, bits, threshold, store, old.indexes.get(name), self._snapshots)
+                radius = self._spec.search_radius(name, bits)
+                indexes[name] = References.from_store(name, bits, radius, store, old.indexes.get(name), self._snapshots)
             # The generation read first: changes made while we read are taken in again
             # by the next refresh, which is harmless (deltas are relative to the base).
             local, local_base = local_index(self._local_mode, store, old.local_base, self._snapshots)
@@ -407,18 +448,23 @@ class Matcher:
         its nearest view; the trimmed view's orientations start with ``"trimmed"``. The
         ``require`` policy is applied to the merged matches of all views."""
         state = self._state  # one read: the whole query runs on one consistent state
+        spec = self._spec
         used = self._fixed_algorithms or tuple(state.indexes)
         # (algorithm, entry id) -> (distance, view, variant): nearest first, then the
         # earlier view, then the earlier variant.
         found: Found = {}
-        for view_index, view in enumerate(views):
-            queries = normalise_view(view)
+        band: Band = {}
+        normalised = [normalise_view(view) for view in views]
+        for view_index, queries in enumerate(normalised):
             for name in used:
                 alg_state = state.indexes.get(name)
                 variants = queries.get(name)
-                rows = [(r.hash, v) for r, v in variants or () if self._spec.passes(r)]
+                rows = [(r.hash, v) for r, v in variants or () if spec.passes(r) and spec.has_content(name, v, queries)]
                 if alg_state is not None and rows:
-                    alg_state.search(name, rows, view_index, found)
+                    limit = spec.threshold(name, alg_state.bits)
+                    alg_state.search(name, rows, view_index, found, limit=limit, band=band)
+        if band:
+            self._confirm(band, normalised, found, state)
         if not found:
             return []
         if self._spec.require == "all" and {name for name, _ in found} != set(used):
@@ -431,6 +477,41 @@ class Matcher:
             matches.append(Match(entry_id, list_name, label, external_id, name, distance, orientation))
         matches.sort(key=self._rank)
         return matches
+
+    def _confirm(self, band: Band, views: Sequence[Mapping[str, Any]], found: Found, state: _State) -> None:
+        """Add to ``found`` the band hits that a band's rule confirms (the nearest
+        confirmed hit of each entry, over every rule; :class:`~hashmatch.Confirmation`).
+        Entries already found within the threshold stand as they are."""
+        for name in {name for name, _ in band}:
+            rules = self._spec.bands(name, state.indexes[name].bits, state.indexes)
+            waiting = [entry_id for (alg, entry_id) in band if alg == name and (alg, entry_id) not in found]
+            if not rules or not waiting:
+                continue
+            siblings = {by: self._sibling_hashes(waiting, by) for by in {r.by for r in rules if r.by is not None}}
+            for entry_id in waiting:
+                hits = band[(name, entry_id)]
+                confirmed = []
+                for rule in rules:
+                    sibling = None if rule.by is None else siblings[rule.by].get(entry_id)
+                    if rule.by is not None and sibling is None:
+                        continue  # no single hash of the same image to confirm with
+                    hit = confirm_band(hits, rule, views, sibling, self._spec.passes)
+                    if hit is not None:
+                        confirmed.append(hit)
+                if confirmed:
+                    found[(name, entry_id)] = min(confirmed)
+
+    def _sibling_hashes(self, entry_ids: Sequence[int], algorithm: str) -> Mapping[int, Hash]:
+        if not entry_ids:
+            return {}
+        if self._store is not None:
+            return self._store.sibling_hashes(entry_ids, algorithm)
+        out = {}
+        for entry_id in entry_ids:
+            h = self._siblings.get(entry_id, {}).get(algorithm)
+            if h is not None:
+                out[entry_id] = h
+        return out
 
     def _rank(self, match: Match) -> tuple[float, str, int]:
         # Nearest first across algorithms: a distance counts relative to the bit length.
@@ -448,9 +529,10 @@ class Matcher:
     def with_options(self, **changes: Any) -> Matcher:
         """A Matcher over the same references (sharing their indexes) that hashes and
         judges uploads differently: ``dihedral``, ``trim_borders``, ``fast``, ``limits``,
-        ``min_quality`` or ``require``. Thresholds and algorithms shape the indexes, so
-        changing them needs a new Matcher. The new one never closes the store."""
-        allowed = {"dihedral", "trim_borders", "fast", "limits", "min_quality", "require"}
+        ``min_quality``, ``require`` or ``phash_content``. Thresholds, confirmations and algorithms shape
+        the indexes, so changing them needs a new Matcher. The new one never closes the
+        store."""
+        allowed = {"dihedral", "trim_borders", "fast", "limits", "min_quality", "require", "phash_content"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
             raise UsageError(f"with_options cannot change {', '.join(unknown)}; it changes {', '.join(sorted(allowed))}")
@@ -476,3 +558,33 @@ class Matcher:
         for name, references in self._state.indexes.items():
             references.warmup(name)
 
+
+
+def _siblings_in_memory(
+    ids: npt.NDArray[np.int64],
+    external_ids: Sequence[str | None],
+    batches: Mapping[str, tuple[HashBatch, npt.NDArray[np.intp]]],
+) -> dict[int, dict[str, Hash]]:
+    """Per entry id, the hash of each other algorithm of the same image (same external
+    id), when the image has exactly one hash of that algorithm."""
+    of_row: dict[int, Hash] = {}
+    for batch, rows in batches.values():
+        for k, row in enumerate(rows.tolist()):
+            of_row[row] = batch[k]
+    groups: dict[str, list[int]] = {}
+    for row, ext in enumerate(external_ids):
+        if ext is not None:
+            groups.setdefault(ext, []).append(row)
+    out: dict[int, dict[str, Hash]] = {}
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        per_alg: dict[str, list[Hash]] = {}
+        for row in rows:
+            per_alg.setdefault(of_row[row].algorithm, []).append(of_row[row])
+        for row in rows:
+            mine = of_row[row].algorithm
+            others = {alg: hs[0] for alg, hs in per_alg.items() if alg != mine and len(hs) == 1}
+            if others:
+                out[int(ids[row])] = others
+    return out

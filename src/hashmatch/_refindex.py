@@ -22,7 +22,7 @@ from .index import Index, build_index
 from ._snapshots import SnapshotCache
 from ._store import ReferenceStore
 
-__all__ = ["Found", "References", "group_by_algorithm"]
+__all__ = ["Band", "Found", "References", "group_by_algorithm"]
 
 # The delta index is rebuilt on every refresh, so fold it into a new base (and a new
 # snapshot) once it is this large relative to the base, or this many entries.
@@ -31,13 +31,17 @@ DELTA_MIN = 20_000
 
 # (algorithm, entry id) -> (distance, view, variant), the nearest kept.
 Found = dict[tuple[str, int], tuple[int, int, int]]
+# (algorithm, entry id) -> every (distance, view, variant) past the threshold: the hits
+# of a confirmed band (hashmatch._query.Confirmation), which the policy judges together.
+Band = dict[tuple[str, int], list[tuple[int, int, int]]]
 
 _NO_IDS = np.zeros(0, np.int64)
 
 
 @dataclass(frozen=True, slots=True)
 class References:
-    """What answers one algorithm's queries."""
+    """What answers one algorithm's queries; ``threshold`` is how far its indexes are
+    searched (a policy's band may reach past the algorithm's own threshold)."""
 
     bits: int
     threshold: int
@@ -81,8 +85,20 @@ class References:
             snapshots.save(name, base, generation)
         return cls(bits, threshold, base, generation, None, _NO_IDS)
 
-    def search(self, name: str, rows: Sequence[tuple[Hash, int]], view_index: int, found: Found) -> None:
-        """Add the matches of ``rows`` (hash, dihedral variant) of one view to ``found``."""
+    def search(
+        self,
+        name: str,
+        rows: Sequence[tuple[Hash, int]],
+        view_index: int,
+        found: Found,
+        *,
+        limit: int | None = None,
+        band: Band | None = None,
+    ) -> None:
+        """Add the matches of ``rows`` (hash, dihedral variant) of one view to ``found``:
+        those within ``limit`` (default: the search threshold); hits past it go to
+        ``band`` when given (every one of them), else nowhere."""
+        limit = self.threshold if limit is None else limit
         for h, _ in rows:
             if h.bits != self.bits:
                 raise IncompatibleHashError(f"a {h.bits}-bit {name} hash cannot match {self.bits}-bit references")
@@ -99,6 +115,10 @@ class References:
             for entry_id, distance, q in zip(ids.tolist(), distances.tolist(), variant_of[qidx].tolist()):
                 key = (name, entry_id)
                 candidate = (distance, view_index, q)
+                if distance > limit:
+                    if band is not None:
+                        band.setdefault(key, []).append(candidate)
+                    continue
                 best = found.get(key)
                 if best is None or candidate < best:
                     found[key] = candidate

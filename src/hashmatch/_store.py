@@ -731,6 +731,38 @@ class ReferenceStore:
                 out[entry_id] = (list_name, label, external_id)
         return out
 
+    def sibling_hashes(self, entry_ids: Iterable[int], algorithm: str) -> dict[int, Hash]:
+        """``{entry_id: hash}``: the ``algorithm`` hash of the same image as each entry.
+
+        Entries are hashes of one image when they were added to one list in one write
+        (one generation) with the same external id (or both without one), as
+        :func:`hashmatch.add_images` and an import of a list that carries several
+        hashes per id add them. An entry gets its sibling only when exactly one active
+        ``algorithm`` entry qualifies; none or several (an import of many rows without
+        ids) give none. The lookup rides the ``(algorithm, added_gen)`` index.
+        """
+        ids = sorted({int(i) for i in entry_ids})
+        found: dict[int, list[tuple[int, bytes]]] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            rows = self._rows(
+                "SELECT a.id, b.bits, b.hash FROM entries a JOIN entries b INDEXED BY entries_added "
+                "ON b.algorithm = ? AND b.added_gen = a.added_gen AND b.list_id = a.list_id "
+                "AND b.external_id IS a.external_id AND b.retracted IS NULL "
+                f"WHERE a.id IN ({','.join('?' * len(part))}) AND a.retracted IS NULL",
+                [algorithm, *part],
+            )
+            for entry_id, bits, blob in rows:
+                found.setdefault(int(entry_id), []).append((bits, blob))
+        out: dict[int, Hash] = {}
+        for entry_id, hashes in found.items():
+            if len(hashes) == 1:
+                try:
+                    out[entry_id] = Hash.from_bytes(hashes[0][1], algorithm=algorithm, bits=hashes[0][0])
+                except (InvalidHashError, TypeError, ValueError):
+                    raise StoreError(f"{self.path} is damaged: an entry holds an unreadable hash") from None
+        return out
+
     def algorithms(self) -> list[str]:
         """Algorithms that have at least one active entry."""
         # A skip-scan over the (algorithm, added_gen) index, one probe per algorithm: every

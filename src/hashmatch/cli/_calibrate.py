@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .._calibrate import _image_files, calibrate_folder
+from .._calibrate_policy import calibrate_policy_folder
 from ..errors import CalibrationError
 from ..local._calibrate import calibrate_local
 from .._scan._worker import available_cores
@@ -23,9 +24,12 @@ from ._options import EXIT_FOUND, EXIT_OK, algorithms_option, dihedral_option, w
 @workers_option(minimum=1, default=None, help="Processes that hash.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON (with the full distance histogram).")
 @click.option("--local", "local", is_flag=True, help="Calibrate the local stage's rule (minimum inliers) instead; needs hashmatch[local].")
+@click.option("--policy", "policy", is_flag=True,
+              help="Calibrate the default global policy as a whole (PDQ, pHash and pHash's PDQ-confirmed bands, "
+                   "dihedral, border trimming, both gates): its false pairs, 95% upper bound and each band's limit.")
 def calibrate_command(
     negatives: str, algorithms: tuple[str, ...], fpr: float, dihedral: bool, min_quality: int | None,
-    workers: int | None, as_json: bool, local: bool,
+    workers: int | None, as_json: bool, local: bool, policy: bool,
 ) -> int:
     """Recommend a match threshold from all pairs of images in NEGATIVES.
 
@@ -35,6 +39,10 @@ def calibrate_command(
     """
     if local:
         return _calibrate_local(negatives, fpr, as_json)
+    if policy:
+        found = calibrate_policy_folder(negatives, fpr, workers=workers or available_cores())
+        click.echo(json.dumps(found.to_dict(), indent=1) if as_json else found.summary())
+        return EXIT_OK if found.supported and found.upper_fpr <= fpr else EXIT_FOUND
     result = calibrate_folder(
         negatives, algorithms[0], fpr, dihedral=dihedral, min_quality=min_quality, workers=workers or available_cores()
     )

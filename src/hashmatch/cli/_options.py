@@ -104,7 +104,8 @@ def algorithms_option(
 def threshold_option() -> Callable[[F], F]:
     return click.option(
         "--threshold", "-t", "thresholds", type=Threshold(), multiple=True,
-        help="Maximum distance for one algorithm, e.g. pdq=31 (repeatable).",
+        help="Maximum distance for one algorithm, e.g. pdq=31 (repeatable); replaces that algorithm's "
+        "default rule (for pHash: 9 plus the bands that need PDQ, see README).",
     )
 
 
