@@ -1,10 +1,10 @@
 """The index file format: the one place that reads and writes index files.
 
-Version 2, all integers little-endian::
+Version 3, all integers little-endian::
 
     offset  size  field
          0     8  magic  b"\\x89HMIDX\\r\\n"  (the \\r\\n catches text-mode mangling)
-         8     2  format version (2; version 1 files, without the tables, still load)
+         8     2  format version (3; versions 1 and 2 still load, see below)
         10     2  header size (128)
         12     4  flags (0, or 1: an origin block follows the header)
         16    16  index kind, ASCII, NUL-padded: "flat", "bktree" or "mih"
@@ -26,8 +26,15 @@ Version 2, all integers little-endian::
       of lengths bits // m, the first bits % m one bit longer; T = sum(2**length + 1))
          …   4·T  bucket offsets, int32, then zero bytes up to a multiple of 8
          … 4·(m-1)·n  table entries (row numbers), uint32, then zero bytes up to a multiple of 8
+                      (64-bit hashes only; else empty: the records hold the row numbers)
          … 8·(m-1)·n·w  per-table copies of the rows, uint64 (64-bit hashes only; else empty)
+         … 16·(m-1)·n  filter records, two uint64 each (longer hashes only; else empty; see
+                      ``_wide_kernels``: the low 32 bits of the second word are the row number)
          …    32  SHA-256 of every byte before it
+
+Older versions: version 1 holds the rows and ids only (the tables are rebuilt on load);
+version 2 has no records section and holds the entries for every bit length (a load
+derives the records of longer hashes from them).
 
 Every section's size follows from the header (nothing else is a size), so the file size
 is checked exactly before anything is mapped. Rows, ids and tables are read through a
@@ -74,7 +81,7 @@ from ..errors import CorruptIndexError, IndexArgumentError
 from .._version import __version__
 
 MAGIC = b"\x89HMIDX\r\n"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _OLDEST_VERSION = 1  # rows only: the multi-index rebuilds its tables on load
 HEADER_SIZE = 128
 CHECKSUM_SIZE = 32
@@ -113,7 +120,8 @@ class IndexFile:
     ids: npt.NDArray[np.int64]
     origin: Origin | None = None
     tables: tuple[np.ndarray, ...] = ()
-    """Version 2 multi-index files: (offsets, entries, table words); empty otherwise."""
+    """Multi-index files: (offsets, entries, table words) from version 2, then (records,)
+    from version 3; empty otherwise."""
 
 
 def mih_layout(bits: int, m: int) -> list[int]:
@@ -127,18 +135,23 @@ def mih_substrings_ok(bits: int, m: int) -> bool:
     return -(-bits // hi) <= m <= bits // lo
 
 
-def _table_specs(kind: str, bits: int, m: int, n: int) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+def _table_specs(
+    kind: str, bits: int, m: int, n: int, version: int = FORMAT_VERSION
+) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
     """(name, file dtype, shape) of each table section; ``m`` must pass ``mih_substrings_ok``."""
-    if kind != "mih":
+    if kind != "mih" or version < 2:
         return []
     nw = bits // 64
     nbuckets = sum((1 << length) + 1 for length in mih_layout(bits, m))
     copies = (m - 1) * n if bits == 64 else 0
-    return [
+    specs = [
         ("offsets", np.dtype("<i4"), (nbuckets,)),
-        ("entries", np.dtype("<u4"), ((m - 1) * n,)),
+        ("entries", np.dtype("<u4"), ((m - 1) * n if version == 2 or bits == 64 else 0,)),
         ("table words", np.dtype("<u8"), (copies, nw)),
     ]
+    if version >= 3:
+        specs.append(("records", np.dtype("<u8"), ((m - 1) * n if bits > 64 else 0, 2)))
+    return specs
 
 
 def _padded(nbytes: int) -> int:
@@ -282,7 +295,7 @@ def read_index(
         if version >= 2:
             if kind == "mih" and not mih_substrings_ok(bits, parameter):
                 raise CorruptIndexError(f"index file: {parameter} substrings for {bits}-bit hashes")
-            specs = _table_specs(kind, bits, parameter, n)
+            specs = _table_specs(kind, bits, parameter, n, version)
         rows_end = header_size + n * (nw * 8 + 8)
         expected = rows_end + _spec_bytes(specs) + CHECKSUM_SIZE
         if size != expected:
@@ -327,7 +340,7 @@ def read_index(
         raise CorruptIndexError("index file checksum mismatch: the file is corrupt")
     words, ids, *tables = arrays
     if tables:
-        _check_tables(bits, parameter, n, tables[0], tables[1])
+        _check_tables(bits, parameter, n, tables[0], tables[1], tables[3] if len(tables) > 3 else None)
     if expected_origin is not None and origin != expected_origin:
         got = "no origin" if origin is None else f"store {origin.store_id} generation {origin.generation}"
         raise CorruptIndexError(
@@ -350,7 +363,8 @@ def _mapped(f: object, dtype: np.dtype, offset: int, shape: tuple[int, ...], nby
     return np.memmap(f, dtype=dtype, mode="c", offset=offset, shape=shape)
 
 
-def _check_tables(bits: int, m: int, n: int, offsets: np.ndarray, entries: np.ndarray) -> None:
+def _check_tables(bits: int, m: int, n: int, offsets: np.ndarray, entries: np.ndarray,
+                  records: np.ndarray | None) -> None:
     """Bounds that keep the kernels inside the arrays, whatever a file says (see above)."""
     at = 0
     for length in mih_layout(bits, m):
@@ -361,6 +375,11 @@ def _check_tables(bits: int, m: int, n: int, offsets: np.ndarray, entries: np.nd
     for s in range(0, entries.shape[0], _CHUNK):
         if int(entries[s : s + _CHUNK].max()) >= n:
             raise CorruptIndexError("index file: a table entry is not a row number")
+    if records is not None:
+        rows = records[:, 1]
+        for s in range(0, rows.shape[0], _CHUNK):
+            if int((rows[s : s + _CHUNK] & np.uint64(0xFFFFFFFF)).max()) >= n:
+                raise CorruptIndexError("index file: a table record's entry is not a row number")
 
 
 def peek_kind(path: str | os.PathLike[str]) -> str:

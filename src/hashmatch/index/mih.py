@@ -31,6 +31,7 @@ from ._format import MIH_SUBSTRING_BITS, mih_layout, mih_substrings_ok
 from .flat import scan
 
 _kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
+_wide = kernels("hashmatch.index._wide_kernels")
 
 __all__ = ["MultiIndexHash", "default_substrings", "probe_radii"]
 
@@ -48,6 +49,9 @@ _PROBE_NS_LARGE = 100.0
 _PROBE_NS_SMALL = 20.0
 _LARGE_ROWS = 300_000
 _CANDIDATE_NS = {True: 2.0, False: 40.0}
+# Longer hashes check candidates from the filter records of _wide_kernels (one run of
+# 16-byte records per bucket, a row read only for the rare survivors).
+_WIDE_CANDIDATE_NS = 2.0
 _SCAN_NS_PER_WORD = {True: 0.06, False: 0.3}  # keyed by "has a vector popcount"
 
 
@@ -62,7 +66,8 @@ def expected_cost_ns(bits: int, n: int, m: int, r: int) -> float:
         probes += p
         candidates += n * p / 2.0**length
     probe_ns = _PROBE_NS_LARGE if n >= _LARGE_ROWS else _PROBE_NS_SMALL
-    return probes * probe_ns + candidates * _CANDIDATE_NS[bits == 64]
+    candidate_ns = _CANDIDATE_NS[True] if bits == 64 else _WIDE_CANDIDATE_NS
+    return probes * probe_ns + candidates * candidate_ns
 
 
 def scan_cost_ns(bits: int, n: int) -> float:
@@ -98,6 +103,14 @@ def _layout(bits: int, m: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.in
     lengths = np.array(mih_layout(bits, m), dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     return starts, lengths
+
+
+def filter_chunks(bits: int, starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The three 32-bit chunks of each table's filter records (see ``_wide_kernels``): the
+    ones after the chunk holding the substring's last bit, so they avoid its bits."""
+    nchunks = bits // 32
+    last = (starts + lengths - 1) // 32
+    return np.ascontiguousarray(((last[:, None] + np.arange(1, 4)[None, :]) % nchunks).astype(np.int64))
 
 
 def _table_at(lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -154,12 +167,25 @@ class MultiIndexHash(Index):
         self._offsets, self._entries, self._table_words = build(
             self._words, self._starts, self._lengths, self._table_at, self.bits == 64
         )
+        self._set_records(use_parallel(n // 1000))
+
+    def _set_records(self, parallel: bool) -> None:
+        """Longer hashes: the row numbers move into filter records (``_wide_kernels``)."""
+        self._chunks = filter_chunks(self.bits, self._starts, self._lengths)
+        if self.bits == 64:
+            self._records = np.zeros((0, 2), dtype=np.uint64)
+            return
+        build = _wide.wide_records_parallel if parallel else _wide.wide_records
+        entries = np.ascontiguousarray(self._entries, dtype=np.uint32)
+        self._records = np.empty((entries.shape[0], 2), dtype=np.uint64)
+        build(self._words, entries, self._chunks, self._records)
+        self._entries = np.zeros(0, dtype=np.uint32)
 
     def _file_parameter(self) -> int:
         return int(self._m)
 
     def _file_tables(self) -> tuple[np.ndarray, ...]:
-        return (self._offsets, self._entries, self._table_words)
+        return (self._offsets, self._entries, self._table_words, self._records)
 
     @classmethod
     def _from_file(cls, algorithm, bits, parameter, words, ids, tables=()):  # type: ignore[no-untyped-def,override]
@@ -177,7 +203,12 @@ class MultiIndexHash(Index):
         index._m = parameter
         index._starts, index._lengths = _layout(bits, parameter)
         index._table_at = _table_at(index._lengths)
-        index._offsets, index._entries, index._table_words = tables
+        index._offsets, index._entries, index._table_words, *records = tables
+        if records:
+            index._chunks = filter_chunks(bits, index._starts, index._lengths)
+            index._records = records[0]
+        else:  # a version 2 file: longer hashes derive their records from the entries
+            index._set_records(use_parallel(words.shape[0] // 1000))
         return index
 
     def probe_cost(self, r: int) -> tuple[int, float]:  # for benchmarks and notes
@@ -207,6 +238,14 @@ class MultiIndexHash(Index):
             # The balls cover the tables: a straight scan of the same rows is cheaper.
             scan(self._words, None, self._alive, queries, r, bounds, parallel, out, cap, counts)
             return
+        if self.bits > 64:
+            wide = _wide.wide_query_parallel if parallel else _wide.wide_query
+            wide(
+                self._words, self._alive, self._records, self._chunks, self._offsets, self._table_at,
+                self._starts, self._lengths, probe_radii(r, self._m), queries, bounds, r,
+                out[0], out[1], out[2], cap, counts,
+            )
+            return
         kernel = _kernels.mih_query_parallel if parallel else _kernels.mih_query
         kernel(
             self._words, self._alive, self._entries, self._table_words, self._offsets, self._table_at,
@@ -224,5 +263,5 @@ class MultiIndexHash(Index):
         """Bytes held in arrays: rows, ids, removal marks and the substring tables."""
         return int(
             self._words.nbytes + self._ids.nbytes + self._alive.nbytes
-            + self._entries.nbytes + self._table_words.nbytes + self._offsets.nbytes
+            + self._entries.nbytes + self._table_words.nbytes + self._offsets.nbytes + self._records.nbytes
         )

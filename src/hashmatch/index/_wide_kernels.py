@@ -1,0 +1,225 @@
+"""numba kernels of the multi-index for hashes longer than 64 bits (PDQ's 256 bits).
+
+At 1M PDQ rows and r = 31 a query probes 272 buckets (16 tables of 16 bits, radius 1)
+and meets about 4,150 candidates. Reading each candidate's row is one cache miss
+into a 32 MB array, and those misses were the whole cost (notes/index.md). So every
+entry of tables 1 .. m-1 is a 16-byte *record* holding a 96-bit filter (three 32-bit
+chunks of the row, away from the table's own substring) and the row number:
+
+    record[p, 0] = chunk_a << 32 | chunk_b        record[p, 1] = chunk_c << 32 | row
+
+The filter's distance to the query's same chunks is a lower bound on the full
+distance, and for a random row it is over 31 with probability 1 - 4e-4, so a probe
+checks its bucket from one contiguous run of records and reads a row (and verifies it
+with the full popcount) only for the rare survivors. Table 0 needs no records: rows
+are kept in its bucket order, so its buckets already are contiguous runs of rows.
+
+Chunk c of a row is bits ``[32c, 32c + 32)`` (bit 0 most significant), i.e. the high
+half of word ``c // 2`` for even c. The kernels take plain arrays; the Python layer
+(:mod:`hashmatch.index.mih`) checks and shapes. Naive twins: ``tests/test_index_wide.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._jit import njit, prefetch
+from ._kernels import _mih_hit, full_distance, popcount64, substring_key
+
+_LOW32 = np.uint64(0xFFFFFFFF)
+_THIRTY_TWO = np.uint64(32)
+_LINE_WORDS = 8  # uint64 per 64-byte cache line
+# Probes whose buckets are prefetched ahead of the one being checked, and how far ahead
+# the offsets they need are prefetched (measured on the 1M x 256-bit case).
+_AHEAD = 6
+
+
+@njit(cache=True, nogil=True, inline="always")
+def chunk32(row, c):
+    """32-bit chunk ``c`` of a row (bits ``[32c, 32c + 32)``), as a uint64."""
+    w = row[c // 2]
+    if c % 2 == 0:
+        return w >> _THIRTY_TWO
+    return w & _LOW32
+
+
+@njit(cache=True, nogil=True)
+def _table_records(words, entries, chunks, t, out):
+    n = words.shape[0]
+    base = (t - 1) * n
+    ca, cb, cc = chunks[t, 0], chunks[t, 1], chunks[t, 2]
+    for p in range(base, base + n):
+        e = np.int64(entries[p])
+        row = words[e]
+        out[p, 0] = (chunk32(row, ca) << _THIRTY_TWO) | chunk32(row, cb)
+        out[p, 1] = (chunk32(row, cc) << _THIRTY_TWO) | np.uint64(e)
+
+
+@njit(cache=True, nogil=True)
+def wide_records(words, entries, chunks, out):
+    """Fill ``out`` with the records of tables 1 .. m-1 from their row numbers ``entries``
+    (table t's bucket-ordered rows at ``entries[(t - 1) * n : t * n]``) and each table's
+    filter chunks ``chunks[t]`` (three chunk numbers). ``out`` comes from numpy, which
+    backs big arrays with huge pages: random probes into hundreds of MB of records then
+    miss the TLB far less than in numba-allocated memory (measured 1.3x at 1M rows)."""
+    n = words.shape[0]
+    if n == 0:
+        return
+    for t in range(1, entries.shape[0] // n + 1):
+        _table_records(words, entries, chunks, t, out)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def wide_records_parallel(words, entries, chunks, out):
+    """:func:`wide_records` with the tables spread over numba's threads."""
+    n = words.shape[0]
+    if n == 0:
+        return
+    for t in prange(1, entries.shape[0] // n + 1):
+        _table_records(words, entries, chunks, t, out)
+
+
+@njit(cache=True, nogil=True)
+def probe_count(lengths, radii):
+    """Buckets probed per query: sum over tables of the ball volume ``sum_k C(length, k)``."""
+    total = 0
+    for t in range(lengths.shape[0]):
+        c = 1
+        for k in range(min(radii[t], lengths[t]) + 1):
+            total += c
+            c = c * (lengths[t] - k) // (k + 1)
+    return total
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_bucket(words, records, offsets, at, bucket, t):
+    """Prefetch the run that checking ``bucket`` of table ``t`` reads."""
+    n, nw = words.shape
+    lo = np.int64(offsets[at + bucket])
+    hi = np.int64(offsets[at + bucket + 1])
+    if t == 0:
+        flat = words.reshape(n * nw)
+        for p in range(lo * nw, hi * nw, _LINE_WORDS):
+            prefetch(flat, p)
+    else:
+        flat = records.reshape(records.shape[0] * 2)
+        base = 2 * ((t - 1) * n)
+        for p in range(base + 2 * lo, base + 2 * hi, _LINE_WORDS):
+            prefetch(flat, p)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _check_bucket(
+    words, alive, records, offsets, at, bucket, t, qa, qc, starts, lengths, radii, q, qi, rr,
+    out_q, out_pos, out_dist, start, cap, cnt,
+):
+    n = words.shape[0]
+    lo = np.int64(offsets[at + bucket])
+    hi = np.int64(offsets[at + bucket + 1])
+    if t == 0:  # rows are in table 0's order: one run of rows
+        for e in range(lo, hi):
+            d = full_distance(words, e, q)
+            if d <= rr:
+                cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist,
+                               start, cap, cnt)
+        return cnt
+    base = (t - 1) * n
+    for p in range(base + lo, base + hi):
+        low = records[p, 1]
+        bound = popcount64(records[p, 0] ^ qa) + popcount64((low >> _THIRTY_TWO) ^ qc)
+        if bound <= rr:  # rare for a non-match: only now is the row read
+            e = np.int64(low & _LOW32)
+            d = full_distance(words, e, q)
+            if d <= rr:
+                cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist,
+                               start, cap, cnt)
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def _wide_chunk(
+    words, alive, records, chunks, offsets, table_at, starts, lengths, radii, queries, q0, q1, r,
+    out_q, out_pos, out_dist, start, cap, ahead,
+):
+    m = starts.shape[0]
+    rr = np.uint64(r)
+    total = probe_count(lengths, radii)
+    probe_t = np.empty(total, dtype=np.int64)
+    probe_b = np.empty(total, dtype=np.int64)
+    qa_t = np.empty(m, dtype=np.uint64)
+    qc_t = np.empty(m, dtype=np.uint64)
+    cnt = 0
+    for qi in range(q0, q1):
+        q = queries[qi]
+        # Every probe of the query first (table, bucket): Gosper's hack enumerates the
+        # masks of `length` bits with k bits set, k = 0 .. radius.
+        np_ = 0
+        for t in range(m):
+            qa_t[t] = (chunk32(q, chunks[t, 0]) << _THIRTY_TWO) | chunk32(q, chunks[t, 1])
+            qc_t[t] = chunk32(q, chunks[t, 2])
+            rt = radii[t]
+            if rt < 0:
+                continue
+            length = lengths[t]
+            key = substring_key(q, starts[t], length)
+            limit = np.int64(1) << length
+            for k in range(rt + 1):
+                mask = (np.int64(1) << k) - 1
+                while mask < limit:
+                    probe_t[np_] = t
+                    probe_b[np_] = key ^ mask
+                    np_ += 1
+                    if k == 0:
+                        break
+                    low = mask & -mask
+                    ripple = mask + low
+                    mask = (((ripple ^ mask) >> 2) // low) | ripple
+        # Then check them in order while the buckets `ahead` probes on are fetched (and
+        # the offsets those need, twice as far), so the misses overlap.
+        for i in range(min(2 * ahead, np_)):
+            prefetch(offsets, table_at[probe_t[i]] + probe_b[i])
+        for i in range(min(ahead, np_)):
+            t = probe_t[i]
+            _prefetch_bucket(words, records, offsets, table_at[t], probe_b[i], t)
+        for i in range(np_):
+            far = i + 2 * ahead
+            if far < np_:
+                prefetch(offsets, table_at[probe_t[far]] + probe_b[far])
+            near = i + ahead
+            if near < np_:
+                ta = probe_t[near]
+                _prefetch_bucket(words, records, offsets, table_at[ta], probe_b[near], ta)
+            t = probe_t[i]
+            cnt = _check_bucket(
+                words, alive, records, offsets, table_at[t], probe_b[i], t, qa_t[t], qc_t[t], starts, lengths,
+                radii, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt,
+            )
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def wide_query(
+    words, alive, records, chunks, offsets, table_at, starts, lengths, radii, queries, bounds, r,
+    out_q, out_pos, out_dist, cap, counts,
+):
+    """Multi-index range query over wide rows with filter records, chunk by chunk, one thread
+    (output contract of :mod:`hashmatch.index._kernels`)."""
+    for c in range(bounds.shape[0] - 1):
+        counts[c] = _wide_chunk(
+            words, alive, records, chunks, offsets, table_at, starts, lengths, radii, queries,
+            bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap, _AHEAD,
+        )
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def wide_query_parallel(
+    words, alive, records, chunks, offsets, table_at, starts, lengths, radii, queries, bounds, r,
+    out_q, out_pos, out_dist, cap, counts,
+):
+    """:func:`wide_query` with the chunks spread over numba's threads."""
+    for c in prange(bounds.shape[0] - 1):
+        counts[c] = _wide_chunk(
+            words, alive, records, chunks, offsets, table_at, starts, lengths, radii, queries,
+            bounds[c], bounds[c + 1], r, out_q, out_pos, out_dist, c * cap, cap, _AHEAD,
+        )
