@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import njit, prefetch
-from ._kernels import _mih_hit, full_distance, popcount64, substring_key
+from ._kernels import _mih_hit, popcount64, substring_key
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 _THIRTY_TWO = np.uint64(32)
@@ -92,57 +92,18 @@ def probe_count(lengths, radii):
     return total
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _prefetch_bucket(words, records, offsets, at, bucket, t):
-    """Prefetch the run that checking ``bucket`` of table ``t`` reads."""
-    n, nw = words.shape
-    lo = np.int64(offsets[at + bucket])
-    hi = np.int64(offsets[at + bucket + 1])
-    if t == 0:
-        flat = words.reshape(n * nw)
-        for p in range(lo * nw, hi * nw, _LINE_WORDS):
-            prefetch(flat, p)
-    else:
-        flat = records.reshape(records.shape[0] * 2)
-        base = 2 * ((t - 1) * n)
-        for p in range(base + 2 * lo, base + 2 * hi, _LINE_WORDS):
-            prefetch(flat, p)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _check_bucket(
-    words, alive, records, offsets, at, bucket, t, qa, qc, starts, lengths, radii, q, qi, rr,
-    out_q, out_pos, out_dist, start, cap, cnt,
-):
-    n = words.shape[0]
-    lo = np.int64(offsets[at + bucket])
-    hi = np.int64(offsets[at + bucket + 1])
-    if t == 0:  # rows are in table 0's order: one run of rows
-        for e in range(lo, hi):
-            d = full_distance(words, e, q)
-            if d <= rr:
-                cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist,
-                               start, cap, cnt)
-        return cnt
-    base = (t - 1) * n
-    for p in range(base + lo, base + hi):
-        low = records[p, 1]
-        bound = popcount64(records[p, 0] ^ qa) + popcount64((low >> _THIRTY_TWO) ^ qc)
-        if bound <= rr:  # rare for a non-match: only now is the row read
-            e = np.int64(low & _LOW32)
-            d = full_distance(words, e, q)
-            if d <= rr:
-                cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist,
-                               start, cap, cnt)
-    return cnt
-
-
 @njit(cache=True, nogil=True)
 def _wide_chunk(
     words, alive, records, chunks, offsets, table_at, starts, lengths, radii, queries, q0, q1, r,
     out_q, out_pos, out_dist, start, cap, ahead,
 ):
+    # One flat loop on purpose: numba increments and decrements the reference count of
+    # every array passed to a helper (inlined or not), and at 272 probes a query those
+    # atomic updates profiled as most of the time. Only the rare hits call out.
+    n, nw = words.shape
     m = starts.shape[0]
+    flat_words = words.reshape(n * nw)
+    flat_records = records.reshape(records.shape[0] * 2)
     rr = np.uint64(r)
     total = probe_count(lengths, radii)
     probe_t = np.empty(total, dtype=np.int64)
@@ -179,22 +140,52 @@ def _wide_chunk(
         # the offsets those need, twice as far), so the misses overlap.
         for i in range(min(2 * ahead, np_)):
             prefetch(offsets, table_at[probe_t[i]] + probe_b[i])
-        for i in range(min(ahead, np_)):
-            t = probe_t[i]
-            _prefetch_bucket(words, records, offsets, table_at[t], probe_b[i], t)
-        for i in range(np_):
+        for i in range(-ahead, np_):
             far = i + 2 * ahead
             if far < np_:
                 prefetch(offsets, table_at[probe_t[far]] + probe_b[far])
             near = i + ahead
             if near < np_:
-                ta = probe_t[near]
-                _prefetch_bucket(words, records, offsets, table_at[ta], probe_b[near], ta)
+                t = probe_t[near]
+                at = table_at[t] + probe_b[near]
+                lo = np.int64(offsets[at])
+                hi = np.int64(offsets[at + 1])
+                if t == 0:  # rows are in table 0's order: one run of rows
+                    for p in range(lo * nw, hi * nw, _LINE_WORDS):
+                        prefetch(flat_words, p)
+                else:
+                    base = 2 * (t - 1) * n
+                    for p in range(base + 2 * lo, base + 2 * hi, _LINE_WORDS):
+                        prefetch(flat_records, p)
+            if i < 0:
+                continue
             t = probe_t[i]
-            cnt = _check_bucket(
-                words, alive, records, offsets, table_at[t], probe_b[i], t, qa_t[t], qc_t[t], starts, lengths,
-                radii, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt,
-            )
+            at = table_at[t] + probe_b[i]
+            lo = np.int64(offsets[at])
+            hi = np.int64(offsets[at + 1])
+            if t == 0:
+                for e in range(lo, hi):
+                    d = np.uint64(0)
+                    for k in range(nw):
+                        d += popcount64(words[e, k] ^ q[k])
+                    if d <= rr:
+                        cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos,
+                                       out_dist, start, cap, cnt)
+                continue
+            qa = qa_t[t]
+            qc = qc_t[t]
+            base = (t - 1) * n
+            for p in range(base + lo, base + hi):
+                low = records[p, 1]
+                bound = popcount64(records[p, 0] ^ qa) + popcount64((low >> _THIRTY_TWO) ^ qc)
+                if bound <= rr:  # rare for a non-match: only now is the row read
+                    e = np.int64(low & _LOW32)
+                    d = np.uint64(0)
+                    for k in range(nw):
+                        d += popcount64(words[e, k] ^ q[k])
+                    if d <= rr:
+                        cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos,
+                                       out_dist, start, cap, cnt)
     return cnt
 
 
