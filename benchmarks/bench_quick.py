@@ -5,7 +5,8 @@ Each line carries the CPU model and its vector features. ``--isa avx2`` recompil
 kernels for a Haswell-class CPU (``NUMBA_CPU_NAME=haswell`` with AVX-512 features off,
 in a separate numba cache), so an AVX-512 machine also measures the AVX2 code paths.
 
-Jobs: ``index`` (Flat and the default index against faiss), ``pdq`` (against pdqhash),
+Jobs: ``index`` (Flat and the default index against faiss), ``real256`` (the 256-bit
+default index on PDQ hashes of synthetic images, and those grown to 1M), ``pdq`` (against pdqhash),
 ``dihedral`` (index time per PDQ upload with its 8 variants), ``cold`` (import and
 ``--version`` time). Results: benchmarks/scratch/quick-<isa>.json (benchmarks/results/ with --record).
 """
@@ -109,6 +110,8 @@ def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int) -> None
                 mh.nflip = nflip
                 mh_rate = _best_qps(lambda: mh.range_search(qcodes, r + 1), nq=nq, repeats=repeats)
                 _line(f"default index {label}", rates["default"], mh_rate, name, 1.0, "q/s", isa, out)
+        if bits == 256:
+            _memory_line(f"default index memory {label}", default.nbytes / n, 136, isa, out)
         if bits == 64:
             per_ref = default.nbytes / n
             print(f"{'MET ' if per_ref <= 40 else 'MISS'} default index memory {label}: {per_ref:.1f} B/ref "
@@ -116,6 +119,104 @@ def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int) -> None
             out.append({"job": f"memory {label}", "hashmatch": per_ref, "target": 40, "met": per_ref <= 40,
                         "unit": "B/ref", "isa": isa, "cpu": cpu_label()})
         del refs, batch, flat, default, mih, fl
+
+
+def _memory_line(job: str, per_ref: float, target: float, isa: str, out: list[dict[str, Any]]) -> None:
+    ok = "MET " if per_ref <= target else "MISS"
+    print(f"{ok} {job}: {per_ref:.1f} B/ref (issue 4's target <= {target}) [{isa}] {cpu_label()}", flush=True)
+    out.append({"job": job, "hashmatch": per_ref, "target": target, "met": per_ref <= target, "unit": "B/ref",
+                "isa": isa, "cpu": cpu_label()})
+
+
+def candidates_per_query(index: Any, queries: Any, r: int) -> float:
+    """Rows the multi-index meets per query (sum of its probed buckets' sizes): against
+    the uniform expectation this shows how skewed real PDQ substrings are."""
+    import numpy as np
+
+    from hashmatch.index.mih import probe_radii
+
+    radii = probe_radii(r, index.substrings).tolist()
+    total = 0
+    for q in queries:
+        value = int("".join(f"{int(w):064b}" for w in q), 2)
+        for t, (start, length, rt) in enumerate(zip(index._starts.tolist(), index._lengths.tolist(), radii)):
+            if rt < 0:
+                continue
+            key = (value >> (index.bits - start - length)) & ((1 << length) - 1)
+            at = int(index._table_at[t])
+            sizes = np.diff(index._offsets[at : at + (1 << length) + 1].astype(np.int64))
+            buckets = [key] + ([key ^ (1 << b) for b in range(length)] if rt >= 1 else [])
+            if rt > 1:
+                raise SystemExit("candidates_per_query handles radius <= 1 per table")
+            total += int(sizes[buckets].sum())
+    return total / len(queries)
+
+
+def job_real256(isa: str, out: list[dict[str, Any]], n: int, images: int, repeats: int) -> None:
+    """PDQ hashes of synthetic images (bench_index.realistic_hashes, cached in
+    benchmarks/data): references are each image, its JPEG and its resized copy; queries
+    its cropped or brightened copy and copies of unseen images. Then the same hashes
+    grown to ``n`` rows (each copied with about 8-48 random bits flipped: real PDQ bit biases
+    and clusters at scale). Default index against faiss flat and multi-hash, r=31."""
+    import faiss
+    import numba
+    import numpy as np
+
+    from bench_index import realistic_hashes
+    from hashmatch.hashes import HashBatch
+    from hashmatch.index import Flat, MultiIndexHash, build_index
+
+    numba.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(2)
+    real = realistic_hashes(0, images)
+    every = real["pdq_ref"].reshape(images, 5, 4)
+    base = np.ascontiguousarray(every[:, :3].reshape(-1, 4))
+    pick = rng.integers(0, images, 150)
+    queries = np.ascontiguousarray(np.concatenate([every[pick, rng.integers(3, 5, 150)], real["pdq_unseen"][:150]]))
+    grown = base[rng.integers(0, len(base), max(0, n - len(base)))]
+    for s in range(0, len(grown), 1 << 16):  # each bit flipped with probability 8/256 .. 48/256
+        part = grown[s : s + (1 << 16)]
+        odds = rng.integers(8, 49, len(part), dtype=np.uint8)
+        flips = rng.integers(0, 256, size=(len(part), 256), dtype=np.uint8) < odds[:, None]
+        part ^= np.packbits(flips, axis=1).view(">u8").astype(np.uint64)
+    r, nq = 31, len(queries)
+    qcodes = queries.view(np.uint8).reshape(nq, -1)
+    qbatch = HashBatch(queries, algorithm="pdq", bits=256)
+    for label, refs in ((f"PDQ of synthetic images n={len(base):,}", base),
+                        (f"PDQ-like n={n:,} (those, grown)", np.concatenate([base, grown]))):
+        batch = HashBatch(np.ascontiguousarray(refs), algorithm="pdq", bits=256)
+        codes = np.ascontiguousarray(refs).view(np.uint8).reshape(len(refs), -1)
+        fl = faiss.IndexBinaryFlat(256)
+        fl.add(codes)
+        default = build_index(batch, max_distance=r)
+        expect = Flat.build(batch).query(qbatch, r)
+        got = default.query(qbatch, r)
+        if sorted(zip(expect.query_index.tolist(), expect.ids.tolist())) != sorted(
+                zip(got.query_index.tolist(), got.ids.tolist())) or len(fl.range_search(qcodes, r + 1)[2]) != len(got):
+            raise SystemExit(f"{label}: results differ between Flat, the default index and faiss")
+        mh = faiss.IndexBinaryMultiHash(256, 16, 16)
+        mh.add(codes)
+        rates: dict[str, float] = {}
+        for _ in range(repeats):
+            for name, fn in (("faiss", lambda: fl.range_search(qcodes, r + 1)), ("default", lambda: default.query(qbatch, r))):
+                rates[name] = max(rates.get(name, 0.0), _best_qps(fn, nq=nq, repeats=1))
+        mh.nflip = 0
+        rates["mh0"] = _best_qps(lambda: mh.range_search(qcodes, r + 1), nq=nq, repeats=repeats)
+        recall = len(mh.range_search(qcodes, r + 1)[2]) / max(1, len(got))
+        kind = type(default).__name__
+        _line(f"default index ({kind}) {label} r=31", rates["default"], rates["faiss"], "faiss IndexBinaryFlat", 20,
+              "q/s", isa, out)
+        _line(f"default index ({kind}) {label} r=31", rates["default"], rates["mh0"],
+              f"faiss MultiHash 16x16 nflip=0 (approx, recall {recall:.3f})", 1.0, "q/s", isa, out)
+        if isinstance(default, MultiIndexHash):
+            uniform = default.probe_cost(r)[1]
+            seen = candidates_per_query(default, queries, r)
+            print(f"INFO {label}: {default.substrings} tables, {seen:,.0f} rows met per query "
+                  f"(uniform rows: {uniform:,.0f}), {default.nbytes / len(refs):.1f} B/ref", flush=True)
+            out.append({"job": f"candidates {label}", "hashmatch": seen, "uniform": uniform,
+                        "bytes_per_ref": default.nbytes / len(refs), "isa": isa})
+        del fl, mh, default, batch
 
 
 def job_pdq(isa: str, out: list[dict[str, Any]], count: int, repeats: int) -> None:
@@ -197,11 +298,13 @@ def job_cold(isa: str, out: list[dict[str, Any]], repeats: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", default="cold,index,pdq,dihedral")
+    parser.add_argument("--jobs", default="cold,index,real256,pdq,dihedral")
     parser.add_argument("--isa", choices=["native", "avx2", "both"], default="both")
     parser.add_argument("--n", type=int, default=1_000_000, help="references per index case")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pdq-images", type=int, default=40)
+    parser.add_argument("--real-images", type=int, default=1000,
+                        help="synthetic images for the real256 job (hashed once, cached in benchmarks/data)")
     add_record_option(parser)
     args = parser.parse_args(argv)
     pin_malloc()
@@ -209,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = set(args.jobs.split(","))
     if args.isa == "both":
         code = main(["--jobs", args.jobs, "--isa", "native", "--n", str(args.n), "--repeats", str(args.repeats),
-                     "--pdq-images", str(args.pdq_images), *record])
+                     "--pdq-images", str(args.pdq_images), "--real-images", str(args.real_images), *record])
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL_FEATURES,
                    "NUMBA_CACHE_DIR": cache}
@@ -217,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             if kernel_jobs:
                 code |= subprocess.run(
                     [sys.executable, __file__, "--jobs", kernel_jobs, "--isa", "avx2", "--n", str(args.n),
-                     "--repeats", str(args.repeats), "--pdq-images", str(args.pdq_images), *record], env=env, check=False,
+                     "--repeats", str(args.repeats), "--pdq-images", str(args.pdq_images), "--real-images",
+                     str(args.real_images), *record], env=env, check=False,
                 ).returncode
         return code
     out: list[dict[str, Any]] = []
@@ -225,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         job_cold(args.isa, out, 10)
     if "index" in jobs:
         job_index(args.isa, out, args.n, args.repeats)
+    if "real256" in jobs:
+        job_real256(args.isa, out, args.n, args.real_images, args.repeats)
     if "pdq" in jobs:
         job_pdq(args.isa, out, args.pdq_images, args.repeats)
     if "dihedral" in jobs:

@@ -82,10 +82,12 @@ def default_substrings(bits: int, n: int, r: int | None = None) -> int:
     miss) costs far more than checking a candidate from a contiguous copy, so for
     64-bit hashes shorter substrings with bigger buckets win (13 bits at 1M rows,
     measured). Substrings stay within 16 bits so each table's offsets fit in L2 and
-    cost at most a few bytes per row. ``r`` defaults to an eighth of the bit length
-    (8 for 64-bit hashes, 32 for PDQ).
+    cost at most a few bytes per row. ``r`` defaults to an eighth of the bit length for
+    64-bit hashes (8) and one less for longer ones (31 for PDQ, upstream's threshold:
+    ``r + 1 = 32`` splits into 16 tables of radius 1, measured 1.15x faster than the
+    17 tables that r = 32 picks, and 16 B per row smaller).
     """
-    radius = bits // 8 if r is None else r
+    radius = (bits // 8 if bits == 64 else bits // 8 - 1) if r is None else r
     lo = max(1, math.ceil(bits / _MAX_SUBSTRING_BITS))
     hi = max(lo, bits // _MIN_SUBSTRING_BITS)
     return min(range(lo, hi + 1), key=lambda m: (expected_cost_ns(bits, max(n, 1), m, radius), m))
