@@ -164,7 +164,7 @@ def test_fuzz_index_files_load_only_when_untouched(which: int, edits: list[tuple
     n=st.integers(0, 3),
     parameter=st.integers(0, 2**32 - 1),
     flags=st.sampled_from([0, 1, 2]),
-    version=st.sampled_from([1, 2]),
+    version=st.sampled_from([1, 2, 3]),
 )
 def test_fuzz_forged_headers_with_valid_checksums_are_bounded(
     kind: bytes, bits: int, n: int, parameter: int, flags: int, version: int
@@ -174,9 +174,9 @@ def test_fuzz_forged_headers_with_valid_checksums_are_bounded(
     header = _format._HEADER.pack(_format.MAGIC, version, size, flags, kind, b"pdq", bits, nw, n, parameter, b"", b"x")
     if flags == 1:
         header += struct.pack("<16sQ16s8s", b"s", 1, b"t", b"")
-    tables = 0  # version 2 multi-index files: zeroed tables of the size the header implies
-    if version == 2 and kind == b"mih" and 0 < bits <= _format.MAX_BITS and _format.mih_substrings_ok(bits, parameter):
-        tables = _format._spec_bytes(_format._table_specs("mih", bits, parameter, n))
+    tables = 0  # version 2 and 3 multi-index files: zeroed tables of the size the header implies
+    if version >= 2 and kind == b"mih" and 0 < bits <= _format.MAX_BITS and _format.mih_substrings_ok(bits, parameter):
+        tables = _format._spec_bytes(_format._table_specs("mih", bits, parameter, n, version))
     body = header + bytes(min(n * (nw * 8 + 8) + tables, 1 << 22))
     import hashlib
 
