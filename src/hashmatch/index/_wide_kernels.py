@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import njit, prefetch
-from ._kernels import _mih_hit, popcount64, substring_key
+from ._kernels import _mih_hit, list_probes, popcount64
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 _THIRTY_TWO = np.uint64(32)
@@ -113,29 +113,10 @@ def _wide_chunk(
     cnt = 0
     for qi in range(q0, q1):
         q = queries[qi]
-        # Every probe of the query first (table, bucket): Gosper's hack enumerates the
-        # masks of `length` bits with k bits set, k = 0 .. radius.
-        np_ = 0
         for t in range(m):
             qa_t[t] = (chunk32(q, chunks[t, 0]) << _THIRTY_TWO) | chunk32(q, chunks[t, 1])
             qc_t[t] = chunk32(q, chunks[t, 2])
-            rt = radii[t]
-            if rt < 0:
-                continue
-            length = lengths[t]
-            key = substring_key(q, starts[t], length)
-            limit = np.int64(1) << length
-            for k in range(rt + 1):
-                mask = (np.int64(1) << k) - 1
-                while mask < limit:
-                    probe_t[np_] = t
-                    probe_b[np_] = key ^ mask
-                    np_ += 1
-                    if k == 0:
-                        break
-                    low = mask & -mask
-                    ripple = mask + low
-                    mask = (((ripple ^ mask) >> 2) // low) | ripple
+        np_ = list_probes(q, starts, lengths, radii, probe_t, probe_b)  # every probe first
         # Then check them in order while the buckets `ahead` probes on are fetched (and
         # the offsets those need, twice as far), so the misses overlap.
         for i in range(min(2 * ahead, np_)):
@@ -163,29 +144,23 @@ def _wide_chunk(
             at = table_at[t] + probe_b[i]
             lo = np.int64(offsets[at])
             hi = np.int64(offsets[at + 1])
-            if t == 0:
-                for e in range(lo, hi):
-                    d = np.uint64(0)
-                    for k in range(nw):
-                        d += popcount64(words[e, k] ^ q[k])
-                    if d <= rr:
-                        cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos,
-                                       out_dist, start, cap, cnt)
-                continue
             qa = qa_t[t]
             qc = qc_t[t]
             base = (t - 1) * n
-            for p in range(base + lo, base + hi):
-                low = records[p, 1]
-                bound = popcount64(records[p, 0] ^ qa) + popcount64((low >> _THIRTY_TWO) ^ qc)
-                if bound <= rr:  # rare for a non-match: only now is the row read
+            for p in range(lo, hi):
+                if t == 0:  # rows are in table 0's order
+                    e = p
+                else:
+                    low = records[base + p, 1]
+                    if popcount64(records[base + p, 0] ^ qa) + popcount64((low >> _THIRTY_TWO) ^ qc) > rr:
+                        continue  # the usual case: the row is never read
                     e = np.int64(low & _LOW32)
-                    d = np.uint64(0)
-                    for k in range(nw):
-                        d += popcount64(words[e, k] ^ q[k])
-                    if d <= rr:
-                        cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos,
-                                       out_dist, start, cap, cnt)
+                d = np.uint64(0)
+                for k in range(nw):
+                    d += popcount64(words[e, k] ^ q[k])
+                if d <= rr:
+                    cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos,
+                                   out_dist, start, cap, cnt)
     return cnt
 
 
