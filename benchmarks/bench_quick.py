@@ -152,12 +152,15 @@ def candidates_per_query(index: Any, queries: Any, r: int) -> float:
     return total / len(queries)
 
 
-def job_real256(isa: str, out: list[dict[str, Any]], n: int, images: int, repeats: int) -> None:
+def job_real256(isa: str, out: list[dict[str, Any]], n: int, images: int, repeats: int,
+                grow_flips: tuple[int, int]) -> None:
     """PDQ hashes of synthetic images (bench_index.realistic_hashes, cached in
     benchmarks/data): references are each image, its JPEG and its resized copy; queries
     its cropped or brightened copy and copies of unseen images. Then the same hashes
-    grown to ``n`` rows (each copied with about 8-48 random bits flipped: real PDQ bit biases
-    and clusters at scale). Default index against faiss flat and multi-hash, r=31."""
+    grown to ``n`` rows, each copy with each bit flipped with probability lo/256 .. hi/256
+    (``grow_flips``): real PDQ bit biases at scale. The default 48..96 keeps copies
+    further than r from each other; 8..48 makes dense clusters (about 100 matches a
+    query). Default index against faiss flat and multi-hash, r=31."""
     import faiss
     import numba
     import numpy as np
@@ -175,16 +178,17 @@ def job_real256(isa: str, out: list[dict[str, Any]], n: int, images: int, repeat
     pick = rng.integers(0, images, 150)
     queries = np.ascontiguousarray(np.concatenate([every[pick, rng.integers(3, 5, 150)], real["pdq_unseen"][:150]]))
     grown = base[rng.integers(0, len(base), max(0, n - len(base)))]
-    for s in range(0, len(grown), 1 << 16):  # each bit flipped with probability 8/256 .. 48/256
+    for s in range(0, len(grown), 1 << 16):
         part = grown[s : s + (1 << 16)]
-        odds = rng.integers(8, 49, len(part), dtype=np.uint8)
+        odds = rng.integers(grow_flips[0], grow_flips[1] + 1, len(part), dtype=np.uint8)
         flips = rng.integers(0, 256, size=(len(part), 256), dtype=np.uint8) < odds[:, None]
         part ^= np.packbits(flips, axis=1).view(">u8").astype(np.uint64)
     r, nq = 31, len(queries)
     qcodes = queries.view(np.uint8).reshape(nq, -1)
     qbatch = HashBatch(queries, algorithm="pdq", bits=256)
     for label, refs in ((f"PDQ of synthetic images n={len(base):,}", base),
-                        (f"PDQ-like n={n:,} (those, grown)", np.concatenate([base, grown]))):
+                        (f"PDQ-like n={n:,} (grown, flips {grow_flips[0]}-{grow_flips[1]})",
+                         np.concatenate([base, grown]))):
         batch = HashBatch(np.ascontiguousarray(refs), algorithm="pdq", bits=256)
         codes = np.ascontiguousarray(refs).view(np.uint8).reshape(len(refs), -1)
         fl = faiss.IndexBinaryFlat(256)
@@ -305,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pdq-images", type=int, default=40)
     parser.add_argument("--real-images", type=int, default=1000,
                         help="synthetic images for the real256 job (hashed once, cached in benchmarks/data)")
+    parser.add_argument("--grow-flips", default="48:96", help="real256: bits flipped per grown copy, LO:HI of 256")
     add_record_option(parser)
     args = parser.parse_args(argv)
     pin_malloc()
@@ -312,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = set(args.jobs.split(","))
     if args.isa == "both":
         code = main(["--jobs", args.jobs, "--isa", "native", "--n", str(args.n), "--repeats", str(args.repeats),
-                     "--pdq-images", str(args.pdq_images), "--real-images", str(args.real_images), *record])
+                     "--pdq-images", str(args.pdq_images), "--real-images", str(args.real_images), "--grow-flips", args.grow_flips, *record])
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL_FEATURES,
                    "NUMBA_CACHE_DIR": cache}
@@ -321,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 code |= subprocess.run(
                     [sys.executable, __file__, "--jobs", kernel_jobs, "--isa", "avx2", "--n", str(args.n),
                      "--repeats", str(args.repeats), "--pdq-images", str(args.pdq_images), "--real-images",
-                     str(args.real_images), *record], env=env, check=False,
+                     str(args.real_images), "--grow-flips", args.grow_flips, *record], env=env, check=False,
                 ).returncode
         return code
     out: list[dict[str, Any]] = []
@@ -330,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     if "index" in jobs:
         job_index(args.isa, out, args.n, args.repeats)
     if "real256" in jobs:
-        job_real256(args.isa, out, args.n, args.real_images, args.repeats)
+        lo, hi = (int(v) for v in args.grow_flips.split(":"))
+        job_real256(args.isa, out, args.n, args.real_images, args.repeats, (lo, hi))
     if "pdq" in jobs:
         job_pdq(args.isa, out, args.pdq_images, args.repeats)
     if "dihedral" in jobs:
