@@ -12,7 +12,10 @@ rest ``a - 1`` (radius ``-1`` means the table is not probed at all for small ``r
 A candidate seen in several tables is reported once: on a match found in table ``t``
 the kernel checks whether an earlier table's ball also holds it (cheap, and only paid
 on true matches). Rows are kept in table 0's bucket order, so table 0's candidates
-are contiguous in memory.
+are contiguous in memory. Hashes longer than 64 bits keep, instead of row numbers, a
+16-byte filter record per entry of tables 1 .. m-1 (``_wide_kernels``): a probe
+checks its bucket from one contiguous run and reads a row only when 96 of its bits
+are already within the radius.
 """
 
 from __future__ import annotations
