@@ -28,6 +28,7 @@ from .._jit import njit, prefetch
 from ._kernels import list_probes, popcount64, substring_key
 
 _ONE = np.uint64(1)
+_NO_DISTANCE = np.uint64(1 << 20)  # above any distance
 _LOW32 = np.uint64(0xFFFFFFFF)
 _THIRTY_TWO = np.uint64(32)
 _LINE_WORDS = 8  # uint64 per 64-byte cache line
@@ -174,6 +175,15 @@ def _wide_chunk(
             qa = qa_t[t]
             qc = qc_t[t]
             base = (t - 1) * n
+            if t > 0 and hi > lo:
+                # Pass 1, branch-free: the least filter distance in the bucket (unsigned
+                # positions spare numba's negative-index wraparound, so it vectorises).
+                least = _NO_DISTANCE
+                for j in range(np.uint64(2 * (base + lo)), np.uint64(2 * (base + hi)), np.uint64(2)):
+                    least = min(least, popcount64(flat_records[j] ^ qa)
+                                + popcount64((flat_records[j + _ONE] >> _THIRTY_TWO) ^ qc))
+                if least > rr:
+                    continue
             for p in range(lo, hi):
                 if t <= 0:  # rows are in table 0's order (or the dummies)
                     e = p if t == 0 else -1
