@@ -163,20 +163,20 @@ def test_fuzz_index_files_load_only_when_untouched(which: int, edits: list[tuple
     bits=st.one_of(st.sampled_from([0, 64, 256, 4096, 4160, 131072]), st.integers(0, 2**32 - 1)),
     n=st.integers(0, 3),
     parameter=st.integers(0, 2**32 - 1),
-    flags=st.sampled_from([0, 1, 2]),
-    version=st.sampled_from([1, 2]),
+    flags=st.sampled_from([0, 1, 2, 3, 4]),
+    version=st.sampled_from([1, 2, 3, 4]),
 )
 def test_fuzz_forged_headers_with_valid_checksums_are_bounded(
     kind: bytes, bits: int, n: int, parameter: int, flags: int, version: int
 ) -> None:
     nw = bits // 64
-    size = 128 + (48 if flags == 1 else 0)
+    size = 128 + (48 if flags & 1 else 0)
     header = _format._HEADER.pack(_format.MAGIC, version, size, flags, kind, b"pdq", bits, nw, n, parameter, b"", b"x")
-    if flags == 1:
+    if flags & 1:
         header += struct.pack("<16sQ16s8s", b"s", 1, b"t", b"")
-    tables = 0  # version 2 multi-index files: zeroed tables of the size the header implies
-    if version == 2 and kind == b"mih" and 0 < bits <= _format.MAX_BITS and _format.mih_substrings_ok(bits, parameter):
-        tables = _format._spec_bytes(_format._table_specs("mih", bits, parameter, n))
+    tables = 0  # version 2-4 multi-index files: zeroed tables of the size the header implies
+    if version >= 2 and kind == b"mih" and 0 < bits <= _format.MAX_BITS and _format.mih_substrings_ok(bits, parameter):
+        tables = _format._spec_bytes(_format._table_specs("mih", bits, parameter, n, version, bool(flags & 2)))
     body = header + bytes(min(n * (nw * 8 + 8) + tables, 1 << 22))
     import hashlib
 

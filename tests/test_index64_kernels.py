@@ -194,9 +194,9 @@ def test_version_2_files_of_64_bit_hashes_load_and_rebuild(tmp_path: Path) -> No
     for r in (0, 4, 8, 20):
         a, b = built.query(queries, r), loaded.query(queries, r)
         assert a.ids.tolist() == b.ids.tolist() and a.distances.tolist() == b.distances.tolist()
-    # and a version 3 file maps its tables
+    # and a version 4 file maps its tables
     built.save(path)
-    assert struct.unpack_from("<H", path.read_bytes(), 8)[0] == _format.FORMAT_VERSION == 3
+    assert struct.unpack_from("<H", path.read_bytes(), 8)[0] == _format.FORMAT_VERSION == 4
     assert isinstance(load_index(path)._entries, np.memmap) or isinstance(load_index(path)._entries.base, np.memmap)
 
 

@@ -135,9 +135,9 @@ def test_saved_file_holds_live_rows_only(tmp_path: Path, rng: np.random.Generato
     assert f.words.shape[0] == 38 and not {3, 4} & set(f.ids.tolist())
 
 
-def _tables_start(path: Path) -> int:
+def _tables_start(path: Path, nw: int = 4) -> int:
     n = struct.unpack_from("<Q", path.read_bytes(), 88)[0]
-    return _format.HEADER_SIZE + n * (32 + 8)
+    return _format.HEADER_SIZE + n * (8 * nw + 8)
 
 
 def rewrite_bytes(path: Path, offset: int, raw: bytes) -> None:
@@ -163,23 +163,41 @@ def test_damage_in_the_table_sections_is_caught(saved: Path, rng: np.random.Gene
             load_index(saved)
 
 
-def test_forged_tables_with_valid_checksum_cannot_reach_out_of_bounds(saved: Path) -> None:
-    """Offsets and entries are bounds-checked: a kernel never indexes past the rows."""
+@pytest.mark.parametrize("bits", [64, 256])
+def test_forged_tables_with_valid_checksum_cannot_reach_out_of_bounds(
+    tmp_path: Path, rng: np.random.Generator, bits: int
+) -> None:
+    """Offsets and row numbers (longer hashes' records) are bounds-checked:
+    a kernel never indexes past the rows."""
+    words = rng.integers(0, 2**64 - 1, size=(50, bits // 64), dtype=np.uint64, endpoint=True)
+    saved = tmp_path / "t.hmidx"
+    MultiIndexHash.build(HashBatch(words, algorithm="x", bits=bits)).save(saved)
     data = saved.read_bytes()
     f = _format.read_index(saved)
-    offsets_at = _tables_start(saved)
-    entries_at = offsets_at + _format._spec_bytes(_format._table_specs("mih", 256, f.parameter, 0)[:1])
+    specs = _format._table_specs("mih", bits, f.parameter, 50)
+    offsets_at = _tables_start(saved, bits // 64)
+    entries_at = offsets_at + _format._spec_bytes(specs[:1])
+    # the row number of a record is the low half of its second word
+    rows_at = offsets_at + _format._spec_bytes(specs[:3]) + 8
+    forged_rows = (
+        []  # 64-bit tables hold partial words, not row numbers (test_index64_kernels forges them)
+        if bits == 64 else
+        [(rows_at, struct.pack("<I", 50), "record"), (rows_at + 16 * 7, struct.pack("<I", 2**32 - 1), "record")]
+    )
     for offset, raw, message in [
         (offsets_at, struct.pack("<i", 1), "offsets"),  # the first bucket does not start at 0
         (offsets_at + 4, struct.pack("<i", 2**30), "offsets"),  # past the rows
         (offsets_at + 4, struct.pack("<i", -5), "offsets"),  # decreasing
-        (entries_at, struct.pack("<I", 50), "entry"),  # a row number == n
-        (entries_at + 8, struct.pack("<I", 2**32 - 1), "entry"),
+        *forged_rows,  # a row number == n, and far past it
     ]:
         saved.write_bytes(data)
         rewrite_bytes(saved, offset, raw)
         with pytest.raises(CorruptIndexError, match=message):
             MultiIndexHash.load(saved)
+    if bits > 64:  # the high half of a record is filter bits: any value is in bounds
+        saved.write_bytes(data)
+        rewrite_bytes(saved, rows_at + 4, struct.pack("<I", 2**32 - 1))
+        MultiIndexHash.load(saved)
 
 
 def test_non_zero_padding_is_refused(tmp_path: Path, rng: np.random.Generator) -> None:
@@ -206,10 +224,29 @@ def _as_version_1(path: Path, target: Path) -> None:
     target.write_bytes(body + hashlib.sha256(body).digest())
 
 
+def _as_version_2(path: Path, target: Path) -> None:
+    """Write a saved (version 4) multi-index as a version 2 file: the entries of every
+    table as uint32 row numbers, no records section."""
+    f = _format.read_index(path)
+    entries = f.tables[1] if f.bits == 64 else (f.tables[3][:, 1] & np.uint64(0xFFFFFFFF)).astype("<u4")
+    header = bytearray(path.read_bytes()[: _format.HEADER_SIZE])
+    struct.pack_into("<H", header, 8, 2)
+    body = bytes(header)
+    for arr in (f.words, f.ids, f.tables[0], entries, f.tables[2]):
+        raw = np.ascontiguousarray(arr).tobytes()
+        body += raw + bytes(-len(raw) % 8)
+    target.write_bytes(body + hashlib.sha256(body).digest())
+
+
+def _mapped(arr: np.ndarray) -> bool:
+    return isinstance(arr, np.memmap) or isinstance(arr.base, np.memmap)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("nw", [1, 4])
+@pytest.mark.parametrize("nw", [1, 2, 4])
 def test_loaded_tables_answer_like_the_built_index_and_brute_force(tmp_path: Path, seed: int, nw: int) -> None:
-    """Version 2 (mapped tables) and version 1 (rebuilt tables) files answer exactly."""
+    """Version 4 (mapped tables), version 2 (mapped entries; longer hashes derive their
+    records) and version 1 (rebuilt tables) files answer exactly."""
     rng = np.random.default_rng(seed)
     n = 3000
     words = rng.integers(0, 2**64 - 1, size=(n, nw), dtype=np.uint64, endpoint=True)
@@ -223,11 +260,19 @@ def test_loaded_tables_answer_like_the_built_index_and_brute_force(tmp_path: Pat
     qbatch = HashBatch(queries, algorithm="x", bits=bits)
     path = tmp_path / "t.hmidx"
     built.save(path)
-    v2 = MultiIndexHash.load(path)
-    assert isinstance(v2._entries, np.memmap) or isinstance(v2._entries.base, np.memmap)  # mapped, not built
-    _as_version_1(path, tmp_path / "v1.hmidx")  # another file: path stays mapped by v2
+    v3 = MultiIndexHash.load(path)
+    assert _mapped(v3._entries if nw == 1 else v3._records)  # mapped, not built
+    if nw > 1:  # 64-bit version 2 files (row copies) are test_index64_kernels' case
+        _as_version_2(path, tmp_path / "v2.hmidx")  # other files: path stays mapped by v3
+        v2 = MultiIndexHash.load(tmp_path / "v2.hmidx")
+        assert _mapped(v2._offsets) and not _mapped(v2._entries)
+    else:
+        v2 = built
+    _as_version_1(path, tmp_path / "v1.hmidx")
     v1 = MultiIndexHash.load(tmp_path / "v1.hmidx")
-    assert not isinstance(v1._entries.base, np.memmap)  # rebuilt
+    assert not _mapped(v1._offsets) and not _mapped(v1._records)  # rebuilt
+    for index in (v3, v2, v1):
+        assert index.nbytes == built.nbytes
     dist = np.zeros((len(queries), n), dtype=np.int64)
     for k in range(nw):
         x = queries[:, None, k] ^ words[None, :, k]
@@ -235,9 +280,9 @@ def test_loaded_tables_answer_like_the_built_index_and_brute_force(tmp_path: Pat
     for r in (0, 1, 3, bits // 8, bits // 4):
         qi, col = np.nonzero(dist <= r)
         expected = sorted(zip(qi.tolist(), dist[qi, col].tolist(), ids[col].tolist()))
-        for name, index in (("built", built), ("v2", v2), ("v1", v1)):
+        for name, index in (("built", built), ("v3", v3), ("v2", v2), ("v1", v1)):
             res = index.query(qbatch, r)
             assert name and sorted(zip(res.query_index.tolist(), res.distances.tolist(), res.ids.tolist())) == expected
-    v2.remove(ids[:10])
-    res = v2.query(qbatch, bits // 8)
+    v3.remove(ids[:10])
+    res = v3.query(qbatch, bits // 8)
     assert not set(ids[:10].tolist()) & set(res.ids.tolist())

@@ -214,7 +214,7 @@ def test_snapshot_of_another_layout_or_store_is_not_used(tmp_path: Path, rng: np
         monkeypatch.setattr(_local_stage, "SNAPSHOT_NAME", SNAPSHOT_NAME.replace(".r16", ".r24"))
         m = Matcher.from_store(a)
         assert len(_local(m)) == 5
-        assert len(list(Path(a.path + ".snapshots").glob("local-orb.v1.r24-*"))) == 1
+        assert len(list(Path(a.path + ".snapshots").glob(SNAPSHOT_NAME.replace(".r16", ".r24") + "-*"))) == 1
 
 
 # -- damage: rebuilt, never a wrong answer -----------------------------------------------------------

@@ -252,6 +252,10 @@ class Index:
         """Built arrays the file keeps so a load need not rebuild them (none by default)."""
         return ()
 
+    def _file_row_numbers(self) -> bool:
+        """Whether the file's wide multi-index tables hold row numbers (``_format`` flag 2)."""
+        return False
+
     @classmethod
     def _from_file(
         cls: type[_IndexT], algorithm: str, bits: int, parameter: int,
@@ -270,7 +274,7 @@ class Index:
         _format.write_index(
             path, kind=self.kind, algorithm=self.algorithm, bits=self.bits,
             parameter=self._file_parameter(), words=self._words, ids=self._ids, origin=origin,
-            tables=self._file_tables(),
+            tables=self._file_tables(), row_numbers=self._file_row_numbers(),
         )
 
     @classmethod

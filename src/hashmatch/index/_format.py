@@ -1,12 +1,13 @@
 """The index file format: the one place that reads and writes index files.
 
-Version 3, all integers little-endian::
+Version 4, all integers little-endian::
 
     offset  size  field
          0     8  magic  b"\\x89HMIDX\\r\\n"  (the \\r\\n catches text-mode mangling)
-         8     2  format version (3; versions 1 and 2 still load, see below)
+         8     2  format version (4; versions 1 to 3 still load, see below)
         10     2  header size (128)
-        12     4  flags (0, or 1: an origin block follows the header)
+        12     4  flags: 1 an origin block follows the header; 2 a multi-index of hashes
+                  longer than 64 bits holds row numbers, not filter records (below)
         16    16  index kind, ASCII, NUL-padded: "flat", "bktree" or "mih"
         32    48  hash algorithm, UTF-8, NUL-padded (e.g. "phash", "pdq")
         80     4  bit length (a positive multiple of 64)
@@ -27,15 +28,21 @@ Version 3, all integers little-endian::
          …   4·T  bucket offsets, int32, then zero bytes up to a multiple of 8
          … 4·k·n  the tables, uint32, then zero bytes up to a multiple of 8: for 64-bit
                   hashes every table's 32-bit partial words (k = m,
-                  ``_kernels64.mih64_tables``), for longer ones the row numbers of
-                  tables 1 .. m-1 (k = m - 1, ``_kernels.mih_tables``)
+                  ``_kernels64.mih64_tables``); for longer ones the row numbers of
+                  tables 1 .. m-1 with flag 2 (k = m - 1), else empty (k = 0: the
+                  records hold the row numbers)
+         … 16·(m-1)·n  filter records of tables 1 .. m-1, two uint64 each (hashes longer
+                  than 64 bits without flag 2 only; else empty; ``_wide_kernels``: the low 32 bits of
+                  the second word are the row number)
          …    32  SHA-256 of every byte before it
 
-Older versions: version 1 holds the rows and ids only. Version 2 is version 3 plus a
-section of per-table row copies after the tables (8·(m-1)·n bytes, 64-bit hashes
-only, else empty), and its 64-bit tables hold row numbers (k = m - 1). Both load: their rows are
-checked and checksummed as usual, and a multi-index rebuilds its tables from them
-(version 2 files of longer hashes keep theirs, which version 3 lays out the same way).
+Older versions: version 1 holds the rows and ids only. Version 2 holds row numbers
+for tables 1 .. m-1 (k = m - 1) for every bit length, a section of per-table row
+copies after them (8·(m-1)·n bytes, 64-bit hashes only, else empty) and no records.
+Version 3 is version 2 with version 4's 64-bit partial-word tables and no row copies.
+All load: their rows are checked and checksummed as usual; a multi-index rebuilds
+the 64-bit tables of versions 1-2 from the rows, and derives the records of longer
+hashes from the row numbers of versions 2-3.
 
 Every section's size follows from the header (nothing else is a size), so the file size
 is checked exactly before anything is mapped. Rows, ids and tables are read through a
@@ -83,9 +90,10 @@ from ..errors import CorruptIndexError, IndexArgumentError
 from .._version import __version__
 
 MAGIC = b"\x89HMIDX\r\n"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _OLDEST_VERSION = 1  # rows only: the multi-index rebuilds its tables on load
 _COPIES_VERSION = 2  # the last version with per-table row copies of 64-bit hashes
+_RECORDS_VERSION = 4  # the first version with filter records for longer hashes
 HEADER_SIZE = 128
 CHECKSUM_SIZE = 32
 KINDS = ("flat", "bktree", "mih")
@@ -94,6 +102,7 @@ _HEADER = struct.Struct("<8sHHI16s48sIIQI12s16s")
 # store id, generation, token, reserved
 _ORIGIN = struct.Struct("<16sQ16s8s")
 FLAG_ORIGIN = 1
+FLAG_ROW_NUMBERS = 2  # a wide multi-index without filter records
 MAX_BITS = 4096
 """Longest hash an index file may hold: bounds every table a load builds (the longest
 hash the project makes is 1,024 bits)."""
@@ -123,8 +132,9 @@ class IndexFile:
     ids: npt.NDArray[np.int64]
     origin: Origin | None = None
     tables: tuple[np.ndarray, ...] = ()
-    """Multi-index tables as the kernels take them: (offsets, tables 1 .. m-1, empty row
-    copies); empty for other kinds and for files whose tables are rebuilt on load."""
+    """Multi-index tables as the file holds them: (offsets, entries, row copies) from
+    version 2, then (records,) from version 4; empty for other kinds and for files
+    whose tables are rebuilt on load."""
 
 
 def mih_layout(bits: int, m: int) -> list[int]:
@@ -139,20 +149,26 @@ def mih_substrings_ok(bits: int, m: int) -> bool:
 
 
 def _table_specs(
-    kind: str, bits: int, m: int, n: int, version: int = FORMAT_VERSION
+    kind: str, bits: int, m: int, n: int, version: int = FORMAT_VERSION, row_numbers: bool = False
 ) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
     """(name, file dtype, shape) of each table section; ``m`` must pass ``mih_substrings_ok``."""
-    if kind != "mih":
+    if kind != "mih" or version < 2:
         return []
     nw = bits // 64
     nbuckets = sum((1 << length) + 1 for length in mih_layout(bits, m))
     copies = (m - 1) * n if bits == 64 and version <= _COPIES_VERSION else 0
-    tables = m if bits == 64 and version > _COPIES_VERSION else m - 1  # 64-bit: table 0 too
-    return [
+    if bits == 64:
+        tables = m if version > _COPIES_VERSION else m - 1  # partial words: table 0 too
+    else:
+        tables = m - 1 if version < _RECORDS_VERSION or row_numbers else 0  # else in the records
+    specs = [
         ("offsets", np.dtype("<i4"), (nbuckets,)),
         ("entries", np.dtype("<u4"), (tables * n,)),
         ("table words", np.dtype("<u8"), (copies, nw)),
     ]
+    if version >= _RECORDS_VERSION:
+        specs.append(("records", np.dtype("<u8"), ((m - 1) * n if bits > 64 and not row_numbers else 0, 2)))
+    return specs
 
 
 def _padded(nbytes: int) -> int:
@@ -166,10 +182,12 @@ def _spec_bytes(specs: list[tuple[str, np.dtype, tuple[int, ...]]]) -> int:
 def write_index(
     path: str | os.PathLike[str], *, kind: str, algorithm: str, bits: int, parameter: int,
     words: npt.NDArray[np.uint64], ids: npt.NDArray[np.int64], origin: Origin | None = None,
-    tables: tuple[np.ndarray, ...] = (),
+    tables: tuple[np.ndarray, ...] = (), row_numbers: bool = False,
 ) -> None:
     n, nw = words.shape
-    specs = _table_specs(kind, bits, parameter, n)
+    if row_numbers and (kind != "mih" or bits <= 64):
+        raise IndexArgumentError("only a multi-index of hashes over 64 bits can hold row numbers instead of records")
+    specs = _table_specs(kind, bits, parameter, n, row_numbers=row_numbers)
     if len(tables) != len(specs) or any(
         np.asarray(arr).shape != shape for arr, (_, _, shape) in zip(tables, specs)
     ):
@@ -178,9 +196,9 @@ def write_index(
         raise IndexArgumentError(f"algorithm name {algorithm!r} is longer than 48 bytes")
     if bits > MAX_BITS:
         raise IndexArgumentError(f"index files hold hashes of at most {MAX_BITS} bits, got {bits}")
-    flags, size, block = 0, HEADER_SIZE, b""
+    flags, size, block = FLAG_ROW_NUMBERS if row_numbers else 0, HEADER_SIZE, b""
     if origin is not None:
-        flags, size = FLAG_ORIGIN, HEADER_SIZE + _ORIGIN.size
+        flags, size = flags | FLAG_ORIGIN, HEADER_SIZE + _ORIGIN.size
         block = _ORIGIN.pack(
             origin.store_id.encode("ascii"), origin.generation, origin.token.encode("ascii"), b""
         )
@@ -266,7 +284,7 @@ def read_index(
             raise CorruptIndexError(
                 f"index file format version {version}{newer}; this hashmatch reads version {FORMAT_VERSION}"
             )
-        if flags & ~FLAG_ORIGIN or reserved != bytes(12):
+        if flags & ~(FLAG_ORIGIN | FLAG_ROW_NUMBERS) or reserved != bytes(12):
             raise CorruptIndexError("index file: unknown flags or non-zero reserved bytes")
         expected_header = HEADER_SIZE + (_ORIGIN.size if flags & FLAG_ORIGIN else 0)
         if header_size != expected_header:
@@ -292,11 +310,14 @@ def read_index(
             raise CorruptIndexError(f"index file: a {kind} index has no parameter, got {parameter}")
         if kind == "mih" and not 1 <= parameter <= bits:
             raise CorruptIndexError(f"index file: {parameter} substrings for {bits}-bit hashes")
+        row_numbers = bool(flags & FLAG_ROW_NUMBERS)
+        if row_numbers and (kind != "mih" or bits <= 64 or version < _RECORDS_VERSION):
+            raise CorruptIndexError("index file: flag 2 (row numbers) on an index that has no records")
         specs: list[tuple[str, np.dtype, tuple[int, ...]]] = []
         if version >= 2:
             if kind == "mih" and not mih_substrings_ok(bits, parameter):
                 raise CorruptIndexError(f"index file: {parameter} substrings for {bits}-bit hashes")
-            specs = _table_specs(kind, bits, parameter, n, version)
+            specs = _table_specs(kind, bits, parameter, n, version, row_numbers)
         rows_end = header_size + n * (nw * 8 + 8)
         expected = rows_end + _spec_bytes(specs) + CHECKSUM_SIZE
         if size != expected:
@@ -343,7 +364,7 @@ def read_index(
     if tables and bits == 64 and version <= _COPIES_VERSION:
         tables = []  # row numbers and copies: the multi-index rebuilds its 64-bit tables
     if tables:
-        _check_tables(bits, parameter, n, tables[0], tables[1])
+        _check_tables(bits, parameter, n, tables[0], tables[1], tables[3] if len(tables) > 3 else None)
     if expected_origin is not None and origin != expected_origin:
         got = "no origin" if origin is None else f"store {origin.store_id} generation {origin.generation}"
         raise CorruptIndexError(
@@ -366,7 +387,8 @@ def _mapped(f: object, dtype: np.dtype, offset: int, shape: tuple[int, ...], nby
     return np.memmap(f, dtype=dtype, mode="c", offset=offset, shape=shape)
 
 
-def _check_tables(bits: int, m: int, n: int, offsets: np.ndarray, entries: np.ndarray) -> None:
+def _check_tables(bits: int, m: int, n: int, offsets: np.ndarray, entries: np.ndarray,
+                  records: np.ndarray | None) -> None:
     """Bounds that keep the kernels inside the arrays, whatever a file says (see above).
 
     64-bit partial words need none: any 32-bit value's top bits name a bucket of
@@ -382,6 +404,11 @@ def _check_tables(bits: int, m: int, n: int, offsets: np.ndarray, entries: np.nd
     for s in range(0, entries.shape[0], _CHUNK):
         if int(entries[s : s + _CHUNK].max()) >= n:
             raise CorruptIndexError("index file: a table entry is not a row number")
+    if records is not None:
+        rows = records[:, 1]
+        for s in range(0, rows.shape[0], _CHUNK):
+            if int((rows[s : s + _CHUNK] & np.uint64(0xFFFFFFFF)).max()) >= n:
+                raise CorruptIndexError("index file: a table record's entry is not a row number")
 
 
 def _peek_header(path: str | os.PathLike[str]) -> tuple:  # type: ignore[type-arg]

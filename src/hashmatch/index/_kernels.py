@@ -350,6 +350,34 @@ def substring_keys(words, start, length):
     return keys
 
 
+@njit(cache=True, nogil=True)
+def list_probes(q, starts, lengths, radii, probe_t, probe_b):
+    """Every bucket a multi-index query probes, as (table, bucket) pairs into ``probe_t``
+    and ``probe_b`` (sized by ``_wide_kernels.probe_count``); returns how many. Table t's
+    probes are its key xor every mask of ``lengths[t]`` bits with k bits set, k = 0 ..
+    ``radii[t]``, enumerated with Gosper's hack."""
+    np_ = 0
+    for t in range(starts.shape[0]):
+        rt = radii[t]
+        if rt < 0:
+            continue
+        length = lengths[t]
+        key = substring_key(q, starts[t], length)
+        limit = np.int64(1) << length
+        for k in range(rt + 1):
+            mask = (np.int64(1) << k) - 1
+            while mask < limit:
+                probe_t[np_] = t
+                probe_b[np_] = key ^ mask
+                np_ += 1
+                if k == 0:
+                    break
+                low = mask & -mask
+                ripple = mask + low
+                mask = (((ripple ^ mask) >> 2) // low) | ripple
+    return np_
+
+
 # ---------------------------------------------------------------------------------
 # Multi-index hashing
 # ---------------------------------------------------------------------------------

@@ -20,8 +20,12 @@ bounds its candidates' distances from one contiguous run of them; table 0's are 
 row order, and the few candidates of other tables that pass are found in table 0
 through substring 0, which their partial words begin with. That is 4 bytes per row
 and table (37 B per reference at m = 5, against 65 B with row numbers and row
-copies), and faster at 1M rows (notes/issue-14-index64.md). Longer hashes keep row
-numbers.
+copies), and faster at 1M rows (notes/issue-14-index64.md). Longer hashes keep a
+16-byte filter record per entry of tables 1 .. m-1 (``_wide_kernels``): a probe
+checks its bucket from one contiguous run and reads a row only when 96 of its bits
+are already within the radius. ``filter_records=False`` keeps plain row numbers
+(4 bytes per row and table instead of 16, slower probes) where memory matters more,
+as for the local stage's descriptors.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from .flat import scan
 
 _kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
 _kernels64 = kernels("hashmatch.index._kernels64")
+_wide = kernels("hashmatch.index._wide_kernels")
 
 __all__ = ["MultiIndexHash", "default_substrings", "probe_radii"]
 
@@ -58,11 +63,15 @@ _PROBE_NS_LARGE = 100.0
 _PROBE_NS_SMALL = 20.0
 _LARGE_ROWS = 300_000
 _CANDIDATE_NS = {True: 2.0, False: 40.0}
+# Longer hashes check candidates from the filter records of _wide_kernels (one run of
+# 16-byte records per bucket, a row read only for the rare survivors).
+_WIDE_CANDIDATE_NS = 2.0
 _SCAN_NS_PER_WORD = {True: 0.06, False: 0.3}  # keyed by "has a vector popcount"
 
 
-def expected_cost_ns(bits: int, n: int, m: int, r: int) -> float:
-    """Modelled time of one multi-index query at radius ``r`` over ``n`` uniform rows."""
+def expected_cost_ns(bits: int, n: int, m: int, r: int, records: bool = True) -> float:
+    """Modelled time of one multi-index query at radius ``r`` over ``n`` uniform rows
+    (``records``: longer hashes check candidates through filter records)."""
     _, lengths = _layout(bits, m)
     radii = probe_radii(r, m)
     probes = 0
@@ -72,7 +81,11 @@ def expected_cost_ns(bits: int, n: int, m: int, r: int) -> float:
         probes += p
         candidates += n * p / 2.0**length
     probe_ns = _PROBE_NS_LARGE if n >= _LARGE_ROWS else _PROBE_NS_SMALL
-    return probes * probe_ns + candidates * _CANDIDATE_NS[bits == 64]
+    if bits == 64:
+        candidate_ns = _CANDIDATE_NS[True]
+    else:
+        candidate_ns = _WIDE_CANDIDATE_NS if records else _CANDIDATE_NS[False]
+    return probes * probe_ns + candidates * candidate_ns
 
 
 def scan_cost_ns(bits: int, n: int) -> float:
@@ -80,20 +93,22 @@ def scan_cost_ns(bits: int, n: int) -> float:
     return n * (bits // 64) * _SCAN_NS_PER_WORD[vector_popcount()]
 
 
-def default_substrings(bits: int, n: int, r: int | None = None) -> int:
+def default_substrings(bits: int, n: int, r: int | None = None, records: bool = True) -> int:
     """The substring count ``m`` with the lowest modelled query cost at radius ``r``.
 
     Norouzi et al. take substrings of about ``log2(n)`` bits; here a probe (a cache
     miss) costs far more than checking a candidate from a contiguous copy, so for
     64-bit hashes shorter substrings with bigger buckets win (13 bits at 1M rows,
     measured). Substrings stay within 16 bits so each table's offsets fit in L2 and
-    cost at most a few bytes per row. ``r`` defaults to an eighth of the bit length
-    (8 for 64-bit hashes, 32 for PDQ).
+    cost at most a few bytes per row. ``r`` defaults to an eighth of the bit length for
+    64-bit hashes (8) and one less for longer ones (31 for PDQ, upstream's threshold:
+    ``r + 1 = 32`` splits into 16 tables of radius 1, measured 1.15x faster than the
+    17 tables that r = 32 picks, and 16 B per row smaller).
     """
-    radius = bits // 8 if r is None else r
+    radius = (bits // 8 if bits == 64 or not records else bits // 8 - 1) if r is None else r
     lo = max(1, math.ceil(bits / _MAX_SUBSTRING_BITS))
     hi = max(lo, bits // _MIN_SUBSTRING_BITS)
-    return min(range(lo, hi + 1), key=lambda m: (expected_cost_ns(bits, max(n, 1), m, radius), m))
+    return min(range(lo, hi + 1), key=lambda m: (expected_cost_ns(bits, max(n, 1), m, radius, records), m))
 
 
 def probe_radii(r: int, m: int) -> npt.NDArray[np.int64]:
@@ -110,6 +125,14 @@ def _layout(bits: int, m: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.in
     return starts, lengths
 
 
+def filter_chunks(bits: int, starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The three 32-bit chunks of each table's filter records (see ``_wide_kernels``): the
+    ones after the chunk holding the substring's last bit, so they avoid its bits."""
+    nchunks = bits // 32
+    last = (starts + lengths - 1) // 32
+    return np.ascontiguousarray(((last[:, None] + np.arange(1, 4)[None, :]) % nchunks).astype(np.int64))
+
+
 def _table_at(lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Where each table's offsets start in the one offsets array."""
     return np.concatenate([[0], np.cumsum((1 << lengths) + 1)]).astype(np.int64)
@@ -120,15 +143,21 @@ class MultiIndexHash(Index):
 
     kind: ClassVar[str] = "mih"
 
-    def __init__(self, *, algorithm: str, bits: int, substrings: int | None = None) -> None:
+    def __init__(
+        self, *, algorithm: str, bits: int, substrings: int | None = None, filter_records: bool = True
+    ) -> None:
         self._fixed_m = substrings
+        self._use_records = bool(filter_records) and bits > 64
+        self._records = np.zeros((0, 2), dtype=np.uint64)
         super().__init__(algorithm=algorithm, bits=bits)
 
     @classmethod
     def build(  # type: ignore[override]
-        cls, batch: HashBatch, ids: npt.ArrayLike | None = None, *, substrings: int | None = None
+        cls, batch: HashBatch, ids: npt.ArrayLike | None = None, *, substrings: int | None = None,
+        filter_records: bool = True,
     ) -> MultiIndexHash:
-        """Index ``batch``; ``substrings`` overrides the number of tables ``m``."""
+        """Index ``batch``; ``substrings`` overrides the number of tables ``m``;
+        ``filter_records=False`` keeps row numbers for hashes over 64 bits (see above)."""
         batch = check_batch(batch, "batch")
         bits = batch.bits
         if substrings is not None and (
@@ -140,13 +169,13 @@ class MultiIndexHash(Index):
                 f"substrings must be an integer from {math.ceil(bits / _MAX_SUBSTRING_BITS)} to "
                 f"{bits // _MIN_SUBSTRING_BITS} for {bits}-bit hashes, got {substrings!r}"
             )
-        index = cls(algorithm=batch.algorithm, bits=bits, substrings=substrings)
+        index = cls(algorithm=batch.algorithm, bits=bits, substrings=substrings, filter_records=filter_records)
         index._fill(batch, ids)
         return index
 
     def _rebuild(self) -> None:
         n = self._words.shape[0]
-        m = int(self._fixed_m or default_substrings(self.bits, n))
+        m = int(self._fixed_m or default_substrings(self.bits, n, records=self._use_records))
         self._m = m
         self._starts, self._lengths = _layout(self.bits, m)
         words = self._words if self._words.flags.writeable else self._words.copy()
@@ -166,17 +195,34 @@ class MultiIndexHash(Index):
             build64 = _kernels64.mih64_tables_parallel if parallel else _kernels64.mih64_tables
             self._offsets, self._entries = build64(self._words, self._starts, self._lengths, self._table_at)
             self._table_words = np.zeros((0, 1), dtype=np.uint64)
+            self._set_records(parallel)
             return
         build = _kernels.mih_tables_parallel if parallel else _kernels.mih_tables
         self._offsets, self._entries, self._table_words = build(
             self._words, self._starts, self._lengths, self._table_at, False
         )
+        self._set_records(parallel)
+
+    def _set_records(self, parallel: bool) -> None:
+        """Longer hashes: the row numbers move into filter records (``_wide_kernels``)."""
+        self._chunks = filter_chunks(self.bits, self._starts, self._lengths)
+        if not self._use_records:
+            self._records = np.zeros((0, 2), dtype=np.uint64)
+            return
+        build = _wide.wide_records_parallel if parallel else _wide.wide_records
+        entries = np.ascontiguousarray(self._entries, dtype=np.uint32)
+        self._records = np.empty((entries.shape[0], 2), dtype=np.uint64)
+        build(self._words, entries, self._chunks, self._records)
+        self._entries = np.zeros(0, dtype=np.uint32)
 
     def _file_parameter(self) -> int:
         return int(self._m)
 
     def _file_tables(self) -> tuple[np.ndarray, ...]:
-        return (self._offsets, self._entries, self._table_words)
+        return (self._offsets, self._entries, self._table_words, self._records)
+
+    def _file_row_numbers(self) -> bool:
+        return self.bits > 64 and not self._use_records
 
     @classmethod
     def _from_file(cls, algorithm, bits, parameter, words, ids, tables=()):  # type: ignore[no-untyped-def,override]
@@ -194,7 +240,15 @@ class MultiIndexHash(Index):
         index._m = parameter
         index._starts, index._lengths = _layout(bits, parameter)
         index._table_at = _table_at(index._lengths)
-        index._offsets, index._entries, index._table_words = tables
+        index._offsets, index._entries, index._table_words, *records = tables
+        # A file of a wide index holds row numbers either because it predates the
+        # records (versions 2-3: derive them) or because it was written without them.
+        index._use_records = bits > 64 and not (records and index._entries.shape[0] > 0)
+        if records:
+            index._chunks = filter_chunks(bits, index._starts, index._lengths)
+            index._records = records[0]
+        else:  # a version 2 file: longer hashes derive their records from the entries
+            index._set_records(use_parallel(words.shape[0] // 1000))
         return index
 
     def probe_cost(self, r: int) -> tuple[int, float]:  # for benchmarks and notes
@@ -231,6 +285,14 @@ class MultiIndexHash(Index):
                 probe_radii(r, self._m), queries, bounds, r, out[0], out[1], out[2], cap, counts,
             )
             return
+        if self._use_records:
+            wide = _wide.wide_query_parallel if parallel else _wide.wide_query
+            wide(
+                self._words, self._alive, self._records, self._chunks, self._offsets, self._table_at,
+                self._starts, self._lengths, probe_radii(r, self._m), queries, bounds, r,
+                out[0], out[1], out[2], cap, counts,
+            )
+            return
         kernel = _kernels.mih_query_parallel if parallel else _kernels.mih_query
         kernel(
             self._words, self._alive, self._entries, self._table_words, self._offsets, self._table_at,
@@ -248,5 +310,5 @@ class MultiIndexHash(Index):
         """Bytes held in arrays: rows, ids, removal marks and the substring tables."""
         return int(
             self._words.nbytes + self._ids.nbytes + self._alive.nbytes
-            + self._entries.nbytes + self._table_words.nbytes + self._offsets.nbytes
+            + self._entries.nbytes + self._table_words.nbytes + self._offsets.nbytes + self._records.nbytes
         )

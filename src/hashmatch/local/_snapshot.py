@@ -4,7 +4,8 @@ What a ``LocalIndex`` holds in memory is one exact index over its *retrieval row
 the first :data:`~._features.RETRIEVAL_FEATURES` stored descriptors of every active
 reference with local features, each row's id being its reference's entry id. Its
 snapshot is that index saved in the project's one index file format
-(:mod:`hashmatch.index._format`, version 2; no second format):
+(:mod:`hashmatch.index._format`, version 4 with flag 2, row numbers rather than filter
+records; no second format):
 
 * header: kind ``"mih"`` (``"flat"`` under 1,024 rows), algorithm ``"orb"``
   (:data:`~._index.DESCRIPTOR_ALGORITHM`), 256 bits, the row count, the substrings;
@@ -55,7 +56,7 @@ __all__ = [
     "layered", "needs_rebuild",
 ]
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: tables of row numbers (format flag 2), not filter records
 SNAPSHOT_NAME = f"local-{DESCRIPTOR_ALGORITHM}.v{LAYOUT_VERSION}.r{RETRIEVAL_FEATURES}"
 """The snapshot cache's name for local snapshots (also the store's snapshot record)."""
 
