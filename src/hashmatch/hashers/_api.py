@@ -38,7 +38,7 @@ def _draft_request(algorithms: Sequence[tuple[Algorithm, dict[str, Any]]]) -> tu
         if size is None:
             return None
         width, height = max(width, size[0]), max(height, size[1])
-        if alg.mode != "L":
+        if (alg.draft_mode or alg.mode) != "L":
             mode = "RGB"
     return mode, (width, height)
 
@@ -124,11 +124,13 @@ def _hash_loaded(
 ) -> dict[str, tuple[HashResult, ...]]:
     converted: dict[str, Image.Image] = {}
     out: dict[str, tuple[HashResult, ...]] = {}
+    drafted = DRAFT_SCALE_KEY in img.info
     for alg, opts in chosen:
         try:
-            if alg.mode not in converted:
-                converted[alg.mode] = to_mode(img, alg.mode)
-            pixels = converted[alg.mode]
+            mode = alg.draft_mode if drafted and alg.draft_mode == img.mode else alg.mode
+            if mode not in converted:
+                converted[mode] = to_mode(img, mode)
+            pixels = converted[mode]
             if dihedral and alg.dihedral is not None:
                 out[alg.name] = alg.dihedral(pixels, **opts)
             else:

@@ -312,3 +312,20 @@ def pdq_coeffs_resampled(rgb, matrix, a, row_first, row_weights, col_first, col_
     """Like :func:`pdq_coeffs`, with :func:`resample_64` in place of the Jarosz passes."""
     block = resample_64(luma(rgb, a), row_first, row_weights, col_first, col_weights)
     return dct_16(block, matrix), quality(block)
+
+
+@njit(cache=True, nogil=True)
+def grey_f32(grey, out):  # (h, w) uint8, (>= h*w,) float32 -> (h, w) view of out
+    """Grey levels as float32: JPEG's luma channel is PDQ's luma (the same weights)."""
+    h, w = grey.shape
+    for i in range(h):
+        for j in range(w):
+            out[i * w + j] = np.float32(grey[i, j])
+    return out[: h * w].reshape(h, w)
+
+
+@njit(cache=True, nogil=True)
+def pdq_coeffs_resampled_grey(grey, matrix, a, row_first, row_weights, col_first, col_weights):
+    """:func:`pdq_coeffs_resampled` of a grey (luma-only) reduced decode."""
+    block = resample_64(grey_f32(grey, a), row_first, row_weights, col_first, col_weights)
+    return dct_16(block, matrix), quality(block)

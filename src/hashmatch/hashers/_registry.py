@@ -45,6 +45,9 @@ class Algorithm:
     :data:`DIHEDRAL_NAMES` variants, or is None when the algorithm has none.
     ``compute_rgb`` and ``dihedral_rgb``, where given, take a C-contiguous
     ``(height, width, 3)`` uint8 array with the same options and give the same result.
+    ``draft_mode``, where given, is the mode a reduced-scale decode may use instead of
+    ``mode`` ("L": luma alone, which JPEG stores apart); ``compute`` then receives the
+    draft in that mode.
     """
 
     name: str
@@ -59,6 +62,7 @@ class Algorithm:
     # PIL (two full-image copies, most of PDQ's time on a decoded 1024x768 array).
     compute_rgb: Callable[..., HashResult] | None = None
     dihedral_rgb: Callable[..., tuple[HashResult, ...]] | None = None
+    draft_mode: str | None = None
 
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         unknown = set(options) - set(self.options)

@@ -156,6 +156,7 @@ def _resample_weights(size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _coefficients(rgb: np.ndarray, preresize_512: bool, decode_scale: int = 1) -> tuple[np.ndarray | None, int]:
+    """DCT and quality of ``rgb``: (h, w, 3) RGB, or (h, w) luma from a reduced decode."""
     if preresize_512:
         rgb = _preresize_512(rgb)
     h, w = rgb.shape[:2]
@@ -167,9 +168,8 @@ def _coefficients(rgb: np.ndarray, preresize_512: bool, decode_scale: int = 1) -
         row_first, row_weights = _resample_weights(h, decode_scale)
         col_first, col_weights = _resample_weights(w, decode_scale)
         a, _ = _scratch_buffers(h * w)
-        coeffs, quality = _k.pdq_coeffs_resampled(
-            rgb, _dct_matrix(), a, row_first, row_weights, col_first, col_weights
-        )
+        resampled = _k.pdq_coeffs_resampled_grey if rgb.ndim == 2 else _k.pdq_coeffs_resampled
+        coeffs, quality = resampled(rgb, _dct_matrix(), a, row_first, row_weights, col_first, col_weights)
     else:
         coeffs, quality = _k.pdq_coeffs(rgb, _dct_matrix(), *_scratch_buffers(h * w))
     return coeffs, int(quality)
@@ -205,8 +205,8 @@ def _turned(rgb: np.ndarray) -> tuple[np.ndarray, ...]:
         np.rot90(rgb, 3),
         rgb[::-1],  # flipx: top-bottom
         rgb[:, ::-1],  # flipy: left-right
-        rgb.transpose(1, 0, 2),  # flipp: transpose
-        np.rot90(rgb, 2).transpose(1, 0, 2),  # flipm: anti-transpose
+        rgb.swapaxes(0, 1),  # flipp: transpose (RGB or a grey draft)
+        np.rot90(rgb, 2).swapaxes(0, 1),  # flipm: anti-transpose
     )
 
 
@@ -239,6 +239,9 @@ def pdq_dihedral_from_array(
 
 
 def _rgb_of(image: Image.Image) -> np.ndarray:
+    """The pixels to hash: RGB, or luma alone for a grey reduced-scale JPEG draft."""
+    if image.mode == "L" and _decode_scale(image) > 1:
+        return _hashable(np.ascontiguousarray(np.asarray(image)))
     if image.mode != "RGB":  # the shared loader converts; direct callers might not
         raise ImageError(f"PDQ's compute expects an RGB image, got mode {image.mode}")
     return _hashable(np.ascontiguousarray(np.asarray(image)))
@@ -336,6 +339,7 @@ PDQ = register(
         description="PDQ 256-bit photo hash with quality (ThreatExchange)",
         compute_rgb=_compute_rgb,
         dihedral_rgb=_dihedral_rgb,
+        draft_mode="L",  # the fast path hashes JPEG's luma channel: no colour decode
     )
 )
 

@@ -1,0 +1,227 @@
+"""A DC-only JPEG decoder: baseline JPEG to its 1/8-scale grey image, without libjpeg.
+
+Used by :mod:`hashmatch._loading` for grey 1/8-scale drafts (PDQ's fast path): the
+output is bit for bit what Pillow's ``draft("L", ...)`` gives at scale 1/8 (a test
+holds it to that on every kind of file it handles), about twice as fast, because the
+Huffman codes are skipped rather than decoded (see :mod:`hashmatch._jpeg_kernels`).
+
+It handles the common case only: 8-bit baseline or extended-sequential Huffman JPEG,
+one scan holding every component, grey or YCbCr (luma at full sampling), with or
+without restart markers. :func:`decode_dc` returns None for everything else
+(progressive, arithmetic coding, 12-bit, CMYK, Adobe-RGB, missing tables, any
+irregularity in the data), and the caller decodes with Pillow, which then raises the
+project's usual errors for files that are really bad.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import kernels
+
+_k = kernels("hashmatch._jpeg_kernels")
+
+__all__ = ["DC_SCALE", "JpegHeader", "decode_dc", "read_header"]
+
+DC_SCALE = 8
+_SOF_SEQUENTIAL = (0xC0, 0xC1)  # baseline, extended sequential (Huffman)
+_SOF_OTHER = frozenset({0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_LOOKUP_SIZE = 1 << 11  # _jpeg_kernels.LOOKUP_BITS, without importing numba here
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RSTn: no length field
+
+
+class JpegHeader:
+    """What the DC decoder needs from the markers before the first scan."""
+
+    __slots__ = ("width", "height", "components", "sampling", "quant_ids", "quant", "tables",
+                 "restart_interval", "scan", "data_start", "adobe")
+
+    def __init__(self) -> None:
+        self.width = self.height = 0
+        self.components: list[int] = []
+        self.sampling: list[tuple[int, int]] = []
+        self.quant_ids: list[int] = []
+        self.quant: dict[int, int] = {}  # table id -> DC (first) quantiser
+        self.tables: dict[int, tuple[bytes, bytes]] = {}  # slot (DC 0-3, AC 4-7) -> counts, symbols
+        self.restart_interval = 0
+        self.scan: list[tuple[int, int, int]] = []  # (component index, DC slot, AC slot)
+        self.data_start = 0
+        self.adobe = False
+
+
+def read_header(data: bytes | memoryview) -> JpegHeader | None:
+    """The markers up to the first scan of a JPEG the DC decoder can take, else None."""
+    buf = memoryview(data)
+    n = len(buf)
+    if n < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
+        return None
+    head = JpegHeader()
+    sof = False
+    pos = 2
+    while pos + 4 <= n:
+        if buf[pos] != 0xFF:
+            return None
+        marker = buf[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _STANDALONE:
+            pos += 2
+            continue
+        length = (buf[pos + 2] << 8) | buf[pos + 3]
+        seg = buf[pos + 4 : pos + 2 + length]
+        if length < 2 or len(seg) != length - 2:
+            return None
+        if marker in _SOF_SEQUENTIAL:
+            if sof or not _read_sof(head, seg):
+                return None
+            sof = True
+        elif marker in _SOF_OTHER or marker == 0xD9:
+            return None
+        elif marker == 0xC4:
+            if not _read_dht(head, seg):
+                return None
+        elif marker == 0xDB:
+            if not _read_dqt(head, seg):
+                return None
+        elif marker == 0xDD:
+            if len(seg) != 2:
+                return None
+            head.restart_interval = (seg[0] << 8) | seg[1]
+        elif marker == 0xEE:
+            head.adobe = head.adobe or bytes(seg[:5]) == b"Adobe"
+        elif marker == 0xDA:
+            if not sof or not _read_sos(head, seg):
+                return None
+            head.data_start = pos + 2 + length
+            return head
+        pos += 2 + length
+    return None
+
+
+def _read_sof(head: JpegHeader, seg: memoryview) -> bool:
+    if len(seg) < 6 or seg[0] != 8:
+        return False
+    head.height = (seg[1] << 8) | seg[2]
+    head.width = (seg[3] << 8) | seg[4]
+    count = seg[5]
+    if count not in (1, 3) or len(seg) != 6 + 3 * count or head.width == 0 or head.height == 0:
+        return False
+    for i in range(count):
+        cid, hv, tq = seg[6 + 3 * i], seg[7 + 3 * i], seg[8 + 3 * i]
+        h, v = hv >> 4, hv & 15
+        if not (1 <= h <= 4 and 1 <= v <= 4) or tq > 3:
+            return False
+        head.components.append(cid)
+        head.sampling.append((h, v))
+        head.quant_ids.append(tq)
+    return True
+
+
+def _read_dht(head: JpegHeader, seg: memoryview) -> bool:
+    pos = 0
+    while pos < len(seg):
+        if pos + 17 > len(seg):
+            return False
+        tc, th = seg[pos] >> 4, seg[pos] & 15
+        if tc > 1 or th > 3:
+            return False
+        counts = bytes(seg[pos + 1 : pos + 17])
+        total = sum(counts)
+        if total > 256 or pos + 17 + total > len(seg):
+            return False
+        head.tables[th + 4 * tc] = (counts, bytes(seg[pos + 17 : pos + 17 + total]))
+        pos += 17 + total
+    return True
+
+
+def _read_dqt(head: JpegHeader, seg: memoryview) -> bool:
+    pos = 0
+    while pos < len(seg):
+        pq, tq = seg[pos] >> 4, seg[pos] & 15
+        size = 64 * (2 if pq else 1)
+        if pq > 1 or tq > 3 or pos + 1 + size > len(seg):
+            return False
+        head.quant[tq] = (seg[pos + 1] << 8) | seg[pos + 2] if pq else seg[pos + 1]
+        pos += 1 + size
+    return True
+
+
+def _read_sos(head: JpegHeader, seg: memoryview) -> bool:
+    if len(seg) < 1:
+        return False
+    count = seg[0]
+    if count != len(head.components) or len(seg) != 4 + 2 * count:
+        return False
+    seen = set()
+    for i in range(count):
+        cid, tables = seg[1 + 2 * i], seg[2 + 2 * i]
+        if cid not in head.components or cid in seen:
+            return False
+        seen.add(cid)
+        td, ta = tables >> 4, tables & 15
+        if td > 3 or ta > 3:
+            return False
+        head.scan.append((head.components.index(cid), td, 4 + ta))
+    ss, se, a = seg[1 + 2 * count], seg[2 + 2 * count], seg[3 + 2 * count]
+    return ss == 0 and se == 63 and a == 0
+
+
+def _luma_component(head: JpegHeader) -> int | None:
+    """Index of the component libjpeg's grey output is, when it is one stored component."""
+    if len(head.components) == 1:
+        return 0
+    if head.adobe or tuple(head.components) in ((82, 71, 66), (1, 34, 35)):
+        return None  # RGB or big-gamut YCC: libjpeg's grey output mixes the components
+    hmax = max(h for h, _ in head.sampling)
+    vmax = max(v for _, v in head.sampling)
+    if head.sampling[0] != (hmax, vmax):
+        return None  # luma would need upsampling
+    return 0
+
+
+def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> np.ndarray | None:
+    """The (ceil(height / 8), ceil(width / 8)) uint8 grey image of a JPEG, or None.
+
+    None means "decode this one another way": a kind of JPEG this decoder does not
+    handle, or anything irregular in it. ``header``, if given, is ``read_header(data)``.
+    """
+    head = header if header is not None else read_header(data)
+    if head is None:
+        return None
+    luma = _luma_component(head)
+    if luma is None:
+        return None
+    used = {slot for _, dc, ac in head.scan for slot in (dc, ac)}
+    if not used <= set(head.tables) or head.quant_ids[luma] not in head.quant:
+        return None  # libjpeg would fill in standard tables; Pillow does that
+    luts = np.zeros((8, _LOOKUP_SIZE), dtype=np.int32)
+    maxcodes = np.full((8, 18), -1, dtype=np.int64)
+    valptrs = np.zeros((8, 18), dtype=np.int64)
+    symbols = np.zeros((8, 256), dtype=np.int64)
+    for slot in used:
+        counts, syms = head.tables[slot]
+        symbols[slot, : len(syms)] = np.frombuffer(syms, dtype=np.uint8)
+        status = _k.build_table(np.frombuffer(counts, dtype=np.uint8).astype(np.int64), symbols[slot],
+                                slot < 4, luts[slot], maxcodes[slot], valptrs[slot])
+        if status != 0:
+            return None
+    order = [c for c, _, _ in head.scan]
+    if len(order) == 1:
+        nmcux, nmcuy = -(-head.width // 8), -(-head.height // 8)
+        comp_h = comp_v = np.ones(1, dtype=np.int64)
+    else:
+        hmax = max(h for h, _ in head.sampling)
+        vmax = max(v for _, v in head.sampling)
+        nmcux, nmcuy = -(-head.width // (8 * hmax)), -(-head.height // (8 * vmax))
+        comp_h = np.array([head.sampling[c][0] for c in order], dtype=np.int64)
+        comp_v = np.array([head.sampling[c][1] for c in order], dtype=np.int64)
+    out = np.empty((-(-head.height // 8), -(-head.width // 8)), dtype=np.uint8)
+    status = _k.dc_scan(
+        np.frombuffer(data, dtype=np.uint8), head.data_start, nmcux, nmcuy, comp_h, comp_v,
+        np.array([dc for _, dc, _ in head.scan], dtype=np.int64),
+        np.array([ac for _, _, ac in head.scan], dtype=np.int64),
+        order.index(luma), head.restart_interval, luts, maxcodes, valptrs, symbols,
+        head.quant[head.quant_ids[luma]], out,
+    )
+    return out if status == 0 else None
