@@ -15,6 +15,8 @@ project's usual errors for files that are really bad.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ._jit import kernels
@@ -27,6 +29,7 @@ DC_SCALE = 8
 _SOF_SEQUENTIAL = (0xC0, 0xC1)  # baseline, extended sequential (Huffman)
 _SOF_OTHER = frozenset({0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _LOOKUP_SIZE = 1 << 11  # _jpeg_kernels.LOOKUP_BITS, without importing numba here
+_PAD_BYTES = 512  # > 8 + one corrupt block (64 codes of 31 bits)
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RSTn: no length field
 
 
@@ -206,22 +209,47 @@ def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> np.
                                 slot < 4, luts[slot], maxcodes[slot], valptrs[slot])
         if status != 0:
             return None
-    order = [c for c, _, _ in head.scan]
-    if len(order) == 1:
+        if slot >= 4:
+            _k.pair_table(luts[slot].copy(), luts[slot])
+    plan = []  # per block of an MCU: component, DC table, AC table, luma row, luma column
+    if len(head.scan) == 1:
         nmcux, nmcuy = -(-head.width // 8), -(-head.height // 8)
-        comp_h = comp_v = np.ones(1, dtype=np.int64)
+        plan.append((0, head.scan[0][1], head.scan[0][2], 0, 0))
     else:
         hmax = max(h for h, _ in head.sampling)
         vmax = max(v for _, v in head.sampling)
         nmcux, nmcuy = -(-head.width // (8 * hmax)), -(-head.height // (8 * vmax))
-        comp_h = np.array([head.sampling[c][0] for c in order], dtype=np.int64)
-        comp_v = np.array([head.sampling[c][1] for c in order], dtype=np.int64)
-    out = np.empty((-(-head.height // 8), -(-head.width // 8)), dtype=np.uint8)
+        for i, (c, dc, ac) in enumerate(head.scan):
+            h, v = head.sampling[c]
+            plan += [(i, dc, ac, y if c == luma else -1, x if c == luma else -1) for y in range(v) for x in range(h)]
+    mcu_rows = max(p[3] for p in plan) + 1
+    mcu_cols = max(p[4] for p in plan) + 1
+    raw = np.frombuffer(data, dtype=np.uint8)
+    length = len(raw) - head.data_start
+    # The decoder reads whole words and checks its position once per block, so a
+    # block of corrupt codes (at most 64 x 31 bits) can run that far past the end.
+    clean = np.empty(length + _PAD_BYTES + 4, dtype=np.uint8)
+    intervals = -(-nmcux * nmcuy // head.restart_interval) if head.restart_interval else 1
+    seg_start = np.empty(intervals, dtype=np.int64)
+    seg_end = np.empty(intervals, dtype=np.int64)
+    ff = np.flatnonzero(raw[head.data_start :] == 0xFF) + head.data_start
+    segments = _k.unstuff(raw, head.data_start, ff, intervals, clean, seg_start, seg_end)
+    if segments < 1:
+        return None
+    used_bytes = int(seg_end[segments - 1])
+    words = np.empty(used_bytes + _PAD_BYTES, dtype=np.uint32)
+    _k.big_endian_words(clean[: used_bytes + _PAD_BYTES + 3], used_bytes, words)
+    out = np.empty((nmcuy * mcu_rows, nmcux * mcu_cols), dtype=np.uint8)
     status = _k.dc_scan(
-        np.frombuffer(data, dtype=np.uint8), head.data_start, nmcux, nmcuy, comp_h, comp_v,
-        np.array([dc for _, dc, _ in head.scan], dtype=np.int64),
-        np.array([ac for _, _, ac in head.scan], dtype=np.int64),
-        order.index(luma), head.restart_interval, luts, maxcodes, valptrs, symbols,
-        head.quant[head.quant_ids[luma]], out,
+        words, used_bytes + 8, seg_start[:segments], seg_end[:segments], nmcux, nmcuy,
+        np.array(plan, dtype=np.int64), head.restart_interval, luts, maxcodes, valptrs, symbols,
+        head.quant[head.quant_ids[luma]], _limit_table(), out,
     )
-    return out if status == 0 else None
+    if status != 0:
+        return None
+    return out[: -(-head.height // 8), : -(-head.width // 8)].copy()
+
+
+@lru_cache(maxsize=1)
+def _limit_table() -> np.ndarray:
+    return _k.range_limit_table()

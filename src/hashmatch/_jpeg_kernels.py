@@ -104,140 +104,225 @@ def _range_limit(x):
 
 
 @njit(cache=True, nogil=True)
-def dc_scan(data, pos, nmcux, nmcuy, comp_h, comp_v, comp_dc, comp_ac, luma_comp, restart_interval,
-            luts, maxcodes, valptrs, symbols, quant_dc, out):
-    """Decode one baseline scan, keeping component ``luma_comp``'s DC as 1/8-scale pixels.
+def unstuff(data, pos, ff, max_segments, clean, seg_start, seg_end):
+    """Entropy-coded bytes from ``pos`` with stuffed zeros dropped, split at RSTn markers.
 
-    ``data`` is the whole file, ``pos`` the first entropy-coded byte after the SOS
-    header. Components are in scan order; one component means a non-interleaved scan
-    (one block per MCU). ``out`` is (rows, cols) uint8, the visible block grid; blocks
-    beyond it (MCU padding) are parsed and dropped. Returns a status (OK = 0).
+    ``ff``: the positions of the 0xFF bytes from ``pos`` on, ascending (numpy finds them
+    fast; the bytes between are copied in runs). Writes segment ``i`` to
+    ``clean[seg_start[i]:seg_end[i]]`` and returns the number of segments (-1 when a
+    restart marker is out of order or there are more than ``max_segments``). Stops at
+    any other marker or at the end of the data. ``clean`` needs ``len(data) - pos`` bytes.
     """
     n = data.shape[0]
-    ncomp = comp_h.shape[0]
-    rows, cols = out.shape
-    acc = 0  # bit buffer, right-aligned; bits above nbits are stale
-    nbits = 0
-    fake = 0  # zero bytes fed past the data or a marker
-    stopped = False
+    j = 0
+    seg = 0
+    seg_start[0] = 0
+    cursor = pos
+    for f in range(ff.shape[0]):
+        p = ff[f]
+        if p < cursor:  # consumed already (the second 0xFF of a pair)
+            continue
+        run = p - cursor
+        clean[j : j + run] = data[cursor:p]
+        j += run
+        if p + 1 >= n:
+            cursor = n
+            break
+        nxt = data[p + 1]
+        if nxt == 0:
+            clean[j] = 0xFF
+            j += 1
+            cursor = p + 2
+        elif nxt == 0xFF:  # fill byte before a marker
+            cursor = p + 1
+        elif 0xD0 <= nxt <= 0xD7:
+            if nxt != 0xD0 + (seg & 7) or seg + 1 >= max_segments:
+                return -1
+            seg_end[seg] = j
+            seg += 1
+            seg_start[seg] = j
+            cursor = p + 2
+        else:
+            cursor = -1  # a marker: the scan ends here
+            break
+    if cursor >= 0 and cursor < n:  # no marker after the data: keep what there is
+        run = n - cursor
+        clean[j : j + run] = data[cursor:n]
+        j += run
+    seg_end[seg] = j
+    return seg + 1
+
+
+@njit(cache=True, nogil=True)
+def big_endian_words(clean, length, words):
+    """``words[i]``: the 32 bits starting at byte i of ``clean`` (zeros past ``length``)."""
+    for i in range(length, clean.shape[0]):
+        clean[i] = 0
+    for i in range(words.shape[0]):
+        words[i] = (
+            (np.uint32(clean[i]) << 24) | (np.uint32(clean[i + 1]) << 16)
+            | (np.uint32(clean[i + 2]) << 8) | np.uint32(clean[i + 3])
+        )
+
+
+@njit(cache=True, nogil=True)
+def pair_table(single, out):
+    """AC lookups that skip two codes at once when both fit in the LOOKUP_BITS bits.
+
+    Entry: total bits | total advance << 5 | first code's bits << 12 | its advance << 17
+    (the first alone applies when it ends the block). 0: the slow path.
+    """
+    mask = (1 << LOOKUP_BITS) - 1
+    for p in range(single.shape[0]):
+        e1 = single[p]
+        if e1 == 0:
+            out[p] = 0
+            continue
+        c1 = e1 & 31
+        a1 = e1 >> 5
+        c = c1
+        a = a1
+        if a1 < 64 and c1 < LOOKUP_BITS:
+            e2 = single[(p << c1) & mask]
+            if e2 != 0 and (e2 & 31) <= LOOKUP_BITS - c1:
+                c = c1 + (e2 & 31)
+                a = min(a1 + (e2 >> 5), 64)
+        out[p] = c | (a << 5) | (c1 << 12) | (a1 << 17)
+
+
+@njit(cache=True, nogil=True)
+def range_limit_table():
+    """libjpeg's post-IDCT range-limit table, indexed by ``x & 1023``."""
+    table = np.empty(1024, dtype=np.uint8)
+    for i in range(1024):
+        table[i] = _range_limit(i)
+    return table
+
+
+@njit(cache=True, nogil=True)
+def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_interval,
+            luts, maxcodes, valptrs, symbols, quant_dc, limit_table, out):
+    """Decode one baseline scan, keeping the luma DC terms as 1/8-scale pixels.
+
+    ``words`` from :func:`big_endian_words` over :func:`unstuff`'s bytes. ``luts``
+    rows: DC tables from :func:`build_table`, AC tables from :func:`pair_table`.
+    ``plan`` has one row per block of an MCU, in scan order: (component, DC table, AC
+    table, row, column within the MCU's luma blocks or -1 when not luma); one block per
+    MCU for a non-interleaved scan. ``out`` is (nmcuy * luma rows per MCU, nmcux * luma
+    columns per MCU) uint8; the caller crops the MCU padding. Returns a status (OK = 0).
+    """
+    nblocks = plan.shape[0]
+    ncomp = 0
+    for b in range(nblocks):
+        ncomp = max(ncomp, plan[b, 0] + 1)
+    mcu_rows = 0
+    mcu_cols = 0
+    for b in range(nblocks):
+        mcu_rows = max(mcu_rows, plan[b, 3] + 1)
+        mcu_cols = max(mcu_cols, plan[b, 4] + 1)
+    width = out.shape[1]
+    flat = out.reshape(out.size)
     preds = np.zeros(ncomp, dtype=np.int64)
     mcus_left = restart_interval
-    next_rst = 0
+    seg = 0
+    # Bit buffer: the next nbits (32..63) bits left-aligned in acc; pos is the next byte
+    # to load, so pos * 8 - nbits bits are consumed.
+    acc = np.int64(words[0]) << 32
+    nbits = 32
+    pos = 4
+    end = seg_end[0] * 8
     for my in range(nmcuy):
         for mx in range(nmcux):
             if restart_interval > 0:
                 if mcus_left == 0:
-                    if fake * 8 > nbits:
+                    if pos * 8 - nbits > end:
                         return TRUNCATED
-                    # Drop the partial byte; the marker must follow.
-                    if pos + 1 >= n or data[pos] != 0xFF or data[pos + 1] != 0xD0 + next_rst:
+                    seg += 1
+                    if seg >= seg_start.shape[0]:
                         return BAD_RESTART
-                    pos += 2
-                    next_rst = (next_rst + 1) & 7
-                    acc = 0
-                    nbits = 0
-                    fake = 0
-                    stopped = False
+                    pos = seg_start[seg]
+                    acc = np.int64(words[pos]) << 32
+                    nbits = 32
+                    pos += 4
+                    end = seg_end[seg] * 8
                     for c in range(ncomp):
                         preds[c] = 0
                     mcus_left = restart_interval
                 mcus_left -= 1
-            for c in range(ncomp):
-                dc_lut = luts[comp_dc[c]]
-                ac_lut = luts[comp_ac[c]]
-                for by in range(comp_v[c]):
-                    for bx in range(comp_h[c]):
-                        # ---- DC
-                        if nbits < 32:
-                            while nbits <= 48:
-                                b = 0
-                                if not stopped and pos < n:
-                                    b = data[pos]
-                                    if b == 0xFF:
-                                        if pos + 1 < n and data[pos + 1] == 0:
-                                            pos += 2
-                                        else:
-                                            stopped = True  # a marker: the segment ends here
-                                            b = 0
-                                            fake += 1
-                                    else:
-                                        pos += 1
-                                else:
-                                    fake += 1
-                                acc = ((acc & ((1 << nbits) - 1)) << 8) | b
-                                nbits += 8
-                        e = dc_lut[(acc >> (nbits - LOOKUP_BITS)) & ((1 << LOOKUP_BITS) - 1)]
-                        if e != 0:
-                            nbits -= e & 31
-                            s = e >> 5
+            if pos > limit_bytes:  # corrupt data running on past the end
+                return TRUNCATED
+            origin = my * mcu_rows * width + mx * mcu_cols
+            for b in range(nblocks):
+                c = plan[b, 0]
+                dc_t = plan[b, 1]
+                ac_t = plan[b, 2]
+                # ---- DC
+                e = luts[dc_t, (acc >> (64 - LOOKUP_BITS)) & ((1 << LOOKUP_BITS) - 1)]
+                if e != 0:
+                    used = e & 31
+                    s = e >> 5
+                else:
+                    s = -1
+                    used = 0
+                    peek = (acc >> 48) & 0xFFFF
+                    for l in range(LOOKUP_BITS + 1, 17):
+                        code = peek >> (16 - l)
+                        if code <= maxcodes[dc_t, l]:
+                            s = symbols[dc_t, valptrs[dc_t, l] + code]
+                            used = l
+                            break
+                    if s < 0:
+                        return BAD_CODE
+                acc <<= used
+                nbits -= used
+                if s > 0:
+                    v = (acc >> (64 - s)) & ((1 << s) - 1)
+                    acc <<= s
+                    nbits -= s
+                    preds[c] += v if v >= (1 << (s - 1)) else v - (1 << s) + 1
+                if nbits < 32:
+                    acc |= np.int64(words[pos]) << (32 - nbits)
+                    pos += 4
+                    nbits += 32
+                if plan[b, 4] >= 0:
+                    coef = ((preds[c] + 32768) & 0xFFFF) - 32768  # stored as a 16-bit JCOEF
+                    flat[origin + plan[b, 3] * width + plan[b, 4]] = limit_table[((coef * quant_dc + 4) >> 3) & 1023]
+                # ---- AC: parsed and dropped
+                k = 1
+                while k < 64:
+                    e = luts[ac_t, (acc >> (64 - LOOKUP_BITS)) & ((1 << LOOKUP_BITS) - 1)]
+                    if e != 0:
+                        # Both codes, unless the first ends the block (selects, not a
+                        # branch: which one it is changes from block to block).
+                        whole = k + (e >> 17) < 64
+                        used = (e & 31) if whole else ((e >> 12) & 31)
+                        k += ((e >> 5) & 127) if whole else (e >> 17)
+                    else:
+                        rs = -1
+                        used = 0
+                        peek = (acc >> 48) & 0xFFFF
+                        for l in range(LOOKUP_BITS + 1, 17):
+                            code = peek >> (16 - l)
+                            if code <= maxcodes[ac_t, l]:
+                                rs = symbols[ac_t, valptrs[ac_t, l] + code]
+                                used = l
+                                break
+                        if rs < 0:
+                            return BAD_CODE
+                        size = rs & 15
+                        used += size
+                        if size != 0:
+                            k += (rs >> 4) + 1
+                        elif (rs >> 4) == 15:
+                            k += 16
                         else:
-                            s = -1
-                            t = comp_dc[c]
-                            for l in range(LOOKUP_BITS + 1, 17):
-                                code = (acc >> (nbits - l)) & ((1 << l) - 1)
-                                if code <= maxcodes[t, l]:
-                                    s = symbols[t, valptrs[t, l] + code]
-                                    nbits -= l
-                                    break
-                            if s < 0:
-                                return BAD_CODE
-                        diff = 0
-                        if s > 0:
-                            v = (acc >> (nbits - s)) & ((1 << s) - 1)
-                            nbits -= s
-                            diff = v if v >= (1 << (s - 1)) else v - (1 << s) + 1
-                        preds[c] += diff
-                        if c == luma_comp:
-                            y = my * comp_v[c] + by if ncomp > 1 else my
-                            x = mx * comp_h[c] + bx if ncomp > 1 else mx
-                            if y < rows and x < cols:
-                                coef = ((preds[c] + 32768) & 0xFFFF) - 32768  # stored as JCOEF
-                                dq = coef * quant_dc
-                                out[y, x] = _range_limit((dq + 4) >> 3)
-                        # ---- AC: parsed and dropped
-                        k = 1
-                        while k < 64:
-                            if nbits < 32:
-                                while nbits <= 48:
-                                    b = 0
-                                    if not stopped and pos < n:
-                                        b = data[pos]
-                                        if b == 0xFF:
-                                            if pos + 1 < n and data[pos + 1] == 0:
-                                                pos += 2
-                                            else:
-                                                stopped = True
-                                                b = 0
-                                                fake += 1
-                                        else:
-                                            pos += 1
-                                    else:
-                                        fake += 1
-                                    acc = ((acc & ((1 << nbits) - 1)) << 8) | b
-                                    nbits += 8
-                            e = ac_lut[(acc >> (nbits - LOOKUP_BITS)) & ((1 << LOOKUP_BITS) - 1)]
-                            if e != 0:
-                                nbits -= e & 31
-                                k += e >> 5
-                            else:
-                                rs = -1
-                                t = comp_ac[c]
-                                for l in range(LOOKUP_BITS + 1, 17):
-                                    code = (acc >> (nbits - l)) & ((1 << l) - 1)
-                                    if code <= maxcodes[t, l]:
-                                        rs = symbols[t, valptrs[t, l] + code]
-                                        nbits -= l
-                                        break
-                                if rs < 0:
-                                    return BAD_CODE
-                                size = rs & 15
-                                if size != 0:
-                                    nbits -= size
-                                    k += (rs >> 4) + 1
-                                elif (rs >> 4) == 15:
-                                    k += 16
-                                else:
-                                    k = 64
-    if fake * 8 > nbits:
+                            k = 64
+                    acc <<= used
+                    nbits -= used
+                    if nbits < 32:
+                        acc |= np.int64(words[pos]) << (32 - nbits)
+                        pos += 4
+                        nbits += 32
+    if pos * 8 - nbits > end:
         return TRUNCATED
     return OK
