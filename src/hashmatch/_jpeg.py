@@ -195,35 +195,20 @@ def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> np.
     luma = _luma_component(head)
     if luma is None:
         return None
-    used = {slot for _, dc, ac in head.scan for slot in (dc, ac)}
-    if not used <= set(head.tables) or head.quant_ids[luma] not in head.quant:
+    used = sorted({slot for _, dc, ac in head.scan for slot in (dc, ac)})
+    if not set(used) <= set(head.tables) or head.quant_ids[luma] not in head.quant:
         return None  # libjpeg would fill in standard tables; Pillow does that
-    luts = np.zeros((8, _LOOKUP_SIZE), dtype=np.int32)
-    maxcodes = np.full((8, 18), -1, dtype=np.int64)
-    valptrs = np.zeros((8, 18), dtype=np.int64)
-    symbols = np.zeros((8, 256), dtype=np.int64)
-    for slot in used:
-        counts, syms = head.tables[slot]
-        symbols[slot, : len(syms)] = np.frombuffer(syms, dtype=np.uint8)
-        status = _k.build_table(np.frombuffer(counts, dtype=np.uint8).astype(np.int64), symbols[slot],
-                                slot < 4, luts[slot], maxcodes[slot], valptrs[slot])
-        if status != 0:
-            return None
-        if slot >= 4:
-            _k.pair_table(luts[slot].copy(), luts[slot])
-    plan = []  # per block of an MCU: component, DC table, AC table, luma row, luma column
+    tables = _tables(tuple((slot, *head.tables[slot]) for slot in used))
+    if tables is None:
+        return None
     if len(head.scan) == 1:
         nmcux, nmcuy = -(-head.width // 8), -(-head.height // 8)
-        plan.append((0, head.scan[0][1], head.scan[0][2], 0, 0))
     else:
         hmax = max(h for h, _ in head.sampling)
         vmax = max(v for _, v in head.sampling)
         nmcux, nmcuy = -(-head.width // (8 * hmax)), -(-head.height // (8 * vmax))
-        for i, (c, dc, ac) in enumerate(head.scan):
-            h, v = head.sampling[c]
-            plan += [(i, dc, ac, y if c == luma else -1, x if c == luma else -1) for y in range(v) for x in range(h)]
-    mcu_rows = max(p[3] for p in plan) + 1
-    mcu_cols = max(p[4] for p in plan) + 1
+    plan = _plan(tuple(head.scan), tuple(head.sampling), luma)
+    mcu_rows, mcu_cols = int(plan[:, 3].max()) + 1, int(plan[:, 4].max()) + 1
     raw = np.frombuffer(data, dtype=np.uint8)
     length = len(raw) - head.data_start
     # The decoder reads whole words and checks its position once per block, so a
@@ -242,7 +227,7 @@ def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> np.
     out = np.empty((nmcuy * mcu_rows, nmcux * mcu_cols), dtype=np.uint8)
     status = _k.dc_scan(
         words, used_bytes + 8, seg_start[:segments], seg_end[:segments], nmcux, nmcuy,
-        np.array(plan, dtype=np.int64), head.restart_interval, luts, maxcodes, valptrs, symbols,
+        plan, head.restart_interval, *tables,
         head.quant[head.quant_ids[luma]], _limit_table(), out,
     )
     if status != 0:
@@ -253,3 +238,39 @@ def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> np.
 @lru_cache(maxsize=1)
 def _limit_table() -> np.ndarray:
     return _k.range_limit_table()
+
+
+@lru_cache(maxsize=32)  # files from one encoder share their tables: built once
+def _tables(spec: tuple[tuple[int, bytes, bytes], ...]) -> tuple[np.ndarray, ...] | None:
+    """Lookup tables for the Huffman tables in ``spec`` ((slot, counts, symbols) each)."""
+    luts = np.zeros((8, _LOOKUP_SIZE), dtype=np.int32)
+    maxcodes = np.full((8, 18), -1, dtype=np.int64)
+    valptrs = np.zeros((8, 18), dtype=np.int64)
+    symbols = np.zeros((8, 256), dtype=np.int64)
+    for slot, counts, syms in spec:
+        symbols[slot, : len(syms)] = np.frombuffer(syms, dtype=np.uint8)
+        status = _k.build_table(np.frombuffer(counts, dtype=np.uint8).astype(np.int64), symbols[slot],
+                                slot < 4, luts[slot], maxcodes[slot], valptrs[slot])
+        if status != 0:
+            return None
+        if slot >= 4:
+            _k.pair_table(luts[slot].copy(), luts[slot])
+    for table in (luts, maxcodes, valptrs, symbols):
+        table.flags.writeable = False
+    return luts, maxcodes, valptrs, symbols
+
+
+@lru_cache(maxsize=32)
+def _plan(scan: tuple[tuple[int, int, int], ...], sampling: tuple[tuple[int, int], ...], luma: int) -> np.ndarray:
+    """Per block of an MCU, in scan order: component, DC table, AC table, and the block's
+    row and column among the MCU's luma blocks (-1 when not luma)."""
+    if len(scan) == 1:
+        plan = [(0, scan[0][1], scan[0][2], 0, 0)]
+    else:
+        plan = []
+        for i, (c, dc, ac) in enumerate(scan):
+            h, v = sampling[c]
+            plan += [(i, dc, ac, y if c == luma else -1, x if c == luma else -1) for y in range(v) for x in range(h)]
+    out = np.array(plan, dtype=np.int64)
+    out.flags.writeable = False
+    return out

@@ -225,11 +225,17 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
     preds = np.zeros(ncomp, dtype=np.int64)
     mcus_left = restart_interval
     seg = 0
-    # Bit buffer: the next nbits (32..63) bits left-aligned in acc; pos is the next byte
-    # to load, so pos * 8 - nbits bits are consumed.
-    acc = np.int64(words[0]) << 32
-    nbits = 32
-    pos = 4
+    # Bit buffer: the next nbits bits left-aligned in acc (uint64). A refill after every
+    # lookup tops it up to 56-63 bits without a branch (whole bytes from ``pos`` on;
+    # re-reading part of a byte ORs the same bits in again), so pos * 8 - nbits bits
+    # are consumed.
+    top = np.uint64(64 - LOOKUP_BITS)
+    acc = np.uint64(0)
+    nbits = 0
+    pos = 0
+    acc |= ((np.uint64(words[pos]) << np.uint64(32)) | np.uint64(words[pos + 4])) >> np.uint64(nbits)
+    pos += (63 - nbits) >> 3
+    nbits |= 56
     end = seg_end[0] * 8
     for my in range(nmcuy):
         for mx in range(nmcux):
@@ -241,9 +247,11 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                     if seg >= seg_start.shape[0]:
                         return BAD_RESTART
                     pos = seg_start[seg]
-                    acc = np.int64(words[pos]) << 32
-                    nbits = 32
-                    pos += 4
+                    acc = np.uint64(0)
+                    nbits = 0
+                    acc |= ((np.uint64(words[pos]) << np.uint64(32)) | np.uint64(words[pos + 4])) >> np.uint64(nbits)
+                    pos += (63 - nbits) >> 3
+                    nbits |= 56
                     end = seg_end[seg] * 8
                     for c in range(ncomp):
                         preds[c] = 0
@@ -257,14 +265,14 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                 dc_t = plan[b, 1]
                 ac_t = plan[b, 2]
                 # ---- DC
-                e = luts[dc_t, (acc >> (64 - LOOKUP_BITS)) & ((1 << LOOKUP_BITS) - 1)]
+                e = luts[dc_t, np.int64(acc >> top)]
                 if e != 0:
                     used = e & 31
                     s = e >> 5
                 else:
                     s = -1
                     used = 0
-                    peek = (acc >> 48) & 0xFFFF
+                    peek = np.int64(acc >> np.uint64(48))
                     for l in range(LOOKUP_BITS + 1, 17):
                         code = peek >> (16 - l)
                         if code <= maxcodes[dc_t, l]:
@@ -273,34 +281,35 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                             break
                     if s < 0:
                         return BAD_CODE
-                acc <<= used
+                acc <<= np.uint64(used)
                 nbits -= used
                 if s > 0:
-                    v = (acc >> (64 - s)) & ((1 << s) - 1)
-                    acc <<= s
+                    v = np.int64(acc >> np.uint64(64 - s))
+                    acc <<= np.uint64(s)
                     nbits -= s
                     preds[c] += v if v >= (1 << (s - 1)) else v - (1 << s) + 1
-                if nbits < 32:
-                    acc |= np.int64(words[pos]) << (32 - nbits)
-                    pos += 4
-                    nbits += 32
+                acc |= ((np.uint64(words[pos]) << np.uint64(32)) | np.uint64(words[pos + 4])) >> np.uint64(nbits)
+                pos += (63 - nbits) >> 3
+                nbits |= 56
                 if plan[b, 4] >= 0:
                     coef = ((preds[c] + 32768) & 0xFFFF) - 32768  # stored as a 16-bit JCOEF
                     flat[origin + plan[b, 3] * width + plan[b, 4]] = limit_table[((coef * quant_dc + 4) >> 3) & 1023]
                 # ---- AC: parsed and dropped
                 k = 1
                 while k < 64:
-                    e = luts[ac_t, (acc >> (64 - LOOKUP_BITS)) & ((1 << LOOKUP_BITS) - 1)]
+                    e = luts[ac_t, np.int64(acc >> top)]
                     if e != 0:
-                        # Both codes, unless the first ends the block (selects, not a
-                        # branch: which one it is changes from block to block).
-                        whole = k + (e >> 17) < 64
-                        used = (e & 31) if whole else ((e >> 12) & 31)
-                        k += ((e >> 5) & 127) if whole else (e >> 17)
+                        first_advance = e >> 17
+                        if k + first_advance < 64:
+                            used = e & 31
+                            k += (e >> 5) & 127
+                        else:  # the first code ends the block
+                            used = (e >> 12) & 31
+                            k += first_advance
                     else:
                         rs = -1
                         used = 0
-                        peek = (acc >> 48) & 0xFFFF
+                        peek = np.int64(acc >> np.uint64(48))
                         for l in range(LOOKUP_BITS + 1, 17):
                             code = peek >> (16 - l)
                             if code <= maxcodes[ac_t, l]:
@@ -317,12 +326,11 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                             k += 16
                         else:
                             k = 64
-                    acc <<= used
+                    acc <<= np.uint64(used)
                     nbits -= used
-                    if nbits < 32:
-                        acc |= np.int64(words[pos]) << (32 - nbits)
-                        pos += 4
-                        nbits += 32
+                    acc |= ((np.uint64(words[pos]) << np.uint64(32)) | np.uint64(words[pos + 4])) >> np.uint64(nbits)
+                    pos += (63 - nbits) >> 3
+                    nbits |= 56
     if pos * 8 - nbits > end:
         return TRUNCATED
     return OK
