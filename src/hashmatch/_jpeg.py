@@ -16,6 +16,7 @@ project's usual errors for files that are really bad.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,12 +24,13 @@ from ._jit import kernels
 
 _k = kernels("hashmatch._jpeg_kernels")
 
-__all__ = ["DC_SCALE", "JpegHeader", "decode_dc", "read_header"]
+__all__ = ["DC_SCALE", "DcImage", "JpegHeader", "decode_dc", "read_header"]
 
 DC_SCALE = 8
 _SOF_SEQUENTIAL = (0xC0, 0xC1)  # baseline, extended sequential (Huffman)
 _SOF_OTHER = frozenset({0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _LOOKUP_SIZE = 1 << 11  # _jpeg_kernels.LOOKUP_BITS, without importing numba here
+_DC_TABLE, _AC_SKIP, _AC_VALUES = 0, 1, 2  # _jpeg_kernels' table kinds
 _PAD_BYTES = 512  # > 8 + one corrupt block (64 codes of 31 bits)
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RSTn: no length field
 
@@ -44,7 +46,7 @@ class JpegHeader:
         self.components: list[int] = []
         self.sampling: list[tuple[int, int]] = []
         self.quant_ids: list[int] = []
-        self.quant: dict[int, int] = {}  # table id -> DC (first) quantiser
+        self.quant: dict[int, tuple[int, int, int]] = {}  # table id -> first 3 quantisers (zig-zag)
         self.tables: dict[int, tuple[bytes, bytes]] = {}  # slot (DC 0-3, AC 4-7) -> counts, symbols
         self.restart_interval = 0
         self.scan: list[tuple[int, int, int]] = []  # (component index, DC slot, AC slot)
@@ -145,7 +147,10 @@ def _read_dqt(head: JpegHeader, seg: memoryview) -> bool:
         size = 64 * (2 if pq else 1)
         if pq > 1 or tq > 3 or pos + 1 + size > len(seg):
             return False
-        head.quant[tq] = (seg[pos + 1] << 8) | seg[pos + 2] if pq else seg[pos + 1]
+        if pq:
+            head.quant[tq] = tuple((seg[pos + 1 + 2 * i] << 8) | seg[pos + 2 + 2 * i] for i in range(3))
+        else:
+            head.quant[tq] = tuple(seg[pos + 1 + i] for i in range(3))
         pos += 1 + size
     return True
 
@@ -183,8 +188,18 @@ def _luma_component(head: JpegHeader) -> int | None:
     return 0
 
 
-def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> np.ndarray | None:
-    """The (ceil(height / 8), ceil(width / 8)) uint8 grey image of a JPEG, or None.
+class DcImage(NamedTuple):
+    """A JPEG's luma at 1/8 scale: libjpeg's pixels, and per block the dequantised DCT
+    coefficients DC, horizontal and vertical first harmonic (``planes``, float32)."""
+
+    pixels: np.ndarray  # (ceil(height / 8), ceil(width / 8)) uint8
+    planes: np.ndarray  # (3, ceil(height / 8), ceil(width / 8)) float32
+    height: int  # of the full image
+    width: int
+
+
+def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> DcImage | None:
+    """The 1/8-scale grey image of a JPEG and its low coefficients, or None.
 
     None means "decode this one another way": a kind of JPEG this decoder does not
     handle, or anything irregular in it. ``header``, if given, is ``read_header(data)``.
@@ -207,8 +222,7 @@ def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> np.
         hmax = max(h for h, _ in head.sampling)
         vmax = max(v for _, v in head.sampling)
         nmcux, nmcuy = -(-head.width // (8 * hmax)), -(-head.height // (8 * vmax))
-    plan = _plan(tuple(head.scan), tuple(head.sampling), luma)
-    mcu_rows, mcu_cols = int(plan[:, 3].max()) + 1, int(plan[:, 4].max()) + 1
+    plan, mcu_rows, mcu_cols = _plan(tuple(head.scan), tuple(head.sampling), luma)
     raw = np.frombuffer(data, dtype=np.uint8)
     length = len(raw) - head.data_start
     # The decoder reads whole words and checks its position once per block, so a
@@ -225,14 +239,16 @@ def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> np.
     words = np.empty(used_bytes + _PAD_BYTES, dtype=np.uint32)
     _k.big_endian_words(clean[: used_bytes + _PAD_BYTES + 3], used_bytes, words)
     out = np.empty((nmcuy * mcu_rows, nmcux * mcu_cols), dtype=np.uint8)
+    planes = np.empty((3, *out.shape), dtype=np.float32)
     status = _k.dc_scan(
         words, used_bytes + 8, seg_start[:segments], seg_end[:segments], nmcux, nmcuy,
-        plan, head.restart_interval, *tables,
-        head.quant[head.quant_ids[luma]], _limit_table(), out,
+        plan, head.restart_interval, *tables, np.array(head.quant[head.quant_ids[luma]], dtype=np.int64),
+        _limit_table(), out, planes,
     )
     if status != 0:
         return None
-    return out[: -(-head.height // 8), : -(-head.width // 8)].copy()
+    rows, cols = -(-head.height // 8), -(-head.width // 8)
+    return DcImage(out[:rows, :cols].copy(), np.ascontiguousarray(planes[:, :rows, :cols]), head.height, head.width)
 
 
 @lru_cache(maxsize=1)
@@ -243,27 +259,31 @@ def _limit_table() -> np.ndarray:
 @lru_cache(maxsize=32)  # files from one encoder share their tables: built once
 def _tables(spec: tuple[tuple[int, bytes, bytes], ...]) -> tuple[np.ndarray, ...] | None:
     """Lookup tables for the Huffman tables in ``spec`` ((slot, counts, symbols) each)."""
-    luts = np.zeros((8, _LOOKUP_SIZE), dtype=np.int32)
+    luts = np.zeros((12, _LOOKUP_SIZE), dtype=np.int32)
     maxcodes = np.full((8, 18), -1, dtype=np.int64)
     valptrs = np.zeros((8, 18), dtype=np.int64)
     symbols = np.zeros((8, 256), dtype=np.int64)
     for slot, counts, syms in spec:
         symbols[slot, : len(syms)] = np.frombuffer(syms, dtype=np.uint8)
-        status = _k.build_table(np.frombuffer(counts, dtype=np.uint8).astype(np.int64), symbols[slot],
-                                slot < 4, luts[slot], maxcodes[slot], valptrs[slot])
+        counts_array = np.frombuffer(counts, dtype=np.uint8).astype(np.int64)
+        status = _k.build_table(counts_array, symbols[slot], _DC_TABLE if slot < 4 else _AC_SKIP,
+                                luts[slot], maxcodes[slot], valptrs[slot])
         if status != 0:
             return None
         if slot >= 4:
             _k.pair_table(luts[slot].copy(), luts[slot])
+            _k.build_table(counts_array, symbols[slot], _AC_VALUES, luts[slot + 4], maxcodes[slot], valptrs[slot])
     for table in (luts, maxcodes, valptrs, symbols):
         table.flags.writeable = False
     return luts, maxcodes, valptrs, symbols
 
 
 @lru_cache(maxsize=32)
-def _plan(scan: tuple[tuple[int, int, int], ...], sampling: tuple[tuple[int, int], ...], luma: int) -> np.ndarray:
+def _plan(scan: tuple[tuple[int, int, int], ...], sampling: tuple[tuple[int, int], ...],
+          luma: int) -> tuple[np.ndarray, int, int]:
     """Per block of an MCU, in scan order: component, DC table, AC table, and the block's
-    row and column among the MCU's luma blocks (-1 when not luma)."""
+    row and column among the MCU's luma blocks (-1 when not luma); and the MCU's luma
+    rows and columns."""
     if len(scan) == 1:
         plan = [(0, scan[0][1], scan[0][2], 0, 0)]
     else:
@@ -273,4 +293,4 @@ def _plan(scan: tuple[tuple[int, int, int], ...], sampling: tuple[tuple[int, int
             plan += [(i, dc, ac, y if c == luma else -1, x if c == luma else -1) for y in range(v) for x in range(h)]
     out = np.array(plan, dtype=np.int64)
     out.flags.writeable = False
-    return out
+    return out, int(out[:, 3].max()) + 1, int(out[:, 4].max()) + 1

@@ -32,14 +32,19 @@ BAD_CODE = 2
 TRUNCATED = 3
 BAD_RESTART = 4
 
+DC_TABLE = 0
+AC_SKIP = 1
+AC_VALUES = 2
+
 
 @njit(cache=True, nogil=True)
-def build_table(counts, symbols, is_dc, lut, maxcode, valptr):
+def build_table(counts, symbols, kind, lut, maxcode, valptr):
     """Canonical Huffman tables from a DHT's 16 counts and its symbols (JPEG Annex C).
 
-    ``lut[prefix]``: 0 when the code under the next LOOKUP_BITS bits is longer; for a
-    DC table ``length | category << 5``; for an AC table ``(length + magnitude bits) |
-    zig-zag advance << 5`` (advance 64 for an end of block, 16 for a run of 16 zeros).
+    ``lut[prefix]``: 0 when the code under the next LOOKUP_BITS bits is longer; else for
+    ``kind`` DC_TABLE and AC_VALUES ``length | symbol << 5``; for AC_SKIP
+    ``(length + magnitude bits) | zig-zag advance << 5`` (advance 64 for an end of
+    block, 16 for a run of 16 zeros).
     ``maxcode[l]`` / ``valptr[l]``: the slow path for lengths over LOOKUP_BITS (-1: none).
     Returns BAD_TABLE for tables libjpeg refuses (over-full code space, more than 256
     symbols, a DC category over 15).
@@ -63,10 +68,10 @@ def build_table(counts, symbols, is_dc, lut, maxcode, valptr):
             maxcode[l] = code + n - 1
         for _ in range(n):
             sym = symbols[k]
-            if is_dc and sym > 15:
+            if kind == DC_TABLE and sym > 15:
                 return BAD_TABLE
             if l <= LOOKUP_BITS:
-                if is_dc:
+                if kind != AC_SKIP:
                     entry = l | (sym << 5)
                 else:
                     run = sym >> 4
@@ -201,11 +206,17 @@ def range_limit_table():
 
 @njit(cache=True, nogil=True)
 def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_interval,
-            luts, maxcodes, valptrs, symbols, quant_dc, limit_table, out):
+            luts, maxcodes, valptrs, symbols, quant, limit_table, out, planes):
     """Decode one baseline scan, keeping the luma DC terms as 1/8-scale pixels.
 
+    Also keeps each luma block's three lowest coefficients, dequantised by ``quant``
+    (its first three entries, zig-zag order), in ``planes`` (3, rows, columns) float32:
+    DC, the horizontal and the vertical first harmonic. PDQ's fast path models the
+    full-resolution filter from them (notes/issue-14-pdq.md).
+
     ``words`` from :func:`big_endian_words` over :func:`unstuff`'s bytes. ``luts``
-    rows: DC tables from :func:`build_table`, AC tables from :func:`pair_table`.
+    rows: DC tables (0-3) from :func:`build_table`, AC tables (4-7) from
+    :func:`pair_table`, and the same AC tables with their symbols (8-11).
     ``plan`` has one row per block of an MCU, in scan order: (component, DC table, AC
     table, row, column within the MCU's luma blocks or -1 when not luma); one block per
     MCU for a non-interleaved scan. ``out`` is (nmcuy * luma rows per MCU, nmcux * luma
@@ -222,6 +233,10 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
         mcu_cols = max(mcu_cols, plan[b, 4] + 1)
     width = out.shape[1]
     flat = out.reshape(out.size)
+    dc_plane = planes[0].reshape(out.size)
+    h_plane = planes[1].reshape(out.size)
+    v_plane = planes[2].reshape(out.size)
+    quant_dc = quant[0]
     preds = np.zeros(ncomp, dtype=np.int64)
     mcus_left = restart_interval
     seg = 0
@@ -291,11 +306,55 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                 acc |= ((np.uint64(words[pos]) << np.uint64(32)) | np.uint64(words[pos + 4])) >> np.uint64(nbits)
                 pos += (63 - nbits) >> 3
                 nbits |= 56
-                if plan[b, 4] >= 0:
-                    coef = ((preds[c] + 32768) & 0xFFFF) - 32768  # stored as a 16-bit JCOEF
-                    flat[origin + plan[b, 3] * width + plan[b, 4]] = limit_table[((coef * quant_dc + 4) >> 3) & 1023]
-                # ---- AC: parsed and dropped
                 k = 1
+                if plan[b, 4] >= 0:
+                    at = origin + plan[b, 3] * width + plan[b, 4]
+                    coef = ((preds[c] + 32768) & 0xFFFF) - 32768  # stored as a 16-bit JCOEF
+                    flat[at] = limit_table[((coef * quant_dc + 4) >> 3) & 1023]
+                    dc_plane[at] = coef * quant_dc
+                    h_plane[at] = 0.0
+                    v_plane[at] = 0.0
+                    # ---- AC 1 (horizontal) and 2 (vertical): decoded one code at a time
+                    while k <= 2:
+                        e = luts[ac_t + 4, np.int64(acc >> top)]
+                        if e != 0:
+                            used = e & 31
+                            rs = e >> 5
+                        else:
+                            rs = -1
+                            used = 0
+                            peek = np.int64(acc >> np.uint64(48))
+                            for l in range(LOOKUP_BITS + 1, 17):
+                                code = peek >> (16 - l)
+                                if code <= maxcodes[ac_t, l]:
+                                    rs = symbols[ac_t, valptrs[ac_t, l] + code]
+                                    used = l
+                                    break
+                            if rs < 0:
+                                return BAD_CODE
+                        acc <<= np.uint64(used)
+                        nbits -= used
+                        size = rs & 15
+                        if size != 0:
+                            v = np.int64(acc >> np.uint64(64 - size))
+                            acc <<= np.uint64(size)
+                            nbits -= size
+                            if v < (1 << (size - 1)):
+                                v = v - (1 << size) + 1
+                            k += rs >> 4
+                            if k == 1:
+                                h_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * quant[1]
+                            elif k == 2:
+                                v_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * quant[2]
+                            k += 1
+                        elif (rs >> 4) == 15:
+                            k += 16
+                        else:
+                            k = 64
+                        acc |= ((np.uint64(words[pos]) << np.uint64(32)) | np.uint64(words[pos + 4])) >> np.uint64(nbits)
+                        pos += (63 - nbits) >> 3
+                        nbits |= 56
+                # ---- the other AC codes: parsed and dropped
                 while k < 64:
                     e = luts[ac_t, np.int64(acc >> top)]
                     if e != 0:

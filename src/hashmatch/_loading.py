@@ -43,6 +43,7 @@ import io
 import os
 import stat
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import IO, Union
 
 import numpy as np
@@ -57,6 +58,9 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes], Im
 
 DRAFT_SCALE_KEY = "hashmatch.draft_scale"
 """``Image.info`` key holding n when :func:`load_image` decoded a JPEG at 1/n scale."""
+DCT_PLANES_KEY = "hashmatch.dct_planes"
+"""``Image.info`` key of a DC-decoded draft: (planes, full height, full width), the luma
+blocks' DC and first horizontal and vertical harmonics (see :mod:`hashmatch._jpeg`)."""
 
 # Pillow's own threshold at import time: our default never rejects what Pillow accepts silently.
 _PILLOW_DEFAULT_MAX_PIXELS = 89_478_485
@@ -226,12 +230,15 @@ def load_image(
     limits: ImageLimits = DEFAULT_LIMITS,
     exif_transpose: bool = False,
     draft: tuple[str, tuple[int, int]] | None = None,
+    draft_check: Callable[[Image.Image], bool] | None = None,
 ) -> Image.Image:
     """Decode ``source`` into a loaded PIL image (first frame), with limits checked.
 
     ``draft=(mode, (width, height))`` asks JPEG decoding for the smallest reduced scale
     that still covers that size, in that mode ("L" or "RGB"); other formats ignore it.
-    The returned image keeps its own mode; hashers convert it.
+    ``draft_check(image)``, if given, sees a reduced decode first: when it returns
+    False the file is decoded again at full size. The returned image keeps its own
+    mode; hashers convert it.
     """
     if isinstance(source, Image.Image):
         check_pixel_limit(source.width, source.height, limits, "<PIL image>")
@@ -254,6 +261,9 @@ def load_image(
             img = _dc_draft(stream.getvalue(), name, limits, draft[1])  # no copy: shares the bytes
         if img is None:
             img = _open_and_decode(stream, name, limits, draft)
+        if draft_check is not None and DRAFT_SCALE_KEY in img.info and not draft_check(img):
+            stream.seek(0)
+            img = _open_and_decode(stream, name, limits, None)
     return _orient(img, exif_transpose, name)
 
 
@@ -267,11 +277,12 @@ def _dc_draft(data: bytes, name: str, limits: ImageLimits, size: tuple[int, int]
     # Pillow's JpegImageFile.draft rule: the largest of 8, 4, 2 within both ratios.
     if min(header.width // max(size[0], 1), header.height // max(size[1], 1)) < _jpeg.DC_SCALE:
         return None
-    pixels = _jpeg.decode_dc(data, header)
-    if pixels is None:
+    decoded = _jpeg.decode_dc(data, header)
+    if decoded is None:
         return None
-    img = Image.fromarray(pixels)
+    img = Image.fromarray(decoded.pixels)
     img.info[DRAFT_SCALE_KEY] = _jpeg.DC_SCALE
+    img.info[DCT_PLANES_KEY] = (decoded.planes, decoded.height, decoded.width)
     return img
 
 

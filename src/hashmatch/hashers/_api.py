@@ -11,6 +11,7 @@ from PIL import Image
 from ..errors import HashmatchError, ImageTooLargeError, UsageError
 from ..hashes import Hash
 from .._loading import (
+    DCT_PLANES_KEY,
     DEFAULT_LIMITS,
     DRAFT_SCALE_KEY,
     ImageInput,
@@ -107,7 +108,9 @@ def compute_query_hashes(
             return [out]
         chosen = rest
     draft = _draft_request(chosen) if fast else None
-    img = load_image(image, limits=limits, exif_transpose=exif_transpose, draft=draft)
+    checks = [(alg.draft_ok, opts) for alg, opts in chosen if alg.draft_ok is not None]
+    draft_check = (lambda img: all(ok(img, **opts) for ok, opts in checks)) if draft and checks else None
+    img = load_image(image, limits=limits, exif_transpose=exif_transpose, draft=draft, draft_check=draft_check)
     out.update(_hash_loaded(img, chosen, dihedral))
     views = [out]
     if trim_borders:
@@ -115,6 +118,7 @@ def compute_query_hashes(
         if trimmed is not img and trimmed.size != img.size:
             if DRAFT_SCALE_KEY in img.info:
                 trimmed.info[DRAFT_SCALE_KEY] = img.info[DRAFT_SCALE_KEY]
+            trimmed.info.pop(DCT_PLANES_KEY, None)  # they describe the whole image
             views.append(_hash_loaded(trimmed, chosen, dihedral))
     return views
 

@@ -47,7 +47,8 @@ class Algorithm:
     ``(height, width, 3)`` uint8 array with the same options and give the same result.
     ``draft_mode``, where given, is the mode a reduced-scale decode may use instead of
     ``mode`` ("L": luma alone, which JPEG stores apart); ``compute`` then receives the
-    draft in that mode.
+    draft in that mode. ``draft_ok(image, **options)``, where given, sees a reduced
+    decode first and may refuse it (False: the file is decoded again at full size).
     """
 
     name: str
@@ -63,6 +64,7 @@ class Algorithm:
     compute_rgb: Callable[..., HashResult] | None = None
     dihedral_rgb: Callable[..., tuple[HashResult, ...]] | None = None
     draft_mode: str | None = None
+    draft_ok: Callable[..., bool] | None = None
 
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         unknown = set(options) - set(self.options)

@@ -31,7 +31,7 @@ from PIL import Image
 
 from ..errors import ImageError, UnreadableImageError, UsageError
 from ..hashes import Hash
-from .._loading import DRAFT_SCALE_KEY
+from .._loading import DCT_PLANES_KEY, DRAFT_SCALE_KEY
 from .._jit import kernels
 from ._api import compute_hashes
 from ._api import warmup as _warm_hashers
@@ -155,6 +155,62 @@ def _resample_weights(size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return first, weights
 
 
+def _exact_row(full: int, i: int) -> tuple[int, np.ndarray]:
+    """Output ``i`` of the exact path along a side of ``full`` pixels, as weights over
+    pixels (first pixel, weights): two of the reference's box passes, then the sample.
+    The boxes shrink at the edges exactly as box1DFloat's windows do."""
+    window = (full + 127) // 128
+    half = (window + 2) // 2
+    sample = int(((i + 0.5) * full) / 64)
+
+    def box(o: int) -> tuple[int, int]:
+        return max(0, o - (window - half)), min(full - 1, o + half - 1)
+
+    lo, hi = box(sample)
+    first, last = box(lo)[0], box(hi)[1]
+    weights = np.zeros(last - first + 1)
+    for x in range(lo, hi + 1):
+        a, b = box(x)
+        weights[a - first : b - first + 1] += 1.0 / ((hi - lo + 1) * (b - a + 1))
+    return first, weights
+
+
+@lru_cache(maxsize=32)
+def _model_weights(full: int, blocks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights from JPEG blocks to PDQ's 64 samples along a side of ``full`` pixels.
+
+    Pixel x of block j = x // 8 is modelled as the block's DC term times 1/sqrt(8) plus
+    its first harmonic times cos((2 (x mod 8) + 1) pi / 16) / 2 (the orthonormal 8-point
+    DCT basis, as JPEG stores coefficients), so a block's weight for output i is the
+    exact filter row summed against those two basis functions: (first block, weights
+    for the constant part, weights for the harmonic). Exact for images whose blocks
+    hold only those terms; measured drift on photos in notes/issue-14-pdq.md.
+    """
+    rows = [_exact_row(full, i) for i in range(64)]
+    span = max((first + len(w) - 1) // 8 - first // 8 + 1 for first, w in rows)
+    span = min(span, blocks)
+    starts = np.empty(64, dtype=np.int64)
+    w0 = np.zeros((64, span))
+    w1 = np.zeros((64, span))
+    for i, (first, w) in enumerate(rows):
+        start = min(first // 8, blocks - span)
+        starts[i] = start
+        x = first + np.arange(len(w))
+        slot = x // 8 - start
+        np.add.at(w0[i], slot, w * math.sqrt(1 / 8))
+        np.add.at(w1[i], slot, w * 0.5 * np.cos((2 * (x % 8) + 1) * math.pi / 16))
+    for array in (starts, w0, w1):
+        array.flags.writeable = False
+    return starts, w0, w1
+
+
+def _model_coefficients(planes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, int]:
+    rows = _model_weights(height, planes.shape[1])
+    cols = _model_weights(width, planes.shape[2])
+    coeffs, quality = _k.pdq_coeffs_dct_model(planes, _dct_matrix(), *rows, *cols)
+    return coeffs, int(quality)
+
+
 def _coefficients(rgb: np.ndarray, preresize_512: bool, decode_scale: int = 1) -> tuple[np.ndarray | None, int]:
     """DCT and quality of ``rgb``: (h, w, 3) RGB, or (h, w) luma from a reduced decode."""
     if preresize_512:
@@ -257,6 +313,27 @@ def _hashable(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def _dct_planes(image: Image.Image) -> tuple[np.ndarray, int, int] | None:
+    """The loader's block coefficients of a DC-decoded grey draft, when they are this
+    image's (a crop or another mode is not)."""
+    found = image.info.get(DCT_PLANES_KEY)
+    if image.mode != "L" or not isinstance(found, tuple) or len(found) != 3:
+        return None
+    planes, height, width = found
+    if not isinstance(planes, np.ndarray) or planes.shape != (3, image.height, image.width):
+        return None
+    if min(height, width) < 64 or -(-height // 8) != image.height or -(-width // 8) != image.width:
+        return None
+    return planes, height, width
+
+
+def _coefficients_of(image: Image.Image, preresize_512: bool) -> tuple[np.ndarray | None, int]:
+    planes = None if preresize_512 else _dct_planes(image)
+    if planes is not None:
+        return _model_coefficients(*planes)
+    return _coefficients(_rgb_of(image), preresize_512, _decode_scale(image))
+
+
 def _decode_scale(image: Image.Image) -> int:
     """1, or the n of a 1/n JPEG draft decode (the loader records it in ``info``)."""
     scale = image.info.get(DRAFT_SCALE_KEY)
@@ -279,7 +356,7 @@ def _compute(
     if dihedral_method not in DIHEDRAL_METHODS:
         raise UsageError(f"dihedral_method must be one of {DIHEDRAL_METHODS}, got {dihedral_method!r}")
     preresize = _check_bool("preresize_512", preresize_512)
-    return _result(*_coefficients(_rgb_of(image), preresize, _decode_scale(image)))
+    return _result(*_coefficients_of(image, preresize))
 
 
 def _dihedral(
@@ -290,6 +367,9 @@ def _dihedral(
     dihedral_method: str = "dct",
 ) -> tuple[HashResult, ...]:
     _check_draft(draft_min_side)
+    if dihedral_method == "dct" and not _check_bool("preresize_512", preresize_512) and _dct_planes(image) is not None:
+        coeffs, quality = _coefficients_of(image, False)
+        return tuple(_result(c, quality) for c in _k.dihedral_coeffs(coeffs))
     return _dihedral_results(_rgb_of(image), preresize_512, _decode_scale(image), dihedral_method)
 
 
@@ -318,6 +398,22 @@ def _check_draft(value: object) -> int:
     return value
 
 
+def _draft_ok(image: Image.Image, **_: Any) -> bool:
+    """Whether PDQ can hash this reduced decode with little drift.
+
+    A DC-decoded JPEG (its block coefficients at hand) always. A 1/n pixel decode only
+    while PDQ's box window on the full image (ceil(side / 128) pixels) stays wider than
+    n on both sides: below that the reduced pixels miss the detail the exact filter
+    sees, and 256-pixel photos at 1/2 drift by up to 34 bits (notes/issue-14-pdq.md).
+    The loader then decodes the file at full size instead.
+    """
+    if _dct_planes(image) is not None:
+        return True
+    scale = _decode_scale(image)
+    full_side = min(image.width, image.height) * scale
+    return scale == 1 or (full_side + 127) // 128 > scale
+
+
 def _draft_size(
     *, preresize_512: bool = False, draft_min_side: int = PDQ_DRAFT_MIN_SIDE, dihedral_method: str = "dct"
 ) -> tuple[int, int] | None:
@@ -340,6 +436,7 @@ PDQ = register(
         compute_rgb=_compute_rgb,
         dihedral_rgb=_dihedral_rgb,
         draft_mode="L",  # the fast path hashes JPEG's luma channel: no colour decode
+        draft_ok=_draft_ok,
     )
 )
 
