@@ -67,6 +67,8 @@ def build_table(counts, symbols, kind, lut, maxcode, valptr):
             valptr[l] = k - code  # symbols[valptr[l] + code] for a code of this length
             maxcode[l] = code + n - 1
         for _ in range(n):
+            if code >= (1 << l) - 1:  # over-full, or the all-ones code: libjpeg refuses both
+                return BAD_TABLE
             sym = symbols[k]
             if kind == DC_TABLE and sym > 15:
                 return BAD_TABLE
@@ -89,8 +91,6 @@ def build_table(counts, symbols, kind, lut, maxcode, valptr):
                     lut[p] = entry
             code += 1
             k += 1
-        if code > (1 << l):  # the code space is over-full
-            return BAD_TABLE
         code <<= 1
     return OK
 

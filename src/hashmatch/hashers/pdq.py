@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,7 @@ __all__ = [
     "DIHEDRAL_METHODS",
     "PDQ_BITS",
     "PDQ_DRAFT_MIN_SIDE",
+    "PDQ_FAST_OPTIONS",
     "PDQ_MATCH_DISTANCE",
     "PDQ_MIN_QUALITY",
     "PDQ_PRERESIZE_SIDE",
@@ -67,6 +70,12 @@ PDQ_DRAFT_MIN_SIDE = 0
 
 Full size keeps hashes bit-exact with the reference. See notes/pdq.md for the measured
 trade-off of speed against drift for 384, 192 and 96 (192: p95 drift 4 bits of 256)."""
+PDQ_FAST_OPTIONS: Mapping[str, Any] = MappingProxyType({"draft_min_side": 96})
+"""PDQ's fast path for JPEG files: ``options={"pdq": PDQ_FAST_OPTIONS}``. A baseline JPEG
+of at least 768 pixels a side is decoded at 1/8 by :mod:`hashmatch._jpeg` and its PDQ
+modelled from the block coefficients; anything else is decoded in full (or at 1/2-1/4
+where PDQ's filter is wide enough). Not bit-exact: drift and speed in
+notes/issue-14-pdq.md."""
 _MIN_SIDE = 5  # the reference hashes smaller images as all zeros, quality 0
 # Scratch buffers are kept per thread up to this many pixels (2 x 4 bytes each): fresh
 # multi-megabyte buffers cost a page fault per 4 KiB, a third of the hashing time.
