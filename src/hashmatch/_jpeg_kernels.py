@@ -205,6 +205,18 @@ def range_limit_table():
 
 
 @njit(cache=True, nogil=True)
+def _long_code(acc, maxcode, valptr, symbols):
+    """(symbol, length) of a code longer than LOOKUP_BITS at the top of ``acc`` (uint64,
+    left-aligned), by the canonical code ranges; (-1, 0) when no table code matches."""
+    peek = np.int64(acc >> np.uint64(48))
+    for l in range(LOOKUP_BITS + 1, 17):
+        code = peek >> (16 - l)
+        if code <= maxcode[l]:
+            return symbols[valptr[l] + code], l
+    return -1, 0
+
+
+@njit(cache=True, nogil=True)
 def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_interval,
             luts, maxcodes, valptrs, symbols, quant, limit_table, out, planes):
     """Decode one baseline scan, keeping the luma DC terms as 1/8-scale pixels.
@@ -285,15 +297,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                     used = e & 31
                     s = e >> 5
                 else:
-                    s = -1
-                    used = 0
-                    peek = np.int64(acc >> np.uint64(48))
-                    for l in range(LOOKUP_BITS + 1, 17):
-                        code = peek >> (16 - l)
-                        if code <= maxcodes[dc_t, l]:
-                            s = symbols[dc_t, valptrs[dc_t, l] + code]
-                            used = l
-                            break
+                    s, used = _long_code(acc, maxcodes[dc_t], valptrs[dc_t], symbols[dc_t])
                     if s < 0:
                         return BAD_CODE
                 acc <<= np.uint64(used)
@@ -321,15 +325,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                             used = e & 31
                             rs = e >> 5
                         else:
-                            rs = -1
-                            used = 0
-                            peek = np.int64(acc >> np.uint64(48))
-                            for l in range(LOOKUP_BITS + 1, 17):
-                                code = peek >> (16 - l)
-                                if code <= maxcodes[ac_t, l]:
-                                    rs = symbols[ac_t, valptrs[ac_t, l] + code]
-                                    used = l
-                                    break
+                            rs, used = _long_code(acc, maxcodes[ac_t], valptrs[ac_t], symbols[ac_t])
                             if rs < 0:
                                 return BAD_CODE
                         acc <<= np.uint64(used)
@@ -366,15 +362,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                             used = (e >> 12) & 31
                             k += first_advance
                     else:
-                        rs = -1
-                        used = 0
-                        peek = np.int64(acc >> np.uint64(48))
-                        for l in range(LOOKUP_BITS + 1, 17):
-                            code = peek >> (16 - l)
-                            if code <= maxcodes[ac_t, l]:
-                                rs = symbols[ac_t, valptrs[ac_t, l] + code]
-                                used = l
-                                break
+                        rs, used = _long_code(acc, maxcodes[ac_t], valptrs[ac_t], symbols[ac_t])
                         if rs < 0:
                             return BAD_CODE
                         size = rs & 15

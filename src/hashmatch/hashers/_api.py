@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -218,3 +219,11 @@ def warmup(algorithms: Iterable[str] | None = None) -> None:
     for image in probe_images():
         compute_hashes(image, names, dihedral=True)
         compute_hashes(image, names, dihedral=False)
+    # A JPEG file too: reduced decodes go through the DC decoder's kernels, and PDQ's
+    # fast path through its filter model (a 512-pixel probe at 1/8).
+    buffer = io.BytesIO()
+    Image.fromarray(np.tile(np.arange(512, dtype=np.uint8) // 2, (512, 1))).save(buffer, format="JPEG")
+    for name in names:  # one at a time: a draft serves only algorithms that all allow one
+        options = {"pdq": {"draft_min_side": 64}} if name == "pdq" else None
+        for dihedral in (True, False):
+            compute_hashes(buffer.getvalue(), (name,), options=options, dihedral=dihedral)
