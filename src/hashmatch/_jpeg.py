@@ -31,7 +31,6 @@ _SOF_SEQUENTIAL = (0xC0, 0xC1)  # baseline, extended sequential (Huffman)
 _SOF_OTHER = frozenset({0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _LOOKUP_SIZE = 1 << 11  # _jpeg_kernels.LOOKUP_BITS, without importing numba here
 _DC_TABLE, _AC_SKIP, _AC_VALUES = 0, 1, 2  # _jpeg_kernels' table kinds
-_PAD_BYTES = 512  # > 8 + one corrupt block (64 codes of 31 bits)
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RSTn: no length field
 
 
@@ -224,31 +223,19 @@ def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> DcI
         nmcux, nmcuy = -(-head.width // (8 * hmax)), -(-head.height // (8 * vmax))
     plan, mcu_rows, mcu_cols = _plan(tuple(head.scan), tuple(head.sampling), luma)
     raw = np.frombuffer(data, dtype=np.uint8)
-    length = len(raw) - head.data_start
-    # The decoder reads whole words and checks its position once per block, so a
-    # block of corrupt codes (at most 64 x 31 bits) can run that far past the end.
-    clean = np.empty(length + _PAD_BYTES + 4, dtype=np.uint8)
-    intervals = -(-nmcux * nmcuy // head.restart_interval) if head.restart_interval else 1
-    seg_start = np.empty(intervals, dtype=np.int64)
-    seg_end = np.empty(intervals, dtype=np.int64)
-    ff = np.flatnonzero(raw[head.data_start :] == 0xFF) + head.data_start
-    segments = _k.unstuff(raw, head.data_start, ff, intervals, clean, seg_start, seg_end)
-    if segments < 1:
-        return None
-    used_bytes = int(seg_end[segments - 1])
-    words = np.empty(used_bytes + _PAD_BYTES, dtype=np.uint32)
-    _k.big_endian_words(clean[: used_bytes + _PAD_BYTES + 3], used_bytes, words)
     out = np.empty((nmcuy * mcu_rows, nmcux * mcu_cols), dtype=np.uint8)
     planes = np.empty((3, *out.shape), dtype=np.float32)
-    status = _k.dc_scan(
-        words, used_bytes + 8, seg_start[:segments], seg_end[:segments], nmcux, nmcuy,
-        plan, head.restart_interval, *tables, np.array(head.quant[head.quant_ids[luma]], dtype=np.int64),
-        _limit_table(), out, planes,
+    status = _k.decode_scan(
+        raw, head.data_start, np.flatnonzero(raw[head.data_start :] == 0xFF),  # numpy finds the 0xFF bytes fast
+        -(-nmcux * nmcuy // head.restart_interval) if head.restart_interval else 1,
+        nmcux, nmcuy, plan, head.restart_interval, *tables,
+        np.array(head.quant[head.quant_ids[luma]], dtype=np.int64), _limit_table(), out, planes,
     )
     if status != 0:
         return None
     rows, cols = -(-head.height // 8), -(-head.width // 8)
-    return DcImage(out[:rows, :cols].copy(), np.ascontiguousarray(planes[:, :rows, :cols]), head.height, head.width)
+    return DcImage(np.ascontiguousarray(out[:rows, :cols]), np.ascontiguousarray(planes[:, :rows, :cols]),
+                   head.height, head.width)
 
 
 @lru_cache(maxsize=1)

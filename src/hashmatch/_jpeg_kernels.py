@@ -112,8 +112,8 @@ def _range_limit(x):
 def unstuff(data, pos, ff, max_segments, clean, seg_start, seg_end):
     """Entropy-coded bytes from ``pos`` with stuffed zeros dropped, split at RSTn markers.
 
-    ``ff``: the positions of the 0xFF bytes from ``pos`` on, ascending (numpy finds them
-    fast; the bytes between are copied in runs). Writes segment ``i`` to
+    ``ff``: the positions of the 0xFF bytes counted from ``pos``, ascending (the bytes
+    between are copied in runs). Writes segment ``i`` to
     ``clean[seg_start[i]:seg_end[i]]`` and returns the number of segments (-1 when a
     restart marker is out of order or there are more than ``max_segments``). Stops at
     any other marker or at the end of the data. ``clean`` needs ``len(data) - pos`` bytes.
@@ -124,7 +124,7 @@ def unstuff(data, pos, ff, max_segments, clean, seg_start, seg_end):
     seg_start[0] = 0
     cursor = pos
     for f in range(ff.shape[0]):
-        p = ff[f]
+        p = ff[f] + pos
         if p < cursor:  # consumed already (the second 0xFF of a pair)
             continue
         run = p - cursor
@@ -381,3 +381,25 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
     if pos * 8 - nbits > end:
         return TRUNCATED
     return OK
+
+
+PAD_BYTES = 512
+"""Zero bytes after the data: dc_scan checks its position once per block, and a block of
+corrupt codes (67 codes of at most 31 bits) can read that far past the end."""
+
+
+@njit(cache=True, nogil=True)
+def decode_scan(data, pos, ff, max_segments, nmcux, nmcuy, plan, restart_interval,
+                luts, maxcodes, valptrs, symbols, quant, limit_table, out, planes):
+    """:func:`unstuff`, :func:`big_endian_words` and :func:`dc_scan` in one call."""
+    clean = np.empty(data.shape[0] - pos + PAD_BYTES + 4, dtype=np.uint8)
+    seg_start = np.empty(max_segments, dtype=np.int64)
+    seg_end = np.empty(max_segments, dtype=np.int64)
+    segments = unstuff(data, pos, ff, max_segments, clean, seg_start, seg_end)
+    if segments < 1:
+        return BAD_RESTART
+    used = seg_end[segments - 1]
+    words = np.empty(used + PAD_BYTES, dtype=np.uint32)
+    big_endian_words(clean[: used + PAD_BYTES + 3], used, words)
+    return dc_scan(words, used + 8, seg_start[:segments], seg_end[:segments], nmcux, nmcuy, plan,
+                   restart_interval, luts, maxcodes, valptrs, symbols, quant, limit_table, out, planes)
