@@ -194,6 +194,14 @@ def test_truncated_jpeg_declined_and_api_raises(rng, cut):
         compute_hashes(short, ("pdq",), options={"pdq": dict(PDQ_FAST_OPTIONS)})
 
 
+def test_junk_after_the_scan_is_not_read(rng):
+    data = _jpeg_bytes(rng, 64, 48, quality=90)
+    junk = bytes(rng.integers(0, 255, 4_000_000, dtype=np.uint8))  # no 0xFF: no marker to stop at
+    decoded = _jpeg.decode_dc(data[:-2] + junk)  # EOI dropped
+    assert decoded is not None
+    np.testing.assert_array_equal(decoded.pixels, _jpeg.decode_dc(data).pixels)
+
+
 def test_restart_markers_out_of_order_declined(rng):
     data = bytearray(_jpeg_bytes(rng, 400, 300, quality=90, restart_marker_blocks=4))
     start = _entropy_start(bytes(data))

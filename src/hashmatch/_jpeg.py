@@ -222,13 +222,17 @@ def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> DcI
         vmax = max(v for _, v in head.sampling)
         nmcux, nmcuy = -(-head.width // (8 * hmax)), -(-head.height // (8 * vmax))
     plan, mcu_rows, mcu_cols = _plan(tuple(head.scan), tuple(head.sampling), luma)
-    raw = np.frombuffer(data, dtype=np.uint8)
+    # A scan needs at most 209 bytes a block (63 codes of 16 + 10 bits and a DC), twice
+    # that if every byte were a stuffed 0xFF, plus the restart markers: bytes past that
+    # are not read, so junk after the scan cannot make the work arrays grow.
+    intervals = -(-nmcux * nmcuy // head.restart_interval) if head.restart_interval else 1
+    most = head.data_start + 512 * nmcux * nmcuy * len(plan) + 2 * intervals + 1024
+    raw = np.frombuffer(data, dtype=np.uint8)[:most]
     out = np.empty((nmcuy * mcu_rows, nmcux * mcu_cols), dtype=np.uint8)
     planes = np.empty((3, *out.shape), dtype=np.float32)
     status = _k.decode_scan(
         raw, head.data_start, np.flatnonzero(raw[head.data_start :] == 0xFF),  # numpy finds the 0xFF bytes fast
-        -(-nmcux * nmcuy // head.restart_interval) if head.restart_interval else 1,
-        nmcux, nmcuy, plan, head.restart_interval, *tables,
+        intervals, nmcux, nmcuy, plan, head.restart_interval, *tables,
         np.array(head.quant[head.quant_ids[luma]], dtype=np.int64), _limit_table(), out, planes,
     )
     if status != 0:
