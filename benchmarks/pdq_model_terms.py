@@ -4,7 +4,7 @@
 
 The coefficients here come from an orthonormal 8x8 DCT of Pillow's full luma decode (what
 the DC decoder reads from the file, up to the decoder's rounding). Each block is modelled
-by its lowest terms; the exact filter rows (pdq._exact_row) weigh them, as the fast path
+by its lowest terms; the exact filter rows (_pdq_fast._exact_row) weigh them, as the fast path
 does with DC and the two first harmonics. Drift is the Hamming distance to pdqhash on the
 full RGB decode, over synthetic 1024x768 JPEGs and the real photos on this machine
 (bench_quick._real_photos) of at least 768 pixels a side with quality >= 50.
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from hashmatch.testing.synthetic import generate_image
 
     pdq = importlib.import_module("hashmatch.hashers.pdq")
+    fast = importlib.import_module("hashmatch.hashers._pdq_fast")
     k = np.arange(8)
     alpha = np.where(k == 0, math.sqrt(1 / 8), 0.5)
     dct = np.cos((2 * k[None, :] + 1) * k[:, None] * math.pi / 16) * alpha[:, None]  # [u, x]
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     def rows(n: int) -> np.ndarray:
         out = np.zeros((64, n))
         for i in range(64):
-            first, w = pdq._exact_row(n, i)
+            first, w = fast._exact_row(n, i)
             out[i, first : first + len(w)] = w
         return out
 

@@ -24,7 +24,8 @@ from hashmatch._loading import DCT_PLANES_KEY, DRAFT_SCALE_KEY, load_image
 from hashmatch.errors import HashmatchError, UnreadableImageError
 from hashmatch.hashers import compute_hashes
 from hashmatch.hashers import _pdq_kernels as PK
-from hashmatch.hashers.pdq import PDQ_FAST_OPTIONS, _dct_matrix, _model_weights, pdq_from_array
+from hashmatch.hashers._pdq_fast import _model_weights
+from hashmatch.hashers.pdq import PDQ_FAST_OPTIONS, _dct_matrix, pdq_from_array
 
 from .conftest import SHARED_PDQ, encode, photo_like
 
