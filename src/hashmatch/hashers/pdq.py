@@ -316,7 +316,7 @@ def _draft_ok(image: Image.Image, **_: Any) -> bool:
     A DC-decoded JPEG (its block coefficients at hand) always. A 1/n pixel decode only
     while PDQ's box window on the full image (ceil(side / 128) pixels) stays wider than
     n on both sides: below that the reduced pixels miss the detail the exact filter
-    sees, and 256-pixel photos at 1/2 drift by up to 34 bits (notes/issue-14-pdq.md).
+    sees (256-pixel photos at 1/2 drifted far past 8 bits).
     The loader then decodes the file at full size instead.
     """
     if _dct_planes(image) is not None:
