@@ -7,6 +7,8 @@ in a separate numba cache), so an AVX-512 machine also measures the AVX2 code pa
 
 Jobs: ``index`` (Flat and the default index against faiss), ``real256`` (the 256-bit
 default index on PDQ hashes of synthetic images, and those grown to 1M), ``pdq`` (against pdqhash),
+``pdqjpeg`` (PDQ from JPEG files on the fast path against Pillow decode + pdqhash, and
+its drift from exact PDQ on synthetic images and the real photos on this machine),
 ``dihedral`` (index time per PDQ upload with its 8 variants), ``cold`` (import and
 ``--version`` time). Results: benchmarks/scratch/quick-<isa>.json (benchmarks/results/ with --record).
 """
@@ -266,7 +268,7 @@ def job_pdq(isa: str, out: list[dict[str, Any]], count: int, repeats: int) -> No
     for a in arrays:
         ours = pdq_from_array(a)
         bits, quality = pdqhash.compute(a)
-        if ours.hash.to_bool_array().astype(np.uint8).tolist() != bits.astype(np.uint8).tolist() or ours.quality != quality:
+        if (ours.hash.to_bool_array() != bits.astype(bool)).any() or ours.quality != quality:
             raise SystemExit("PDQ differs from pdqhash")
     rates = {}
     for _ in range(repeats):
@@ -276,6 +278,95 @@ def job_pdq(isa: str, out: list[dict[str, Any]], count: int, repeats: int) -> No
                 fn(a)
             rates[name] = max(rates.get(name, 0.0), count / (time.perf_counter() - start))
     _line("PDQ from 1024x768 arrays (bit-exact)", rates["ours"], rates["pdqhash"], "pdqhash.compute", 10, "img/s", isa, out)
+
+
+def _real_photos() -> list[bytes]:
+    """JPEG photos on this machine: the shared PDQ reference images and any sample photos
+    that installed packages ship (scikit-image, matplotlib), found without importing them."""
+    import importlib.util
+
+    paths = sorted((HERE.parents[1] / "shared" / "testdata" / "pdq" / "images").glob("**/*.jp*g"))
+    for package, folder in (("skimage", "data"), ("matplotlib", "mpl-data/sample_data")):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            paths += sorted((Path(spec.origin).parent / folder).glob("*.jp*g"))
+    return [p.read_bytes() for p in paths]
+
+
+def _drift(files: list[bytes], options: dict[str, Any]) -> dict[str, float]:
+    """Distance of the fast path's hash to exact PDQ of the full decode (pdqhash on
+    Pillow's RGB pixels), over the files whose exact quality is >= 50."""
+    import io
+
+    import numpy as np
+    import pdqhash
+    from PIL import Image
+
+    from hashmatch.hashers import compute_hashes
+
+    dists = []
+    for data in files:
+        bits, quality = pdqhash.compute(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        if quality < 50:
+            continue
+        fast = compute_hashes(data, ("pdq",), options={"pdq": options})["pdq"][0].hash.to_bool_array()
+        dists.append(int((fast != bits.astype(bool)).sum()))
+    d = np.array(dists)
+    return {"n": len(d), "mean": float(d.mean()), "p95": float(np.percentile(d, 95)), "max": int(d.max())}
+
+
+def job_pdq_jpeg(isa: str, out: list[dict[str, Any]], count: int, repeats: int) -> None:
+    """PDQ from 1024x768 JPEG bytes on the fast path against Pillow's full decode +
+    pdqhash.compute, one thread, and the fast path's drift from exact PDQ."""
+    import io
+
+    import numpy as np
+    import pdqhash
+    from PIL import Image
+
+    from hashmatch.hashers import compute_hashes
+    from hashmatch.hashers.pdq import PDQ_FAST_OPTIONS
+    from hashmatch.testing.synthetic import generate_image
+
+    files = []
+    for i in range(count):
+        buf = io.BytesIO()
+        generate_image(7 * 1_000_003 + i, size=(1024, 768)).save(buf, format="JPEG", quality=90)
+        files.append(buf.getvalue())
+
+    def peer(data: bytes) -> Any:
+        return pdqhash.compute(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+
+    def ours(data: bytes) -> Any:
+        return compute_hashes(data, ("pdq",), options={"pdq": dict(PDQ_FAST_OPTIONS)})
+
+    ours(files[0])
+    peer(files[0])
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    for _ in range(repeats):  # peers take turns; best round of each
+        for name, fn in (("peer", peer), ("ours", ours)):
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            for data in files:
+                fn(data)
+            wall[name] = max(wall.get(name, 0.0), count / (time.perf_counter() - start))
+            cpu[name] = max(cpu.get(name, 0.0), count / max(time.thread_time() - start_cpu, 1e-9))
+    ratio, cpu_ratio = wall["ours"] / wall["peer"], cpu["ours"] / cpu["peer"]
+    synthetic = _drift(files, dict(PDQ_FAST_OPTIONS))
+    real = _drift(_real_photos(), dict(PDQ_FAST_OPTIONS))
+    met = ratio >= 20 and synthetic["p95"] <= 8 and (real["n"] == 0 or real["p95"] <= 8)
+
+    def text(d: dict[str, float]) -> str:
+        return f"n={d['n']} mean {d['mean']:.2f} p95 {d['p95']:.1f} max {d['max']}"
+
+    print(f"{'MET ' if met else 'MISS'} PDQ from 1024x768 JPEGs, fast path {wall['ours']:>8.4g} img/s vs Pillow decode + "
+          f"pdqhash.compute {wall['peer']:.4g} -> {ratio:6.2f}x (thread CPU {cpu_ratio:.2f}x) (target >= 20x); "
+          f"drift synthetic {text(synthetic)}, real photos {text(real)} (target p95 <= 8) [{isa}] {cpu_label()}",
+          flush=True)
+    out.append({"job": "PDQ from 1024x768 JPEGs, fast path", "hashmatch": wall["ours"], "peer": "Pillow decode + "
+                "pdqhash.compute", "peer_value": wall["peer"], "ratio": ratio, "cpu_ratio": cpu_ratio, "target": 20,
+                "met": met, "unit": "img/s", "isa": isa, "cpu": cpu_label(), "options": dict(PDQ_FAST_OPTIONS),
+                "drift_synthetic": synthetic, "drift_real": real, "drift_target_p95": 8})
 
 
 def job_dihedral(isa: str, out: list[dict[str, Any]], n: int, uploads: int) -> None:
@@ -334,7 +425,7 @@ def job_cold(isa: str, out: list[dict[str, Any]], repeats: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", default="cold,index,real256,pdq,dihedral")
+    parser.add_argument("--jobs", default="cold,index,real256,pdq,pdqjpeg,dihedral")
     parser.add_argument("--isa", choices=["native", "avx2", "both"], default="both")
     parser.add_argument("--n", type=int, default=1_000_000, help="references per index case")
     parser.add_argument("--repeats", type=int, default=3)
@@ -366,6 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     out: list[dict[str, Any]] = []
     if "cold" in jobs:
         job_cold(args.isa, out, 10)
+    if "pdqjpeg" in jobs:
+        # First of the in-process jobs, the conservative place: measured after ``pdq`` in
+        # the same process this ratio came out 21-25x, measured first 15-16x (three runs
+        # each, notes/issue-14-pdq.md); I did not find why.
+        job_pdq_jpeg(args.isa, out, args.pdq_images, args.repeats)
     if "index" in jobs:
         job_index(args.isa, out, args.n, args.repeats, tuple(int(b) for b in args.bits.split(",")))
     if "real256" in jobs:

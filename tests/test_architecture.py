@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hashmatch"
 ROOMS: list[tuple[str, tuple[str, ...]]] = [
     ("errors", ("errors", "_version", "_csv", "_jit")),  # leaves every room shares
     ("hashes", ("hashes",)),
-    ("loading", ("_loading",)),
+    ("loading", ("_loading", "_jpeg", "_jpeg_kernels")),
     ("hashers", ("hashers",)),
     ("index", ("index",)),
     ("local features", ("local",)),  # one floor with index; it builds on index's MIH

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from PIL import Image
 from ..errors import HashmatchError, ImageTooLargeError, UsageError
 from ..hashes import Hash
 from .._loading import (
+    DCT_PLANES_KEY,
     DEFAULT_LIMITS,
     DRAFT_SCALE_KEY,
     ImageInput,
@@ -38,7 +40,7 @@ def _draft_request(algorithms: Sequence[tuple[Algorithm, dict[str, Any]]]) -> tu
         if size is None:
             return None
         width, height = max(width, size[0]), max(height, size[1])
-        if alg.mode != "L":
+        if (alg.draft_mode or alg.mode) != "L":
             mode = "RGB"
     return mode, (width, height)
 
@@ -107,7 +109,9 @@ def compute_query_hashes(
             return [out]
         chosen = rest
     draft = _draft_request(chosen) if fast else None
-    img = load_image(image, limits=limits, exif_transpose=exif_transpose, draft=draft)
+    checks = [(alg.draft_ok, opts) for alg, opts in chosen if alg.draft_ok is not None]
+    draft_check = (lambda img: all(ok(img, **opts) for ok, opts in checks)) if draft and checks else None
+    img = load_image(image, limits=limits, exif_transpose=exif_transpose, draft=draft, draft_check=draft_check)
     out.update(_hash_loaded(img, chosen, dihedral))
     views = [out]
     if trim_borders:
@@ -115,6 +119,7 @@ def compute_query_hashes(
         if trimmed is not img and trimmed.size != img.size:
             if DRAFT_SCALE_KEY in img.info:
                 trimmed.info[DRAFT_SCALE_KEY] = img.info[DRAFT_SCALE_KEY]
+            trimmed.info.pop(DCT_PLANES_KEY, None)  # they describe the whole image
             views.append(_hash_loaded(trimmed, chosen, dihedral))
     return views
 
@@ -124,11 +129,13 @@ def _hash_loaded(
 ) -> dict[str, tuple[HashResult, ...]]:
     converted: dict[str, Image.Image] = {}
     out: dict[str, tuple[HashResult, ...]] = {}
+    drafted = DRAFT_SCALE_KEY in img.info
     for alg, opts in chosen:
         try:
-            if alg.mode not in converted:
-                converted[alg.mode] = to_mode(img, alg.mode)
-            pixels = converted[alg.mode]
+            mode = alg.draft_mode if drafted and alg.draft_mode == img.mode else alg.mode
+            if mode not in converted:
+                converted[mode] = to_mode(img, mode)
+            pixels = converted[mode]
             if dihedral and alg.dihedral is not None:
                 out[alg.name] = alg.dihedral(pixels, **opts)
             else:
@@ -212,3 +219,11 @@ def warmup(algorithms: Iterable[str] | None = None) -> None:
     for image in probe_images():
         compute_hashes(image, names, dihedral=True)
         compute_hashes(image, names, dihedral=False)
+    # A JPEG file too: reduced decodes go through the DC decoder's kernels, and PDQ's
+    # fast path through its filter model (a 512-pixel probe at 1/8).
+    buffer = io.BytesIO()
+    Image.fromarray(np.tile(np.arange(512, dtype=np.uint8) // 2, (512, 1))).save(buffer, format="JPEG")
+    for name in names:  # one at a time: a draft serves only algorithms that all allow one
+        options = {"pdq": {"draft_min_side": 64}} if name == "pdq" else None
+        for dihedral in (True, False):
+            compute_hashes(buffer.getvalue(), (name,), options=options, dihedral=dihedral)

@@ -312,3 +312,64 @@ def pdq_coeffs_resampled(rgb, matrix, a, row_first, row_weights, col_first, col_
     """Like :func:`pdq_coeffs`, with :func:`resample_64` in place of the Jarosz passes."""
     block = resample_64(luma(rgb, a), row_first, row_weights, col_first, col_weights)
     return dct_16(block, matrix), quality(block)
+
+
+@njit(cache=True, nogil=True)
+def grey_f32(grey, out):  # (h, w) uint8, (>= h*w,) float32 -> (h, w) view of out
+    """Grey levels as float32: JPEG's luma channel is PDQ's luma (the same weights)."""
+    h, w = grey.shape
+    for i in range(h):
+        for j in range(w):
+            out[i * w + j] = np.float32(grey[i, j])
+    return out[: h * w].reshape(h, w)
+
+
+@njit(cache=True, nogil=True)
+def pdq_coeffs_resampled_grey(grey, matrix, a, row_first, row_weights, col_first, col_weights):
+    """:func:`pdq_coeffs_resampled` of a grey (luma-only) reduced decode."""
+    block = resample_64(grey_f32(grey, a), row_first, row_weights, col_first, col_weights)
+    return dct_16(block, matrix), quality(block)
+
+
+@njit(cache=True, nogil=True)
+def dct_model_64(planes, row_first, row_w0, row_w1, col_first, col_w0, col_w1):  # -> (64, 64) float32
+    """PDQ's 64x64 filtered samples from a JPEG's block coefficients (the fast path).
+
+    ``planes`` (3, block rows, block columns): each luma block's DC and first
+    horizontal and vertical harmonics, dequantised. A block is modelled as those three
+    cosines; ``*_w0`` weigh a block's constant part and ``*_w1`` its first harmonic
+    under the full-resolution filter and decimation, per output row or column, over
+    the short runs of blocks that start at ``*_first``. Sums in float64, plus 128
+    (JPEG's level shift).
+    """
+    nbr = planes.shape[1]
+    kc = col_w0.shape[1]
+    kr = row_w0.shape[1]
+    flat_part = np.empty((nbr, 64), dtype=np.float64)  # blocks' constant part, vertically
+    wave_part = np.empty((nbr, 64), dtype=np.float64)  # blocks' vertical harmonic
+    for r in range(nbr):
+        for j in range(64):
+            c0 = col_first[j]
+            s0 = 0.0
+            s1 = 0.0
+            for k in range(kc):
+                s0 += planes[0, r, c0 + k] * col_w0[j, k] + planes[1, r, c0 + k] * col_w1[j, k]
+                s1 += planes[2, r, c0 + k] * col_w0[j, k]
+            flat_part[r, j] = s0
+            wave_part[r, j] = s1
+    out = np.empty((64, 64), dtype=np.float32)
+    for i in range(64):
+        r0 = row_first[i]
+        for j in range(64):
+            s = 128.0
+            for k in range(kr):
+                s += row_w0[i, k] * flat_part[r0 + k, j] + row_w1[i, k] * wave_part[r0 + k, j]
+            out[i, j] = np.float32(s)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def pdq_coeffs_dct_model(planes, matrix, row_first, row_w0, row_w1, col_first, col_w0, col_w1):
+    """Like :func:`pdq_coeffs`, with :func:`dct_model_64` in place of the Jarosz passes."""
+    block = dct_model_64(planes, row_first, row_w0, row_w1, col_first, col_w0, col_w1)
+    return dct_16(block, matrix), quality(block)

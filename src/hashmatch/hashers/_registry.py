@@ -45,6 +45,10 @@ class Algorithm:
     :data:`DIHEDRAL_NAMES` variants, or is None when the algorithm has none.
     ``compute_rgb`` and ``dihedral_rgb``, where given, take a C-contiguous
     ``(height, width, 3)`` uint8 array with the same options and give the same result.
+    ``draft_mode``, where given, is the mode a reduced-scale decode may use instead of
+    ``mode`` ("L": luma alone, which JPEG stores apart); ``compute`` then receives the
+    draft in that mode. ``draft_ok(image, **options)``, where given, sees a reduced
+    decode first and may refuse it (False: the file is decoded again at full size).
     """
 
     name: str
@@ -59,6 +63,8 @@ class Algorithm:
     # PIL (two full-image copies, most of PDQ's time on a decoded 1024x768 array).
     compute_rgb: Callable[..., HashResult] | None = None
     dihedral_rgb: Callable[..., tuple[HashResult, ...]] | None = None
+    draft_mode: str | None = None
+    draft_ok: Callable[..., bool] | None = None
 
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         unknown = set(options) - set(self.options)

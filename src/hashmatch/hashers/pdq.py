@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ from .._loading import DRAFT_SCALE_KEY
 from .._jit import kernels
 from ._api import compute_hashes
 from ._api import warmup as _warm_hashers
+from ._pdq_fast import _dct_planes, _model_weights, _resample_weights
 from ._registry import Algorithm, HashResult, register
 
 _k = kernels("hashmatch.hashers._pdq_kernels")  # numba loads on the first hash, not at import
@@ -43,6 +46,7 @@ __all__ = [
     "DIHEDRAL_METHODS",
     "PDQ_BITS",
     "PDQ_DRAFT_MIN_SIDE",
+    "PDQ_FAST_OPTIONS",
     "PDQ_MATCH_DISTANCE",
     "PDQ_MIN_QUALITY",
     "PDQ_PRERESIZE_SIDE",
@@ -67,6 +71,12 @@ PDQ_DRAFT_MIN_SIDE = 0
 
 Full size keeps hashes bit-exact with the reference. See notes/pdq.md for the measured
 trade-off of speed against drift for 384, 192 and 96 (192: p95 drift 4 bits of 256)."""
+PDQ_FAST_OPTIONS: Mapping[str, Any] = MappingProxyType({"draft_min_side": 96})
+"""PDQ's fast path for JPEG files: ``options={"pdq": PDQ_FAST_OPTIONS}``. A baseline JPEG
+of at least 768 pixels a side is decoded at 1/8 by :mod:`hashmatch._jpeg` and its PDQ
+modelled from the block coefficients; anything else is decoded in full (or at 1/2-1/4
+where PDQ's filter is wide enough). Not bit-exact: drift and speed in
+notes/issue-14-pdq.md."""
 _MIN_SIDE = 5  # the reference hashes smaller images as all zeros, quality 0
 # Scratch buffers are kept per thread up to this many pixels (2 x 4 bytes each): fresh
 # multi-megabyte buffers cost a page fault per 4 KiB, a third of the hashing time.
@@ -120,42 +130,15 @@ def _check_rgb(rgb: object) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _triangle_cdf(x: np.ndarray, half_width: float) -> np.ndarray:
-    x = np.clip(x, -half_width, half_width)
-    left = (x + half_width) ** 2 / (2 * half_width * half_width)
-    return np.where(x < 0, left, 1 - (half_width - x) ** 2 / (2 * half_width * half_width))
-
-
-@lru_cache(maxsize=32)
-def _resample_weights(size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """Weights from ``size`` reduced pixels (1/scale decode) to PDQ's 64 samples.
-
-    At full resolution, two passes of a box W = ceil(N / 128) wide make a tent of half
-    width W, and the sample for output i sits at floor((i + 0.5) N / 64), moved half a
-    pixel by each pass when W is even. Reduced pixel j averages full-resolution pixels
-    [j scale, (j + 1) scale), so its weight is the tent's integral over that span.
-    Weights are cut at the image edge and renormalised, as the shrinking windows are.
-    """
-    full = size * scale
-    window = (full + 127) // 128
-    centres = np.floor((np.arange(64) + 0.5) * full / 64) + 0.5 + (1.0 if window % 2 == 0 else 0.0)
-    centres = centres / scale
-    half_width = max(window / scale, 0.5)
-    span = int(np.ceil(2 * half_width)) + 2
-    first = np.clip(np.floor(centres - half_width).astype(np.int64), 0, max(size - span, 0))
-    span = min(span, size)
-    weights = np.empty((64, span), dtype=np.float64)
-    for i in range(64):
-        edges = first[i] + np.arange(span + 1) - centres[i]
-        cdf = _triangle_cdf(edges, half_width)
-        weights[i] = np.diff(cdf)
-        weights[i] /= weights[i].sum()
-    weights.flags.writeable = False
-    first.flags.writeable = False
-    return first, weights
+def _model_coefficients(planes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, int]:
+    rows = _model_weights(height, planes.shape[1])
+    cols = _model_weights(width, planes.shape[2])
+    coeffs, quality = _k.pdq_coeffs_dct_model(planes, _dct_matrix(), *rows, *cols)
+    return coeffs, int(quality)
 
 
 def _coefficients(rgb: np.ndarray, preresize_512: bool, decode_scale: int = 1) -> tuple[np.ndarray | None, int]:
+    """DCT and quality of ``rgb``: (h, w, 3) RGB, or (h, w) luma from a reduced decode."""
     if preresize_512:
         rgb = _preresize_512(rgb)
     h, w = rgb.shape[:2]
@@ -167,9 +150,8 @@ def _coefficients(rgb: np.ndarray, preresize_512: bool, decode_scale: int = 1) -
         row_first, row_weights = _resample_weights(h, decode_scale)
         col_first, col_weights = _resample_weights(w, decode_scale)
         a, _ = _scratch_buffers(h * w)
-        coeffs, quality = _k.pdq_coeffs_resampled(
-            rgb, _dct_matrix(), a, row_first, row_weights, col_first, col_weights
-        )
+        resampled = _k.pdq_coeffs_resampled_grey if rgb.ndim == 2 else _k.pdq_coeffs_resampled
+        coeffs, quality = resampled(rgb, _dct_matrix(), a, row_first, row_weights, col_first, col_weights)
     else:
         coeffs, quality = _k.pdq_coeffs(rgb, _dct_matrix(), *_scratch_buffers(h * w))
     return coeffs, int(quality)
@@ -205,8 +187,8 @@ def _turned(rgb: np.ndarray) -> tuple[np.ndarray, ...]:
         np.rot90(rgb, 3),
         rgb[::-1],  # flipx: top-bottom
         rgb[:, ::-1],  # flipy: left-right
-        rgb.transpose(1, 0, 2),  # flipp: transpose
-        np.rot90(rgb, 2).transpose(1, 0, 2),  # flipm: anti-transpose
+        rgb.swapaxes(0, 1),  # flipp: transpose (RGB or a grey draft)
+        np.rot90(rgb, 2).swapaxes(0, 1),  # flipm: anti-transpose
     )
 
 
@@ -239,6 +221,9 @@ def pdq_dihedral_from_array(
 
 
 def _rgb_of(image: Image.Image) -> np.ndarray:
+    """The pixels to hash: RGB, or luma alone for a grey reduced-scale JPEG draft."""
+    if image.mode == "L" and _decode_scale(image) > 1:
+        return _hashable(np.ascontiguousarray(np.asarray(image)))
     if image.mode != "RGB":  # the shared loader converts; direct callers might not
         raise ImageError(f"PDQ's compute expects an RGB image, got mode {image.mode}")
     return _hashable(np.ascontiguousarray(np.asarray(image)))
@@ -252,6 +237,13 @@ def _hashable(rgb: np.ndarray) -> np.ndarray:
             f"image is {w}x{h}: PDQ needs at least {_MIN_SIDE} pixels on each side"
         )
     return rgb
+
+
+def _coefficients_of(image: Image.Image, preresize_512: bool) -> tuple[np.ndarray | None, int]:
+    planes = None if preresize_512 else _dct_planes(image)
+    if planes is not None:
+        return _model_coefficients(*planes)
+    return _coefficients(_rgb_of(image), preresize_512, _decode_scale(image))
 
 
 def _decode_scale(image: Image.Image) -> int:
@@ -276,7 +268,7 @@ def _compute(
     if dihedral_method not in DIHEDRAL_METHODS:
         raise UsageError(f"dihedral_method must be one of {DIHEDRAL_METHODS}, got {dihedral_method!r}")
     preresize = _check_bool("preresize_512", preresize_512)
-    return _result(*_coefficients(_rgb_of(image), preresize, _decode_scale(image)))
+    return _result(*_coefficients_of(image, preresize))
 
 
 def _dihedral(
@@ -287,6 +279,9 @@ def _dihedral(
     dihedral_method: str = "dct",
 ) -> tuple[HashResult, ...]:
     _check_draft(draft_min_side)
+    if dihedral_method == "dct" and not _check_bool("preresize_512", preresize_512) and _dct_planes(image) is not None:
+        coeffs, quality = _coefficients_of(image, False)
+        return tuple(_result(c, quality) for c in _k.dihedral_coeffs(coeffs))
     return _dihedral_results(_rgb_of(image), preresize_512, _decode_scale(image), dihedral_method)
 
 
@@ -315,6 +310,22 @@ def _check_draft(value: object) -> int:
     return value
 
 
+def _draft_ok(image: Image.Image, **_: Any) -> bool:
+    """Whether PDQ can hash this reduced decode with little drift.
+
+    A DC-decoded JPEG (its block coefficients at hand) always. A 1/n pixel decode only
+    while PDQ's box window on the full image (ceil(side / 128) pixels) stays wider than
+    n on both sides: below that the reduced pixels miss the detail the exact filter
+    sees (256-pixel photos at 1/2 drifted far past 8 bits).
+    The loader then decodes the file at full size instead.
+    """
+    if _dct_planes(image) is not None:
+        return True
+    scale = _decode_scale(image)
+    full_side = min(image.width, image.height) * scale
+    return scale == 1 or (full_side + 127) // 128 > scale
+
+
 def _draft_size(
     *, preresize_512: bool = False, draft_min_side: int = PDQ_DRAFT_MIN_SIDE, dihedral_method: str = "dct"
 ) -> tuple[int, int] | None:
@@ -336,6 +347,8 @@ PDQ = register(
         description="PDQ 256-bit photo hash with quality (ThreatExchange)",
         compute_rgb=_compute_rgb,
         dihedral_rgb=_dihedral_rgb,
+        draft_mode="L",  # the fast path hashes JPEG's luma channel: no colour decode
+        draft_ok=_draft_ok,
     )
 )
 
