@@ -109,10 +109,12 @@ index = LocalIndex.from_features(feats, rule=VerificationRule(**PERMISSIVE))
 pos=list(range(NPOS))+list(range(NREF,len(orig)))
 queries=[(o,j,apply_chain(orig[o], suite[j][1])) for o in pos for j in pick]
 queries+=[(-1,pick[k%len(pick)],apply_chain(generate_image(image_seed(1000,k),long_side=512), suite[pick[k%len(pick)]][1])) for k in range(NNEG)]
-def run(name, fn):
+if len(sys.argv) > 5 and sys.argv[5] == "up":  # uploads as large as the latency benchmark's (long side 1024)
+    queries=[(o,j,img.resize((round(img.width*1024/max(img.size)), round(img.height*1024/max(img.size))))) for o,j,img in queries]
+def run(name, fn, through_match=False):
     t=time.perf_counter(); found={}; wrong=[]
     for o,j,img in queries:
-        for m in index.match_features(fn(img), keep_failed=True):
+        for m in (index.match(img, keep_failed=True) if through_match else index.match_features(fn(img), keep_failed=True)):
             v=m.verification
             ok = v.reason in ("verified","too few inliers","too few of the correspondences agree","inliers cover too little of the reference") and v.inliers/max(v.tentative,1)>=0.3
             if not ok: continue
@@ -131,31 +133,58 @@ def run(name, fn):
     print(f"{name:28s} {dt:6.1f}s maxwrong {w} | "+" ".join(f"{f}:{100*np.mean(np.array(v)>=20):.0f}" for f,v in fams.items())+f" | all:{100*np.mean([x>=20 for v in fams.values() for x in v]):.1f}")
     print("   per-transform:", " ".join(f"{j}:{100*np.mean(np.array(v)>=20):.0f}" for j,v in tr.items()))
     sys.stdout.flush()
-variants=sys.argv[4].split(",")
-for v in variants:
-    if v=="whole": run("whole", extract_features)
-    elif v.startswith("views"):
-        side=int(v[5:] or 512); F.REGION_LONG_SIDE=side
-        run(f"views side={side}", extract_views)
-    elif v.startswith("scale"):
-        f=float(v[5:]); F.REGION_LONG_SIDE=512
-        def fn(img, f=f):
-            views=extract_views(img)
-            w=views[0]
-            small=img.resize((max(1,round(img.width*f)),max(1,round(img.height*f))))
-            sv=extract_features(small, max_features=400)
-            k=(w.scale*w.width)/(sv.scale*sv.width)
-            views.append(F.LocalFeatures((sv.xy*k).astype(np.float32), sv.level, sv.descriptors, w.width, w.height, w.scale))
-            return views
-        run(f"views512+scale{f}", fn)
-    elif v.startswith("r") and v[1:].isdigit():
-        index.radius=int(v[1:]); F.REGION_LONG_SIDE=512; run(f"views512 radius={v[1:]}", extract_views); index.radius=16
-    elif v.startswith("l") and v[1:].isdigit():
-        index.query_lookups=int(v[1:]); F.REGION_LONG_SIDE=512; run(f"views512 lookups={v[1:]}", extract_views); index.query_lookups=300
-    elif v.startswith("rs"):
-        old = F.RESCALED
-        F.RESCALED = tuple(float(x) for x in v[2:].split("+")); run(f"rescaled views at {v[2:]}", extract_views); F.RESCALED = old
-    elif v.startswith("rl"):
-        index.region_lookups=int(v[2:]); F.REGION_LONG_SIDE=512; run(f"views512 rl={v[2:]}", extract_views); index.region_lookups=150
-    elif v.startswith("c"):
-        index.candidates=int(v[1:]); F.REGION_LONG_SIDE=512; run(f"views512 cand={v[1:]}", extract_views); index.candidates=8
+def settings(variant: str) -> dict[tuple[object, str], object]:
+    """A variant's settings, ``&``-joined: (object, attribute) -> value."""
+    out: dict[tuple[object, str], object] = {}
+    for part in variant.split("&"):
+        if part == "base":
+            continue
+        if part == "rs-":
+            out[(F, "RESCALED")] = ()
+        elif part.startswith("rs"):
+            out[(F, "RESCALED")] = tuple(float(x) for x in part[2:].split("+"))
+        elif part.startswith("rescan"):
+            out[(index, "rescan_lookups")] = int(part[6:])
+        elif part.startswith("side"):
+            out[(F, "QUERY_LONG_SIDE")] = int(part[4:])
+        elif part.startswith("od"):
+            out[(F, "_OVERDETECT")] = float(part[2:])
+        elif part.startswith("fast"):
+            out[(F, "_FAST_THRESHOLD")] = int(part[4:])
+        elif part.startswith("rl"):
+            out[(index, "region_lookups")] = int(part[2:])
+        elif part.startswith("r"):
+            out[(index, "radius")] = int(part[1:])
+        elif part.startswith("l"):
+            out[(index, "query_lookups")] = int(part[1:])
+        elif part.startswith("c"):
+            out[(index, "candidates")] = int(part[1:])
+        elif part.startswith("ee"):
+            out[(index, "early_exit")] = int(part[2:])
+        else:
+            raise SystemExit(f"unknown variant {part!r}")
+    return out
+
+
+def views_of(img):  # noqa: ANN001, ANN201 - the stage's own two steps, as LocalIndex.match runs them
+    return img
+
+
+def run_match(name: str) -> None:
+    """As run(), through LocalIndex.match (the second step's views made only when needed)."""
+    run(name, views_of, through_match=True)
+
+
+for v in sys.argv[4].split(","):
+    if v == "whole":
+        run("whole", extract_features)
+        continue
+    if v.startswith("views") or v.startswith("scale"):
+        raise SystemExit("views/scale variants were round 2's; use rs/rescan/side/od/fast/r/l/rl/c/ee")
+    changes = settings(v)
+    saved = {k: getattr(*k) for k in changes}
+    for (obj, attr), value in changes.items():
+        setattr(obj, attr, value)
+    run_match(v)
+    for (obj, attr), value in saved.items():
+        setattr(obj, attr, value)

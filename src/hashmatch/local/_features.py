@@ -58,6 +58,9 @@ REFERENCE_PYRAMID = (1.2, 8)
 _GRID = 4  # retrieval features are spread over a GRID x GRID partition of the reference
 _XY_STEP = 8.0  # stored coordinates are in 1/8 pixel
 _FAST_THRESHOLD = 7  # low: smooth images (skies, gradients) still get keypoints
+_STRETCH_BELOW = 128  # grey range (10th-90th percentile) under which detection sees a stretched copy
+_STRETCH_QUANTILE = 0.1  # a rotation's black corners or a thin border do not hide a hazy picture
+_STRETCH_GAIN = 8.0  # at most: beyond it JPEG noise, not the picture, makes the corners
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -132,6 +135,7 @@ def _grey(image: ImageInput, limits: ImageLimits, draft: bool) -> tuple[Image.Im
 
 def _detect(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, int]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
     cv2 = opencv()
+    grey = _stretched(grey)
     orb = cv2.ORB_create(
         nfeatures=nfeatures, scaleFactor=pyramid[0], nlevels=pyramid[1], edgeThreshold=15, patchSize=31,
         fastThreshold=_FAST_THRESHOLD,
@@ -143,6 +147,27 @@ def _detect(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, i
     level = np.array([k.octave for k in keypoints], dtype=np.uint8)
     response = np.array([k.response for k in keypoints], dtype=np.float32)
     return xy, level, response, np.ascontiguousarray(desc, dtype=np.uint8)
+
+
+def _stretched(grey: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """``grey`` with its 10th-90th percentile range stretched to 0-255 when that range is low.
+
+    A hazy or dark photo offers FAST too few corners above its threshold. ORB's
+    descriptors compare pixel pairs, so an increasing affine map of the intensities
+    leaves them as they were: only *which* corners are found changes, and a copy of
+    the same low-contrast picture (a crop, a region of a screenshot) is stretched alike.
+    """
+    if grey.size == 0:
+        return grey
+    cv2 = opencv()
+    hist = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel()
+    cdf = np.cumsum(hist) / grey.size
+    lo, hi = int(np.searchsorted(cdf, _STRETCH_QUANTILE)), int(np.searchsorted(cdf, 1 - _STRETCH_QUANTILE))
+    if hi - lo >= _STRETCH_BELOW:
+        return grey
+    gain = min(255.0 / max(hi - lo, 1), _STRETCH_GAIN)
+    lut = np.clip((np.arange(256, dtype=np.float32) - (lo + hi) / 2) * gain + 127.5, 0, 255).astype(np.uint8)
+    return cv2.LUT(np.ascontiguousarray(grey), lut)
 
 
 def _features(image: ImageInput, limits: ImageLimits, long_side: int, upscale: bool, nfeatures: int) -> tuple[LocalFeatures, npt.NDArray[np.float32]]:
@@ -178,7 +203,7 @@ def _whole_view(image: ImageInput, limits: ImageLimits, max_features: int) -> tu
     grey_img, factor = _grey(image, limits, draft=True)
     # Detect more than kept, then keep a spread: strong corners of UI text or captions
     # would otherwise crowd out the picture's own features.
-    whole, response = _grey_features(grey_img, factor, QUERY_LONG_SIDE, False, _OVERDETECT * max_features)
+    whole, response = _grey_features(grey_img, factor, QUERY_LONG_SIDE, False, int(_OVERDETECT * max_features))
     order = retrieval_order(whole.xy, response, whole.scaled_size, whole.level)
     return _reorder(whole, order[:max_features]), grey_img, factor
 
@@ -217,7 +242,7 @@ def region_views(grey_img: Image.Image, factor: int, whole: LocalFeatures, regio
         region = grey_img.crop((x0, y0, x1, y1))
         size = (max(1, round(region.width * s)), max(1, round(region.height * s)))
         region = region.resize(size, Image.Resampling.BICUBIC if s > 1 else Image.Resampling.BILINEAR)
-        xy, level, resp, desc = _detect(np.asarray(region), _OVERDETECT * region_features, QUERY_PYRAMID)
+        xy, level, resp, desc = _detect(np.asarray(region), int(_OVERDETECT * region_features), QUERY_PYRAMID)
         if desc.shape[0] == 0:
             continue
         keep = retrieval_order(xy, resp, size, level)[:region_features]
