@@ -119,7 +119,10 @@ def run(name, fn, through_match=False):
             ok = v.reason in ("verified","too few inliers","too few of the correspondences agree","inliers cover too little of the reference") and v.inliers/max(v.tentative,1)>=0.3
             if not ok: continue
             if m.entry_id==o: found[(o,j)]=max(found.get((o,j),0),v.inliers)
-            else: wrong.append(v.inliers)
+            else:
+                wrong.append(v.inliers)
+                if v.inliers >= 10:
+                    print(f"   wrong: query of {o} / transform {j} -> reference {m.entry_id}: {v.inliers} inliers", flush=True)
     dt=time.perf_counter()-t
     fams={}
     for o,j,_ in queries:

@@ -58,9 +58,9 @@ REFERENCE_PYRAMID = (1.2, 8)
 _GRID = 4  # retrieval features are spread over a GRID x GRID partition of the reference
 _XY_STEP = 8.0  # stored coordinates are in 1/8 pixel
 _FAST_THRESHOLD = 7  # low: smooth images (skies, gradients) still get keypoints
-_STRETCH_BELOW = 128  # grey range (10th-90th percentile) under which detection sees a stretched copy
+_STRETCH_TO = 128  # detection sees a grey range (10th-90th percentile) at least this wide ...
 _STRETCH_QUANTILE = 0.1  # a rotation's black corners or a thin border do not hide a hazy picture
-_STRETCH_GAIN = 8.0  # at most: beyond it JPEG noise, not the picture, makes the corners
+_STRETCH_GAIN = 8.0  # ... stretched by at most this: beyond it JPEG noise, not the picture, makes the corners
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -150,7 +150,9 @@ def _detect(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, i
 
 
 def _stretched(grey: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """``grey`` with its 10th-90th percentile range stretched to 0-255 when that range is low.
+    """``grey`` with its 10th-90th percentile range stretched to :data:`_STRETCH_TO` levels
+    when it is narrower (the gain grows smoothly as the range shrinks, so a crop of a
+    picture is stretched about as much as the picture).
 
     A hazy or dark photo offers FAST too few corners above its threshold. ORB's
     descriptors compare pixel pairs, so an increasing affine map of the intensities
@@ -163,9 +165,9 @@ def _stretched(grey: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     hist = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel()
     cdf = np.cumsum(hist) / grey.size
     lo, hi = int(np.searchsorted(cdf, _STRETCH_QUANTILE)), int(np.searchsorted(cdf, 1 - _STRETCH_QUANTILE))
-    if hi - lo >= _STRETCH_BELOW:
+    gain = min(_STRETCH_TO / max(hi - lo, 1), _STRETCH_GAIN)
+    if gain <= 1.0:
         return grey
-    gain = min(255.0 / max(hi - lo, 1), _STRETCH_GAIN)
     lut = np.clip((np.arange(256, dtype=np.float32) - (lo + hi) / 2) * gain + 127.5, 0, 255).astype(np.uint8)
     return cv2.LUT(np.ascontiguousarray(grey), lut)
 
