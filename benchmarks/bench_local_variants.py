@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_local import real_photos, PERMISSIVE
+from bench_local_variants_settings import settings_for
 from hashmatch.testing.synthetic import generate_image, image_seed
 from hashmatch.testing.transforms import apply_chain, hard_suite
 from hashmatch.local import LocalIndex, VerificationRule, reference_features, extract_features, extract_views
@@ -137,36 +138,7 @@ def run(name, fn, through_match=False):
     print("   per-transform:", " ".join(f"{j}:{100*np.mean(np.array(v)>=20):.0f}" for j,v in tr.items()))
     sys.stdout.flush()
 def settings(variant: str) -> dict[tuple[object, str], object]:
-    """A variant's settings, ``&``-joined: (object, attribute) -> value."""
-    out: dict[tuple[object, str], object] = {}
-    for part in variant.split("&"):
-        if part == "base":
-            continue
-        if part == "rs-":
-            out[(F, "RESCALED")] = ()
-        elif part.startswith("rs"):
-            out[(F, "RESCALED")] = tuple(float(x) for x in part[2:].split("+"))
-        elif part.startswith("rescan"):
-            out[(index, "rescan_lookups")] = int(part[6:])
-        elif part.startswith("side"):
-            out[(F, "QUERY_LONG_SIDE")] = int(part[4:])
-        elif part.startswith("od"):
-            out[(F, "_OVERDETECT")] = float(part[2:])
-        elif part.startswith("fast"):
-            out[(F, "_FAST_THRESHOLD")] = int(part[4:])
-        elif part.startswith("rl"):
-            out[(index, "region_lookups")] = int(part[2:])
-        elif part.startswith("r"):
-            out[(index, "radius")] = int(part[1:])
-        elif part.startswith("l"):
-            out[(index, "query_lookups")] = int(part[1:])
-        elif part.startswith("c"):
-            out[(index, "candidates")] = int(part[1:])
-        elif part.startswith("ee"):
-            out[(index, "early_exit")] = int(part[2:])
-        else:
-            raise SystemExit(f"unknown variant {part!r}")
-    return out
+    return settings_for(variant, F, index)
 
 
 def views_of(img):  # noqa: ANN001, ANN201 - the stage's own two steps, as LocalIndex.match runs them
