@@ -12,7 +12,12 @@ real original × 17 hard transforms (crop 0.1, crop_resize ×2, rotate 1°, ever
 collage and combined, meme 0.12, frame gradient), 100 altered negatives; a positive counts
 at >= 20 inliers with inlier ratio >= 0.3. ``python benchmarks/bench_local_variants.py --latency``
 times LocalIndex.match at 100k synthetic retrieval rows for region lookups 150 vs 100;
-``--scan`` times a scan worker per file with and without local views.
+``--scan`` times a scan worker per file with and without local views; ``--profile V1,V2``
+gives each variant's thread-CPU time per part of the stage at 100k references (round 3).
+Round 3 variant names (``&``-joined): ``base``, ``rs-`` (no rescaled views), ``rs<f>[+<f>]``,
+``rescan<k>``, ``side<N>``, ``od<k>``, ``fast<t>``, ``qf<t>``, ``rsl<n>``, ``rwr``, ``r<radius>``,
+``l<lookups>``, ``rl<region lookups>``, ``c<candidates>``, ``ee<early exit>`` (see
+``bench_local_variants_settings.py``).
 """
 import sys
 import time
@@ -93,6 +98,69 @@ def scan_cost() -> None:
         print(f"{name}: median {1e3 * np.median(v) / len(files):.1f} ms per file")
 
 
+def profile(variants: list[str]) -> None:
+    """Thread-CPU time per part of LocalIndex.match at 100k synthetic retrieval rows, per
+    variant and per number of proposed regions (100 uploads of 1024 x 768, as bench_local's)."""
+    import io
+
+    import cv2
+    import numba
+    from bench_local import synthetic_retrieval
+    from hashmatch.local import RETRIEVAL_FEATURES
+    from hashmatch.local import _regions as R
+
+    numba.set_num_threads(1)
+    cv2.setNumThreads(1)
+    n = 100_000
+    refs = [reference_features(generate_image(image_seed(0, i), long_side=512)) for i in range(300)]
+    pool = np.concatenate([f.descriptors for f in refs])
+    idx = LocalIndex(synthetic_retrieval(pool, n, RETRIEVAL_FEATURES, np.random.default_rng(0)),
+                     np.repeat(np.arange(n, dtype=np.int64), RETRIEVAL_FEATURES), lambda w: {i: refs[i % 300] for i in w})
+    suite = hard_suite(seed=0)
+    rng = np.random.default_rng(0)
+    ups = []
+    for k in range(100):
+        img = (apply_chain(generate_image(int(rng.integers(0, 2**31)), long_side=512), suite[k % len(suite)][1]).resize((1024, 768))
+               if k % 2 else generate_image(int(rng.integers(0, 2**31)), size=(1024, 768)))
+        b = io.BytesIO()
+        img.save(b, format="JPEG", quality=90)
+        ups.append(b.getvalue())
+    for v in variants:
+        changes = settings_for(v, F, idx)
+        saved = {k: getattr(*k) for k in changes}
+        for (obj, attr), value in changes.items():
+            setattr(obj, attr, value)
+        idx.match(ups[0])
+        rows = []
+        for u in ups:
+            c0 = time.thread_time()
+            whole, grey, factor = F._whole_view(u, F.DEFAULT_LIMITS, F.QUERY_FEATURES)
+            c1 = time.thread_time()
+            idx._verify_views([whole], [(0, idx.query_lookups)])
+            c2 = time.thread_time()
+            nreg = len(R.propose_regions(np.asarray(grey), F.REGION_LIMIT))
+            c3 = time.thread_time()
+            views = F.region_views(grey, factor, whole)  # proposes the regions again
+            c4 = time.thread_time()
+            spans = [(idx.query_lookups, idx.query_lookups + idx.rescan_lookups)] + [(0, idx.region_lookups)] * len(views)
+            idx._verify_views([whole, *views], spans)
+            c5 = time.thread_time()
+            rows.append((nreg, c1 - c0, c2 - c1, c3 - c2, c4 - c3 - (c3 - c2), c5 - c4, c5 - c0))
+        a = np.array(rows)
+        print(f"{v}: both steps always (an unrelated upload), thread CPU p50 {1e3 * np.percentile(a[:, 6], 50):.1f} ms, "
+              f"p95 {1e3 * np.percentile(a[:, 6], 95):.1f} ms")
+        for nr in np.unique(a[:, 0]):
+            s = a[a[:, 0] == nr]
+            print(f"   regions {int(nr)} (n={len(s)}) mean ms: decode+ORB {1e3 * s[:, 1].mean():.1f}, retrieval+verification "
+                  f"{1e3 * s[:, 2].mean():.1f}, proposals {1e3 * s[:, 3].mean():.1f}, second-step views {1e3 * s[:, 4].mean():.1f}, "
+                  f"their retrieval+verification {1e3 * s[:, 5].mean():.1f}, total {1e3 * s[:, 6].mean():.1f}")
+        for (obj, attr), value in saved.items():
+            setattr(obj, attr, value)
+
+
+if sys.argv[1] == "--profile":
+    profile(sys.argv[2].split(","))
+    sys.exit(0)
 if sys.argv[1] == "--scan":
     scan_cost()
     sys.exit(0)
