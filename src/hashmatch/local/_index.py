@@ -41,7 +41,7 @@ DEFAULT_CANDIDATES = 8
 DEFAULT_QUERY_LOOKUPS = 300  # more added < 2 % retrieval recall in bench_local, at linear cost
 DEFAULT_REGION_LOOKUPS = 100  # per region view; 150: +0.5 % recall, 1.5x the p95 (notes/issue-12.md)
 DEFAULT_RESCAN_LOOKUPS = 0  # the second step looks up this many more rows of the whole upload
-DEFAULT_EARLY_EXIT = 40  # inliers after which regions are not searched: twice the calibrated minimum
+DEFAULT_EARLY_EXIT = 40  # inliers after which regions are not searched (round 2: twice its minimum of 20; kept)
 
 FeatureSource = Callable[[Sequence[int]], Mapping[int, LocalFeatures]]
 
