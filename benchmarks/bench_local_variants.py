@@ -33,11 +33,10 @@ from hashmatch.local import LocalIndex, VerificationRule, reference_features, ex
 import hashmatch.local._features as F
 
 
-def latency_ab() -> None:
-    """LocalIndex.match at 100k synthetic retrieval rows: region lookups 150 vs 100."""
-    import io
-    import numba
+def index_100k() -> LocalIndex:
+    """One thread (numba, OpenCV); 100k synthetic retrieval rows over 300 real feature sets."""
     import cv2
+    import numba
     from bench_local import synthetic_retrieval
     from hashmatch.local import RETRIEVAL_FEATURES
 
@@ -46,8 +45,15 @@ def latency_ab() -> None:
     n = 100_000
     refs = [reference_features(generate_image(image_seed(0, i), long_side=512)) for i in range(300)]
     pool = np.concatenate([f.descriptors for f in refs])
-    idx = LocalIndex(synthetic_retrieval(pool, n, RETRIEVAL_FEATURES, np.random.default_rng(0)),
-                     np.repeat(np.arange(n, dtype=np.int64), RETRIEVAL_FEATURES), lambda w: {i: refs[i % 300] for i in w})
+    return LocalIndex(synthetic_retrieval(pool, n, RETRIEVAL_FEATURES, np.random.default_rng(0)),
+                      np.repeat(np.arange(n, dtype=np.int64), RETRIEVAL_FEATURES), lambda w: {i: refs[i % 300] for i in w})
+
+
+def latency_ab() -> None:
+    """LocalIndex.match at 100k synthetic retrieval rows: region lookups 150 vs 100."""
+    import io
+
+    idx = index_100k()
     suite = hard_suite(seed=0)
     ups = []
     for k in range(40):
@@ -103,19 +109,9 @@ def profile(variants: list[str]) -> None:
     variant and per number of proposed regions (100 uploads of 1024 x 768, as bench_local's)."""
     import io
 
-    import cv2
-    import numba
-    from bench_local import synthetic_retrieval
-    from hashmatch.local import RETRIEVAL_FEATURES
     from hashmatch.local import _regions as R
 
-    numba.set_num_threads(1)
-    cv2.setNumThreads(1)
-    n = 100_000
-    refs = [reference_features(generate_image(image_seed(0, i), long_side=512)) for i in range(300)]
-    pool = np.concatenate([f.descriptors for f in refs])
-    idx = LocalIndex(synthetic_retrieval(pool, n, RETRIEVAL_FEATURES, np.random.default_rng(0)),
-                     np.repeat(np.arange(n, dtype=np.int64), RETRIEVAL_FEATURES), lambda w: {i: refs[i % 300] for i in w})
+    idx = index_100k()
     suite = hard_suite(seed=0)
     rng = np.random.default_rng(0)
     ups = []
