@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-uploads", type=int, default=100)
     ap.add_argument("--radius", type=int, default=None, help="retrieval radius (default: LocalIndex's)")
     ap.add_argument("--lookups", type=int, default=None, help="upload descriptors looked up (default: LocalIndex's)")
+    ap.add_argument("--candidates", type=int, default=None, help="shortlist size (default: LocalIndex's)")
     ap.add_argument("--latency-only", action="store_true", help="only the latency and memory part")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path, help="folder for local.{json,md} (default: see --record)")
@@ -398,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _options(args: argparse.Namespace) -> dict[str, int]:
-    return {k: v for k, v in (("radius", args.radius), ("query_lookups", args.lookups)) if v is not None}
+    return {k: v for k, v in (("radius", args.radius), ("query_lookups", args.lookups), ("candidates", args.candidates))
+            if v is not None}
 
 
 def synthetic_retrieval(pool: np.ndarray, refs: int, per_ref: int, rng: np.random.Generator) -> np.ndarray:
