@@ -12,7 +12,12 @@ real original × 17 hard transforms (crop 0.1, crop_resize ×2, rotate 1°, ever
 collage and combined, meme 0.12, frame gradient), 100 altered negatives; a positive counts
 at >= 20 inliers with inlier ratio >= 0.3. ``python benchmarks/bench_local_variants.py --latency``
 times LocalIndex.match at 100k synthetic retrieval rows for region lookups 150 vs 100;
-``--scan`` times a scan worker per file with and without local views.
+``--scan`` times a scan worker per file with and without local views; ``--profile V1,V2``
+gives each variant's thread-CPU time per part of the stage at 100k references (round 3).
+Round 3 variant names (``&``-joined): ``base``, ``rs-`` (no rescaled views), ``rs<f>[+<f>]``,
+``rescan<k>``, ``side<N>``, ``od<k>``, ``fast<t>``, ``qf<t>``, ``rsl<n>``, ``rwr``, ``r<radius>``,
+``l<lookups>``, ``rl<region lookups>``, ``c<candidates>``, ``ee<early exit>`` (see
+``bench_local_variants_settings.py``).
 """
 import sys
 import time
@@ -21,17 +26,17 @@ from pathlib import Path
 import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_local import real_photos, PERMISSIVE
+from bench_local_variants_settings import settings_for
 from hashmatch.testing.synthetic import generate_image, image_seed
 from hashmatch.testing.transforms import apply_chain, hard_suite
 from hashmatch.local import LocalIndex, VerificationRule, reference_features, extract_features, extract_views
 import hashmatch.local._features as F
 
 
-def latency_ab() -> None:
-    """LocalIndex.match at 100k synthetic retrieval rows: region lookups 150 vs 100."""
-    import io
-    import numba
+def index_100k() -> LocalIndex:
+    """One thread (numba, OpenCV); 100k synthetic retrieval rows over 300 real feature sets."""
     import cv2
+    import numba
     from bench_local import synthetic_retrieval
     from hashmatch.local import RETRIEVAL_FEATURES
 
@@ -40,8 +45,15 @@ def latency_ab() -> None:
     n = 100_000
     refs = [reference_features(generate_image(image_seed(0, i), long_side=512)) for i in range(300)]
     pool = np.concatenate([f.descriptors for f in refs])
-    idx = LocalIndex(synthetic_retrieval(pool, n, RETRIEVAL_FEATURES, np.random.default_rng(0)),
-                     np.repeat(np.arange(n, dtype=np.int64), RETRIEVAL_FEATURES), lambda w: {i: refs[i % 300] for i in w})
+    return LocalIndex(synthetic_retrieval(pool, n, RETRIEVAL_FEATURES, np.random.default_rng(0)),
+                      np.repeat(np.arange(n, dtype=np.int64), RETRIEVAL_FEATURES), lambda w: {i: refs[i % 300] for i in w})
+
+
+def latency_ab() -> None:
+    """LocalIndex.match at 100k synthetic retrieval rows: region lookups 150 vs 100."""
+    import io
+
+    idx = index_100k()
     suite = hard_suite(seed=0)
     ups = []
     for k in range(40):
@@ -92,6 +104,59 @@ def scan_cost() -> None:
         print(f"{name}: median {1e3 * np.median(v) / len(files):.1f} ms per file")
 
 
+def profile(variants: list[str]) -> None:
+    """Thread-CPU time per part of LocalIndex.match at 100k synthetic retrieval rows, per
+    variant and per number of proposed regions (100 uploads of 1024 x 768, as bench_local's)."""
+    import io
+
+    from hashmatch.local import _regions as R
+
+    idx = index_100k()
+    suite = hard_suite(seed=0)
+    rng = np.random.default_rng(0)
+    ups = []
+    for k in range(100):
+        img = (apply_chain(generate_image(int(rng.integers(0, 2**31)), long_side=512), suite[k % len(suite)][1]).resize((1024, 768))
+               if k % 2 else generate_image(int(rng.integers(0, 2**31)), size=(1024, 768)))
+        b = io.BytesIO()
+        img.save(b, format="JPEG", quality=90)
+        ups.append(b.getvalue())
+    for v in variants:
+        changes = settings_for(v, F, idx)
+        saved = {k: getattr(*k) for k in changes}
+        for (obj, attr), value in changes.items():
+            setattr(obj, attr, value)
+        idx.match(ups[0])
+        rows = []
+        for u in ups:
+            c0 = time.thread_time()
+            whole, grey, factor = F._whole_view(u, F.DEFAULT_LIMITS, F.QUERY_FEATURES)
+            c1 = time.thread_time()
+            idx._verify_views([whole], [(0, idx.query_lookups)])
+            c2 = time.thread_time()
+            nreg = len(R.propose_regions(np.asarray(grey), F.REGION_LIMIT))
+            c3 = time.thread_time()
+            views = F.region_views(grey, factor, whole)  # proposes the regions again
+            c4 = time.thread_time()
+            spans = [(idx.query_lookups, idx.query_lookups + idx.rescan_lookups)] + [(0, idx.region_lookups)] * len(views)
+            idx._verify_views([whole, *views], spans)
+            c5 = time.thread_time()
+            rows.append((nreg, c1 - c0, c2 - c1, c3 - c2, c4 - c3 - (c3 - c2), c5 - c4, c5 - c0))
+        a = np.array(rows)
+        print(f"{v}: both steps always (an unrelated upload), thread CPU p50 {1e3 * np.percentile(a[:, 6], 50):.1f} ms, "
+              f"p95 {1e3 * np.percentile(a[:, 6], 95):.1f} ms")
+        for nr in np.unique(a[:, 0]):
+            s = a[a[:, 0] == nr]
+            print(f"   regions {int(nr)} (n={len(s)}) mean ms: decode+ORB {1e3 * s[:, 1].mean():.1f}, retrieval+verification "
+                  f"{1e3 * s[:, 2].mean():.1f}, proposals {1e3 * s[:, 3].mean():.1f}, second-step views {1e3 * s[:, 4].mean():.1f}, "
+                  f"their retrieval+verification {1e3 * s[:, 5].mean():.1f}, total {1e3 * s[:, 6].mean():.1f}")
+        for (obj, attr), value in saved.items():
+            setattr(obj, attr, value)
+
+
+if sys.argv[1] == "--profile":
+    profile(sys.argv[2].split(","))
+    sys.exit(0)
 if sys.argv[1] == "--scan":
     scan_cost()
     sys.exit(0)
@@ -109,15 +174,20 @@ index = LocalIndex.from_features(feats, rule=VerificationRule(**PERMISSIVE))
 pos=list(range(NPOS))+list(range(NREF,len(orig)))
 queries=[(o,j,apply_chain(orig[o], suite[j][1])) for o in pos for j in pick]
 queries+=[(-1,pick[k%len(pick)],apply_chain(generate_image(image_seed(1000,k),long_side=512), suite[pick[k%len(pick)]][1])) for k in range(NNEG)]
-def run(name, fn):
+if len(sys.argv) > 5 and sys.argv[5] == "up":  # uploads as large as the latency benchmark's (long side 1024)
+    queries=[(o,j,img.resize((round(img.width*1024/max(img.size)), round(img.height*1024/max(img.size))))) for o,j,img in queries]
+def run(name, fn, through_match=False):
     t=time.perf_counter(); found={}; wrong=[]
     for o,j,img in queries:
-        for m in index.match_features(fn(img), keep_failed=True):
+        for m in (index.match(img, keep_failed=True) if through_match else index.match_features(fn(img), keep_failed=True)):
             v=m.verification
             ok = v.reason in ("verified","too few inliers","too few of the correspondences agree","inliers cover too little of the reference") and v.inliers/max(v.tentative,1)>=0.3
             if not ok: continue
             if m.entry_id==o: found[(o,j)]=max(found.get((o,j),0),v.inliers)
-            else: wrong.append(v.inliers)
+            else:
+                wrong.append(v.inliers)
+                if v.inliers >= 10:
+                    print(f"   wrong: query of {o} / transform {j} -> reference {m.entry_id}: {v.inliers} inliers", flush=True)
     dt=time.perf_counter()-t
     fams={}
     for o,j,_ in queries:
@@ -131,31 +201,29 @@ def run(name, fn):
     print(f"{name:28s} {dt:6.1f}s maxwrong {w} | "+" ".join(f"{f}:{100*np.mean(np.array(v)>=20):.0f}" for f,v in fams.items())+f" | all:{100*np.mean([x>=20 for v in fams.values() for x in v]):.1f}")
     print("   per-transform:", " ".join(f"{j}:{100*np.mean(np.array(v)>=20):.0f}" for j,v in tr.items()))
     sys.stdout.flush()
-variants=sys.argv[4].split(",")
-for v in variants:
-    if v=="whole": run("whole", extract_features)
-    elif v.startswith("views"):
-        side=int(v[5:] or 512); F.REGION_LONG_SIDE=side
-        run(f"views side={side}", extract_views)
-    elif v.startswith("scale"):
-        f=float(v[5:]); F.REGION_LONG_SIDE=512
-        def fn(img, f=f):
-            views=extract_views(img)
-            w=views[0]
-            small=img.resize((max(1,round(img.width*f)),max(1,round(img.height*f))))
-            sv=extract_features(small, max_features=400)
-            k=(w.scale*w.width)/(sv.scale*sv.width)
-            views.append(F.LocalFeatures((sv.xy*k).astype(np.float32), sv.level, sv.descriptors, w.width, w.height, w.scale))
-            return views
-        run(f"views512+scale{f}", fn)
-    elif v.startswith("r") and v[1:].isdigit():
-        index.radius=int(v[1:]); F.REGION_LONG_SIDE=512; run(f"views512 radius={v[1:]}", extract_views); index.radius=16
-    elif v.startswith("l") and v[1:].isdigit():
-        index.query_lookups=int(v[1:]); F.REGION_LONG_SIDE=512; run(f"views512 lookups={v[1:]}", extract_views); index.query_lookups=300
-    elif v.startswith("rs"):
-        old = F.RESCALED
-        F.RESCALED = tuple(float(x) for x in v[2:].split("+")); run(f"rescaled views at {v[2:]}", extract_views); F.RESCALED = old
-    elif v.startswith("rl"):
-        index.region_lookups=int(v[2:]); F.REGION_LONG_SIDE=512; run(f"views512 rl={v[2:]}", extract_views); index.region_lookups=150
-    elif v.startswith("c"):
-        index.candidates=int(v[1:]); F.REGION_LONG_SIDE=512; run(f"views512 cand={v[1:]}", extract_views); index.candidates=8
+def settings(variant: str) -> dict[tuple[object, str], object]:
+    return settings_for(variant, F, index)
+
+
+def views_of(img):  # noqa: ANN001, ANN201 - the stage's own two steps, as LocalIndex.match runs them
+    return img
+
+
+def run_match(name: str) -> None:
+    """As run(), through LocalIndex.match (the second step's views made only when needed)."""
+    run(name, views_of, through_match=True)
+
+
+for v in sys.argv[4].split(","):
+    if v == "whole":
+        run("whole", extract_features)
+        continue
+    if v.startswith("views") or v.startswith("scale"):
+        raise SystemExit("views/scale variants were round 2's; use rs/rescan/side/od/fast/r/l/rl/c/ee")
+    changes = settings(v)
+    saved = {k: getattr(*k) for k in changes}
+    for (obj, attr), value in changes.items():
+        setattr(obj, attr, value)
+    run_match(v)
+    for (obj, attr), value in saved.items():
+        setattr(obj, attr, value)

@@ -452,3 +452,43 @@ def test_calibrate_local_raises_the_rule_when_negatives_come_close(tmp_path: Pat
     assert result.max_wrong_inliers > VerificationRule().min_inliers
     assert result.rule.min_inliers == 2 * result.max_wrong_inliers
     assert calibrate_local(paths[2:], 1e-6).rule == VerificationRule()
+
+
+# -- round 3: contrast stretch, rescan of the whole upload's further rows ------------------
+def test_a_hazy_photo_gets_keypoints_and_its_crop_is_found(photos: list[Image.Image], monkeypatch: pytest.MonkeyPatch) -> None:
+    from hashmatch.local import _features
+    from hashmatch.local._features import _stretched
+
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (64, 1))
+    assert _stretched(ramp) is ramp  # a full range is detected as it is
+    grey = np.asarray(photos[1].convert("L"))
+    # The same photo squeezed into 48 grey levels (a hazy sky, a dark scan).
+    hazy = Image.fromarray((110 + grey.astype(np.float32) * 48 / 255).astype(np.uint8)).convert("RGB")
+    stretched = _stretched(np.asarray(hazy.convert("L")))
+    spread = lambda a: float(np.diff(np.percentile(a, [10, 90]))[0])  # noqa: E731
+    assert spread(stretched) >= 3 * spread(np.asarray(hazy.convert("L")))
+    query = crop(hazy, fraction=0.2, x=0.3, y=0.7)
+    for gain, want in ((1.0, []), (_features._STRETCH_GAIN, [1])):  # without the stretch, then with it
+        monkeypatch.setattr(_features, "_STRETCH_GAIN", gain)
+        index = LocalIndex.from_features([reference_features(p) for p in (photos[0], hazy, photos[4])])
+        assert [m.entry_id for m in index.match(query)] == want
+    assert index.match(crop(photos[5], fraction=0.1)) == []
+
+
+def test_the_second_step_looks_up_further_rows_of_the_whole_upload() -> None:
+    rng = np.random.default_rng(7)
+    ref_desc = rng.integers(0, 256, (16, 32), dtype=np.uint8)
+    xy = rng.uniform(0, 500, (16, 2)).astype(np.float32)
+    ref = LocalFeatures(xy, np.zeros(16, np.uint8), ref_desc, 512, 512, 1.0)
+    others = [LocalFeatures(xy, np.zeros(16, np.uint8), rng.integers(0, 256, (16, 32), dtype=np.uint8), 512, 512, 1.0)
+              for _ in range(3)]
+    # The upload: 10 unrelated rows first, then the reference's 16 (a shifted copy).
+    noise = rng.integers(0, 256, (10, 32), dtype=np.uint8)
+    query = LocalFeatures(np.concatenate([rng.uniform(0, 500, (10, 2)), xy + 7]).astype(np.float32),
+                          np.zeros(26, np.uint8), np.concatenate([noise, ref_desc]), 512, 512, 1.0)
+    rule = VerificationRule(min_inliers=10)
+    for rescan, want in ((0, []), (16, [0])):
+        index = LocalIndex.from_features([ref, *others], rule=rule, query_lookups=10, rescan_lookups=rescan)
+        assert [m.entry_id for m in index.match_features(query)] == want
+    with pytest.raises(UsageError, match="rescan_lookups"):
+        LocalIndex.from_features([ref], rescan_lookups=-1)

@@ -50,14 +50,20 @@ QUERY_FEATURES = 1000
 REGION_FEATURES = 400  # per proposed region (extract_views)
 REGION_LONG_SIDE = REFERENCE_LONG_SIDE  # a region is examined at the references' scale
 REGION_LIMIT = 4  # regions examined per upload: the four tiles of a 2 x 2 collage
-RESCALED: tuple[float, ...] = (0.7, 0.8)  # the whole upload is examined again at these scales (region_views)
+RESCALED: tuple[float, ...] = (0.7, 0.8)  # the whole upload is examined again at these scales (region_views) ...
+RESCALE_WITH_REGIONS = False  # ... only when it proposed no regions
 LEVEL_BANDS = np.array([1, 4], dtype=np.uint8)  # pyramid levels 0-1, 2-4, 5-7: scales 1-1.2, 1.4-2.1, 2.5-3.6
-_OVERDETECT = 3
+_OVERDETECT = 2  # upload features detected per feature kept (3 in round 2)
 QUERY_PYRAMID = (1.2, 8)  # ORB scale factor and levels
 REFERENCE_PYRAMID = (1.2, 8)
 _GRID = 4  # retrieval features are spread over a GRID x GRID partition of the reference
 _XY_STEP = 8.0  # stored coordinates are in 1/8 pixel
-_FAST_THRESHOLD = 7  # low: smooth images (skies, gradients) still get keypoints
+_FAST_THRESHOLD = 7  # references: low, so smooth images (skies, gradients) still get keypoints
+QUERY_FAST_THRESHOLD = 12  # uploads (over-detected: a higher threshold mostly drops corners not kept anyway; 7 -> 12: -25 % ORB time)
+RESCALED_LEVELS = 3  # pyramid levels of a rescaled view: its coarser levels repeat the whole view's
+_STRETCH_TO = 128  # detection sees a grey range (10th-90th percentile) at least this wide ...
+_STRETCH_QUANTILE = 0.1  # a rotation's black corners or a thin border do not hide a hazy picture
+_STRETCH_GAIN = 8.0  # ... stretched by at most this: beyond it JPEG noise, not the picture, makes the corners
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -130,11 +136,12 @@ def _grey(image: ImageInput, limits: ImageLimits, draft: bool) -> tuple[Image.Im
     return to_mode(img, "L"), factor
 
 
-def _detect(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, int]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+def _detect(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, int], fast: int = _FAST_THRESHOLD) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
     cv2 = opencv()
+    grey = _stretched(grey)
     orb = cv2.ORB_create(
         nfeatures=nfeatures, scaleFactor=pyramid[0], nlevels=pyramid[1], edgeThreshold=15, patchSize=31,
-        fastThreshold=_FAST_THRESHOLD,
+        fastThreshold=fast,
     )
     keypoints, desc = orb.detectAndCompute(grey, None)
     if desc is None or not keypoints:
@@ -143,6 +150,29 @@ def _detect(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, i
     level = np.array([k.octave for k in keypoints], dtype=np.uint8)
     response = np.array([k.response for k in keypoints], dtype=np.float32)
     return xy, level, response, np.ascontiguousarray(desc, dtype=np.uint8)
+
+
+def _stretched(grey: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """``grey`` with its 10th-90th percentile range stretched to :data:`_STRETCH_TO` levels
+    when it is narrower (the gain grows smoothly as the range shrinks, so a crop of a
+    picture is stretched about as much as the picture).
+
+    A hazy or dark photo offers FAST too few corners above its threshold. ORB's
+    descriptors compare pixel pairs, so an increasing affine map of the intensities
+    leaves them as they were: only *which* corners are found changes, and a copy of
+    the same low-contrast picture (a crop, a region of a screenshot) is stretched alike.
+    """
+    if grey.size == 0:
+        return grey
+    cv2 = opencv()
+    hist = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel()
+    cdf = np.cumsum(hist) / grey.size
+    lo, hi = int(np.searchsorted(cdf, _STRETCH_QUANTILE)), int(np.searchsorted(cdf, 1 - _STRETCH_QUANTILE))
+    gain = min(_STRETCH_TO / max(hi - lo, 1), _STRETCH_GAIN)
+    if gain <= 1.0:
+        return grey
+    lut = np.clip((np.arange(256, dtype=np.float32) - (lo + hi) / 2) * gain + 127.5, 0, 255).astype(np.uint8)
+    return cv2.LUT(np.ascontiguousarray(grey), lut)
 
 
 def _features(image: ImageInput, limits: ImageLimits, long_side: int, upscale: bool, nfeatures: int) -> tuple[LocalFeatures, npt.NDArray[np.float32]]:
@@ -158,7 +188,8 @@ def _grey_features(grey_img: Image.Image, factor: int, long_side: int, upscale: 
     if abs(dscale - 1.0) > 1e-9:
         size = (max(1, round(dw * dscale)), max(1, round(dh * dscale)))
         grey_img = grey_img.resize(size, Image.Resampling.BILINEAR if dscale < 1 else Image.Resampling.BICUBIC, reducing_gap=2.0 if dscale < 0.5 else None)
-    xy, level, response, desc = _detect(np.asarray(grey_img), nfeatures, REFERENCE_PYRAMID if upscale else QUERY_PYRAMID)
+    xy, level, response, desc = (_detect(np.asarray(grey_img), nfeatures, REFERENCE_PYRAMID) if upscale else
+                                 _detect(np.asarray(grey_img), nfeatures, QUERY_PYRAMID, QUERY_FAST_THRESHOLD))
     return LocalFeatures(xy, level, desc, width, height, scale), response
 
 
@@ -178,7 +209,7 @@ def _whole_view(image: ImageInput, limits: ImageLimits, max_features: int) -> tu
     grey_img, factor = _grey(image, limits, draft=True)
     # Detect more than kept, then keep a spread: strong corners of UI text or captions
     # would otherwise crowd out the picture's own features.
-    whole, response = _grey_features(grey_img, factor, QUERY_LONG_SIDE, False, _OVERDETECT * max_features)
+    whole, response = _grey_features(grey_img, factor, QUERY_LONG_SIDE, False, int(_OVERDETECT * max_features))
     order = retrieval_order(whole.xy, response, whole.scaled_size, whole.level)
     return _reorder(whole, order[:max_features]), grey_img, factor
 
@@ -202,8 +233,8 @@ def extract_views(
 
 def region_views(grey_img: Image.Image, factor: int, whole: LocalFeatures, region_features: int = REGION_FEATURES) -> list[LocalFeatures]:
     """The features of each region proposed in ``grey_img`` (the decoded upload whose
-    features are ``whole``), then of the whole upload at each :data:`RESCALED` scale,
-    all in ``whole``'s frame."""
+    features are ``whole``) or, when none is, of the whole upload at each
+    :data:`RESCALED` scale; all in ``whole``'s frame."""
     views = []
     dscale = whole.scale * factor  # decoded pixels -> the whole view's scaled copy
     boxes = propose_regions(np.asarray(grey_img), REGION_LIMIT)
@@ -212,12 +243,17 @@ def region_views(grey_img: Image.Image, factor: int, whole: LocalFeatures, regio
     # ever shrinks, matches it less well than this copy does.
     dw, dh = grey_img.size
     jobs = [(box, REGION_LONG_SIDE / max(box[2] - box[0], box[3] - box[1])) for box in boxes]
-    jobs += [((0, 0, dw, dh), dscale * f) for f in RESCALED]
-    for (x0, y0, x1, y1), s in jobs:
+    if not boxes or RESCALE_WITH_REGIONS:
+        # An upload cut into regions (a screenshot, a collage) is not itself an enlarged
+        # crop, and its region views already cost the most (notes/issue-12.md, round 3).
+        jobs += [((0, 0, dw, dh), dscale * f) for f in RESCALED]
+    levels = [QUERY_PYRAMID[1]] * len(boxes) + [RESCALED_LEVELS] * (len(jobs) - len(boxes))
+    for ((x0, y0, x1, y1), s), nlevels in zip(jobs, levels):
         region = grey_img.crop((x0, y0, x1, y1))
         size = (max(1, round(region.width * s)), max(1, round(region.height * s)))
         region = region.resize(size, Image.Resampling.BICUBIC if s > 1 else Image.Resampling.BILINEAR)
-        xy, level, resp, desc = _detect(np.asarray(region), _OVERDETECT * region_features, QUERY_PYRAMID)
+        xy, level, resp, desc = _detect(np.asarray(region), int(_OVERDETECT * region_features), (QUERY_PYRAMID[0], nlevels),
+                                        QUERY_FAST_THRESHOLD)
         if desc.shape[0] == 0:
             continue
         keep = retrieval_order(xy, resp, size, level)[:region_features]

@@ -17,7 +17,7 @@ with ``early_exit`` inliers, its proposed regions and a smaller copy of it
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,7 +40,8 @@ DEFAULT_RADIUS = 16
 DEFAULT_CANDIDATES = 8
 DEFAULT_QUERY_LOOKUPS = 300  # more added < 2 % retrieval recall in bench_local, at linear cost
 DEFAULT_REGION_LOOKUPS = 100  # per region view; 150: +0.5 % recall, 1.5x the p95 (notes/issue-12.md)
-DEFAULT_EARLY_EXIT = 40  # inliers after which regions are not searched: twice the calibrated minimum
+DEFAULT_RESCAN_LOOKUPS = 0  # the second step looks up this many more rows of the whole upload
+DEFAULT_EARLY_EXIT = 40  # inliers after which regions are not searched (round 2: twice its minimum of 20; kept)
 
 FeatureSource = Callable[[Sequence[int]], Mapping[int, LocalFeatures]]
 
@@ -89,13 +90,15 @@ class LocalIndex:
         query_lookups: int = DEFAULT_QUERY_LOOKUPS,
         region_lookups: int = DEFAULT_REGION_LOOKUPS,
         early_exit: int = DEFAULT_EARLY_EXIT,
+        rescan_lookups: int = DEFAULT_RESCAN_LOOKUPS,
     ) -> None:
         if not isinstance(rule, VerificationRule):
             raise UsageError(f"rule must be a VerificationRule, got {type(rule).__name__}")
         for name, value, low, high in (("radius", radius, 0, 64), ("candidates", candidates, 1, 1000),
                                        ("query_lookups", query_lookups, 1, 100_000),
                                        ("region_lookups", region_lookups, 0, 100_000),
-                                       ("early_exit", early_exit, 1, 100_000)):
+                                       ("early_exit", early_exit, 1, 100_000),
+                                       ("rescan_lookups", rescan_lookups, 0, 100_000)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
                 raise UsageError(f"{name} must be an integer from {low} to {high}, got {value!r}")
         self.rule = rule
@@ -104,6 +107,7 @@ class LocalIndex:
         self.query_lookups = int(query_lookups)
         self.region_lookups = int(region_lookups)
         self.early_exit = int(early_exit)
+        self.rescan_lookups = int(rescan_lookups)
         self._source = source
         self._references = int(np.unique(owners).size)
         batch = HashBatch(descriptor_words(retrieval), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
@@ -194,18 +198,19 @@ class LocalIndex:
         return self._staged(views[0], lambda: views[1:], keep_failed)
 
     def _staged(self, whole: LocalFeatures, regions: Callable[[], list[LocalFeatures]], keep_failed: bool) -> list[LocalMatch]:
-        found = self._verify_views([whole], [self.query_lookups], keep_failed)
-        if any(m.verification.passed and m.inliers >= self.early_exit for m in found):
-            return found
-        views = regions()
-        if not views:
-            return found
-        best = {m.entry_id: m for m in found}
-        for m in self._verify_views(views, [self.region_lookups] * len(views), keep_failed):
+        first = self._verify_views([whole], [(0, self.query_lookups)])
+        if any(m.verification.passed and m.inliers >= self.early_exit for m in first):
+            return _kept(first, keep_failed)
+        views = [whole, *regions()]
+        # The whole upload's next ``rescan_lookups`` rows, then each other view's first
+        # ``region_lookups``; a candidate is not verified against the whole twice.
+        spans = [(self.query_lookups, self.query_lookups + self.rescan_lookups)] + [(0, self.region_lookups)] * (len(views) - 1)
+        best = {m.entry_id: m for m in first}
+        for m in self._verify_views(views, spans, done=set(best)):
             old = best.get(m.entry_id)
             if old is None or (m.verification.passed, m.inliers) > (old.verification.passed, old.inliers):
                 best[m.entry_id] = m
-        return sorted(best.values(), key=lambda m: (-m.verification.passed, -m.inliers, m.entry_id))
+        return _kept(list(best.values()), keep_failed)
 
     def shortlist(self, query: LocalFeatures | Sequence[LocalFeatures], lookups: Sequence[int] | None = None) -> list[tuple[int, float]]:
         """``(entry_id, score)`` of the best candidates, best first.
@@ -219,15 +224,17 @@ class LocalIndex:
         texture finds many references and says little about any (inverse document
         frequency); one that finds a single reference is strong evidence for it.
         """
-        return [(entry_id, score) for entry_id, score, _ in self._shortlist(_views(query), lookups)]
-
-    def _shortlist(self, views: list[LocalFeatures], lookups: Sequence[int] | None) -> list[tuple[int, float, list[int]]]:
-        """As :meth:`shortlist`, with the views whose descriptors found each candidate."""
+        views = _views(query)
         if lookups is None:
             lookups = [self.query_lookups] + [self.region_lookups] * (len(views) - 1)
-        if self._index is None or not any(len(v) for v in views):
+        return [(entry_id, score) for entry_id, score, _ in self._shortlist(views, [(0, int(k)) for k in lookups])]
+
+    def _shortlist(self, views: list[LocalFeatures], spans: Sequence[tuple[int, int]]) -> list[tuple[int, float, list[int]]]:
+        """As :meth:`shortlist` for rows ``spans[k]`` of view ``k``, with the views whose
+        descriptors found each candidate."""
+        tops = [v.descriptors[a:b] for v, (a, b) in zip(views, spans)]
+        if self._index is None or not any(t.shape[0] for t in tops):
             return []
-        tops = [v.descriptors[:k] for v, k in zip(views, lookups)]
         top = np.concatenate(tops)
         view_of_row = np.repeat(np.arange(len(tops)), [t.shape[0] for t in tops])
         batch = HashBatch(descriptor_words(top), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
@@ -247,25 +254,24 @@ class LocalIndex:
         return [(int(owners[i]), float(score[i]), (found_in[found_in // len(views) == i] % len(views)).tolist())
                 for i in order]
 
-    def _verify_views(self, views: list[LocalFeatures], lookups: list[int], keep_failed: bool) -> list[LocalMatch]:
-        """The shortlist of ``views`` verified, each candidate against each view that
-        found it (the best outcome counts)."""
-        short = self._shortlist(views, lookups)
+    def _verify_views(self, views: list[LocalFeatures], spans: Sequence[tuple[int, int]], done: Collection[int] = ()) -> list[LocalMatch]:
+        """The shortlist of ``views`` verified (failures too), each candidate against each
+        view that found it, the best outcome counting; against view 0 only for candidates
+        not in ``done`` (already verified against it)."""
+        short = self._shortlist(views, spans)
         if not short:
             return []
         feats = self._source([i for i, _, _ in short])
         out = []
         for entry_id, score, found_in in short:
             ref = feats.get(entry_id)
-            if ref is None:  # retracted since the index was built
+            against = [k for k in found_in if k or entry_id not in done]
+            if ref is None or not against:  # retracted since the index was built, or verified already
                 continue
             # Only against the views whose descriptors found it: a collage's other tiles
             # cannot hold it, and each verification costs a descriptor match and a RANSAC.
-            result = max((verify(ref, views[k], self.rule) for k in found_in),
-                         key=lambda r: (r.passed, r.inliers))
-            if result.passed or keep_failed:
-                out.append(LocalMatch(entry_id, score, result))
-        out.sort(key=lambda m: (-m.verification.passed, -m.inliers, m.entry_id))
+            result = max((verify(ref, views[k], self.rule) for k in against), key=lambda r: (r.passed, r.inliers))
+            out.append(LocalMatch(entry_id, score, result))
         return out
 
 
@@ -283,6 +289,12 @@ def store_source(store: FeatureStore) -> FeatureSource:
         return out
 
     return source
+
+
+def _kept(found: list[LocalMatch], keep_failed: bool) -> list[LocalMatch]:
+    """Passed matches (and failed ones when ``keep_failed``), most inliers first."""
+    out = [m for m in found if keep_failed or m.verification.passed]
+    return sorted(out, key=lambda m: (-m.verification.passed, -m.inliers, m.entry_id))
 
 
 def _views(query: LocalFeatures | Sequence[LocalFeatures]) -> list[LocalFeatures]:
