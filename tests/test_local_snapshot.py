@@ -196,7 +196,7 @@ def test_retraction_after_the_snapshot_is_honoured(tmp_path: Path, photos: list[
         with Matcher.from_store(path) as after:  # the snapshot, minus the retraction
             assert _snapshots(after._store) == [snap] and len(_local(after)) == 2
             assert after.match(query) == []
-            assert [m.entry_id for m in after.match(crop(photos[2], fraction=0.3, x=1.0, y=0.0))] == [ids[2]]
+            assert [m.entry_id for m in after.match(crop(photos[2], fraction=0.3, x=0.0, y=0.0))] == [ids[2]]
 
 
 def test_snapshot_of_another_layout_or_store_is_not_used(tmp_path: Path, rng: np.random.Generator,
