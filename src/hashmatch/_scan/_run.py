@@ -25,6 +25,7 @@ from ._backends import Backend, DaskBackend, InProcess, ProcessPool
 from ._results import ScanResult, ScanSummary
 from ._schedule import Failed, schedule
 from ._walk import Entry, WalkError, walk
+from ._warm import prepare
 from ..hashers import get_algorithm
 from ._worker import DEFAULT_MMAP_THRESHOLD, Raw, available_cores, decode_local, decode_views
 
@@ -148,6 +149,8 @@ class ScanRun(Iterator[ScanResult]):
         """
         total = self.list_files()
         if self._backend_obj is None and any(isinstance(item, Entry) for item in self._todo or ()):
+            if self._dask is None:  # Dask workers are elsewhere, with caches of their own
+                prepare(self._matcher, self._spec)
             self._backend_obj = self._backend()
         return total
 

@@ -36,6 +36,7 @@ __all__ = [
     "dask_worker_init",
     "decode_local",
     "decode_views",
+    "die_with_parent",
     "encode_local",
     "hash_chunk",
     "pin_malloc",
@@ -167,9 +168,11 @@ def worker_init(threshold: int | None, parent_pid: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pin_malloc(threshold)
     if parent_pid is not None:
-        _die_with_parent(parent_pid)
-def _die_with_parent(parent_pid: int) -> None:
-    """Make a forked worker exit when the scanning process dies, even by ``kill -9``.
+        die_with_parent(parent_pid)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make a forked worker (or helper) exit when the scanning process dies, even by ``kill -9``.
 
     A forked worker holds copies of the pool's pipe ends, so it never reads EOF when the
     parent is gone and would wait forever. Linux kills it with its parent (PR_SET_PDEATHSIG);
