@@ -13,7 +13,7 @@ from PIL import Image
 
 import hashmatch
 from hashmatch._scan._backends import CrashedChunk
-from hashmatch._scan._schedule import Failed, schedule
+from hashmatch._scan._schedule import SMALLEST, Failed, guided_chunks, schedule
 from hashmatch._scan._worker import hash_chunk
 from hashmatch._report import read_report
 from hashmatch.errors import ReportFormatError
@@ -376,3 +376,17 @@ def test_scan_reads_through_the_loaders_one_path(tree):
     small = ImageLimits(max_file_bytes=10)
     (big,) = list(hashmatch.scan(images[0], StandInMatcher({}, limits=small), workers=0))
     assert big.error_kind == "too_large" and big.error.startswith("file is ") and big.sha256 is None
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 63, 200, 2000, 10_007])
+@pytest.mark.parametrize("ways", [1, 6])
+def test_guided_chunks_cover_every_file_once_in_order_and_shrink_towards_the_end(n, ways):
+    files = [(f"/f{i}", i, i) for i in range(n)]
+    chunks = guided_chunks(files, 64, ways)
+    assert [item for chunk in chunks for item in chunk] == files
+    sizes = [len(c) for c in chunks]
+    assert all(1 <= s <= 64 for s in sizes)
+    assert sizes == sorted(sizes, reverse=True)
+    assert all(s >= SMALLEST for s in sizes[:-1])
+    if n >= 64 * 4 * ways * 2:
+        assert sizes[0] == 64 and sizes[-1] <= SMALLEST  # few round trips, then a short tail

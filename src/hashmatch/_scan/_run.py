@@ -1,7 +1,7 @@
 """A scan run: list, hash on a backend, match in this process, report as it goes.
 
 :func:`scan` lists the files first (so progress knows the total and resume can skip
-what a report already holds), then the scheduler hands them out in small chunks to
+what a report already holds), then the scheduler hands them out in chunks (large, then shrinking) to
 worker processes or a Dask cluster. Workers only read and hash with the matcher's
 :class:`~hashmatch.QuerySpec`; the reference hashes stay in this process with the
 matcher (matching one image takes microseconds, hashing it milliseconds). Each
@@ -23,7 +23,7 @@ from .._report import ReportState, ReportWriter, detect_format, read_report
 from ..errors import ReportFormatError, UsageError
 from ._backends import Backend, DaskBackend, InProcess, ProcessPool
 from ._results import ScanResult, ScanSummary
-from ._schedule import Failed, schedule
+from ._schedule import Failed, guided_chunks, schedule
 from ._walk import Entry, WalkError, walk
 from ._warm import prepare
 from ..hashers import get_algorithm
@@ -244,11 +244,16 @@ class ScanRun(Iterator[ScanResult]):
         backend = self._backend_obj or self._backend()
         self._backend_obj = None  # closed below
         try:
-            # Small chunks stream results and bound what a kill loses; on Dask, where each task
-            # costs the scheduler a round trip, larger ones keep that overhead small.
-            largest = 64 if isinstance(backend, DaskBackend) else 16
-            size = self._chunk_size or max(1, min(largest, len(files) // (max(1, backend.capacity) * 4)))
-            for outcome in schedule(files, backend, size):
+            # Each chunk is a round trip to a worker and back (the parent's main cost per
+            # file after matching), so chunks are large while many files are left and
+            # shrink towards the end, so no worker idles while another finishes a big one.
+            # A kill loses at most the chunks in flight (resume redoes them).
+            largest = 128 if isinstance(backend, DaskBackend) else 64
+            if self._chunk_size is not None:
+                outcomes = schedule(files, backend, self._chunk_size)
+            else:
+                outcomes = schedule(guided_chunks(files, largest, max(1, backend.capacity)), backend)
+            for outcome in outcomes:
                 if isinstance(outcome, Failed):
                     result = ScanResult(
                         outcome.path, outcome.size, outcome.mtime_ns, error_kind=outcome.kind, error=outcome.message

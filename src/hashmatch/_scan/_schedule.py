@@ -17,7 +17,10 @@ from ..errors import HashmatchError
 from ._backends import Backend, CrashedChunk
 from ._worker import Chunk, Raw
 
-__all__ = ["Failed", "schedule"]
+__all__ = ["Failed", "guided_chunks", "schedule"]
+
+SMALLEST = 4
+"""The smallest chunk :func:`guided_chunks` makes (but for the last one)."""
 
 STARTUP_CRASHES = 3
 """This many files crashing workers before any success means workers cannot start."""
@@ -34,14 +37,30 @@ class Failed:
     message: str
 
 
+def guided_chunks(files: list[tuple[str, int, int]], largest: int, ways: int) -> list[Chunk]:
+    """Chunks of a share of what is left (``1/(4*ways)`` of it, at most ``largest``,
+    at least :data:`SMALLEST`): large while much is left, so few round trips, then
+    smaller and smaller, so the workers run out of files at about the same time."""
+    out: list[Chunk] = []
+    i, n = 0, len(files)
+    while i < n:
+        size = max(SMALLEST, min(largest, (n - i) // (4 * max(1, ways))))
+        out.append(files[i : i + size])
+        i += size
+    return out
+
+
 def schedule(
-    files: list[tuple[str, int, int]], backend: Backend, chunk_size: int
+    files: list[tuple[str, int, int]] | list[Chunk], backend: Backend, chunk_size: int | None = None
 ) -> Iterator[tuple[tuple[str, int, int], Raw] | Failed]:
     """Hash ``files`` on ``backend``; yield each file's raw reply, or why it failed.
 
-    Results come in completion order. The backend is not closed here.
+    ``files`` are cut into chunks of ``chunk_size``, or, without one, are chunks already
+    (:func:`guided_chunks`). Results come in completion order. The backend is not closed here.
     """
-    chunks: deque[Chunk] = deque(files[i : i + chunk_size] for i in range(0, len(files), chunk_size))
+    if chunk_size is not None:
+        files = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]  # type: ignore[misc]
+    chunks: deque[Chunk] = deque(files)  # type: ignore[arg-type]
     suspects: deque[Chunk] = deque()  # files of crashed chunks, retried one at a time
     isolated = False  # the single chunk in flight is a suspect running alone
     crashed: list[Failed] = []  # culprits, reported once some worker has succeeded
