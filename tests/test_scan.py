@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 import hashmatch
+from hashmatch._scan import _backends
 from hashmatch._scan._backends import CrashedChunk
 from hashmatch._scan._schedule import SMALLEST, Failed, guided_chunks, schedule
 from hashmatch._scan._worker import hash_chunk
@@ -390,3 +392,37 @@ def test_guided_chunks_cover_every_file_once_in_order_and_shrink_towards_the_end
     assert all(s >= SMALLEST for s in sizes[:-1])
     if n >= 64 * 4 * ways * 2:
         assert sizes[0] == 64 and sizes[-1] <= SMALLEST  # few round trips, then a short tail
+
+
+class _HangingImage(ImageFile.ImageFile):
+    """A fake image format whose decoder never returns (what a hostile file can do)."""
+
+    format = "HANGTEST"
+
+    def _open(self) -> None:
+        time.sleep(3600)
+
+
+def test_a_file_that_hangs_its_decoder_becomes_a_timeout_row_and_the_scan_goes_on(tree, monkeypatch):
+    root, images = tree
+    hang = root / "sub" / "hang.img"
+    hang.write_bytes(b"HANGTEST" + bytes(64))
+    monkeypatch.setattr(Image, "ID", list(Image.ID))
+    monkeypatch.setattr(Image, "OPEN", dict(Image.OPEN))
+    Image.register_open("HANGTEST", _HangingImage, lambda prefix: prefix.startswith(b"HANGTEST"))
+    monkeypatch.setattr(_backends, "_start_method", lambda: "fork")  # the workers inherit the plugin
+    matcher = StandInMatcher(known_of(images[:1]))
+    run = hashmatch.scan(root, matcher, workers=2, chunk_size=3, timeout=1.0)
+    results = by_path(run)
+    assert results[str(hang)].error_kind == "timeout"
+    assert "took longer than 1 s" in results[str(hang)].error
+    assert all(results[str(p)].error_kind is None for p in images)  # every other file hashed
+    assert results[str(images[0])].matched
+    assert run.summary.errors == {"not_image": 1, "unreadable": 2, "timeout": 1}
+
+
+def test_scan_refuses_a_timeout_that_is_not_a_positive_number(tree):
+    root, _ = tree
+    for bad in (0, -1.0, True, "10"):
+        with pytest.raises(hashmatch.UsageError, match="timeout"):
+            hashmatch.scan(root, StandInMatcher({}), timeout=bad)

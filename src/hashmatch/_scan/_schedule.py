@@ -2,7 +2,8 @@
 
 Files go out in small chunks. When a worker dies, every chunk in flight with it fails;
 their files are then retried one at a time, alone, so the file that crashes its worker
-alone is the culprit and only it becomes a ``worker_crashed`` result. Workers that die
+alone is the culprit and only it becomes a ``worker_crashed`` result (``timeout`` when
+its worker was stopped because the file took too long). Workers that die
 before hashing anything are a start-up failure (usually a script without a
 ``__main__`` guard), not bad files, and stop the scan with one clear error.
 """
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import HashmatchError
-from ._backends import Backend, CrashedChunk
+from ._backends import Backend, CrashedChunk, TimedOut
 from ._worker import Chunk, Raw
 
 __all__ = ["Failed", "guided_chunks", "schedule"]
@@ -79,7 +80,10 @@ def schedule(
         chunk, outcome = backend.next_done()
         in_flight -= 1
         if isinstance(outcome, CrashedChunk):
-            if isolated:  # it crashed its worker alone: this file is the culprit
+            if isolated and isinstance(outcome, TimedOut):  # it hung alone: this file is the culprit
+                path, size, mtime_ns = chunk[0]
+                yield Failed(path, size, mtime_ns, "timeout", f"{outcome}; its worker was stopped")
+            elif isolated:  # it crashed its worker alone: this file is the culprit
                 path, size, mtime_ns = chunk[0]
                 message = "the worker process died while hashing this file"
                 crashed.append(Failed(path, size, mtime_ns, "worker_crashed", message))
