@@ -16,6 +16,7 @@ import hashmatch
 from hashmatch._scan import _backends
 from hashmatch._scan._backends import CrashedChunk
 from hashmatch._scan._schedule import SMALLEST, Failed, guided_chunks, schedule
+from hashmatch._scan._warm import prepare, probe_views
 from hashmatch._scan._worker import hash_chunk
 from hashmatch._report import read_report
 from hashmatch.errors import ReportFormatError
@@ -426,3 +427,27 @@ def test_scan_refuses_a_timeout_that_is_not_a_positive_number(tree):
     for bad in (0, -1.0, True, "10"):
         with pytest.raises(hashmatch.UsageError, match="timeout"):
             hashmatch.scan(root, StandInMatcher({}), timeout=bad)
+
+
+@pytest.mark.parametrize("dihedral", [True, False])
+def test_probe_views_have_the_shape_of_a_real_uploads_views(tree, dihedral):
+    """The cold-start warm-up matches probe views: they must query what real uploads query."""
+    _, images = tree
+    spec = hashmatch.QuerySpec(algorithms=("phash", "pdq"), dihedral=dihedral, trim_borders=False,
+                               options={"phash": {"hash_size": 16}})
+    real = spec.hash(images[0])
+    probe = probe_views(spec)
+    assert len(probe) == len(real)
+    for name in spec.algorithms:
+        assert len(probe[0][name]) == len(real[0][name])
+        assert {r.hash.bits for r in probe[0][name]} == {r.hash.bits for r in real[0][name]}
+        assert all(spec.passes(r) for r in probe[0][name])  # past the quality gate, so the index is queried
+
+
+def test_prepare_does_nothing_when_every_kernel_is_cached(tree, monkeypatch):
+    _, images = tree
+    matcher = StandInMatcher(known_of(images[:1]))
+    matcher.spec.warmup()
+    hashmatch.Matcher.from_hashes([hashmatch.hash_image(images[0], "phash")]).warmup()
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked a compile helper with a warm cache"))
+    prepare(matcher, matcher.spec)

@@ -138,6 +138,8 @@ def prepare(matcher: Any, spec: QuerySpec | None = None) -> None:
         spec = matcher.spec
         if getattr(matcher, "has_local_stage", False):
             spec = dataclasses.replace(spec, local_features=True)
+    if not spec.algorithms:  # nothing to hash or match: the caller reports that
+        return
     cold = _cold({_family(name) for name in spec.algorithms} | {_INDEX})
     if not cold:
         return
