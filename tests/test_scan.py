@@ -444,9 +444,11 @@ def test_probe_views_have_the_shape_of_a_real_uploads_views(tree, dihedral):
         assert all(spec.passes(r) for r in probe[0][name])  # past the quality gate, so the index is queried
 
 
-def test_prepare_does_nothing_when_every_kernel_is_cached(tree, monkeypatch):
+@pytest.mark.parametrize("algorithms", [("phash",), ("ahash", "dhash", "whash"), ("pdq",)])
+def test_prepare_does_nothing_when_every_kernel_is_cached(tree, monkeypatch, algorithms):
     _, images = tree
     matcher = StandInMatcher(known_of(images[:1]))
+    matcher.spec = matcher.spec.with_algorithms(algorithms)
     matcher.spec.warmup()
     hashmatch.Matcher.from_hashes([hashmatch.hash_image(images[0], "phash")]).warmup()
     monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked a compile helper with a warm cache"))

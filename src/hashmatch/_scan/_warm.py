@@ -15,7 +15,7 @@ the first result, the matching kernels. :func:`prepare` instead splits that work
 * then it waits for the helper and loads its kernels from the cache.
 
 With a warm cache (the usual case) none of this runs: it costs one small file read
-per kernel family to find out.
+per algorithm to find out.
 """
 
 from __future__ import annotations
@@ -42,9 +42,16 @@ __all__ = ["announce", "estimate", "prepare", "probe_views", "warm_matching"]
 _PDQ = "hashmatch.hashers._pdq_kernels"
 _IMAGEHASH = "hashmatch.hashers._kernels"
 _INDEX = "hashmatch.index._kernels"
-# One kernel per family that every first call of that family compiles: when it is in
-# the cache, the family was compiled before (by `hashmatch warmup` or an earlier run).
-_SENTINELS = {_PDQ: "pdq_coeffs", _IMAGEHASH: "dct_low", _INDEX: "flat_chunk_1"}
+# Per algorithm, a kernel that every first call of it compiles, with or without dihedral
+# variants: when it is in the cache, the algorithm's kernels were compiled before (by
+# `hashmatch warmup` or an earlier run). Other algorithms (plugins) count as cached.
+_SENTINELS = {
+    "pdq": (_PDQ, "bits_above_median"),
+    "phash": (_IMAGEHASH, "dct_basis"),
+    "ahash": (_IMAGEHASH, "above_mean"),
+    "dhash": (_IMAGEHASH, "right_brighter"),
+    "whash": (_IMAGEHASH, "above_median"),
+}
 
 
 def _family(algorithm: str) -> str:
@@ -85,8 +92,16 @@ def warm_matching(matcher: Any, spec: QuerySpec) -> None:
         matcher.match_views(views)
 
 
-def _cold(families: set[str]) -> set[str]:
-    return {family for family in families if not _jit.cached(family, _SENTINELS[family])}
+def _cold(algorithms: tuple[str, ...]) -> set[str]:
+    """The hasher families of ``algorithms`` not in numba's cache yet. (The matching
+    kernels are not checked: which ones a matcher calls depends on its index; they are
+    taken to be cold with the hashers, as on a first run.)"""
+    cold = set()
+    for name in algorithms:
+        sentinel = _SENTINELS.get(name)
+        if sentinel is not None and not _jit.cached(*sentinel):
+            cold.add(sentinel[0])
+    return cold
 
 
 def _can_fork() -> bool:
@@ -95,7 +110,7 @@ def _can_fork() -> bool:
 
 def _split(algorithms: tuple[str, ...], cold: set[str]) -> tuple[list[str], list[str]]:
     """(the helper's algorithms, this process's): the helper takes the costliest cold hasher family."""
-    families = sorted(cold - {_INDEX}, key=_jit.compile_seconds, reverse=True)
+    families = sorted(cold, key=_jit.compile_seconds, reverse=True)
     if not families or not _can_fork():
         return [], list(algorithms)
     helper = [name for name in algorithms if _family(name) == families[0]]
@@ -104,13 +119,13 @@ def _split(algorithms: tuple[str, ...], cold: set[str]) -> tuple[list[str], list
 
 def estimate(algorithms: tuple[str, ...], local: bool) -> float | None:
     """Expected wall seconds :func:`prepare` will compile for a matcher of ``algorithms``
-    (with a local stage when ``local``); None when every kernel is in the cache."""
-    cold = _cold({_family(name) for name in algorithms} | {_INDEX})
+    (with a local stage when ``local``); None when the hashers' kernels are in the cache."""
+    cold = _cold(algorithms)
     if not cold:
         return None
     helper, _ = _split(algorithms, cold)
     helper_families = {_family(name) for name in helper}
-    here = sum(_jit.compile_seconds(f) for f in cold - helper_families)
+    here = sum(_jit.compile_seconds(f) for f in cold - helper_families) + _jit.compile_seconds(_INDEX)
     if local:
         here += _jit.compile_seconds(_INDEX + ":parallel")
     loading = 1.0 if helper else 0.0  # this process then loads what the helper compiled
@@ -140,7 +155,7 @@ def prepare(matcher: Any, spec: QuerySpec | None = None) -> None:
             spec = dataclasses.replace(spec, local_features=True)
     if not spec.algorithms:  # nothing to hash or match: the caller reports that
         return
-    cold = _cold({_family(name) for name in spec.algorithms} | {_INDEX})
+    cold = _cold(spec.algorithms)
     if not cold:
         return
     announce(spec.algorithms, spec.local_features)
