@@ -453,3 +453,29 @@ def test_prepare_does_nothing_when_every_kernel_is_cached(tree, monkeypatch, alg
     hashmatch.Matcher.from_hashes([hashmatch.hash_image(images[0], "phash")]).warmup()
     monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked a compile helper with a warm cache"))
     prepare(matcher, matcher.spec)
+
+
+def test_compile_helper_runs_beside_this_process_and_is_stopped_when_this_side_fails(tmp_path):
+    from hashmatch._scan._warm import _beside
+
+    def helper_writes(name: str, wait: float = 0.0):  # noqa: ANN202
+        def helper() -> None:
+            (tmp_path / f"{name}.pid").write_text(str(os.getpid()))
+            time.sleep(wait)
+            (tmp_path / f"{name}.done").write_text("")
+        return helper
+
+    _beside(helper_writes("ok"), lambda: (tmp_path / "here.done").write_text(""))
+    assert (tmp_path / "ok.done").exists() and (tmp_path / "here.done").exists()
+    assert int((tmp_path / "ok.pid").read_text()) != os.getpid()  # it ran in another process
+
+    def here_fails() -> None:
+        while not (tmp_path / "slow.pid").exists():  # the helper has started
+            time.sleep(0.01)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _beside(helper_writes("slow", wait=600.0), here_fails)
+    assert not (tmp_path / "slow.done").exists()  # stopped, not waited for
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((tmp_path / "slow.pid").read_text()), 0)  # and reaped

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -191,5 +192,8 @@ def _beside(helper: Callable[[], None], here: Callable[[], None]) -> None:
             os._exit(code)
     try:
         here()
+    except BaseException:  # Ctrl-C or an error here: the helper's work is not wanted now
+        os.kill(pid, signal.SIGKILL)
+        raise
     finally:
         os.waitpid(pid, 0)
