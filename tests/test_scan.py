@@ -479,3 +479,23 @@ def test_compile_helper_runs_beside_this_process_and_is_stopped_when_this_side_f
     assert not (tmp_path / "slow.done").exists()  # stopped, not waited for
     with pytest.raises(ProcessLookupError):
         os.kill(int((tmp_path / "slow.pid").read_text()), 0)  # and reaped
+
+
+def test_compile_helper_is_used_only_with_an_idle_core_unless_told(monkeypatch):
+    from hashmatch._scan import _warm
+
+    monkeypatch.setattr(_warm.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(_warm, "available_cores", lambda: 2)
+    monkeypatch.delenv(_warm.HELPER_ENV, raising=False)
+    monkeypatch.setattr(_warm.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+    assert _warm._can_fork()
+    monkeypatch.setattr(_warm.os, "getloadavg", lambda: (5.0, 5.0, 5.0))  # both cores busy
+    assert not _warm._can_fork()
+    monkeypatch.setenv(_warm.HELPER_ENV, "1")
+    assert _warm._can_fork()
+    monkeypatch.setenv(_warm.HELPER_ENV, "0")
+    monkeypatch.setattr(_warm.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+    assert not _warm._can_fork()
+    monkeypatch.delenv(_warm.HELPER_ENV)
+    monkeypatch.setattr(_warm.threading, "active_count", lambda: 3)  # forking with threads alive is unsafe
+    assert not _warm._can_fork()

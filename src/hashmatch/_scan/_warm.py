@@ -15,7 +15,8 @@ the first result, the matching kernels. :func:`prepare` instead splits that work
 * then it waits for the helper and loads its kernels from the cache.
 
 With a warm cache (the usual case) none of this runs: it costs one small file read
-per algorithm to find out.
+per algorithm to find out. The helper is used only when a core is idle (see
+:data:`HELPER_ENV`); otherwise this process compiles everything before workers start.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from .._query import QuerySpec, View
 from ..hashers import HashResult, get_algorithm
 from ..hashes import Hash
 from ..local import extract_views
-from ._worker import die_with_parent, warm_up
+from ._worker import available_cores, die_with_parent, warm_up
 
-__all__ = ["announce", "estimate", "prepare", "probe_views", "warm_matching"]
+__all__ = ["HELPER_ENV", "announce", "estimate", "prepare", "probe_views", "warm_matching"]
 
 _PDQ = "hashmatch.hashers._pdq_kernels"
 _IMAGEHASH = "hashmatch.hashers._kernels"
@@ -105,8 +106,21 @@ def _cold(algorithms: tuple[str, ...]) -> set[str]:
     return cold
 
 
+HELPER_ENV = "HASHMATCH_COMPILE_HELPER"
+"""``1``: always compile beside a helper when it is safe; ``0``: never; unset: only when a
+core is idle."""
+
+
 def _can_fork() -> bool:
-    return hasattr(os, "fork") and threading.active_count() == 1 and not _jit.cache_mode().startswith("none")
+    if not hasattr(os, "fork") or threading.active_count() > 1 or _jit.cache_mode().startswith("none"):
+        return False
+    choice = os.environ.get(HELPER_ENV)
+    if choice in ("0", "1"):
+        return choice == "1"
+    # Two compiling processes only finish sooner when a second core is free. On a busy
+    # machine (2 cores, load average 5) the helper measured 0.5-2 s slower than compiling
+    # here alone, and 0.5 s more CPU (notes/issue-14-scan.md).
+    return os.getloadavg()[0] < available_cores() - 0.5
 
 
 def _split(algorithms: tuple[str, ...], cold: set[str]) -> tuple[list[str], list[str]]:

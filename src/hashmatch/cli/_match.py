@@ -43,7 +43,8 @@ def open_matcher(store_path: str, asked: tuple[str, ...] | None, **options: Any)
         # building the indexes compiles anything, then compile on two cores at once.
         announce_compile(tuple(asked or held), local=store.local_count() > 0)
         with Matcher.from_store(store, algorithms=asked, **options) as matcher:
-            prepare_kernels(matcher)
+            # The matcher's own spec: the local stage's kernels compile only if it runs.
+            prepare_kernels(matcher, matcher.spec)
             yield matcher
 
 
