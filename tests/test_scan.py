@@ -491,6 +491,8 @@ def test_compile_helper_is_used_only_with_an_idle_core_unless_told(monkeypatch):
     assert _warm._can_fork()
     monkeypatch.setattr(_warm.os, "getloadavg", lambda: (5.0, 5.0, 5.0))  # both cores busy
     assert not _warm._can_fork()
+    monkeypatch.setattr(_warm.os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # one core taken
+    assert not _warm._can_fork()
     monkeypatch.setenv(_warm.HELPER_ENV, "1")
     assert _warm._can_fork()
     monkeypatch.setenv(_warm.HELPER_ENV, "0")

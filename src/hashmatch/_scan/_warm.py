@@ -107,8 +107,8 @@ def _cold(algorithms: tuple[str, ...]) -> set[str]:
 
 
 HELPER_ENV = "HASHMATCH_COMPILE_HELPER"
-"""``1``: always compile beside a helper when it is safe; ``0``: never; unset: only when a
-core is idle."""
+"""``1``: always compile beside a helper when it is safe; ``0``: never; unset: only when the
+machine is close to idle (1-minute load average below the cores minus 1.5)."""
 
 
 def _can_fork() -> bool:
@@ -117,10 +117,11 @@ def _can_fork() -> bool:
     choice = os.environ.get(HELPER_ENV)
     if choice in ("0", "1"):
         return choice == "1"
-    # Two compiling processes only finish sooner when a second core is free. On a busy
-    # machine (2 cores, load average 5) the helper measured 0.5-2 s slower than compiling
-    # here alone, and 0.5 s more CPU (notes/issue-14-scan.md).
-    return os.getloadavg()[0] < available_cores() - 0.5
+    # Two compiling processes only finish sooner when a second core is free. On a shared
+    # 2-core machine (load average 0.8-6) the helper never measured faster than compiling
+    # here alone, and cost 0.5 s more CPU (notes/issue-14-scan.md): so only when the
+    # machine is close to idle.
+    return os.getloadavg()[0] < available_cores() - 1.5
 
 
 def _split(algorithms: tuple[str, ...], cold: set[str]) -> tuple[list[str], list[str]]:
