@@ -53,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--skip-first-calls", action="store_true", help="only the import figures")
+    parser.add_argument("--calls", default="hash,hash -a pdq,match,scan,warmup",
+                        help="which first-ever calls to time (comma-separated, of the default list)")
     add_record_option(parser)
     args = parser.parse_args(argv)
+    load_at_start = os.getloadavg()
     rows, result = [], {"machine": machine(), "cpu": cpu_label(), "figures": {}}
     with tempfile.TemporaryDirectory() as tmp:
         warm_cache = os.path.join(tmp, "warm")
@@ -90,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
                 "scan": ["-m", "hashmatch", "scan", "--store", store, "-q", "-o", os.path.join(tmp, "r.jsonl"), str(images)],
                 "warmup": ["-m", "hashmatch", "warmup"],
             }
+            chosen = args.calls.split(",")
             for name, cmd in calls.items():
+                if name not in chosen:
+                    continue
                 cache = tempfile.mkdtemp(dir=tmp)
                 cold, cold_cpu = _time(cmd, _env(cache))
                 if name == "scan":
@@ -101,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                 result["figures"][name] = {"first_s": cold, "first_cpu_s": cold_cpu, "cached_s": again}
                 rows.append([f"first `hashmatch {name}` (empty cache)",
                              f"{cold:.1f} s (CPU {cold_cpu:.1f} s; then {again:.2f} s)", TARGETS[name]])
-    print(f"CPU: {cpu_label()}; load average at end {os.getloadavg()[0]:.1f}")
+    result["load_average_at_start"] = load_at_start
+    result["load_average_at_end"] = os.getloadavg()
+    print(f"CPU: {cpu_label()}; load average at start {load_at_start[0]:.1f}, at end {os.getloadavg()[0]:.1f}")
     print(table(rows, ["job", "measured", "target (s)"]))
     write_results("cold", result, record=args.record)
     return 0

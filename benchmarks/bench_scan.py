@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--name", default="scan", help="results file: benchmarks/results/NAME.json")
     parser.add_argument("--peers", default="limit,scan,scan-no-dihedral,scan-unpinned,cli,dask,dask-address")
+    parser.add_argument("--no-allocator", action="store_true", help="skip the full-decode allocator comparison")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     # buffers far below any threshold): glibc's dynamic default, the env var alone, and the
     # pin the scan workers use (mmap and trim thresholds).
     allocator: dict[str, list[dict[str, float]]] = {"dynamic": [], "env MALLOC_MMAP_THRESHOLD_ only": [], "scan worker pin": []}
-    for _ in range(args.repeats):
+    for _ in range(0 if args.no_allocator else args.repeats):
         allocator["dynamic"].append(_run_peer("full-decode", args, pinned=False))
         allocator["env MALLOC_MMAP_THRESHOLD_ only"].append(_run_peer("full-decode", args))
         allocator["scan worker pin"].append(_run_peer("full-decode", args, pinned=False, extra_env={"BENCH_MALLOC_MODE": "pin"}))
@@ -388,11 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cold start (fresh interpreter, numba cache on disk): import {cold['import_seconds']:.2f} s, "
           f"first compute_hashes {cold['first_call_seconds'] * 1e3:.0f} ms, warm {cold['warm_call_seconds'] * 1e3:.2f} ms per image")
     print()
-    print(table(
-        [[mode, statistics.median(r["cpu_ms_per_file"] for r in rs), statistics.median(r["minor_faults_per_file"] for r in rs)]
-         for mode, rs in allocator.items()],
-        ["allocator (full 1024x768 decode + phash)", "CPU ms/file", "minor faults/file"],
-    ))
+    if not args.no_allocator:
+        print(table(
+            [[mode, statistics.median(r["cpu_ms_per_file"] for r in rs), statistics.median(r["minor_faults_per_file"] for r in rs)]
+             for mode, rs in allocator.items()],
+            ["allocator (full 1024x768 decode + phash)", "CPU ms/file", "minor faults/file"],
+        ))
     facts["load_average_at_end"] = os.getloadavg()
     path = write_results(args.name, record=args.record, payload={
         "machine": facts,

@@ -3,10 +3,14 @@
 Run with an empty cache to see what a first-ever command compiles:
     NUMBA_CACHE_DIR=$(mktemp -d) PYTHONPATH=src python benchmarks/compile_times.py match --store refs.db img.jpg
 Times are inclusive (a kernel's time contains the first compile of the kernels it calls).
+With ``--timeline`` first, also prints each compile's start (seconds, process id, kernel) as it
+happens, in this process and in any process forked from it (a scan's compile helper):
+    NUMBA_CACHE_DIR=$(mktemp -d) PYTHONPATH=src python benchmarks/compile_times.py --timeline scan --store refs.db -q img/
 """
 
 from __future__ import annotations
 
+import os
 import runpy
 import sys
 import time
@@ -17,10 +21,18 @@ def main() -> int:
     from numba.core import event
 
     seconds: dict[str, float] = {}
+    timeline = sys.argv[1:2] == ["--timeline"]
+    if timeline:
+        del sys.argv[1]
+    origin = time.perf_counter()
 
     class Timer(event.Listener):
         def on_start(self, ev: Any) -> None:
             ev.data["started"] = time.perf_counter()
+            func = ev.data["dispatcher"].py_func
+            if timeline and func.__module__.startswith("hashmatch."):
+                print(f"{ev.data['started'] - origin:7.2f} s  pid {os.getpid()}  {func.__module__}.{func.__qualname__}",
+                      file=sys.stderr, flush=True)
 
         def on_end(self, ev: Any) -> None:
             func = ev.data["dispatcher"].py_func

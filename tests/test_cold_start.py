@@ -135,3 +135,76 @@ def test_temp_cache_refuses_a_folder_others_can_write(tmp_path: Path, monkeypatc
     shared.chmod(0o700)
     assert _jit._temp_cache_dir() == str(shared)
 
+
+
+# A first scan with an empty cache, with numba's compile events written to a file by
+# every process that compiles (the listener is inherited by forked processes).
+COLD_SCAN = """
+import os, sys
+from numba.core import event
+from hashmatch.cli import main
+
+class Record(event.Listener):
+    def on_start(self, ev):
+        func = ev.data["dispatcher"].py_func
+        if func.__module__.startswith("hashmatch."):
+            with open(sys.argv[1], "a") as log:
+                args = str(ev.data.get("args")).replace(" ", "")
+                log.write(f"{os.getpid()} {func.__module__}.{func.__name__}{args}\\n")
+    def on_end(self, ev):
+        pass
+
+event.register("numba:compile", Record())
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _compiles(log: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split()) for line in log.read_text().splitlines()] if log.exists() else []  # type: ignore[misc]
+
+
+def test_first_scan_compiles_each_kernel_once_on_two_processes_at_once(tmp_path: Path) -> None:
+    """The scan's parent and one forked helper compile different kernel families at the
+    same time; no kernel is compiled by two processes (the workers load, never compile);
+    one notice."""
+    import numpy as np
+    from PIL import Image
+
+    images = tmp_path / "img"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    store = tmp_path / "refs.db"
+    prep = _clean_env(PYTHONPATH=str(PACKAGE.parent), NUMBA_CACHE_DIR=str(tmp_path / "prep"))
+    added = subprocess.run(
+        [sys.executable, "-m", "hashmatch", "refs", "add", "--store", str(store), "--list", "t", "--no-local",
+         "-a", "phash,pdq", str(images / "0.png")], env=prep, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    # HASHMATCH_COMPILE_HELPER=1: the helper even when the machine is busy (by default only with a core idle).
+    env = _clean_env(PYTHONPATH=str(PACKAGE.parent), NUMBA_CACHE_DIR=str(tmp_path / "cache"), HASHMATCH_COMPILE_HELPER="1")
+    log = tmp_path / "compiles.log"
+    args = [str(log), "scan", "--store", str(store), "-j", "2", "-o", str(tmp_path / "r.jsonl"), str(images)]
+    first = subprocess.run([sys.executable, "-c", COLD_SCAN, *args], env=env, capture_output=True, text=True,
+                           timeout=600, check=False)
+    assert first.returncode == 1, first.stderr  # 0.png is in the store
+    assert first.stderr.count("hashmatch: compiling kernels, first run only, ~") == 1, first.stderr
+    compiled = _compiles(log)
+    kernels = {name for _, name in compiled}
+    twice = sorted(k for k in kernels if len({pid for pid, name in compiled if name == k}) > 1)
+    assert twice == [], f"compiled in two processes: {twice}"  # (a kernel with its argument types)
+
+    def pids(kernel: str) -> set[str]:
+        return {pid for pid, name in compiled if name.startswith(kernel + "(")}
+
+    pdq, phash, index = pids("hashmatch.hashers._pdq_kernels.pdq_coeffs"), pids("hashmatch.hashers._kernels.dct_low"), pids("hashmatch.index._kernels.flat_chunk_1")
+    assert len(pdq) == 1 and len(phash) == 1 and pdq != phash and index == phash, compiled
+
+    log.unlink()
+    (tmp_path / "r.jsonl").unlink()
+    again = subprocess.run([sys.executable, "-c", COLD_SCAN, *args], env=env, capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert again.returncode == 1, again.stderr
+    assert "compiling" not in again.stderr
+    assert _compiles(log) == []  # everything came from the cache, in the parent and the workers

@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 import hashmatch
+from hashmatch._scan import _backends
 from hashmatch._scan._backends import CrashedChunk
-from hashmatch._scan._schedule import Failed, schedule
+from hashmatch._scan._schedule import SMALLEST, Failed, guided_chunks, schedule
+from hashmatch._scan._warm import prepare, probe_views
 from hashmatch._scan._worker import hash_chunk
 from hashmatch._report import read_report
 from hashmatch.errors import ReportFormatError
@@ -376,3 +379,125 @@ def test_scan_reads_through_the_loaders_one_path(tree):
     small = ImageLimits(max_file_bytes=10)
     (big,) = list(hashmatch.scan(images[0], StandInMatcher({}, limits=small), workers=0))
     assert big.error_kind == "too_large" and big.error.startswith("file is ") and big.sha256 is None
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 63, 200, 2000, 10_007])
+@pytest.mark.parametrize("ways", [1, 6])
+def test_guided_chunks_cover_every_file_once_in_order_and_shrink_towards_the_end(n, ways):
+    files = [(f"/f{i}", i, i) for i in range(n)]
+    chunks = guided_chunks(files, 64, ways)
+    assert [item for chunk in chunks for item in chunk] == files
+    sizes = [len(c) for c in chunks]
+    assert all(1 <= s <= 64 for s in sizes)
+    assert sizes == sorted(sizes, reverse=True)
+    assert all(s >= SMALLEST for s in sizes[:-1])
+    if n >= 64 * 4 * ways * 2:
+        assert sizes[0] == 64 and sizes[-1] <= SMALLEST  # few round trips, then a short tail
+
+
+class _HangingImage(ImageFile.ImageFile):
+    """A fake image format whose decoder never returns (what a hostile file can do)."""
+
+    format = "HANGTEST"
+
+    def _open(self) -> None:
+        time.sleep(3600)
+
+
+def test_a_file_that_hangs_its_decoder_becomes_a_timeout_row_and_the_scan_goes_on(tree, monkeypatch):
+    root, images = tree
+    hang = root / "sub" / "hang.img"
+    hang.write_bytes(b"HANGTEST" + bytes(64))
+    monkeypatch.setattr(Image, "ID", list(Image.ID))
+    monkeypatch.setattr(Image, "OPEN", dict(Image.OPEN))
+    Image.register_open("HANGTEST", _HangingImage, lambda prefix: prefix.startswith(b"HANGTEST"))
+    monkeypatch.setattr(_backends, "_start_method", lambda: "fork")  # the workers inherit the plugin
+    matcher = StandInMatcher(known_of(images[:1]))
+    run = hashmatch.scan(root, matcher, workers=2, chunk_size=3, timeout=1.0)
+    results = by_path(run)
+    assert results[str(hang)].error_kind == "timeout"
+    assert "took longer than 1 s" in results[str(hang)].error
+    assert all(results[str(p)].error_kind is None for p in images)  # every other file hashed
+    assert results[str(images[0])].matched
+    assert run.summary.errors == {"not_image": 1, "unreadable": 2, "timeout": 1}
+
+
+def test_scan_refuses_a_timeout_that_is_not_a_positive_number(tree):
+    root, _ = tree
+    for bad in (0, -1.0, True, "10"):
+        with pytest.raises(hashmatch.UsageError, match="timeout"):
+            hashmatch.scan(root, StandInMatcher({}), timeout=bad)
+
+
+@pytest.mark.parametrize("dihedral", [True, False])
+def test_probe_views_have_the_shape_of_a_real_uploads_views(tree, dihedral):
+    """The cold-start warm-up matches probe views: they must query what real uploads query."""
+    _, images = tree
+    spec = hashmatch.QuerySpec(algorithms=("phash", "pdq"), dihedral=dihedral, trim_borders=False,
+                               options={"phash": {"hash_size": 16}})
+    real = spec.hash(images[0])
+    probe = probe_views(spec)
+    assert len(probe) == len(real)
+    for name in spec.algorithms:
+        assert len(probe[0][name]) == len(real[0][name])
+        assert {r.hash.bits for r in probe[0][name]} == {r.hash.bits for r in real[0][name]}
+        assert all(spec.passes(r) for r in probe[0][name])  # past the quality gate, so the index is queried
+
+
+@pytest.mark.parametrize("algorithms", [("phash",), ("ahash", "dhash", "whash"), ("pdq",)])
+def test_prepare_does_nothing_when_every_kernel_is_cached(tree, monkeypatch, algorithms):
+    _, images = tree
+    matcher = StandInMatcher(known_of(images[:1]))
+    matcher.spec = matcher.spec.with_algorithms(algorithms)
+    matcher.spec.warmup()
+    hashmatch.Matcher.from_hashes([hashmatch.hash_image(images[0], "phash")]).warmup()
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked a compile helper with a warm cache"))
+    prepare(matcher, matcher.spec)
+
+
+def test_compile_helper_runs_beside_this_process_and_is_stopped_when_this_side_fails(tmp_path):
+    from hashmatch._scan._warm import _beside
+
+    def helper_writes(name: str, wait: float = 0.0):  # noqa: ANN202
+        def helper() -> None:
+            (tmp_path / f"{name}.pid").write_text(str(os.getpid()))
+            time.sleep(wait)
+            (tmp_path / f"{name}.done").write_text("")
+        return helper
+
+    _beside(helper_writes("ok"), lambda: (tmp_path / "here.done").write_text(""))
+    assert (tmp_path / "ok.done").exists() and (tmp_path / "here.done").exists()
+    assert int((tmp_path / "ok.pid").read_text()) != os.getpid()  # it ran in another process
+
+    def here_fails() -> None:
+        while not (tmp_path / "slow.pid").exists():  # the helper has started
+            time.sleep(0.01)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _beside(helper_writes("slow", wait=600.0), here_fails)
+    assert not (tmp_path / "slow.done").exists()  # stopped, not waited for
+    with pytest.raises(ProcessLookupError):
+        os.kill(int((tmp_path / "slow.pid").read_text()), 0)  # and reaped
+
+
+def test_compile_helper_is_used_only_with_an_idle_core_unless_told(monkeypatch):
+    from hashmatch._scan import _warm
+
+    monkeypatch.setattr(_warm.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(_warm, "available_cores", lambda: 2)
+    monkeypatch.delenv(_warm.HELPER_ENV, raising=False)
+    monkeypatch.setattr(_warm.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+    assert _warm._can_fork()
+    monkeypatch.setattr(_warm.os, "getloadavg", lambda: (5.0, 5.0, 5.0))  # both cores busy
+    assert not _warm._can_fork()
+    monkeypatch.setattr(_warm.os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # one core taken
+    assert not _warm._can_fork()
+    monkeypatch.setenv(_warm.HELPER_ENV, "1")
+    assert _warm._can_fork()
+    monkeypatch.setenv(_warm.HELPER_ENV, "0")
+    monkeypatch.setattr(_warm.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+    assert not _warm._can_fork()
+    monkeypatch.delenv(_warm.HELPER_ENV)
+    monkeypatch.setattr(_warm.threading, "active_count", lambda: 3)  # forking with threads alive is unsafe
+    assert not _warm._can_fork()

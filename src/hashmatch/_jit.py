@@ -29,21 +29,43 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-__all__ = ["cache_mode", "kernels", "lazy_import", "njit", "prefetch", "target_features", "vector_popcount"]
+__all__ = [
+    "announce_compile",
+    "cache_mode",
+    "cached",
+    "compile_seconds",
+    "kernels",
+    "lazy_import",
+    "njit",
+    "prefetch",
+    "target_features",
+    "vector_popcount",
+]
 
 _lock = threading.RLock()
 _cache_mode: str | None = None  # "default", "temp:<dir>" or "none"; decided once
 _announced = False
+_announce_lock = threading.Lock()  # not _lock: the compile listener runs under numba's compiler lock
 
 # CPU seconds to compile a kernel family's first-call kernels from an empty cache on the
-# AMD EPYC VM of notes/issue-14.md (phash 2.4 s, PDQ 6.9 s, index ~4 s), rounded up;
-# shown in the "compiling kernels" line for the family that compiles first.
+# AMD EPYC VM of notes/issue-14-scan.md (benchmarks/compile_times.py, summed per module at
+# load ~1: imagehash kernels 2.8 s, PDQ 4.6 s, index range queries 1.4 s, the local
+# stage's parallel shortlist 1.9 s). A command that knows what it will compile says so
+# with :func:`announce_compile`; otherwise the line shows the family that compiles first.
 _COMPILE_SECONDS = {
-    "hashmatch.hashers._kernels": 3,
-    "hashmatch.hashers._pdq_kernels": 7,
-    "hashmatch.index._kernels": 5,
-    "hashmatch._calibrate_kernels": 2,
+    "hashmatch.hashers._kernels": 3.0,
+    "hashmatch.hashers._pdq_kernels": 5.0,
+    "hashmatch.index._kernels": 1.5,
+    "hashmatch.index._kernels:parallel": 2.0,
+    "hashmatch.index._kernels:all": 20.0,  # every index kind, serial and parallel (`hashmatch warmup`)
+    "hashmatch._calibrate_kernels": 2.0,
 }
+
+
+def compile_seconds(family: str) -> float:
+    """Expected CPU seconds to compile ``family`` (a kernel module's dotted name, or
+    ``"<module>:parallel"`` for its numba-parallel kernels) from an empty cache."""
+    return _COMPILE_SECONDS.get(family, 10.0)
 
 
 class _LazyModule:
@@ -133,21 +155,46 @@ def _announce_compile() -> None:
 
     class _FirstCompile(event.Listener):
         def on_start(self, ev: Any) -> None:
-            global _announced
             if _announced:
                 return
             dispatcher = (ev.data or {}).get("dispatcher")
             module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
             if not module.startswith("hashmatch."):
                 return
-            _announced = True
-            seconds = _COMPILE_SECONDS.get(module, 10)
-            print(f"hashmatch: compiling kernels, first run only, ~{seconds} s", file=sys.stderr, flush=True)
+            announce_compile(compile_seconds(module))
 
         def on_end(self, ev: Any) -> None:
             pass
 
     event.register("numba:compile", _FirstCompile())
+
+
+def announce_compile(seconds: float) -> None:
+    """Say once per process, on stderr, that kernels are compiling and for how long
+    (a command that knows what it will compile calls this itself, before it starts)."""
+    global _announced
+    with _announce_lock:
+        if _announced:
+            return
+        _announced = True
+    print(f"hashmatch: compiling kernels, first run only, ~{max(1, round(seconds))} s", file=sys.stderr, flush=True)
+
+
+def cached(module: str, name: str) -> bool:
+    """Whether numba's disk cache holds kernel ``module.name`` compiled for this CPU
+    (so a first call loads it rather than compiling it). Also True when the JIT is off;
+    False when numba's cache cannot say (it is read through numba internals, so any
+    surprise there means "not known to be cached")."""
+    numba = _numba()
+    if numba.config.DISABLE_JIT:
+        return True
+    try:
+        kernel = getattr(importlib.import_module(module), name)
+        index = kernel._cache._cache_file._load_index()
+        magic = kernel.targetctx.codegen().magic_tuple()
+        return any(key[1] == magic for key in index)
+    except Exception:  # numba internals moved: assume it compiles
+        return False
 
 
 _numba_ready = False

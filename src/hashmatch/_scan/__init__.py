@@ -16,7 +16,7 @@ One bad file never stops a scan: it becomes a result with ``error_kind`` set.
 from __future__ import annotations
 
 from ._results import ERROR_KINDS, ScanResult, ScanSummary
-from ._run import MatcherLike, ScanRun, scan
+from ._run import DEFAULT_TIMEOUT, MatcherLike, ScanRun, scan
 from ._worker import DEFAULT_MMAP_THRESHOLD, pin_malloc
 
-__all__ = ["DEFAULT_MMAP_THRESHOLD", "ERROR_KINDS", "MatcherLike", "ScanResult", "ScanRun", "ScanSummary", "pin_malloc", "scan"]
+__all__ = ["DEFAULT_MMAP_THRESHOLD", "DEFAULT_TIMEOUT", "ERROR_KINDS", "MatcherLike", "ScanResult", "ScanRun", "ScanSummary", "pin_malloc", "scan"]

@@ -14,17 +14,21 @@ import threading
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Protocol
+from typing import Any, Protocol
 
 from .._query import QuerySpec
 from ..errors import HashmatchError, MissingDependencyError
 from ._worker import Chunk, Raw, dask_worker_init, hash_chunk, warm_up, worker_init
 
-__all__ = ["Backend", "CrashedChunk", "DaskBackend", "InProcess", "ProcessPool"]
+__all__ = ["Backend", "CrashedChunk", "DaskBackend", "InProcess", "ProcessPool", "TimedOut"]
 
 
 class CrashedChunk(Exception):
     """A chunk's worker died; its files need isolating."""
+
+
+class TimedOut(CrashedChunk):
+    """A chunk's worker was stopped because one file took longer than the per-file limit."""
 
 
 class Backend(Protocol):
@@ -77,12 +81,15 @@ def _start_method() -> str:
 class ProcessPool:
     """A pool of worker processes (forked when safe, else from a forkserver), malloc pinned."""
 
-    def __init__(self, spec: QuerySpec, workers: int, mmap_threshold: int | None) -> None:
+    def __init__(self, spec: QuerySpec, workers: int, mmap_threshold: int | None, timeout: float | None = None) -> None:
         self._spec = spec
         self._workers = workers
         self._threshold = mmap_threshold
+        self._timeout = timeout
         self.capacity = workers * 3
         self._futures: dict[Future[list[Raw]], Chunk] = {}
+        self._timeouts: Any = None  # a shared counter the workers' watchdogs add to
+        self._seen_timeouts = 0
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -94,11 +101,13 @@ class ProcessPool:
             parent_pid = os.getpid()
         else:  # the server imports hashmatch once; each worker it forks starts from there
             ctx.set_forkserver_preload(["hashmatch._scan"])
+        if self._timeout is not None and self._timeouts is None:
+            self._timeouts = ctx.Value("i", 0)
         return ProcessPoolExecutor(
             max_workers=self._workers,
             mp_context=ctx,
             initializer=worker_init,
-            initargs=(self._threshold, parent_pid),
+            initargs=(self._threshold, parent_pid, self._timeout, self._timeouts),
         )
 
     def submit(self, chunk: Chunk) -> None:
@@ -115,6 +124,9 @@ class ProcessPool:
         chunk = self._futures.pop(future)
         exc = future.exception()
         if isinstance(exc, BrokenProcessPool):
+            if self._timeouts is not None and self._timeouts.value > self._seen_timeouts:
+                self._seen_timeouts = self._timeouts.value
+                return chunk, TimedOut(f"a file took longer than {self._timeout:g} s")
             return chunk, CrashedChunk(str(exc))
         return chunk, exc if exc is not None else future.result()
 

@@ -22,6 +22,7 @@ ERROR_KINDS: Mapping[str, str] = {
     "missing": "a path given to scan does not exist",
     "os_error": "any other operating-system error while reading",
     "worker_crashed": "the process hashing this file died (a decoder crash)",
+    "timeout": "hashing this file took longer than the scan's per-file limit (a decoder that hangs)",
     "internal_error": "an unexpected exception while hashing (a bug: please report)",
 }
 """Every ``error_kind`` a :class:`ScanResult` can carry, with what it means."""

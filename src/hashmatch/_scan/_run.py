@@ -1,7 +1,7 @@
 """A scan run: list, hash on a backend, match in this process, report as it goes.
 
 :func:`scan` lists the files first (so progress knows the total and resume can skip
-what a report already holds), then the scheduler hands them out in small chunks to
+what a report already holds), then the scheduler hands them out in chunks (large, then shrinking) to
 worker processes or a Dask cluster. Workers only read and hash with the matcher's
 :class:`~hashmatch.QuerySpec`; the reference hashes stay in this process with the
 matcher (matching one image takes microseconds, hashing it milliseconds). Each
@@ -23,12 +23,17 @@ from .._report import ReportState, ReportWriter, detect_format, read_report
 from ..errors import ReportFormatError, UsageError
 from ._backends import Backend, DaskBackend, InProcess, ProcessPool
 from ._results import ScanResult, ScanSummary
-from ._schedule import Failed, schedule
+from ._schedule import Failed, guided_chunks, schedule
 from ._walk import Entry, WalkError, walk
+from ._warm import prepare
 from ..hashers import get_algorithm
 from ._worker import DEFAULT_MMAP_THRESHOLD, Raw, available_cores, decode_local, decode_views
 
-__all__ = ["MatcherLike", "ScanRun", "scan"]
+__all__ = ["DEFAULT_TIMEOUT", "MatcherLike", "ScanRun", "scan"]
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds one file may take in a worker before the worker is stopped (hashing a
+1024x768 JPEG takes milliseconds; a file at the default pixel limit, seconds)."""
 
 
 class MatcherLike(Protocol):
@@ -66,6 +71,7 @@ class ScanRun(Iterator[ScanResult]):
         dask: str | None,
         chunk_size: int | None,
         mmap_threshold: int | None,
+        timeout: float | None = None,
     ) -> None:
         self.summary = ScanSummary()
         self._roots = roots
@@ -78,6 +84,7 @@ class ScanRun(Iterator[ScanResult]):
         self._dask = dask
         self._chunk_size = chunk_size
         self._threshold = mmap_threshold
+        self._timeout = timeout
         self._todo: list[Entry | ScanResult] | None = None
         self._writer: ReportWriter | None = None
         self._state: ReportState | None = None
@@ -148,6 +155,8 @@ class ScanRun(Iterator[ScanResult]):
         """
         total = self.list_files()
         if self._backend_obj is None and any(isinstance(item, Entry) for item in self._todo or ()):
+            if self._dask is None:  # Dask workers are elsewhere, with caches of their own
+                prepare(self._matcher, self._spec)
             self._backend_obj = self._backend()
         return total
 
@@ -235,17 +244,22 @@ class ScanRun(Iterator[ScanResult]):
             return DaskBackend(self._spec, self._dask, max(1, self._workers), self._threshold)
         if self._workers == 0:
             return InProcess(self._spec)
-        return ProcessPool(self._spec, self._workers, self._threshold)
+        return ProcessPool(self._spec, self._workers, self._threshold, self._timeout)
 
     def _hash_all(self, files: list[tuple[str, int, int]]) -> Iterator[ScanResult]:
         backend = self._backend_obj or self._backend()
         self._backend_obj = None  # closed below
         try:
-            # Small chunks stream results and bound what a kill loses; on Dask, where each task
-            # costs the scheduler a round trip, larger ones keep that overhead small.
-            largest = 64 if isinstance(backend, DaskBackend) else 16
-            size = self._chunk_size or max(1, min(largest, len(files) // (max(1, backend.capacity) * 4)))
-            for outcome in schedule(files, backend, size):
+            # Each chunk is a round trip to a worker and back (the parent's main cost per
+            # file after matching), so chunks are large while many files are left and
+            # shrink towards the end, so no worker idles while another finishes a big one.
+            # A kill loses at most the chunks in flight (resume redoes them).
+            largest = 128 if isinstance(backend, DaskBackend) else 64
+            if self._chunk_size is not None:
+                outcomes = schedule(files, backend, self._chunk_size)
+            else:
+                outcomes = schedule(guided_chunks(files, largest, max(1, backend.capacity)), backend)
+            for outcome in outcomes:
                 if isinstance(outcome, Failed):
                     result = ScanResult(
                         outcome.path, outcome.size, outcome.mtime_ns, error_kind=outcome.kind, error=outcome.message
@@ -273,6 +287,7 @@ def scan(
     dask: str | None = None,
     chunk_size: int | None = None,
     mmap_threshold: int | None = DEFAULT_MMAP_THRESHOLD,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> ScanRun:
     """Scan files and folders (recursively) against ``matcher``; iterate to get results.
 
@@ -286,7 +301,10 @@ def scan(
     ``follow_symlinks``. ``reference`` names the reference data (the CLI passes the store)
     and is checked on resume. ``dask`` is a scheduler address or ``"local"`` for a
     LocalCluster of ``workers`` processes (needs ``hashmatch[dask]``). Each worker sets
-    glibc's mmap threshold to ``mmap_threshold`` (None leaves it alone).
+    glibc's mmap threshold to ``mmap_threshold`` (None leaves it alone). A worker process
+    that spends more than ``timeout`` seconds on one file (a decoder that hangs) is
+    stopped and the file reported with ``error_kind="timeout"``; None waits forever
+    (with ``workers=0`` or on Dask there is no worker process of the scan's to stop).
 
     Files are hashed as ``matcher.spec`` says (algorithms, views, limits, decoding), so
     a file gets the verdict ``matcher.match`` would give it. A matcher with nothing to
@@ -312,6 +330,8 @@ def scan(
         workers = available_cores()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise UsageError(f"workers must be a non-negative integer, got {workers!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise UsageError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise UsageError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     return ScanRun(
@@ -330,4 +350,5 @@ def scan(
         dask=dask,
         chunk_size=chunk_size,
         mmap_threshold=mmap_threshold,
+        timeout=None if timeout is None else float(timeout),
     )

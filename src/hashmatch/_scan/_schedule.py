@@ -2,7 +2,8 @@
 
 Files go out in small chunks. When a worker dies, every chunk in flight with it fails;
 their files are then retried one at a time, alone, so the file that crashes its worker
-alone is the culprit and only it becomes a ``worker_crashed`` result. Workers that die
+alone is the culprit and only it becomes a ``worker_crashed`` result (``timeout`` when
+its worker was stopped because the file took too long). Workers that die
 before hashing anything are a start-up failure (usually a script without a
 ``__main__`` guard), not bad files, and stop the scan with one clear error.
 """
@@ -14,10 +15,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import HashmatchError
-from ._backends import Backend, CrashedChunk
+from ._backends import Backend, CrashedChunk, TimedOut
 from ._worker import Chunk, Raw
 
-__all__ = ["Failed", "schedule"]
+__all__ = ["Failed", "guided_chunks", "schedule"]
+
+SMALLEST = 4
+"""The smallest chunk :func:`guided_chunks` makes (but for the last one)."""
 
 STARTUP_CRASHES = 3
 """This many files crashing workers before any success means workers cannot start."""
@@ -34,14 +38,30 @@ class Failed:
     message: str
 
 
+def guided_chunks(files: list[tuple[str, int, int]], largest: int, ways: int) -> list[Chunk]:
+    """Chunks of a share of what is left (``1/(4*ways)`` of it, at most ``largest``,
+    at least :data:`SMALLEST`): large while much is left, so few round trips, then
+    smaller and smaller, so the workers run out of files at about the same time."""
+    out: list[Chunk] = []
+    i, n = 0, len(files)
+    while i < n:
+        size = max(SMALLEST, min(largest, (n - i) // (4 * max(1, ways))))
+        out.append(files[i : i + size])
+        i += size
+    return out
+
+
 def schedule(
-    files: list[tuple[str, int, int]], backend: Backend, chunk_size: int
+    files: list[tuple[str, int, int]] | list[Chunk], backend: Backend, chunk_size: int | None = None
 ) -> Iterator[tuple[tuple[str, int, int], Raw] | Failed]:
     """Hash ``files`` on ``backend``; yield each file's raw reply, or why it failed.
 
-    Results come in completion order. The backend is not closed here.
+    ``files`` are cut into chunks of ``chunk_size``, or, without one, are chunks already
+    (:func:`guided_chunks`). Results come in completion order. The backend is not closed here.
     """
-    chunks: deque[Chunk] = deque(files[i : i + chunk_size] for i in range(0, len(files), chunk_size))
+    if chunk_size is not None:
+        files = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]  # type: ignore[misc]
+    chunks: deque[Chunk] = deque(files)  # type: ignore[arg-type]
     suspects: deque[Chunk] = deque()  # files of crashed chunks, retried one at a time
     isolated = False  # the single chunk in flight is a suspect running alone
     crashed: list[Failed] = []  # culprits, reported once some worker has succeeded
@@ -60,7 +80,10 @@ def schedule(
         chunk, outcome = backend.next_done()
         in_flight -= 1
         if isinstance(outcome, CrashedChunk):
-            if isolated:  # it crashed its worker alone: this file is the culprit
+            if isolated and isinstance(outcome, TimedOut):  # it hung alone: this file is the culprit
+                path, size, mtime_ns = chunk[0]
+                yield Failed(path, size, mtime_ns, "timeout", f"{outcome}; its worker was stopped")
+            elif isolated:  # it crashed its worker alone: this file is the culprit
                 path, size, mtime_ns = chunk[0]
                 message = "the worker process died while hashing this file"
                 crashed.append(Failed(path, size, mtime_ns, "worker_crashed", message))

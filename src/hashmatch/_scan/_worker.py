@@ -36,6 +36,7 @@ __all__ = [
     "dask_worker_init",
     "decode_local",
     "decode_views",
+    "die_with_parent",
     "encode_local",
     "hash_chunk",
     "pin_malloc",
@@ -156,20 +157,53 @@ def _hash_one(path: str, size: int | None, mtime_ns: int | None, spec: QuerySpec
     return (path, size, mtime_ns, digest, _encode(views), None, None)
 
 
+_started: list[float] = []  # when this worker began its current file (empty between files)
+
+
 def hash_chunk(files: Chunk, spec: QuerySpec) -> list[Raw]:
     """Hash each file of a chunk (what a worker runs)."""
-    return [_hash_one(path, size, mtime_ns, spec) for path, size, mtime_ns in files]
+    out = []
+    for path, size, mtime_ns in files:
+        _started.append(time.monotonic())
+        try:
+            out.append(_hash_one(path, size, mtime_ns, spec))
+        finally:
+            _started.clear()
+    return out
 
 
-def worker_init(threshold: int | None, parent_pid: int | None) -> None:
+def worker_init(threshold: int | None, parent_pid: int | None, timeout: float | None = None,
+                timeouts: Any = None) -> None:
+    """Set up a pool worker: Ctrl-C left to the parent, malloc pinned, death with the
+    parent, and, with ``timeout``, a watchdog that ends this worker when one file takes
+    longer than ``timeout`` seconds, after adding 1 to the shared counter ``timeouts``."""
     # Ctrl-C reaches the whole process group: the scan stops the pool itself, and a worker
     # interrupted mid-chunk must not turn its files into error rows that resume would skip.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pin_malloc(threshold)
     if parent_pid is not None:
-        _die_with_parent(parent_pid)
-def _die_with_parent(parent_pid: int) -> None:
-    """Make a forked worker exit when the scanning process dies, even by ``kill -9``.
+        die_with_parent(parent_pid)
+    if timeout is not None:
+        threading.Thread(target=_watchdog, args=(timeout, timeouts), daemon=True).start()
+
+
+def _watchdog(timeout: float, timeouts: Any) -> None:
+    # A thread, not an alarm signal: a signal handler runs only between bytecodes of the
+    # main thread, and a hung decoder is usually inside C code (which, in Pillow, lets
+    # other threads run). Exiting is the only way to stop it; the parent sees a dead
+    # worker, isolates the file, and the counter tells it why the worker died.
+    tick = min(1.0, timeout / 10)
+    while True:
+        time.sleep(tick)
+        started = _started[0] if _started else None
+        if started is not None and time.monotonic() - started > timeout:
+            with timeouts.get_lock():
+                timeouts.value += 1
+            os._exit(3)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make a forked worker (or helper) exit when the scanning process dies, even by ``kill -9``.
 
     A forked worker holds copies of the pool's pipe ends, so it never reads EOF when the
     parent is gone and would wait forever. Linux kills it with its parent (PR_SET_PDEATHSIG);

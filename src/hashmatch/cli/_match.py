@@ -12,6 +12,8 @@ import click
 
 from .._match import Matcher
 from .._matches import Match
+from .._scan._warm import announce as announce_compile
+from .._scan._warm import prepare as prepare_kernels
 from .._store import ReferenceStore, store_is_writable
 from ..errors import HashmatchError, UsageError
 from ._options import (
@@ -37,7 +39,12 @@ def open_matcher(store_path: str, asked: tuple[str, ...] | None, **options: Any)
         if not held:
             raise UsageError(f"{store_path} has no active entries to match against")
         check_known(asked, {name: 1 for name in held}, store_path)
+        # With an empty numba cache: one line saying how long compiling takes, before
+        # building the indexes compiles anything, then compile on two cores at once.
+        announce_compile(tuple(asked or held), local=store.local_count() > 0)
         with Matcher.from_store(store, algorithms=asked, **options) as matcher:
+            # The matcher's own spec: the local stage's kernels compile only if it runs.
+            prepare_kernels(matcher, matcher.spec)
             yield matcher
 
 

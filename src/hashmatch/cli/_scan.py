@@ -17,7 +17,7 @@ import click
 from tqdm import tqdm
 
 from .._loading import DEFAULT_LIMITS, ImageLimits
-from .._scan import ScanRun, ScanSummary, scan
+from .._scan import DEFAULT_TIMEOUT, ScanRun, ScanSummary, scan
 from ._match import open_matcher
 from ._options import (
     EXIT_FOUND,
@@ -108,6 +108,8 @@ def _summary_text(s: ScanSummary, run: ScanRun) -> str:
 @dihedral_option(default=True)
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_LIMITS.max_pixels, show_default=True)
 @click.option("--max-file-size", type=click.IntRange(min=1), default=DEFAULT_LIMITS.max_file_bytes, show_default=True, help="Bytes.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds one file may take before its worker is stopped and the file reported as a timeout.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local", help="Hash on a Dask cluster (needs hashmatch[dask]).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
 @click.option("--progress-every", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds between progress lines when not on a terminal.")
@@ -126,6 +128,7 @@ def scan_command(
     dihedral: bool,
     max_pixels: int,
     max_file_size: int,
+    timeout: float,
     dask_address: str | None,
     quiet: bool,
     progress_every: float,
@@ -154,6 +157,7 @@ def scan_command(
                 include_hashes=not no_hashes,
                 reference=os.path.abspath(store_path),
                 dask=dask_address,
+                timeout=timeout,
             ),
             quiet,
             progress_every,

@@ -25,10 +25,18 @@ def warmup_command() -> int:
     directory the serving user can read, run this once there, and keep it set.
     """
     start = time.perf_counter()
+    if not _jit.cached("hashmatch.index._kernels", "flat_chunk_1"):  # else most of it is cached
+        # The index process is the longer of the two; then this one loads its kernels.
+        index = _jit.compile_seconds("hashmatch.index._kernels:all")
+        hashers = sum(_jit.compile_seconds(f"hashmatch.{m}") for m in ("hashers._kernels", "hashers._pdq_kernels", "_calibrate_kernels"))
+        _jit.announce_compile(max(index, hashers) + 2.0)
     # The index kernels compile in a second process meanwhile (numba compiles one
     # function at a time per process); both write the same disk cache, then this
     # process loads the index kernels from it.
-    helper = subprocess.Popen([sys.executable, "-c", "import hashmatch.index as i; i.warmup()"])
+    # (This process has said how long all of it takes: the helper says nothing.)
+    helper = subprocess.Popen(
+        [sys.executable, "-c", "import hashmatch._jit as j; j._announced = True; import hashmatch.index as i; i.warmup()"]
+    )
     warm_hashers()
     helper.wait()
     warm_index()  # loads what the helper process compiled
