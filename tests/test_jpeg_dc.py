@@ -297,12 +297,26 @@ def _fast_bits(data: bytes) -> np.ndarray:
 
 def test_fast_path_uses_the_dc_decoder_for_large_baseline_jpegs(rng):
     data = _jpeg_bytes(rng, 1024, 768, quality=90)
-    img = load_image(data, draft=("L", (96, 96)))
+    img = load_image(data, draft=("L", (96, 96)), dc_decoder=True)
     assert img.mode == "L" and img.size == (128, 96) and img.info[DRAFT_SCALE_KEY] == 8
     planes, height, width = img.info[DCT_PLANES_KEY]
     assert planes.shape == (3, 96, 128) and (height, width) == (768, 1024)
     # the EXIF path keeps Pillow (the DC image carries no EXIF)
-    assert DCT_PLANES_KEY not in load_image(data, draft=("L", (96, 96)), exif_transpose=True).info
+    assert DCT_PLANES_KEY not in load_image(data, draft=("L", (96, 96)), exif_transpose=True, dc_decoder=True).info
+
+
+def test_only_the_pdq_fast_path_uses_the_dc_decoder(rng, monkeypatch):
+    """Default hashing (phash's fast draft, exact PDQ) keeps Pillow's decoder."""
+    data = _jpeg_bytes(rng, 1024, 768, quality=90)
+    assert DCT_PLANES_KEY not in load_image(data, draft=("L", (96, 96))).info
+    calls = []
+    real = _jpeg.decode_dc
+    monkeypatch.setattr(_jpeg, "decode_dc", lambda *a: calls.append(1) or real(*a))
+    compute_hashes(data, ("phash", "ahash", "dhash"))
+    compute_hashes(data, ("phash", "pdq"))
+    assert calls == []
+    compute_hashes(data, ("pdq",), options={"pdq": dict(PDQ_FAST_OPTIONS)})
+    assert calls == [1]
 
 
 def test_fast_path_drift_on_synthetic_photos_within_bound():
@@ -350,7 +364,7 @@ def test_fast_path_dihedral_is_the_sign_flips_of_the_modelled_dct(rng):
     plain = compute_hashes(data, ("pdq",), options=options)["pdq"][0]
     variants = compute_hashes(data, ("pdq",), options=options, dihedral=True)["pdq"]
     assert len(variants) == 8 and variants[0] == plain
-    img = load_image(data, draft=("L", (96, 96)))
+    img = load_image(data, draft=("L", (96, 96)), dc_decoder=True)
     planes, height, width = img.info[DCT_PLANES_KEY]
     coeffs, _ = PK.pdq_coeffs_dct_model(planes, _dct_matrix(), *_model_weights(height, planes.shape[1]),
                                         *_model_weights(width, planes.shape[2]))

@@ -31,10 +31,10 @@ Policy (documented in the README):
   values are clipped to 255 by Pillow (kept for compatibility with existing lists).
 * **Fast decode.** With a ``draft`` request, JPEG is decoded at a reduced scale (1/2,
   1/4 or 1/8) that still covers the requested size: the DCT-domain downscale is far
-  cheaper than decoding every pixel and resizing afterwards. A grey 1/8 draft of a
-  plain baseline JPEG comes from :mod:`hashmatch._jpeg` (each block's DC term, the same
-  pixels as Pillow's, about twice as fast); anything that decoder does not take goes
-  to Pillow as before.
+  cheaper than decoding every pixel and resizing afterwards. On request (PDQ's fast
+  path), a grey 1/8 draft of a plain baseline JPEG comes from :mod:`hashmatch._jpeg`
+  (each block's DC term, the same pixels as Pillow's, about 1.4x as fast); anything
+  that decoder does not take goes to Pillow as before.
 """
 
 from __future__ import annotations
@@ -231,14 +231,16 @@ def load_image(
     exif_transpose: bool = False,
     draft: tuple[str, tuple[int, int]] | None = None,
     draft_check: Callable[[Image.Image], bool] | None = None,
+    dc_decoder: bool = False,
 ) -> Image.Image:
     """Decode ``source`` into a loaded PIL image (first frame), with limits checked.
 
     ``draft=(mode, (width, height))`` asks JPEG decoding for the smallest reduced scale
     that still covers that size, in that mode ("L" or "RGB"); other formats ignore it.
     ``draft_check(image)``, if given, sees a reduced decode first: when it returns
-    False the file is decoded again at full size. The returned image keeps its own
-    mode; hashers convert it.
+    False the file is decoded again at full size. ``dc_decoder=True`` lets a grey 1/8
+    draft of a plain baseline JPEG come from :mod:`hashmatch._jpeg` (PDQ's fast path).
+    The returned image keeps its own mode; hashers convert it.
     """
     if isinstance(source, Image.Image):
         check_pixel_limit(source.width, source.height, limits, "<PIL image>")
@@ -257,7 +259,7 @@ def load_image(
         if stream.getbuffer().nbytes == 0:
             raise UnreadableImageError(f"{name}: empty file")
         img = None
-        if draft is not None and draft[0] == "L" and not exif_transpose:  # the DC image has no EXIF
+        if dc_decoder and draft is not None and draft[0] == "L" and not exif_transpose:  # no EXIF there
             img = _dc_draft(stream.getvalue(), name, limits, draft[1])  # no copy: shares the bytes
         if img is None:
             img = _open_and_decode(stream, name, limits, draft)
