@@ -208,3 +208,19 @@ def test_row_number_flag_is_refused_where_there_are_no_records(tmp_path) -> None
     with pytest.raises(CorruptIndexError, match="flag 2"):
         load_index(path)
     assert _format.FLAG_ROW_NUMBERS == 2
+
+
+def test_big_wide_indexes_keep_row_numbers_by_default(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Records by default, row numbers above RECORDS_MAX_ROWS (memory), either when asked."""
+    from hashmatch.index import mih
+
+    words = clustered_words(np.random.default_rng(5), 3000, 4)
+    batch = HashBatch(words, algorithm="pdq", bits=256)
+    assert MultiIndexHash.build(batch)._records.shape[0] > 0
+    monkeypatch.setattr(mih, "RECORDS_MAX_ROWS", 2999)
+    big = MultiIndexHash.build(batch)
+    assert big._records.shape[0] == 0 and big._entries.shape[0] > 0
+    assert MultiIndexHash.build(batch, filter_records=True)._records.shape[0] > 0
+    ref = Flat.build(batch).query(batch, 31)
+    got = big.query(batch, 31)
+    assert sorted(zip(got.query_index.tolist(), got.ids.tolist())) == sorted(zip(ref.query_index.tolist(), ref.ids.tolist()))

@@ -23,9 +23,11 @@ and table (37 B per reference at m = 5, against 65 B with row numbers and row
 copies), and faster at 1M rows (notes/issue-14-index64.md). Longer hashes keep a
 16-byte filter record per entry of tables 1 .. m-1 (``_wide_kernels``): a probe
 checks its bucket from one contiguous run and reads a row only when 96 of its bits
-are already within the radius. ``filter_records=False`` keeps plain row numbers
-(4 bytes per row and table instead of 16, slower probes) where memory matters more,
-as for the local stage's descriptors.
+are already within the radius. Records cost 16 bytes per row and table (285 B per
+256-bit reference at 1M rows, against 105 B with row numbers), so above
+:data:`RECORDS_MAX_ROWS` rows, and with ``filter_records=False``, the tables keep plain
+row numbers (slower probes): a 10M PDQ list then stays within a service worker's 2 GB,
+and the local stage's 16 descriptors per reference within its 2 KB.
 """
 
 from __future__ import annotations
@@ -47,7 +49,10 @@ _kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not 
 _kernels64 = kernels("hashmatch.index._kernels64")
 _wide = kernels("hashmatch.index._wide_kernels")
 
-__all__ = ["MultiIndexHash", "default_substrings", "probe_radii"]
+__all__ = ["RECORDS_MAX_ROWS", "MultiIndexHash", "default_substrings", "probe_radii"]
+
+RECORDS_MAX_ROWS = 4_000_000
+"""Wide multi-indexes of more rows keep row numbers, not filter records (memory)."""
 
 _MIN_SUBSTRING_BITS, _MAX_SUBSTRING_BITS = MIH_SUBSTRING_BITS
 
@@ -144,20 +149,22 @@ class MultiIndexHash(Index):
     kind: ClassVar[str] = "mih"
 
     def __init__(
-        self, *, algorithm: str, bits: int, substrings: int | None = None, filter_records: bool = True
+        self, *, algorithm: str, bits: int, substrings: int | None = None, filter_records: bool | None = None
     ) -> None:
         self._fixed_m = substrings
-        self._use_records = bool(filter_records) and bits > 64
+        self._records_wanted = filter_records  # None: by size (RECORDS_MAX_ROWS)
+        self._use_records = bits > 64 and filter_records is not False
         self._records = np.zeros((0, 2), dtype=np.uint64)
         super().__init__(algorithm=algorithm, bits=bits)
 
     @classmethod
     def build(  # type: ignore[override]
         cls, batch: HashBatch, ids: npt.ArrayLike | None = None, *, substrings: int | None = None,
-        filter_records: bool = True,
+        filter_records: bool | None = None,
     ) -> MultiIndexHash:
         """Index ``batch``; ``substrings`` overrides the number of tables ``m``;
-        ``filter_records=False`` keeps row numbers for hashes over 64 bits (see above)."""
+        ``filter_records`` chooses filter records (True) or row numbers (False) for hashes
+        over 64 bits, by default records up to :data:`RECORDS_MAX_ROWS` rows."""
         batch = check_batch(batch, "batch")
         bits = batch.bits
         if substrings is not None and (
@@ -175,6 +182,8 @@ class MultiIndexHash(Index):
 
     def _rebuild(self) -> None:
         n = self._words.shape[0]
+        wanted = self._records_wanted
+        self._use_records = self.bits > 64 and (n <= RECORDS_MAX_ROWS if wanted is None else bool(wanted))
         m = int(self._fixed_m or default_substrings(self.bits, n, records=self._use_records))
         self._m = m
         self._starts, self._lengths = _layout(self.bits, m)
