@@ -57,6 +57,7 @@ fuzz: $(BIN)/.installed-fuzz
 	HASHMATCH_HOSTILE_BOMB_SIDE=9000 $(BIN)/python tests/test_hostile_inputs.py
 	$(BIN)/python tests/test_store_damage.py
 	$(BIN)/python tests/fuzz_atheris.py -atheris_runs=$(FUZZ_RUNS)
+	$(BIN)/python tests/fuzz_jpeg_dc.py 1 $(FUZZ_RUNS)
 
 bench: $(BIN)/.installed-bench
 	$(BIN)/python benchmarks/run_all.py
