@@ -82,7 +82,7 @@ def test_probe_count_is_the_sum_of_ball_volumes(lengths: list[int], radii: list[
     lens = np.array(lengths, np.int64)
     rad = np.array(radii[: len(lengths)], np.int64)
     expected = sum(sum(math.comb(L, k) for k in range(min(rt, L) + 1)) for L, rt in zip(lengths, rad.tolist()))
-    assert _wide.probe_count(lens, rad) == expected
+    assert _kernels.probe_count(lens, rad) == expected
 
 
 @settings(max_examples=40, deadline=None)

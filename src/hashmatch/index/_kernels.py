@@ -351,9 +351,21 @@ def substring_keys(words, start, length):
 
 
 @njit(cache=True, nogil=True)
+def probe_count(lengths, radii):
+    """Buckets probed per query: sum over tables of the ball volume ``sum_k C(length, k)``."""
+    total = 0
+    for t in range(lengths.shape[0]):
+        c = 1
+        for k in range(min(radii[t], lengths[t]) + 1):
+            total += c
+            c = c * (lengths[t] - k) // (k + 1)
+    return total
+
+
+@njit(cache=True, nogil=True)
 def list_probes(q, starts, lengths, radii, probe_t, probe_b):
     """Every bucket a multi-index query probes, as (table, bucket) pairs into ``probe_t``
-    and ``probe_b`` (sized by ``_wide_kernels.probe_count``); returns how many. Table t's
+    and ``probe_b`` (sized by :func:`probe_count`); returns how many. Table t's
     probes are its key xor every mask of ``lengths[t]`` bits with k bits set, k = 0 ..
     ``radii[t]``, enumerated with Gosper's hack."""
     np_ = 0
@@ -569,37 +581,17 @@ def _mih_chunk_prefetch(
     out_q, out_pos, out_dist, start, cap,
 ):
     n = words.shape[0]
-    m = starts.shape[0]
     rr = np.uint64(r)
-    probe_t = np.empty(_MAX_PROBES, dtype=np.int64)
-    probe_b = np.empty(_MAX_PROBES, dtype=np.int64)
+    total = probe_count(lengths, radii)  # the same for every query
+    if total > _MAX_PROBES:  # huge radii: the plain loop
+        return _mih_chunk(words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii,
+                          queries, q0, q1, r, out_q, out_pos, out_dist, start, cap)
+    probe_t = np.empty(total, dtype=np.int64)
+    probe_b = np.empty(total, dtype=np.int64)
     cnt = 0
     for qi in range(q0, q1):
         q = queries[qi]
-        np_ = 0
-        for t in range(m):
-            rt = radii[t]
-            if rt < 0:
-                continue
-            length = lengths[t]
-            key = substring_key(q, starts[t], length)
-            limit = np.int64(1) << length
-            for k in range(rt + 1):
-                mask = (np.int64(1) << k) - 1
-                while mask < limit:
-                    if np_ < _MAX_PROBES:
-                        probe_t[np_] = t
-                        probe_b[np_] = key ^ mask
-                    np_ += 1
-                    if k == 0:
-                        break
-                    low = mask & -mask
-                    ripple = mask + low
-                    mask = (((ripple ^ mask) >> 2) // low) | ripple
-        if np_ > _MAX_PROBES:  # huge radii: the plain loop
-            cnt = _mih_chunk(words, alive, entries, table_words, offsets, table_offsets_at, starts, lengths, radii,
-                             queries, qi, qi + 1, r, out_q, out_pos, out_dist, start + cnt, cap - cnt if cap > cnt else 0) + cnt
-            continue
+        np_ = list_probes(q, starts, lengths, radii, probe_t, probe_b)
         for i in range(min(_PREFETCH_AHEAD, np_)):
             t = probe_t[i]
             at = table_offsets_at[t]

@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import njit, prefetch
-from ._kernels import list_probes, popcount64, substring_key
+from ._kernels import list_probes, popcount64, probe_count, substring_key
 
 _ONE = np.uint64(1)
 _NO_DISTANCE = np.uint64(1 << 20)  # above any distance
@@ -94,18 +94,6 @@ def wide_records_parallel(words, entries, chunks, out):
         return
     for t in prange(1, entries.shape[0] // n + 1):
         _table_records(words, entries, chunks, t, out)
-
-
-@njit(cache=True, nogil=True)
-def probe_count(lengths, radii):
-    """Buckets probed per query: sum over tables of the ball volume ``sum_k C(length, k)``."""
-    total = 0
-    for t in range(lengths.shape[0]):
-        c = 1
-        for k in range(min(radii[t], lengths[t]) + 1):
-            total += c
-            c = c * (lengths[t] - k) // (k + 1)
-    return total
 
 
 @njit(cache=True, nogil=True)
