@@ -12,10 +12,7 @@ from .._jit import kernels, vector_popcount
 from ._base import Index
 
 _kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
-_kernels64 = kernels("hashmatch.index._kernels64")
-
-# The bit-sliced 64-bit scan counts at most 63 differing bits (7-bit counters).
-_SLICED_MAX_R = 63
+_sliced = kernels("hashmatch.index._sliced_kernels")
 
 __all__ = ["Flat", "scan"]
 
@@ -61,25 +58,28 @@ class Flat(Index):
     def _rebuild(self) -> None:
         if not self._words.flags.writeable:  # one kernel signature for every source of rows
             self._words = self._words.copy()
-        # Hashes longer than 64 bits are scanned from a word-major copy (unit-stride
-        # loads that vectorise); 64-bit rows already are one unit-stride run.
-        self._blocks = _kernels.flat_blocks(self._words) if self.bits > 64 else None
-        # 64-bit rows on a CPU without a vector popcount (AVX2) are scanned bit-sliced,
-        # from a transposed copy (see _kernels64); with AVX-512 VPOPCNTDQ the row-order
-        # scan is faster. Chosen from the CPU numba compiles for, at run time.
-        self._planes = _kernels64.sliced_planes(self._words) if self.bits == 64 and not vector_popcount() else None
+        # Chosen from the CPU numba compiles for, at run time. With a vector popcount
+        # (AVX-512 VPOPCNTDQ) rows are counted one by one: 64-bit rows in row order,
+        # longer ones from a word-major copy (unit-stride loads that vectorise). Without
+        # one (AVX2, or AVX-512 without VPOPCNTDQ) they are scanned bit-sliced, from a
+        # copy of pair planes (see _sliced_kernels); the row-order scan then serves only
+        # radii where the sliced bound prunes too little (sliced_plan is None).
+        sliced = not vector_popcount()
+        self._planes = _sliced.sliced_planes(self._words) if sliced else None
+        self._blocks = _kernels.flat_blocks(self._words) if self.bits > 64 and not sliced else None
 
     def _search(self, queries, r, bounds, parallel, out, cap, counts) -> None:  # type: ignore[no-untyped-def]
-        if self._planes is not None and r <= _SLICED_MAX_R:
-            kernel = _kernels64.sliced_query_parallel if parallel else _kernels64.sliced_query
-            kernel(self._planes, self._words, self._alive, queries, bounds, r, _kernels64.prefilter_units(r),
+        plan = None if self._planes is None else _sliced.sliced_plan(r, self._words.shape[1])
+        if plan is not None:
+            kernel = _sliced.sliced_query_parallel if parallel else _sliced.sliced_query
+            kernel(self._planes, self._words, self._alive, queries, bounds, r, plan[0], plan[1],
                    out[0], out[1], out[2], cap, counts)
             return
         scan(self._words, self._blocks, self._alive, queries, r, bounds, parallel, out, cap, counts)
 
     @property
     def nbytes(self) -> int:
-        """Bytes held in arrays: rows, ids, the removal marks and the word-major or bit-sliced copy."""
+        """Bytes held in arrays: rows, ids, the removal marks and the word-major or pair-plane copy."""
         blocks = sum(0 if a is None else a.nbytes for a in (self._blocks, self._planes))
         return int(self._words.nbytes + self._ids.nbytes + self._alive.nbytes + blocks)
 
