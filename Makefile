@@ -37,7 +37,7 @@ demo: $(BIN)/.installed-core $(BIN)/.installed-serve
 
 # The kernels' naive-twin tests run a second time with the JIT off, so their bodies run
 # as plain Python (coverage sees them, and a numba-only behaviour cannot hide a bug).
-KERNEL_TESTS := tests/test_hasher_kernels.py tests/test_pdq_kernels.py tests/test_index_kernels.py tests/test_index64_kernels.py tests/test_index_wide.py tests/test_calibrate.py
+KERNEL_TESTS := tests/test_hasher_kernels.py tests/test_pdq_kernels.py tests/test_index_kernels.py tests/test_index64_kernels.py tests/test_sliced_kernels.py tests/test_index_wide.py tests/test_calibrate.py
 
 test: $(BIN)/.installed-dev
 	$(BIN)/python -m pytest -q -n 2

@@ -4,6 +4,10 @@ Every ratio is against a peer measured in the same process on the same data, one
 Each line carries the CPU model and its vector features. ``--isa avx2`` recompiles the
 kernels for a Haswell-class CPU (``NUMBA_CPU_NAME=haswell`` with AVX-512 features off,
 in a separate numba cache), so an AVX-512 machine also measures the AVX2 code paths.
+``--isa icelake`` and ``--isa skx`` do the same for Intel AVX-512 code generation
+(``icelake-server``, with VPOPCNTDQ; ``skylake-avx512``, without), on whatever CPU runs
+the benchmark: what LLVM emits for those CPUs, timed on this one (``--proxies`` picks
+which the default run adds, index job only).
 
 Jobs: ``index`` (Flat and the default index against faiss), ``real256`` (the 256-bit
 default index on PDQ hashes of synthetic images, and those grown to 1M), ``pdq`` (against pdqhash),
@@ -32,10 +36,19 @@ from _common import add_record_option, cpu_label, machine, pin_malloc, write_res
 # AVX-512 features LLVM knows; all turned off for the AVX2 build.
 _NO_AVX512 = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512vpopcntdq", "avx512bitalg",
               "avx512vbmi", "avx512vbmi2", "avx512vnni", "avx512ifma", "avx512bf16", "avx512vp2intersect")
-HASWELL_FEATURES = ",".join(
-    ["+avx", "+avx2", "+popcnt", "+sse4.2", "+sse4.1", "+ssse3", "+sse3", "+sse2", "+bmi", "+bmi2", "+fma", "+lzcnt",
-     "+movbe", "+f16c", "+cx16", "+cmov", "+fxsr", "+xsave", "+pclmul"] + [f"-{f}" for f in _NO_AVX512]
-)
+_BASE = ["+avx", "+avx2", "+popcnt", "+sse4.2", "+sse4.1", "+ssse3", "+sse3", "+sse2", "+bmi", "+bmi2", "+fma", "+lzcnt",
+         "+movbe", "+f16c", "+cx16", "+cmov", "+fxsr", "+xsave", "+pclmul"]
+HASWELL_FEATURES = ",".join(_BASE + [f"-{f}" for f in _NO_AVX512])
+_SKX = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl")
+_ICX = (*_SKX, "avx512vbmi", "avx512ifma", "avx512vbmi2", "avx512vnni", "avx512bitalg", "avx512vpopcntdq")
+# Builds other than the host's: --isa name -> (NUMBA_CPU_NAME, NUMBA_CPU_FEATURES). The
+# feature list is explicit so hashmatch's run-time kernel choice sees that CPU's features.
+BUILDS = {
+    "avx2": ("haswell", HASWELL_FEATURES),
+    "icelake": ("icelake-server", ",".join(_BASE + [f"+{f}" for f in _ICX]
+                                           + [f"-{f}" for f in _NO_AVX512 if f not in _ICX])),
+    "skx": ("skylake-avx512", ",".join(_BASE + [f"+{f}" for f in _SKX] + [f"-{f}" for f in _NO_AVX512 if f not in _SKX])),
+}
 
 
 def _line(job: str, ours: float, peer: float, peer_name: str, target: float, unit: str, isa: str,
@@ -60,20 +73,28 @@ def _best_qps(fn: Any, *args: Any, nq: int, repeats: int) -> float:
 
 def _faiss_levels(faiss: Any) -> tuple[str, Any]:
     """The SIMD level faiss runs at on this CPU (its own run-time choice), and a function
-    that runs a call at faiss's AVX2 level instead (None if faiss cannot switch)."""
+    ``at(level)`` giving a runner of calls at another level (``"AVX2"``, ``"AVX512"``),
+    or None if faiss cannot switch or already runs there."""
     config = getattr(faiss, "SIMDConfig", None)
     if config is None:
-        return "faiss (static build)", None
+        return "faiss (static build)", lambda level: None
     auto = config.get_level()
 
-    def at_avx2(fn: Any) -> Any:
-        config.set_level(faiss.SIMDLevel_AVX2)
-        try:
-            return fn()
-        finally:
-            config.set_level(auto)
+    def at(level_name: str) -> Any:
+        level = getattr(faiss, f"SIMDLevel_{level_name}")
+        if level == auto:
+            return None
 
-    return faiss.to_string(auto), (None if auto == faiss.SIMDLevel_AVX2 else at_avx2)
+        def run(fn: Any) -> Any:
+            config.set_level(level)
+            try:
+                return fn()
+            finally:
+                config.set_level(auto)
+
+        return run
+
+    return faiss.to_string(auto), at
 
 
 def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int, bits_list: tuple[int, ...] = (64, 256)) -> None:
@@ -88,9 +109,11 @@ def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int, bits_li
     numba.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(0)
-    # faiss picks its SIMD level at run time; on an AVX-512 machine the AVX2 build of
-    # hashmatch is also compared with faiss at its AVX2 level (what an AVX2-only CPU runs).
-    level, at_avx2 = _faiss_levels(faiss)
+    # faiss picks its SIMD level at run time; on an AVX-512 machine every build of
+    # hashmatch is also compared with faiss at its AVX2 level (what an AVX2-only CPU
+    # runs), and the skylake-avx512 build with faiss at AVX512 without VPOPCNT.
+    level, at_level = _faiss_levels(faiss)
+    extra_levels = ["AVX2"] + (["AVX512"] if isa == "skx" else [])
     for bits, r, nq, targets in ((64, 8, 1000, (5, 30)), (256, 31, 300, (5, 20))):
         if bits not in bits_list:
             continue
@@ -121,13 +144,16 @@ def job_index(isa: str, out: list[dict[str, Any]], n: int, repeats: int, bits_li
             mh.add(codes)
             peers += [(f"mh{nflip}", lambda nflip=nflip: _multihash(mh, nflip, qcodes, r)) for nflip in (0, 1)]
         rates = {}
-        if bits == 64 and at_avx2 is not None:
-            peers.append(("faiss_avx2", lambda: at_avx2(lambda: fl.range_search(qcodes, r + 1))))
+        for name in extra_levels:
+            run_at = at_level(name)
+            if run_at is not None:
+                peers.append((f"faiss_{name}", lambda run_at=run_at: run_at(lambda: fl.range_search(qcodes, r + 1))))
         for rnd in range(repeats):  # peers take turns so load changes hit each alike
             for name, fn in peers:
                 rates[name] = max(rates.get(name, 0.0), _best_qps(fn, nq=nq, repeats=1))
         label = f"{bits}-bit n={n:,} r={r}"
-        for peer, peer_name in (("faiss", f"faiss IndexBinaryFlat@{level}"), ("faiss_avx2", "faiss IndexBinaryFlat@AVX2")):
+        for peer, peer_name in [("faiss", f"faiss IndexBinaryFlat@{level}")] + [
+                (f"faiss_{name}", f"faiss IndexBinaryFlat@{name}") for name in extra_levels]:
             if peer not in rates:
                 continue
             _line(f"Flat {label}", rates["flat"], rates[peer], peer_name, targets[0], "q/s", isa, out)
@@ -426,7 +452,10 @@ def job_cold(isa: str, out: list[dict[str, Any]], repeats: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", default="cold,index,real256,pdq,pdqjpeg,dihedral")
-    parser.add_argument("--isa", choices=["native", "avx2", "both"], default="both")
+    parser.add_argument("--isa", choices=["native", *BUILDS, "both"], default="both",
+                        help="both: native, then the AVX2 build, then the --proxies builds (index job only)")
+    parser.add_argument("--proxies", default="icelake,skx",
+                        help="Intel code-generation builds the default run adds for the index job ('' for none)")
     parser.add_argument("--n", type=int, default=1_000_000, help="references per index case")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bits", default="64,256", help="hash lengths of the index job")
@@ -443,13 +472,16 @@ def main(argv: list[str] | None = None) -> int:
         code = main(["--jobs", args.jobs, "--isa", "native", "--n", str(args.n), "--repeats", str(args.repeats),
                      "--bits", args.bits, "--pdq-images", str(args.pdq_images), "--real-images", str(args.real_images),
                      "--grow-flips", args.grow_flips, *record])
-        with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL_FEATURES,
-                   "NUMBA_CACHE_DIR": cache}
-            kernel_jobs = ",".join(j for j in args.jobs.split(",") if j != "cold")
-            if kernel_jobs:
+        kernel_jobs = ",".join(j for j in args.jobs.split(",") if j != "cold")
+        builds = [("avx2", kernel_jobs)] + [(p, "index") for p in args.proxies.split(",") if p and "index" in jobs]
+        for isa, isa_jobs in builds:
+            if not isa_jobs:
+                continue
+            cpu_name, features = BUILDS[isa]
+            with tempfile.TemporaryDirectory() as cache:
+                env = {**os.environ, "NUMBA_CPU_NAME": cpu_name, "NUMBA_CPU_FEATURES": features, "NUMBA_CACHE_DIR": cache}
                 code |= subprocess.run(
-                    [sys.executable, __file__, "--jobs", kernel_jobs, "--isa", "avx2", "--n", str(args.n), "--bits", args.bits,
+                    [sys.executable, __file__, "--jobs", isa_jobs, "--isa", isa, "--n", str(args.n), "--bits", args.bits,
                      "--repeats", str(args.repeats), "--pdq-images", str(args.pdq_images), "--real-images",
                      str(args.real_images), "--grow-flips", args.grow_flips, *record], env=env, check=False,
                 ).returncode

@@ -6,6 +6,7 @@ scalar ``popcnt``, and whether it uses 512-bit (zmm) or 256-bit (ymm) registers.
 Compiles in a throw-away numba cache, because numba cannot inspect cached code.
     python benchmarks/check_asm.py
     NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=<see bench_quick.HASWELL_FEATURES> python benchmarks/check_asm.py
+    (likewise icelake-server / skylake-avx512 with bench_quick.BUILDS' feature lists)
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp()  # a fresh compile, so the as
 import numpy as np  # noqa: E402
 
 from hashmatch.index import _kernels as K  # noqa: E402
-from hashmatch.index import _kernels64 as K64  # noqa: E402
+from hashmatch.index import _sliced_kernels as S  # noqa: E402
 
-INSTR = ("vpopcntq", "vpshufb", "popcnt", "vpternlogq", "zmm", "ymm")
+INSTR = ("vpopcntq", "vpshufb", "popcnt", "vpternlogq", "vpand", "zmm", "ymm", "(%rsp)")
 
 
 def main() -> int:
@@ -35,11 +36,11 @@ def main() -> int:
         K.flat_query(words, alive, words[:2], bounds, 3, *out, 32, counts)
         K.flat_query_blocked(K.flat_blocks(words), words, alive, words[:2], bounds, 3, *out, 32, counts)
     words = np.zeros((16, 1), np.uint64)
-    K64.sliced_chunk(K64.sliced_planes(words), words, alive, words[:2], 0, 2, 3, K64.prefilter_units(3), *out, 0, 32)
+    S.sliced_chunk(S.sliced_planes(words), words, alive, words[:2], 0, 2, 3, 2, 2, *out, 0, 32)
     kernels = {"flat_chunk_1 (64-bit)": K.flat_chunk_1, "flat_chunk_4 (256-bit, row order)": K.flat_chunk_4,
                "flat_chunk_n (other)": K.flat_chunk_n, "blocked_chunk_4 (256-bit, word-major)": K.blocked_chunk_4,
                "blocked_chunk_n (other, word-major)": K.blocked_chunk_n,
-               "sliced_chunk (64-bit, bit-sliced)": K64.sliced_chunk}
+               "sliced_chunk (bit-sliced, any word count)": S.sliced_chunk}
     for name, fn in kernels.items():
         asm = "\n".join(fn.inspect_asm().values())
         counts_txt = ", ".join(f"{i} {asm.count(i)}" for i in INSTR)

@@ -136,6 +136,7 @@ def test_flat_uses_sliced_scan_without_vector_popcount(monkeypatch: pytest.Monke
     queries = HashBatch(np.concatenate([words[:20], clustered_words(rng, 20, nw)]), algorithm="t", bits=bits)
     ids = rng.permutation(n) * 7
     monkeypatch.setattr(flat, "vector_popcount", lambda: True)
+    monkeypatch.setattr(flat, "wide_vectors", lambda: True)
     plain = Flat.build(batch, ids)
     monkeypatch.setattr(flat, "vector_popcount", lambda: False)
     sliced = Flat.build(batch, ids)
@@ -149,3 +150,27 @@ def test_flat_uses_sliced_scan_without_vector_popcount(monkeypatch: pytest.Monke
     assert a.query_index.tolist() == b.query_index.tolist()
     assert a.ids.tolist() == b.ids.tolist()
     assert a.distances.tolist() == b.distances.tolist()
+
+
+@pytest.mark.parametrize(("cpu", "features", "sliced"), [
+    ("haswell", {"avx2"}, True),
+    ("skylake-avx512", {"avx2", "avx512f", "avx512bw"}, True),
+    ("icelake-server", {"avx2", "avx512f", "avx512vpopcntdq"}, True),  # LLVM uses 256-bit registers there
+    ("znver5", {"avx2", "avx512f", "avx512vpopcntdq"}, False),
+    ("znver3", {"avx2"}, True),
+])
+def test_flat_chooses_its_scan_from_the_target_cpu(
+    monkeypatch: pytest.MonkeyPatch, cpu: str, features: set[str], sliced: bool
+) -> None:
+    """Chosen at run time from the CPU numba compiles for, not at install time."""
+    from hashmatch import _jit
+
+    monkeypatch.setattr(_jit, "target_cpu", lambda: cpu)
+    monkeypatch.setattr(_jit, "target_features", lambda: frozenset(features))
+    monkeypatch.setattr(flat, "vector_popcount", _jit.vector_popcount)
+    monkeypatch.setattr(flat, "wide_vectors", _jit.wide_vectors)
+    words = clustered_words(np.random.default_rng(0), 300, 4)
+    index = Flat.build(HashBatch(words, algorithm="t", bits=256))
+    assert (index._planes is not None) == sliced
+    assert (index._blocks is not None) == (not sliced)
+    assert index.query(HashBatch(words[:3], algorithm="t", bits=256), 31).query_index.tolist()[:1] == [0]

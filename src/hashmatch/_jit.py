@@ -38,8 +38,10 @@ __all__ = [
     "lazy_import",
     "njit",
     "prefetch",
+    "target_cpu",
     "target_features",
     "vector_popcount",
+    "wide_vectors",
 ]
 
 _lock = threading.RLock()
@@ -259,6 +261,27 @@ def target_features() -> frozenset[str]:
 def vector_popcount() -> bool:
     """Whether kernels get a one-instruction vector popcount (AVX-512 VPOPCNTDQ)."""
     return "avx512vpopcntdq" in target_features()
+
+
+def target_cpu() -> str:
+    """The CPU name numba compiles for (LLVM's, e.g. ``znver5``): ``NUMBA_CPU_NAME``, else the host's."""
+    numba = _numba()
+    if numba.config.CPU_NAME:
+        return str(numba.config.CPU_NAME)
+    from llvmlite import binding
+
+    return str(binding.get_host_cpu_name())
+
+
+def wide_vectors() -> bool:
+    """Whether LLVM vectorises loops with 512-bit registers for this CPU.
+
+    With AVX-512 it does so for AMD Zen 4 and 5 (``znver4``, ``znver5``); for Intel's
+    AVX-512 CPUs its tuning prefers 256-bit registers (frequency), so a row-order
+    ``vpopcntq`` loop does half the work per instruction there (benchmarks/check_asm.py
+    shows which registers each build uses).
+    """
+    return "avx512f" in target_features() and target_cpu().startswith("znver")
 
 
 def _make_prefetch() -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from .._jit import kernels, vector_popcount
+from .._jit import kernels, vector_popcount, wide_vectors
 from ._base import Index
 
 _kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
@@ -59,12 +59,15 @@ class Flat(Index):
         if not self._words.flags.writeable:  # one kernel signature for every source of rows
             self._words = self._words.copy()
         # Chosen from the CPU numba compiles for, at run time. With a vector popcount
-        # (AVX-512 VPOPCNTDQ) rows are counted one by one: 64-bit rows in row order,
-        # longer ones from a word-major copy (unit-stride loads that vectorise). Without
-        # one (AVX2, or AVX-512 without VPOPCNTDQ) they are scanned bit-sliced, from a
-        # copy of pair planes (see _sliced_kernels); the row-order scan then serves only
-        # radii where the sliced bound prunes too little (sliced_plan is None).
-        sliced = not vector_popcount()
+        # (AVX-512 VPOPCNTDQ) in 512-bit registers (AMD Zen 4/5) rows are counted one
+        # by one: 64-bit rows in row order, longer ones from a word-major copy
+        # (unit-stride loads that vectorise). Elsewhere (AVX2; AVX-512 without
+        # VPOPCNTDQ; Intel's AVX-512, which LLVM vectorises in 256-bit registers) they
+        # are scanned bit-sliced, from a copy of pair planes (see _sliced_kernels): 1.5x
+        # to 1.7x the row-order scan on the Ice Lake build, 3.5x to 4x on the AVX2 one
+        # (notes/issue-14-flat.md). The row-order scan then serves only radii where the
+        # sliced bound prunes too little (sliced_plan is None).
+        sliced = not (vector_popcount() and wide_vectors())
         self._planes = _sliced.sliced_planes(self._words) if sliced else None
         self._blocks = _kernels.flat_blocks(self._words) if self.bits > 64 and not sliced else None
 
