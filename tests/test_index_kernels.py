@@ -146,6 +146,25 @@ def test_flat_kernels_match_list_scan_across_blocks(
     assert got == naive_range_fast(words, alive, queries, r)
 
 
+@pytest.mark.parametrize("r", [0, 8, 31, 40, 41, 64])
+def test_blocked_256_half_pass_keeps_rows_near_the_radius(r: int) -> None:
+    """The first-two-words bound of the 256-bit scan: rows exactly r (and r + 1) away,
+    with the differing bits all in the first two words, all in the last two, or spread."""
+    rng = np.random.default_rng(r)
+    base = rng.integers(0, 2**64 - 1, size=(1, 4), dtype=np.uint64, endpoint=True)
+    words = np.repeat(base, 3000, axis=0)
+    for i in range(len(words)):
+        k = r + (i % 2)  # r, then r + 1
+        span = (0, 128) if i % 6 < 2 else (128, 256) if i % 6 < 4 else (0, 256)
+        for p in rng.choice(np.arange(*span), size=min(k, span[1] - span[0]), replace=False):
+            words[i, p // 64] ^= np.uint64(1) << np.uint64(p % 64)
+    alive = np.ones(len(words), np.uint8)
+    got, _ = run_chunks(_kernels.flat_query_blocked, (_kernels.flat_blocks(words), words, alive), base, r, 1,
+                        len(words))
+    assert got == naive_range_fast(words, alive, base, r)
+    assert len(got) >= 1000
+
+
 def test_flat_blocks_layout() -> None:
     words = np.arange(3 * 1030, dtype=np.uint64).reshape(1030, 3)
     blocks = _kernels.flat_blocks(words)

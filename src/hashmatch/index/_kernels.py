@@ -219,10 +219,17 @@ def flat_blocks(words):
     return out
 
 
+# A 256-bit block is first bounded from its first two words: over 128 random bits at
+# most _HALF_PASS_MAX_R differ with probability 2e-5, so for such radii nearly every
+# block is dropped after half the work (exact: the distance only grows with more words).
+_HALF_PASS_MAX_R = 40
+
+
 @njit(cache=True, nogil=True)
 def blocked_chunk_4(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, out_dist, start, cap):
     n = words.shape[0]
     rr = np.uint64(r)
+    half = r <= _HALF_PASS_MAX_R
     cnt = 0
     for b0 in range(0, n, _WIDE_BLOCK):
         b1 = min(n, b0 + _WIDE_BLOCK)
@@ -237,6 +244,12 @@ def blocked_chunk_4(blocks, words, alive, queries, q0, q1, r, out_q, out_pos, ou
             qb = queries[qi, 1]
             qc = queries[qi, 2]
             qd = queries[qi, 3]
+            if half:
+                least = _NO_DISTANCE
+                for j in range(m):
+                    least = min(least, np.uint32(popcount64(w0[j] ^ qa) + popcount64(w1[j] ^ qb)))
+                if least > rr:
+                    continue
             least = _NO_DISTANCE
             for j in range(m):
                 d = (popcount64(w0[j] ^ qa) + popcount64(w1[j] ^ qb)
