@@ -152,15 +152,15 @@ def test_flat_uses_sliced_scan_without_vector_popcount(monkeypatch: pytest.Monke
     assert a.distances.tolist() == b.distances.tolist()
 
 
-@pytest.mark.parametrize(("cpu", "features", "sliced"), [
-    ("haswell", {"avx2"}, True),
-    ("skylake-avx512", {"avx2", "avx512f", "avx512bw"}, True),
-    ("icelake-server", {"avx2", "avx512f", "avx512vpopcntdq"}, True),  # LLVM uses 256-bit registers there
-    ("znver5", {"avx2", "avx512f", "avx512vpopcntdq"}, False),
-    ("znver3", {"avx2"}, True),
+@pytest.mark.parametrize(("cpu", "features", "sliced64", "sliced256"), [
+    ("haswell", {"avx2"}, True, True),
+    ("skylake-avx512", {"avx2", "avx512f", "avx512bw"}, True, True),
+    ("icelake-server", {"avx2", "avx512f", "avx512vpopcntdq"}, True, False),  # LLVM uses 256-bit registers there
+    ("znver5", {"avx2", "avx512f", "avx512vpopcntdq"}, False, False),
+    ("znver3", {"avx2"}, True, True),
 ])
 def test_flat_chooses_its_scan_from_the_target_cpu(
-    monkeypatch: pytest.MonkeyPatch, cpu: str, features: set[str], sliced: bool
+    monkeypatch: pytest.MonkeyPatch, cpu: str, features: set[str], sliced64: bool, sliced256: bool
 ) -> None:
     """Chosen at run time from the CPU numba compiles for, not at install time."""
     from hashmatch import _jit
@@ -169,8 +169,9 @@ def test_flat_chooses_its_scan_from_the_target_cpu(
     monkeypatch.setattr(_jit, "target_features", lambda: frozenset(features))
     monkeypatch.setattr(flat, "vector_popcount", _jit.vector_popcount)
     monkeypatch.setattr(flat, "wide_vectors", _jit.wide_vectors)
-    words = clustered_words(np.random.default_rng(0), 300, 4)
-    index = Flat.build(HashBatch(words, algorithm="t", bits=256))
-    assert (index._planes is not None) == sliced
-    assert (index._blocks is not None) == (not sliced)
-    assert index.query(HashBatch(words[:3], algorithm="t", bits=256), 31).query_index.tolist()[:1] == [0]
+    for bits, sliced in ((64, sliced64), (256, sliced256)):
+        words = clustered_words(np.random.default_rng(0), 300, bits // 64)
+        index = Flat.build(HashBatch(words, algorithm="t", bits=bits))
+        assert (index._planes is not None) == sliced
+        assert (index._blocks is not None) == (bits > 64 and not sliced)
+        assert index.query(HashBatch(words[:3], algorithm="t", bits=bits), 8).query_index.tolist()[:1] == [0]

@@ -58,16 +58,16 @@ class Flat(Index):
     def _rebuild(self) -> None:
         if not self._words.flags.writeable:  # one kernel signature for every source of rows
             self._words = self._words.copy()
-        # Chosen from the CPU numba compiles for, at run time. With a vector popcount
-        # (AVX-512 VPOPCNTDQ) in 512-bit registers (AMD Zen 4/5) rows are counted one
-        # by one: 64-bit rows in row order, longer ones from a word-major copy
-        # (unit-stride loads that vectorise). Elsewhere (AVX2; AVX-512 without
-        # VPOPCNTDQ; Intel's AVX-512, which LLVM vectorises in 256-bit registers) they
-        # are scanned bit-sliced, from a copy of pair planes (see _sliced_kernels): 1.5x
-        # to 1.7x the row-order scan on the Ice Lake build, 3.5x to 4x on the AVX2 one
-        # (notes/issue-14-flat.md). The row-order scan then serves only radii where the
-        # sliced bound prunes too little (sliced_plan is None).
-        sliced = not (vector_popcount() and wide_vectors())
+        # Chosen from the CPU numba compiles for, at run time (A/B figures in
+        # notes/issue-14-flat.md). Without a vector popcount (AVX2; AVX-512 without
+        # VPOPCNTDQ) rows are scanned bit-sliced, from a copy of pair planes (see
+        # _sliced_kernels): 2.2x to 3.5x the row-order scan. With VPOPCNTDQ, longer rows
+        # are counted one by one from a word-major copy (unit-stride loads that
+        # vectorise), and so are 64-bit rows in row order where LLVM uses 512-bit
+        # registers (AMD Zen 4/5); Intel's AVX-512, which it vectorises in 256-bit
+        # registers, scans 64-bit rows 1.5x faster bit-sliced. The row-order scan also
+        # serves the radii where the sliced bound prunes too little (sliced_plan is None).
+        sliced = not vector_popcount() or (self.bits == 64 and not wide_vectors())
         self._planes = _sliced.sliced_planes(self._words) if sliced else None
         self._blocks = _kernels.flat_blocks(self._words) if self.bits > 64 and not sliced else None
 
