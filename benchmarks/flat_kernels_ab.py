@@ -62,7 +62,16 @@ def run(args: argparse.Namespace) -> None:
         blocks = _kernels.flat_blocks(refs)
         chunk = _kernels.blocked_chunk_4 if nw == 4 else _kernels.blocked_chunk_n
         peers["word-major"] = lambda: counts.__setitem__(0, chunk(blocks, refs, alive, qs, 0, nq, r, *out, 0, cap))
+    tiny = refs[:16]
+    start = time.process_time()
+    _sliced_kernels.sliced_planes(tiny)
+    compile_planes = time.process_time() - start
+    start = time.process_time()
+    _sliced_kernels.sliced_chunk(_sliced_kernels.sliced_planes(tiny), tiny, alive[:16], tiny, 0, 1, 3, 1, 1, *out, 0, cap)
+    compile_query = time.process_time() - start
+    start = time.perf_counter()
     planes = _sliced_kernels.sliced_planes(refs)
+    build = time.perf_counter() - start
     chosen = _sliced_kernels.sliced_plan(r, nw)
     plans = [tuple(int(x) for x in p.split("x")) for p in args.plans.split(",") if p]
     for rounds, group in ([chosen] if chosen else []) + [p for p in plans if p != chosen]:
@@ -88,6 +97,8 @@ def run(args: argparse.Namespace) -> None:
             best[name] = max(best.get(name, 0.0), nq / (time.thread_time() - start))
     vec = " ".join(sorted(f for f in target_features() if f.startswith("avx512") or f == "avx2"))
     print(f"{args.bits}-bit n={args.n:,} r={r} queries={nq}; kernels for {target_cpu()} [{vec}]; {cpu_label()}")
+    print(f"  sliced kernels' first calls (compile, or load from the cache): copy {compile_planes:.2f} s, "
+          f"query {compile_query:.2f} s CPU; the copy of {args.n:,} rows: {build:.2f} s")
     base = [k for k in best if k.startswith("faiss")]
     for name, value in best.items():
         ratios = "  ".join(f"{value / best[b]:6.2f}x {b}" for b in base)
