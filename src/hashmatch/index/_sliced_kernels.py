@@ -18,9 +18,10 @@ in all its bits (the AND of its pair planes); a row that differs from the query 
 ``d`` bits disagrees with at most ``d`` groups. A carry-save adder tree (Harley-Seal,
 five logic operations per input, ``vpternlogq`` on AVX-512) counts the agreeing
 groups ``A``, eight per round, bit-sliced; a row can be within ``r`` only if
-``groups - A <= r``. Those few rows (for random rows, about 0.2 in 1,024 at 64
-bits and r = 8, or 256 bits and r = 31) are checked in full from the row-order words
-with scalar popcounts, so the answer is exact whatever groups were chosen. Groups of
+``groups - A <= r``. Those few rows (for random rows, 0.016 in 8,192 at 64 bits and
+r = 8, 2e-5 at 256 bits and r = 31, with the chosen plans) are checked in full from the
+row-order words with scalar popcounts, so the answer is exact whatever groups were
+chosen. Groups of
 two pairs (four bits) disagree with a random row with probability 15/16, so 16
 groups (two rounds, 98 logic operations per 256 rows) already separate a 64-bit
 query at r = 8 from nearly every row; a bit-by-bit count needs 40 planes for that.
