@@ -1,0 +1,107 @@
+"""``DescriptorIndex``: the local stage's exact range index over retrieval descriptors.
+
+A :class:`~hashmatch.index.Flat` (its rows, ids and file form: snapshots stay in the
+project's one index format, kind ``"flat"``) with multi-index tables of its own,
+shaped for many 256-bit ORB rows at radius ~16 within the stage's 2 KB per reference:
+
+* :data:`TABLES` substrings of ~28 bits (not 16): at radius 16 the pigeonhole split
+  gives eight tables radius 1 and one radius 0, and a uniform row falls in a probed
+  substring ball with probability ~1e-6 instead of ~5e-4, so a query meets ~1
+  candidate row at 1.6M rows instead of ~780, each a cache miss;
+* two-level tables (``_kernels``): a directory over the substring's top ``dbits``
+  bits, and per entry its remaining low bits (uint16) beside its row number (uint32),
+  so a bucket is checked against the whole substring from one contiguous run.
+  6 bytes per row and table: 864 B per reference, plus the directory
+  (``4 × 2^dbits`` bytes per table, ``dbits`` ~ log2(rows) - 3, i.e. ~4 bytes per
+  row and table at most).
+
+Measured at 100k references (1.6M synthetic rows, radius 16, 300 upload descriptors,
+one thread; notes/issue-12-latency.md): 2.5× faster than ``MultiIndexHash`` with
+row-number tables, at 1 598 against 1 658 bytes per reference. Queries at radii
+where the tables would probe too many buckets scan every row instead (still exact).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from .._jit import kernels
+from ..index import Flat, Index
+from ..index._format import mih_layout
+from ..index.flat import scan
+from ..index.mih import probe_radii
+
+__all__ = ["TABLES", "DescriptorIndex", "directory_bits"]
+
+_kernels = kernels("hashmatch.local._kernels")
+
+TABLES = 9  # substrings of 28-29 bits for 256-bit rows (8 and 10 measured slower at 100k)
+_MAX_DIRECTORY_BITS = 22  # 16 MB of offsets per table at most
+_MAX_VISITS = 20_000  # bucket visits per query above which a scan of every row is cheaper
+
+
+def directory_bits(rows: int, lengths: npt.NDArray[np.int64]) -> int:
+    """Directory bits for ``rows`` rows: about 8 rows per bucket (measured at 160k and
+    1.6M rows), within what the substring lengths allow (the low bits fit 16)."""
+    want = round(math.log2(max(rows, 1))) - 3
+    low, high = int(lengths.max()) - 16, min(int(lengths.min()), _MAX_DIRECTORY_BITS)
+    return int(min(max(want, low, 1), high))
+
+
+class DescriptorIndex(Flat):
+    """Exact range queries over 256-bit descriptors through two-level multi-index tables.
+
+    Saved and loaded as a :class:`Flat` (the tables are derived from the rows, as a
+    flat index derives its word-major copy); :meth:`from_index` rebuilds the tables
+    over an index loaded from a file.
+    """
+
+    def _rebuild(self) -> None:
+        if not self._words.flags.writeable:  # one kernel signature for every source of rows
+            self._words = self._words.copy()
+        self._blocks = None  # the scan fallback reads rows in place: no word-major copy
+        self._planes = None
+        m = TABLES if self.bits == 256 else max(1, math.ceil(self.bits / 28))
+        lengths = np.array(mih_layout(self.bits, m), dtype=np.int64)
+        self._lengths = lengths
+        self._starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self._dbits = directory_bits(self._words.shape[0], lengths)
+        self._offsets, self._low, self._rows = _kernels.tables_build(self._words, self._starts, lengths, self._dbits)
+
+    @classmethod
+    def from_index(cls, index: Index) -> DescriptorIndex:
+        """The same live rows and ids, with tables (e.g. over a loaded snapshot's rows)."""
+        if isinstance(index, cls):
+            return index
+        out = cls(algorithm=index.algorithm, bits=index.bits)
+        if index._n_dead:
+            batch, ids = index.entries()
+            out._set_rows(np.ascontiguousarray(batch.words), ids)
+        else:  # a fresh load: its mapped rows, not a copy
+            out._set_rows(index._words, index._ids)
+        return out
+
+    def visits(self, r: int) -> int:
+        """Buckets one query at radius ``r`` visits (for notes and the scan fallback)."""
+        return int(_kernels.visit_count(self._lengths, probe_radii(r, self._lengths.shape[0]), self._dbits))
+
+    def _search(self, queries, r, bounds, parallel, out, cap, counts) -> None:  # type: ignore[no-untyped-def]
+        if self.visits(r) > _MAX_VISITS:
+            scan(self._words, None, self._alive, queries, r, bounds, parallel, out, cap, counts)
+            return
+        radii = probe_radii(r, self._lengths.shape[0])
+        # One thread: the stage runs an upload per thread (chunks in turn when Index.query
+        # split them for threads).
+        for c in range(bounds.shape[0] - 1):
+            counts[c] = _kernels.tables_query(
+                self._words, self._alive, self._offsets, self._low, self._rows, self._starts, self._lengths, radii,
+                self._dbits, queries, bounds[c], bounds[c + 1], r, out[0], out[1], out[2], c * cap, cap,
+            )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in arrays: rows, ids, removal marks and the tables."""
+        return int(super().nbytes + self._offsets.nbytes + self._low.nbytes + self._rows.nbytes)

@@ -1,0 +1,105 @@
+"""The local stage's descriptor tables (``local/_tables.py``, ``local/_kernels.py``) against
+a naive list scan, and as the snapshot's rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hashmatch.hashes import HashBatch
+from hashmatch.index import Flat, load_index
+from hashmatch.local import _kernels
+from hashmatch.local._tables import TABLES, DescriptorIndex, directory_bits
+
+from .test_index_kernels import clustered_words, naive_range
+
+
+def _batch(words: np.ndarray) -> HashBatch:
+    return HashBatch(np.ascontiguousarray(words), algorithm="orb", bits=64 * words.shape[1])
+
+
+def _answers(index: DescriptorIndex, queries: np.ndarray, r: int) -> list[tuple[int, int, int]]:
+    res = index.query(_batch(queries), r)
+    return sorted(zip(res.query_index.tolist(), res.ids.tolist(), res.distances.tolist()))
+
+
+def _oracle(words: np.ndarray, ids: np.ndarray, alive: np.ndarray, queries: np.ndarray, r: int) -> list[tuple[int, int, int]]:
+    return sorted((q, int(ids[i]), d) for q, i, d in naive_range(words, alive, queries, r))
+
+
+def _near(rng: np.random.Generator, rows: np.ndarray, k: int, flips: int) -> np.ndarray:
+    """``k`` copies of random rows with up to ``flips`` bits flipped, and one far row."""
+    out = rows[rng.integers(0, rows.shape[0], k)].copy()
+    for i in range(k):
+        for p in rng.choice(256, size=int(rng.integers(0, flips + 1)), replace=False):
+            out[i, p // 64] ^= np.uint64(1) << np.uint64(63 - p % 64)
+    return np.concatenate([out, ~rows[:1]])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 400), r=st.sampled_from([0, 1, 8, 15, 16, 17, 24, 31, 256]))
+def test_descriptor_index_answers_as_a_list_scan(seed: int, n: int, r: int) -> None:
+    rng = np.random.default_rng(seed)
+    words = clustered_words(rng, n, 4, flips=20)
+    ids = rng.integers(1, 50, n)  # owners repeat, as 16 rows of one reference do
+    index = DescriptorIndex.build(_batch(words), ids)
+    queries = _near(rng, words, 12, 24) if n else rng.integers(0, 2**63, (3, 4), dtype=np.uint64)
+    assert _answers(index, queries, r) == _oracle(words, ids, np.ones(n, bool), queries, r)
+    if n:
+        gone = np.unique(ids[: n // 3])
+        index.remove(gone)
+        alive = ~np.isin(ids, gone)
+        assert _answers(index, queries, r) == _oracle(words, ids, alive, queries, r)
+
+
+def test_descriptor_index_reports_a_row_once_though_several_tables_hold_it(rng: np.random.Generator) -> None:
+    words = clustered_words(rng, 300, 4, flips=2)
+    index = DescriptorIndex.build(_batch(words), np.arange(300))
+    res = index.query(_batch(words[:40]), 16)  # each row is in every table's ball of itself
+    pairs = list(zip(res.query_index.tolist(), res.ids.tolist()))
+    assert len(pairs) == len(set(pairs)) and all((q, q) in set(pairs) for q in range(40))
+
+
+def test_descriptor_index_overflowing_its_first_guess_is_rerun_exactly(rng: np.random.Generator) -> None:
+    words = np.repeat(rng.integers(0, 2**63, (1, 4), dtype=np.uint64), 3000, axis=0)  # 3,000 equal rows
+    index = DescriptorIndex.build(_batch(words), np.arange(3000))
+    res = index.query(_batch(words[:2]), 0)
+    assert len(res) == 6000 and sorted(set(res.ids.tolist())) == list(range(3000))
+
+
+def test_directory_bits_follow_the_rows_within_the_substrings() -> None:
+    lengths = np.array([29, 29, 29, 29, 28, 28, 28, 28, 28])
+    assert directory_bits(1_600_000, lengths) == 18  # ~6 rows per bucket at 100k references
+    assert directory_bits(160_000, lengths) == 14
+    assert directory_bits(0, lengths) == 13  # the low bits must fit 16
+    assert directory_bits(160_000_000, lengths) == 22
+    assert TABLES == lengths.size
+
+
+def test_visit_count_is_the_number_of_directory_keys_probed() -> None:
+    lengths = np.array([29] * 4 + [28] * 5, np.int64)
+    radii = np.array([1] * 8 + [0], np.int64)
+    assert _kernels.visit_count(lengths, radii, 18) == 8 * 19 + 1
+
+
+def test_descriptor_index_saves_as_flat_rows_and_rebuilds_its_tables(tmp_path, rng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]
+    words = clustered_words(rng, 2000, 4, flips=12)
+    ids = np.repeat(np.arange(1, 126), 16)
+    index = DescriptorIndex.build(_batch(words), ids)
+    index.save(tmp_path / "rows.hmidx")
+    loaded = load_index(tmp_path / "rows.hmidx")
+    assert type(loaded) is Flat
+    again = DescriptorIndex.from_index(loaded)
+    queries = _near(rng, words, 30, 20)
+    assert _answers(again, queries, 16) == _answers(index, queries, 16) == _oracle(words, ids, np.ones(2000, bool), queries, 16)
+    assert DescriptorIndex.from_index(again) is again
+    # Memory: no word-major copy; 9 tables of 6 bytes per row beside the rows and ids.
+    assert again.nbytes == index.nbytes < 2000 * (32 + 8 + 1 + 6 * TABLES) + 4 * TABLES * (2 ** 16 + 1)
+
+
+@pytest.mark.parametrize("r", [0, 16])
+def test_descriptor_index_of_no_rows_answers_nothing(r: int) -> None:
+    index = DescriptorIndex.build(_batch(np.zeros((0, 4), np.uint64)), np.zeros(0, np.int64))
+    assert len(index.query(_batch(np.zeros((2, 4), np.uint64)), r)) == 0
