@@ -103,3 +103,22 @@ def test_descriptor_index_saves_as_flat_rows_and_rebuilds_its_tables(tmp_path, r
 def test_descriptor_index_of_no_rows_answers_nothing(r: int) -> None:
     index = DescriptorIndex.build(_batch(np.zeros((0, 4), np.uint64)), np.zeros(0, np.int64))
     assert len(index.query(_batch(np.zeros((2, 4), np.uint64)), r)) == 0
+
+
+def test_local_index_shortlists_through_the_tables_as_through_a_flat_scan(rng: np.random.Generator) -> None:
+    from hashmatch.local import LocalFeatures, LocalIndex
+
+    def features(desc: np.ndarray) -> LocalFeatures:
+        n = desc.shape[0]
+        return LocalFeatures(rng.random((n, 2), dtype=np.float32) * 500, np.zeros(n, np.uint8), desc, 512, 512, 1.0)
+
+    base = rng.integers(0, 256, (80, 32, 32), dtype=np.uint8)  # 80 references, 32 features (16 indexed)
+    local = LocalIndex.from_features([features(d) for d in base], ids=range(1, 81), candidates=1000)
+    assert isinstance(local._index, DescriptorIndex)  # 1,280 retrieval rows
+    flat = LocalIndex.from_features([features(d) for d in base], ids=range(1, 81), candidates=1000)
+    flat._index = Flat.build(*local._index.entries())
+    noisy = base[rng.integers(0, 80, 300), rng.integers(0, 16, 300)]
+    flips = rng.random((300, 256)) < rng.choice([0.01, 0.05, 0.1], (300, 1))
+    query = features(np.packbits(np.unpackbits(noisy, axis=1) ^ flips, axis=1))
+    found = local.shortlist(query, [300])
+    assert found == flat.shortlist(query, [300]) and len(found) > 20
