@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         batch = HashBatch(retrieval_rows(pool, n * RETRIEVAL_FEATURES, rng), algorithm="orb", bits=256)
         ids = np.repeat(np.arange(n, dtype=np.int64), RETRIEVAL_FEATURES)
         built, times = {}, {}
-        for name, make in (("DescriptorIndex", lambda: DescriptorIndex.build(batch, ids)),
-                           ("MultiIndexHash", lambda: MultiIndexHash.build(batch, ids, filter_records=False))):
+        for name in ("DescriptorIndex", "MultiIndexHash"):
             t0 = time.perf_counter()
-            built[name] = make()
+            built[name] = (DescriptorIndex.build(batch, ids) if name == "DescriptorIndex"
+                           else MultiIndexHash.build(batch, ids, filter_records=False))
             times[name] = {"build_s": time.perf_counter() - t0, "bytes_per_reference": built[name].nbytes / n, "cpu": []}
             built[name].query(qsets[0], args.radius)
         answers = {}
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         row["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         out[str(n)] = row
         print(json.dumps({str(n): row}, indent=1), flush=True)
-        del built, batch
+        del built
     folder = results_dir(args.record)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "local_retrieval.json").write_text(json.dumps(out, indent=1) + "\n")

@@ -78,10 +78,18 @@ def test_directory_bits_follow_the_rows_within_the_substrings() -> None:
     assert TABLES == lengths.size
 
 
-def test_visit_count_is_the_number_of_directory_keys_probed() -> None:
-    lengths = np.array([29] * 4 + [28] * 5, np.int64)
-    radii = np.array([1] * 8 + [0], np.int64)
-    assert _kernels.visit_count(lengths, radii, 18) == 8 * 19 + 1
+def test_visits_are_the_directory_keys_within_each_table_radius(rng: np.random.Generator) -> None:
+    index = DescriptorIndex.build(_batch(clustered_words(rng, 2000, 4)), np.arange(2000))
+    assert index._dbits == 13  # 2,000 rows: the low bits' 16 are the bound
+    assert index.visits(16) == 8 * (1 + 13) + 1  # eight tables at radius 1, one at 0
+    assert index.visits(0) == 1
+
+
+def test_parallel_and_serial_builds_make_the_same_tables(rng: np.random.Generator) -> None:
+    index = DescriptorIndex.build(_batch(clustered_words(rng, 3000, 4, flips=20)), np.arange(3000))
+    parallel = _kernels.tables_build_parallel(index._words, index._starts, index._lengths, index._dbits)
+    for mine, theirs in zip((index._offsets, index._low, index._rows), parallel):
+        assert np.array_equal(mine, theirs)
 
 
 def test_descriptor_index_saves_as_flat_rows_and_rebuilds_its_tables(tmp_path, rng: np.random.Generator) -> None:  # type: ignore[no-untyped-def]

@@ -18,9 +18,10 @@ Rows are ``(n, 4)`` uint64 words, bit 0 = the most significant bit of word 0
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from .._jit import njit, prefetch
-from ..index._kernels import full_distance, popcount64, substring_key
+from ..index._kernels import full_distance, list_probes, popcount64, probe_count, substring_key
 
 
 @njit(cache=True, nogil=True)
@@ -28,32 +29,48 @@ def tables_build(words, starts, lengths, dbits):
     """``(offsets, low, rows)``: table t's bucket b is positions
     ``offsets[t, b] : offsets[t, b + 1]`` of ``low[t]`` (the substring's bits below its
     top ``dbits``) and ``rows[t]`` (row numbers); ``lengths[t] - dbits`` is at most 16."""
-    n = words.shape[0]
-    m = starts.shape[0]
-    nb = np.int64(1) << dbits
-    offsets = np.zeros((m, nb + 1), dtype=np.int32)
-    low = np.empty((m, n), dtype=np.uint16)
-    rows = np.empty((m, n), dtype=np.uint32)
-    keys = np.empty(n, dtype=np.int64)
-    fill = np.empty(nb, dtype=np.int64)
-    for t in range(m):
-        shift = lengths[t] - dbits
-        lowmask = (np.int64(1) << shift) - 1
-        for i in range(n):
-            k = substring_key(words[i], starts[t], lengths[t])
-            keys[i] = k
-            offsets[t, (k >> shift) + 1] += 1
-        for b in range(nb):
-            offsets[t, b + 1] += offsets[t, b]
-        for b in range(nb):
-            fill[b] = offsets[t, b]
-        for i in range(n):
-            b = keys[i] >> shift
-            p = fill[b]
-            fill[b] = p + 1
-            low[t, p] = np.uint16(keys[i] & lowmask)
-            rows[t, p] = np.uint32(i)
+    offsets, low, rows = _tables_alloc(words.shape[0], starts.shape[0], dbits)
+    for t in range(starts.shape[0]):
+        _table(words, starts, lengths, dbits, t, offsets, low, rows)
     return offsets, low, rows
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def tables_build_parallel(words, starts, lengths, dbits):
+    """:func:`tables_build` with the tables built on numba's threads (loads of big snapshots)."""
+    offsets, low, rows = _tables_alloc(words.shape[0], starts.shape[0], dbits)
+    for t in prange(starts.shape[0]):
+        _table(words, starts, lengths, dbits, t, offsets, low, rows)
+    return offsets, low, rows
+
+
+@njit(cache=True, nogil=True)
+def _tables_alloc(n, m, dbits):
+    offsets = np.zeros((m, (np.int64(1) << dbits) + 1), dtype=np.int32)
+    return offsets, np.empty((m, n), dtype=np.uint16), np.empty((m, n), dtype=np.uint32)
+
+
+@njit(cache=True, nogil=True)
+def _table(words, starts, lengths, dbits, t, offsets, low, rows):
+    """Fill table t: a counting sort of the rows by their substring's top ``dbits`` bits."""
+    n = words.shape[0]
+    nb = np.int64(1) << dbits
+    shift = lengths[t] - dbits
+    lowmask = (np.int64(1) << shift) - 1
+    keys = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        k = substring_key(words[i], starts[t], lengths[t])
+        keys[i] = k
+        offsets[t, (k >> shift) + 1] += 1
+    for b in range(nb):
+        offsets[t, b + 1] += offsets[t, b]
+    fill = offsets[t, :nb].astype(np.int64)
+    for i in range(n):
+        b = keys[i] >> shift
+        p = fill[b]
+        fill[b] = p + 1
+        low[t, p] = np.uint16(keys[i] & lowmask)
+        rows[t, p] = np.uint32(i)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -69,67 +86,40 @@ def _seen_before(words, e, q, t, starts, lengths, radii):
 
 
 @njit(cache=True, nogil=True)
-def visit_count(lengths, radii, dbits):
-    """Buckets a query visits: per table, the directory keys within ``radii[t]`` bits."""
-    total = 0
-    for t in range(lengths.shape[0]):
-        c = 1
-        for k in range(min(radii[t], dbits) + 1):
-            total += c
-            c = c * (dbits - k) // (k + 1)
-    return total
-
-
-@njit(cache=True, nogil=True)
-def tables_query(words, alive, offsets, low, rows, starts, lengths, radii, dbits, queries, q0, q1, r,
+def tables_query(words, alive, offsets, low, rows, starts, lengths, dlengths, radii, queries, q0, q1, r,
                  out_q, out_pos, out_dist, start, cap):
     """Every (query, live row) pair within ``r`` bits for queries ``q0 .. q1 - 1``, each
     once, written from ``start`` on; returns how many there are (only ``cap`` are
     written: the caller runs the chunk again with room for all, as ``hashmatch.index``).
 
-    ``radii`` split ``r`` by the pigeonhole principle (``sum(radii + 1) >= r + 1``).
-    A query's bucket visits are listed first and run in three passes (directory
-    entries fetched, then the runs of low bits, then the checks), so the cache misses
-    of one pass overlap instead of waiting on each other: two dependent misses per
-    visit were the whole cost otherwise.
+    ``radii`` split ``r`` by the pigeonhole principle (``sum(radii + 1) >= r + 1``);
+    ``dlengths[t]`` is the directory's bit count (the same for every table). A query's
+    bucket visits (the directory keys within ``radii[t]`` bits of its own, listed by the
+    index's ``list_probes``: a substring's top bits are a substring too) run in three
+    passes: directory entries fetched, then the runs of low bits, then the checks, so
+    the cache misses of one pass overlap instead of waiting on each other (two
+    dependent misses per visit were the whole cost otherwise).
     """
     m = starts.shape[0]
-    nb = np.int64(1) << dbits
     rr = np.uint64(r)
-    total = visit_count(lengths, radii, dbits)
+    total = probe_count(dlengths, radii)
     vt = np.empty(total, dtype=np.int64)
     vb = np.empty(total, dtype=np.int64)
-    va = np.empty(total, dtype=np.uint64)  # low bits' allowed distance
-    vl = np.empty(total, dtype=np.uint64)  # the query's low bits in that table
     vlo = np.empty(total, dtype=np.int64)
     vhi = np.empty(total, dtype=np.int64)
+    hq = np.empty(m, dtype=np.int64)  # the query's directory key in each table
+    lq = np.empty(m, dtype=np.uint64)  # and its low bits
     cnt = 0
     for qi in range(q0, q1):
         q = queries[qi]
-        nv = 0
         for t in range(m):
-            rt = radii[t]
-            if rt < 0:
-                continue
-            shift = lengths[t] - dbits
+            shift = lengths[t] - dlengths[t]
             kq = substring_key(q, starts[t], lengths[t])
-            hq = kq >> shift
-            lq = np.uint64(kq & ((np.int64(1) << shift) - 1))
-            # Directory keys within k bits of the query's top bits (Gosper's hack).
-            for k in range(min(rt, dbits) + 1):
-                mask = (np.int64(1) << k) - 1
-                while mask < nb:
-                    vt[nv] = t
-                    vb[nv] = hq ^ mask
-                    va[nv] = np.uint64(rt - k)
-                    vl[nv] = lq
-                    prefetch(offsets[t], hq ^ mask)
-                    nv += 1
-                    if k == 0:
-                        break
-                    lowbit = mask & -mask
-                    ripple = mask + lowbit
-                    mask = (((ripple ^ mask) >> 2) // lowbit) | ripple
+            hq[t] = kq >> shift
+            lq[t] = np.uint64(kq & ((np.int64(1) << shift) - 1))
+        nv = list_probes(q, starts, dlengths, radii, vt, vb)
+        for v in range(nv):
+            prefetch(offsets[vt[v]], vb[v])
         for v in range(nv):
             t = vt[v]
             lo = np.int64(offsets[t, vb[v]])
@@ -140,10 +130,10 @@ def tables_query(words, alive, offsets, low, rows, starts, lengths, radii, dbits
                 prefetch(low[t], p)
         for v in range(nv):
             t = vt[v]
-            allowed = va[v]
-            lq = vl[v]
+            # The low bits may differ by what the directory key left of the table's radius.
+            allowed = np.uint64(radii[t]) - popcount64(np.uint64(vb[v] ^ hq[t]))
             for p in range(vlo[v], vhi[v]):
-                if popcount64(np.uint64(low[t, p]) ^ lq) <= allowed:
+                if popcount64(np.uint64(low[t, p]) ^ lq[t]) <= allowed:
                     e = np.int64(rows[t, p])
                     d = full_distance(words, e, q)
                     if d <= rr and alive[e] and not _seen_before(words, e, q, t, starts, lengths, radii):

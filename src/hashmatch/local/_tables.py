@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from .._jit import kernels
 from ..index import Flat, Index
+from ..index._base import use_parallel
 from ..index._format import mih_layout
 from ..index.flat import scan
 from ..index.mih import probe_radii
@@ -69,7 +70,10 @@ class DescriptorIndex(Flat):
         self._lengths = lengths
         self._starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         self._dbits = directory_bits(self._words.shape[0], lengths)
-        self._offsets, self._low, self._rows = _kernels.tables_build(self._words, self._starts, lengths, self._dbits)
+        self._dlengths = np.full(m, self._dbits, dtype=np.int64)
+        # Tables are independent: big builds (loads of snapshots) use every core.
+        build = _kernels.tables_build_parallel if use_parallel(self._words.shape[0] // 1000) else _kernels.tables_build
+        self._offsets, self._low, self._rows = build(self._words, self._starts, lengths, self._dbits)
 
     @classmethod
     def from_index(cls, index: Index) -> DescriptorIndex:
@@ -86,7 +90,7 @@ class DescriptorIndex(Flat):
 
     def visits(self, r: int) -> int:
         """Buckets one query at radius ``r`` visits (for notes and the scan fallback)."""
-        return int(_kernels.visit_count(self._lengths, probe_radii(r, self._lengths.shape[0]), self._dbits))
+        return int(_kernels.probe_count(self._dlengths, probe_radii(r, self._lengths.shape[0])))
 
     def _search(self, queries, r, bounds, parallel, out, cap, counts) -> None:  # type: ignore[no-untyped-def]
         if self.visits(r) > _MAX_VISITS:
@@ -97,8 +101,8 @@ class DescriptorIndex(Flat):
         # split them for threads).
         for c in range(bounds.shape[0] - 1):
             counts[c] = _kernels.tables_query(
-                self._words, self._alive, self._offsets, self._low, self._rows, self._starts, self._lengths, radii,
-                self._dbits, queries, bounds[c], bounds[c + 1], r, out[0], out[1], out[2], c * cap, cap,
+                self._words, self._alive, self._offsets, self._low, self._rows, self._starts, self._lengths,
+                self._dlengths, radii, queries, bounds[c], bounds[c + 1], r, out[0], out[1], out[2], c * cap, cap,
             )
 
     @property
