@@ -10,7 +10,7 @@ MultiIndexHash (row-number tables, main's), and where an upload's time goes.
 * ``--profile``: cProfile of ``LocalIndex.match`` (the whole stage) at the first size over
   ``--uploads`` uploads (half unrelated photos, half altered unrelated images, as
   ``bench_local_variants.py --profile``), the top functions by own time; ``--mih`` with
-  main's ``MultiIndexHash`` as the retrieval index.
+  main's ``MultiIndexHash`` as the retrieval index (thread CPU time).
 
 Run: ``python benchmarks/bench_local_retrieval.py --sizes 10000 100000 1000000``.
 """
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.mih:  # main's retrieval index over the same rows
             local._index = MultiIndexHash.build(HashBatch(words, algorithm="orb", bits=256), owners, filter_records=False)
         local.match(ups[0])
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.thread_time)  # this thread's CPU time, not wall (the machine is shared)
         prof.enable()
         for u in ups:
             local.match(u)
