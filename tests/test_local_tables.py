@@ -3,6 +3,8 @@ a naive list scan, and as the snapshot's rows."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -130,3 +132,18 @@ def test_local_index_shortlists_through_the_tables_as_through_a_flat_scan(rng: n
     query = features(np.packbits(np.unpackbits(noisy, axis=1) ^ flips, axis=1))
     found = local.shortlist(query, [300])
     assert found == flat.shortlist(query, [300]) and len(found) > 20
+
+
+def test_warmup_loads_the_kernels_it_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hashmatch.local import _tables
+
+    calls: set[tuple[str, bool]] = set()
+    real = _tables.DescriptorIndex._search
+
+    def spy(self, queries, r, *rest):  # type: ignore[no-untyped-def]
+        calls.add(("scan" if self.visits(r) > _tables._MAX_VISITS else "tables", threading.current_thread() is threading.main_thread()))
+        return real(self, queries, r, *rest)
+
+    monkeypatch.setattr(_tables.DescriptorIndex, "_search", spy)
+    _tables.warmup()
+    assert calls == {("tables", True), ("scan", True), ("tables", False), ("scan", False)}

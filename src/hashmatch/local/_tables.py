@@ -24,18 +24,20 @@ where the tables would probe too many buckets scan every row instead (still exac
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import numpy.typing as npt
 
 from .._jit import kernels
+from ..hashes import HashBatch
 from ..index import Flat, Index
 from ..index._base import use_parallel
 from ..index._format import mih_layout
 from ..index.flat import scan
 from ..index.mih import probe_radii
 
-__all__ = ["TABLES", "DescriptorIndex", "directory_bits"]
+__all__ = ["TABLES", "DescriptorIndex", "directory_bits", "warmup"]
 
 _kernels = kernels("hashmatch.local._kernels")
 
@@ -109,3 +111,22 @@ class DescriptorIndex(Flat):
     def nbytes(self) -> int:
         """Bytes held in arrays: rows, ids, removal marks and the tables."""
         return int(super().nbytes + self._offsets.nbytes + self._low.nbytes + self._rows.nbytes)
+
+
+def warmup() -> None:
+    """Compile (or load from the disk cache) the tables' kernels: both builds, queries
+    that probe and that scan, from the main thread and another one
+    (``hashmatch.index.warmup`` does not cover the local stage's retrieval)."""
+    words = np.random.default_rng(0).integers(0, 2**63, size=(2048, 4), dtype=np.uint64)
+    index = DescriptorIndex.build(HashBatch(words, algorithm="orb", bits=256))
+    _kernels.tables_build_parallel(index._words, index._starts, index._lengths, index._dbits)  # big loads run it
+    queries = HashBatch(words[:64], algorithm="orb", bits=256)
+
+    def run() -> None:
+        for r in (0, 16, 256):
+            index.query(queries, r)
+
+    run()
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
