@@ -9,7 +9,7 @@ of the query's top bits and accepts an entry whose low bits are within ``rt - k`
 of the query's, so the substring is checked in full from one contiguous run, and a
 row is read (one cache miss into the rows) only for entries whose whole substring is
 within the table's radius. Row-number tables of 16-bit substrings read a row for
-every entry of every probed bucket instead (~780 per query at 1.6M rows).
+every entry of every probed bucket instead (~780 per query at 1.6M uniform rows).
 
 Rows are ``(n, 4)`` uint64 words, bit 0 = the most significant bit of word 0
 (``hashmatch.index``'s layout). Naive twin: ``tests/test_local_tables.py``.

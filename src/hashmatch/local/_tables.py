@@ -7,7 +7,8 @@ shaped for many 256-bit ORB rows at radius ~16 within the stage's 2 KB per refer
 * :data:`TABLES` substrings of ~28 bits (not 16): at radius 16 the pigeonhole split
   gives eight tables radius 1 and one radius 0, and a uniform row falls in a probed
   substring ball with probability ~1e-6 instead of ~5e-4, so a query meets ~1
-  candidate row at 1.6M rows instead of ~780, each a cache miss;
+  candidate row at 1.6M uniform rows instead of ~780, each a cache miss (~10 for real
+  ORB lookups, whose bits are biased);
 * two-level tables (``_kernels``): a directory over the substring's top ``dbits``
   bits, and per entry its remaining low bits (uint16) beside its row number (uint32),
   so a bucket is checked against the whole substring from one contiguous run.
@@ -15,10 +16,11 @@ shaped for many 256-bit ORB rows at radius ~16 within the stage's 2 KB per refer
   (``4 × 2^dbits`` bytes per table, ``dbits`` ~ log2(rows) - 3, i.e. ~4 bytes per
   row and table at most).
 
-Measured at 100k references (1.6M synthetic rows, radius 16, 300 upload descriptors,
-one thread; notes/issue-12-latency.md): 2.5× faster than ``MultiIndexHash`` with
-row-number tables, at 1 598 against 1 658 bytes per reference. Queries at radii
-where the tables would probe too many buckets scan every row instead (still exact).
+Measured (``benchmarks/bench_local_retrieval.py``: one upload's ~500 lookups at radius
+16, one thread; notes/issue-12-latency.md): 0.49× / 0.36× / 0.20× the time of
+``MultiIndexHash`` with row-number tables at 10k / 100k / 1M references, at 1 579 /
+1 614 / 1 595 bytes per reference (against 2 035 / 1 658 / 1 620). Queries at radii
+where the tables would visit too many buckets scan every row instead (still exact).
 """
 
 from __future__ import annotations
@@ -41,14 +43,15 @@ __all__ = ["TABLES", "DescriptorIndex", "directory_bits", "warmup"]
 
 _kernels = kernels("hashmatch.local._kernels")
 
-TABLES = 9  # substrings of 28-29 bits for 256-bit rows (8 and 10 measured slower at 100k)
+TABLES = 9  # substrings of 28-29 bits for 256-bit rows (8 and 10 measured slower at 100k, notes)
 _MAX_DIRECTORY_BITS = 22  # 16 MB of offsets per table at most
 _MAX_VISITS = 20_000  # bucket visits per query above which a scan of every row is cheaper
 
 
 def directory_bits(rows: int, lengths: npt.NDArray[np.int64]) -> int:
-    """Directory bits for ``rows`` rows: about 8 rows per bucket (measured at 160k and
-    1.6M rows), within what the substring lengths allow (the low bits fit 16)."""
+    """Directory bits for ``rows`` rows: about 8 rows per bucket (one more bit measured
+    10-20 % faster at 160k and 1.6M rows, at +60-80 bytes per reference), within what the
+    substring lengths allow (the low bits fit 16)."""
     want = round(math.log2(max(rows, 1))) - 3
     low, high = int(lengths.max()) - 16, min(int(lengths.min()), _MAX_DIRECTORY_BITS)
     return int(min(max(want, low, 1), high))
