@@ -50,7 +50,7 @@ _MAX_VISITS = 20_000  # bucket visits per query above which a scan of every row 
 
 def directory_bits(rows: int, lengths: npt.NDArray[np.int64]) -> int:
     """Directory bits for ``rows`` rows: about 8 rows per bucket (one more bit measured
-    10-20 % faster at 160k and 1.6M rows, at +60-80 bytes per reference), within what the
+    ~15 % faster at 160k and 1.6M rows, at +60-95 bytes per reference), within what the
     substring lengths allow (the low bits fit 16)."""
     want = round(math.log2(max(rows, 1))) - 3
     low, high = int(lengths.max()) - 16, min(int(lengths.min()), _MAX_DIRECTORY_BITS)
