@@ -24,6 +24,7 @@ from hashmatch.index import Flat, MultiIndexHash, load_index
 from hashmatch.index import _format
 from hashmatch.local import LocalFeatures, LocalIndex, reference_features
 from hashmatch.local._snapshot import SNAPSHOT_NAME, count_owners
+from hashmatch.local._tables import DescriptorIndex
 from hashmatch.testing.synthetic import generate_image
 from hashmatch.testing.transforms import crop
 from hashmatch import _local_stage
@@ -102,11 +103,12 @@ def test_snapshot_round_trip_answers_as_a_rebuild(tmp_path: Path, rng: np.random
         (snap,) = _snapshots(store)
         assert snap.name.startswith(f"{SNAPSHOT_NAME}-{store.store_id}-{store.generation}-")
         index = load_index(snap)
-        assert isinstance(index, MultiIndexHash) and (index.algorithm, index.bits) == ("orb", 256)
+        assert type(index) is Flat and (index.algorithm, index.bits) == ("orb", 256)  # rows; tables derived
         assert count_owners(index.entries()[1]) == 90
         _no_full_read(monkeypatch)
         loaded, base = _local_stage.local_index("fallback", store, None, SnapshotCache(store))
         assert base is not None and base.generation == store.generation
+        assert isinstance(base.index, DescriptorIndex)
         wide = LocalIndex.from_parts(loaded._index, len(loaded), loaded._source, candidates=1000)
         assert _answers(wide, queries) == _rebuilt(store, queries) != (0, [[], [], []])
         assert _answers(loaded, queries) == _answers(first, queries)

@@ -146,7 +146,7 @@ def _detect(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, i
     keypoints, desc = orb.detectAndCompute(grey, None)
     if desc is None or not keypoints:
         return (np.zeros((0, 2), np.float32), np.zeros(0, np.uint8), np.zeros(0, np.float32), np.zeros((0, 32), np.uint8))
-    xy = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+    xy = np.asarray(cv2.KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)  # in C++, not a list
     level = np.array([k.octave for k in keypoints], dtype=np.uint8)
     response = np.array([k.response for k in keypoints], dtype=np.float32)
     return xy, level, response, np.ascontiguousarray(desc, dtype=np.uint8)
@@ -249,7 +249,7 @@ def region_views(grey_img: Image.Image, factor: int, whole: LocalFeatures, regio
         jobs += [((0, 0, dw, dh), dscale * f) for f in RESCALED]
     levels = [QUERY_PYRAMID[1]] * len(boxes) + [RESCALED_LEVELS] * (len(jobs) - len(boxes))
     for ((x0, y0, x1, y1), s), nlevels in zip(jobs, levels):
-        region = grey_img.crop((x0, y0, x1, y1))
+        region = grey_img if (x0, y0, x1, y1) == (0, 0, dw, dh) else grey_img.crop((x0, y0, x1, y1))  # no copy of the whole
         size = (max(1, round(region.width * s)), max(1, round(region.height * s)))
         region = region.resize(size, Image.Resampling.BICUBIC if s > 1 else Image.Resampling.BILINEAR)
         xy, level, resp, desc = _detect(np.asarray(region), int(_OVERDETECT * region_features), (QUERY_PYRAMID[0], nlevels),

@@ -1,7 +1,7 @@
 """``LocalIndex``: retrieval of candidate references by their descriptors, then verification.
 
 Memory holds only the :data:`~._features.RETRIEVAL_FEATURES` retrieval descriptors
-of each reference, in one exact :class:`~hashmatch.index.MultiIndexHash` (256-bit
+of each reference, in one exact :class:`~._tables.DescriptorIndex` (multi-index tables; 256-bit
 ORB descriptors fit it as they are; each row's id is its reference's entry id).
 An upload's descriptors are looked up within ``radius`` bits; references are ranked
 by how many upload descriptors found them, and the best ``candidates`` are verified
@@ -26,9 +26,10 @@ import numpy.typing as npt
 
 from ..errors import FileFormatError, UsageError
 from ..hashes import HashBatch
-from ..index import MultiIndexHash, build_index
+from ..index import build_index
 from .._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
 from ._features import QUERY_FEATURES, RETRIEVAL_FEATURES, LocalFeatures, _whole_view, region_views
+from ._tables import DescriptorIndex
 from ._verify import DEFAULT_RULE, Verification, VerificationRule, verify
 
 __all__ = ["DESCRIPTOR_ALGORITHM", "LocalIndex", "LocalMatch"]
@@ -41,6 +42,7 @@ DEFAULT_CANDIDATES = 8
 DEFAULT_QUERY_LOOKUPS = 300  # more added < 2 % retrieval recall in bench_local, at linear cost
 DEFAULT_REGION_LOOKUPS = 100  # per region view; 150: +0.5 % recall, 1.5x the p95 (notes/issue-12.md)
 DEFAULT_RESCAN_LOOKUPS = 0  # the second step looks up this many more rows of the whole upload
+TABLES_MIN_ROWS = 1024  # fewer retrieval rows: the chooser's index (a flat scan)
 DEFAULT_EARLY_EXIT = 40  # inliers after which regions are not searched (round 2: twice its minimum of 20; kept)
 
 FeatureSource = Callable[[Sequence[int]], Mapping[int, LocalFeatures]]
@@ -112,13 +114,12 @@ class LocalIndex:
         self._references = int(np.unique(owners).size)
         batch = HashBatch(descriptor_words(retrieval), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
         if len(batch):
-            # Always multi-index hashing once past a handful: ORB descriptors are not
-            # uniform, so the chooser's model (fitted to uniform hashes) does not apply.
-            # Row numbers, not filter records: 16 rows per reference make records cost
-            # 4.5 KB per reference against the stage's 2 KB budget.
+            # Always the descriptor tables once past a handful: ORB descriptors are not
+            # uniform, so the chooser's model (fitted to uniform hashes) does not apply,
+            # and MultiIndexHash within 2 KB per reference (row-number tables of 16-bit
+            # substrings) reads ~50x more candidate rows (._tables).
             self._index: Any = (
-                MultiIndexHash.build(batch, owners, filter_records=False)
-                if len(batch) >= 1024 else build_index(batch, owners)
+                DescriptorIndex.build(batch, owners) if len(batch) >= TABLES_MIN_ROWS else build_index(batch, owners)
             )
         else:
             self._index = None

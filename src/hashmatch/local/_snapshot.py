@@ -4,16 +4,18 @@ What a ``LocalIndex`` holds in memory is one exact index over its *retrieval row
 the first :data:`~._features.RETRIEVAL_FEATURES` stored descriptors of every active
 reference with local features, each row's id being its reference's entry id. Its
 snapshot is that index saved in the project's one index file format
-(:mod:`hashmatch.index._format`, version 4 with flag 2, row numbers rather than filter
-records; no second format):
+(:mod:`hashmatch.index._format`; no second format) as its rows: a
+:class:`~._tables.DescriptorIndex` is saved as the :class:`~hashmatch.index.Flat` it
+extends, and its tables are derived again on load (0.15 s at 100k references, one
+thread; notes/issue-12-latency.md):
 
-* header: kind ``"mih"`` (``"flat"`` under 1,024 rows), algorithm ``"orb"``
-  (:data:`~._index.DESCRIPTOR_ALGORITHM`), 256 bits, the row count, the substrings;
+* header: kind ``"flat"``, algorithm ``"orb"``
+  (:data:`~._index.DESCRIPTOR_ALGORITHM`), 256 bits, the row count;
 * the origin block: the store id, the generation the rows were read at and the
   snapshot's token (the match room's snapshot cache binds the file to the store with
   it, exactly as for global snapshots);
-* rows (descriptor bytes as four big-endian uint64 words), ids (int64 entry ids), the
-  multi-index tables; one SHA-256 over everything. Every field is checked on read,
+* rows (descriptor bytes as four big-endian uint64 words), ids (int64 entry ids);
+  one SHA-256 over everything. Every field is checked on read,
   sizes before anything is allocated, tables bounds-checked; the file is mapped
   copy-on-write, so service workers share its pages.
 
@@ -49,14 +51,15 @@ from ..errors import CorruptIndexError
 from ..hashes import HashBatch
 from ..index import Index, QueryResult
 from ._features import RETRIEVAL_FEATURES
-from ._index import DESCRIPTOR_ALGORITHM, FeatureSource, LocalIndex
+from ._index import DESCRIPTOR_ALGORITHM, TABLES_MIN_ROWS, FeatureSource, LocalIndex
+from ._tables import DescriptorIndex
 
 __all__ = [
     "LAYOUT_VERSION", "SNAPSHOT_NAME", "Layers", "LocalBase", "base_from_index", "base_from_rows", "count_owners",
     "layered", "needs_rebuild",
 ]
 
-LAYOUT_VERSION = 2  # 2: tables of row numbers (format flag 2), not filter records
+LAYOUT_VERSION = 3  # 2: multi-index tables of row numbers; 3: flat rows (the descriptor tables are derived)
 SNAPSHOT_NAME = f"local-{DESCRIPTOR_ALGORITHM}.v{LAYOUT_VERSION}.r{RETRIEVAL_FEATURES}"
 """The snapshot cache's name for local snapshots (also the store's snapshot record)."""
 
@@ -98,6 +101,8 @@ def base_from_index(index: Index, generation: int) -> LocalBase:
     ids = index._ids  # a fresh load has no removed rows; entries() would copy every row
     if not ids.size or int(ids.min()) < 1:
         raise CorruptIndexError("a local snapshot's row ids must be entry ids (positive), and it holds at least one row")
+    if ids.size >= TABLES_MIN_ROWS:  # as LocalIndex builds it: the descriptor tables over the rows
+        index = DescriptorIndex.from_index(index)
     return LocalBase(index, int(generation), count_owners(ids), int(ids.max()))
 
 
