@@ -29,10 +29,11 @@ from .hashers import ALGORITHMS, HashResult, compute_hashes, compute_query_hashe
 from .hashers._api import warmup as _warm_hashers
 from .hashes import Hash, HashBatch
 from .index import warmup as _warm_index
+from .local._tables import warmup as _warm_local_tables
 
 
 def warmup() -> None:
-    """Compile every numba kernel now (hashers and indexes), so no request pays for it.
+    """Compile every numba kernel now (hashers, indexes and the local stage's retrieval), so no request pays for it.
 
     Kernels are cached on disk after the first compile; this loads them from there.
     Call it once at server start-up. (:meth:`Matcher.warmup` loads only what one
@@ -40,6 +41,7 @@ def warmup() -> None:
     """
     _warm_hashers()
     _warm_index()
+    _warm_local_tables()
 
 
 __all__ = [

@@ -62,6 +62,7 @@ _COMPILE_SECONDS = {
     "hashmatch.index._sliced_kernels": 2.5,  # Flat's bit-sliced scan (copy + query; 2.3 s, notes/issue-14-flat.md)
     "hashmatch.index._kernels:all": 20.0,  # every index kind, serial and parallel (`hashmatch warmup`)
     "hashmatch._calibrate_kernels": 2.0,
+    "hashmatch.local._kernels": 8.0,  # the local stage's descriptor tables (notes/issue-12-latency.md)
     "hashmatch._jpeg_kernels": 8.0,  # the DC-only decoder of PDQ's fast path (measured 7.9 s in all)
 }
 

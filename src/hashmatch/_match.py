@@ -39,6 +39,7 @@ from .hashes import Hash, HashBatch, default_bits
 from .index import Index
 from .local import LocalIndex, rereadable
 from .local._snapshot import LocalBase
+from .local._tables import warmup as warm_local_tables
 from ._local_stage import check_local_mode, local_index, local_matches, local_records
 from ._loading import DEFAULT_LIMITS, ImageInput, ImageLimits
 from ._matches import Match
@@ -557,6 +558,8 @@ class Matcher:
         self.spec.warmup()
         for name, references in self._state.indexes.items():
             references.warmup(name)
+        if self._state.local is not None:
+            warm_local_tables()
 
 
 

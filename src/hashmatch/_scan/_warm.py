@@ -143,7 +143,7 @@ def estimate(algorithms: tuple[str, ...], local: bool) -> float | None:
     helper_families = {_family(name) for name in helper}
     here = sum(_jit.compile_seconds(f) for f in cold - helper_families) + _jit.compile_seconds(_INDEX)
     if local:
-        here += _jit.compile_seconds(_INDEX + ":parallel")
+        here += _jit.compile_seconds("hashmatch.local._kernels")
     loading = 1.0 if helper else 0.0  # this process then loads what the helper compiled
     return max(sum(_jit.compile_seconds(f) for f in helper_families), here) + loading
 

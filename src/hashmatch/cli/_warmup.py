@@ -14,6 +14,7 @@ from .._calibrate import distance_histogram
 from ..hashers._api import warmup as warm_hashers
 from ..hashes import HashBatch
 from ..index import warmup as warm_index
+from ..local._tables import warmup as warm_local_tables
 
 
 @click.command("warmup")
@@ -40,6 +41,7 @@ def warmup_command() -> int:
     warm_hashers()
     helper.wait()
     warm_index()  # loads what the helper process compiled
+    warm_local_tables()
     words = np.random.default_rng(0).integers(0, 2**63, size=(8, 4), dtype=np.uint64)
     for bits in (64, 256):
         batch = HashBatch(np.ascontiguousarray(words[:, : bits // 64]), algorithm="warmup", bits=bits)
