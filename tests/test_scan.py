@@ -470,7 +470,8 @@ def test_compile_helper_runs_beside_this_process_and_is_stopped_when_this_side_f
     assert int((tmp_path / "ok.pid").read_text()) != os.getpid()  # it ran in another process
 
     def here_fails() -> None:
-        while not (tmp_path / "slow.pid").exists():  # the helper has started
+        pid_file = tmp_path / "slow.pid"
+        while not (pid_file.exists() and pid_file.read_text()):  # the helper has started (and written it all)
             time.sleep(0.01)
         raise RuntimeError("boom")
 
