@@ -55,6 +55,7 @@ from ._query import (
     normalise_view,
     orientation_name,
 )
+from ._links import Links, hash_words
 from ._refindex import Band, Found, References, group_by_algorithm
 from ._snapshots import SnapshotCache
 from ._store import ReferenceStore
@@ -69,6 +70,8 @@ class _State:
     indexes: Mapping[str, References]
     local: LocalIndex | None = None  # when the local stage is on
     local_base: LocalBase | None = None  # what its next refresh starts from
+    # (algorithm, by) -> each entry's one ``by`` hash of the same image, for the bands.
+    links: Mapping[tuple[str, str], Links] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
 
 
 class Matcher:
@@ -284,7 +287,11 @@ class Matcher:
                 continue
             radius = matcher._spec.search_radius(name, batch.bits)
             indexes[name] = References.in_memory(batch, id_array[rows], radius)
-        matcher._state = _State(0, MappingProxyType(indexes))
+        links = {
+            (name, by): Links.in_memory(matcher._siblings, by, indexes[by].bits)
+            for name, by in matcher._link_pairs(indexes)
+        }
+        matcher._state = _State(0, MappingProxyType(indexes), links=MappingProxyType(links))
         return matcher
 
     def close(self) -> None:
@@ -380,8 +387,14 @@ class Matcher:
                 indexes[name] = References.from_store(name, bits, radius, store, old.indexes.get(name), self._snapshots)
             # The generation read first: changes made while we read are taken in again
             # by the next refresh, which is harmless (deltas are relative to the base).
+            links = {
+                (name, by): Links.from_store(store, name, by, indexes[by].bits, old.links.get((name, by)))
+                for name, by in self._link_pairs(indexes)
+            }
             local, local_base = local_index(self._local_mode, store, old.local_base, self._snapshots)
-            self._state = _State(generation, MappingProxyType(indexes), local, local_base)  # one atomic swap
+            self._state = _State(  # one atomic swap
+                generation, MappingProxyType(indexes), local, local_base, MappingProxyType(links)
+            )
             _log.debug("matcher refreshed to generation %d: %d references", generation, len(self))
             return True
 
@@ -478,16 +491,32 @@ class Matcher:
         matches.sort(key=self._rank)
         return matches
 
+    def _link_pairs(self, indexes: Mapping[str, References]) -> list[tuple[str, str]]:
+        """The (algorithm, by) pairs whose bands this Matcher's policy can apply."""
+        return sorted(
+            {(name, rule.by) for name, refs in indexes.items()
+             for rule in self._spec.bands(name, refs.bits, indexes) if rule.by is not None}
+        )
+
     def _confirm(self, band: Band, views: Sequence[Mapping[str, Any]], found: Found, state: _State) -> None:
         """Add to ``found`` the band hits that a band's rule confirms (the nearest
         confirmed hit of each entry, over every rule; :class:`~hashmatch.Confirmation`).
-        Entries already found within the threshold stand as they are."""
+        Entries already found within the threshold stand as they are.
+
+        Most band hits are unrelated references (a pHash search to 14 meets about one
+        per 130,000 references per variant): :func:`_could_confirm` drops, in arrays,
+        every hit no rule can confirm, and :func:`confirm_band` judges the few left."""
         for name in {name for name, _ in band}:
             rules = self._spec.bands(name, state.indexes[name].bits, state.indexes)
             waiting = [entry_id for (alg, entry_id) in band if alg == name and (alg, entry_id) not in found]
             if not rules or not waiting:
                 continue
-            siblings = {by: self._sibling_hashes(waiting, by) for by in {r.by for r in rules if r.by is not None}}
+            waiting = _could_confirm(waiting, [band[(name, e)] for e in waiting], rules, views, state.links, name,
+                                     self._spec.passes)
+            siblings = {
+                by: state.links[(name, by)].hashes(waiting) if (name, by) in state.links else {}
+                for by in {r.by for r in rules if r.by is not None}
+            }
             for entry_id in waiting:
                 hits = band[(name, entry_id)]
                 confirmed = []
@@ -500,18 +529,6 @@ class Matcher:
                         confirmed.append(hit)
                 if confirmed:
                     found[(name, entry_id)] = min(confirmed)
-
-    def _sibling_hashes(self, entry_ids: Sequence[int], algorithm: str) -> Mapping[int, Hash]:
-        if not entry_ids:
-            return {}
-        if self._store is not None:
-            return self._store.sibling_hashes(entry_ids, algorithm)
-        out = {}
-        for entry_id in entry_ids:
-            h = self._siblings.get(entry_id, {}).get(algorithm)
-            if h is not None:
-                out[entry_id] = h
-        return out
 
     def _rank(self, match: Match) -> tuple[float, str, int]:
         # Nearest first across algorithms: a distance counts relative to the bit length.
@@ -588,3 +605,60 @@ def _siblings_in_memory(
             if others:
                 out[int(ids[row])] = others
     return out
+
+
+def _could_confirm(
+    waiting: Sequence[int],
+    hits: Sequence[Sequence[tuple[int, int, int]]],
+    rules: Sequence[Confirmation],
+    views: Sequence[Mapping[str, Sequence[tuple[Any, int]]]],
+    links: Mapping[tuple[str, str], Links],
+    name: str,
+    passes: Any,
+) -> list[int]:
+    """The entries of ``waiting`` with a band hit that some rule confirms: the test of
+    :func:`confirm_band` over every hit at once (a hit is ``(distance, view,
+    variant)``), so that only those entries are judged one by one."""
+    counts = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
+    flat = np.array([hit for h in hits for hit in h], dtype=np.int64).reshape(-1, 3)
+    entry = np.repeat(np.arange(len(waiting)), counts)
+    distance, view, variant = flat[:, 0], flat[:, 1], flat[:, 2]
+    ok = np.zeros(flat.shape[0], dtype=bool)
+    upload: dict[str, tuple[Any, ...]] = {}  # by -> (has, sibling words, mine, usable)
+    for rule in rules:
+        near = (distance <= rule.up_to) & (view >= 0) & (view < len(views))
+        if rule.by is None:
+            ok |= near & (view == 0) & (variant == 0)
+            continue
+        link = links.get((name, rule.by))
+        if link is None:
+            continue
+        if rule.by not in upload:
+            upload[rule.by] = (*link.lookup(np.asarray(waiting, dtype=np.int64)),
+                               *_upload_words(views, rule.by, int(variant.max()) + 1, link.bits, passes))
+        has, sibling, mine, usable = upload[rule.by]
+        idx = np.flatnonzero(near & has[entry])
+        if not idx.size:
+            continue
+        vv, var = view[idx], variant[idx]
+        apart = np.bitwise_count(mine[vv, var] ^ sibling[entry[idx]]).sum(axis=1)
+        ok[idx[usable[vv, var] & (apart <= rule.within)]] = True
+    keep = np.zeros(len(waiting), dtype=bool)
+    keep[entry[ok]] = True
+    return [e for e, k in zip(waiting, keep.tolist()) if k]
+
+
+def _upload_words(
+    views: Sequence[Mapping[str, Sequence[tuple[Any, int]]]], by: str, variants: int, bits: int, passes: Any
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
+    """The upload's ``by`` hash of each view and variant as words, and whether a band
+    may use it (exactly one, through the quality gate, of the references' length)."""
+    mine = np.zeros((len(views), variants, (bits + 63) // 64), dtype=np.uint64)
+    usable = np.zeros(mine.shape[:2], dtype=bool)
+    for v, queries in enumerate(views):
+        for var in range(variants):
+            same = [r for r, x in queries.get(by, ()) if x == var]
+            if len(same) == 1 and passes(same[0]) and same[0].hash.bits == bits:
+                usable[v, var] = True
+                mine[v, var] = hash_words(same[0].hash)
+    return mine, usable
