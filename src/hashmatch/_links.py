@@ -61,6 +61,8 @@ class Links:
     def hashes(self, entry_ids: Sequence[int]) -> dict[int, Hash]:
         """``{entry_id: Hash}`` for those of ``entry_ids`` with a sibling."""
         ids = np.asarray(list(entry_ids), dtype=np.int64)
+        if not ids.size:
+            return {}
         has, words = self.lookup(ids)
         return {
             int(i): Hash.from_bytes(w.astype(">u8").tobytes()[-((self.bits + 7) // 8):], algorithm=self.by, bits=self.bits)

@@ -506,25 +506,27 @@ class Matcher:
         Most band hits are unrelated references (a pHash search to 14 meets about one
         per 130,000 references per variant): :func:`_could_confirm` drops, in arrays,
         every hit no rule can confirm, and :func:`confirm_band` judges the few left."""
-        for name in {name for name, _ in band}:
+        for name, parts in band.items():
             rules = self._spec.bands(name, state.indexes[name].bits, state.indexes)
-            waiting = [entry_id for (alg, entry_id) in band if alg == name and (alg, entry_id) not in found]
-            if not rules or not waiting:
+            if not rules:
                 continue
-            waiting = _could_confirm(waiting, [band[(name, e)] for e in waiting], rules, views, state.links, name,
-                                     self._spec.passes)
+            hits = np.concatenate(parts)
+            known = np.array([entry_id for alg, entry_id in found if alg == name], dtype=np.int64)
+            if known.size:
+                hits = hits[~np.isin(hits[:, 0], known)]
+            waiting = _could_confirm(hits, rules, views, state.links, name, self._spec.passes)
             siblings = {
                 by: state.links[(name, by)].hashes(waiting) if (name, by) in state.links else {}
                 for by in {r.by for r in rules if r.by is not None}
             }
             for entry_id in waiting:
-                hits = band[(name, entry_id)]
+                entry_hits = [(d, v, var) for _, d, v, var in hits[hits[:, 0] == entry_id].tolist()]
                 confirmed = []
                 for rule in rules:
                     sibling = None if rule.by is None else siblings[rule.by].get(entry_id)
                     if rule.by is not None and sibling is None:
                         continue  # no single hash of the same image to confirm with
-                    hit = confirm_band(hits, rule, views, sibling, self._spec.passes)
+                    hit = confirm_band(entry_hits, rule, views, sibling, self._spec.passes)
                     if hit is not None:
                         confirmed.append(hit)
                 if confirmed:
@@ -608,22 +610,20 @@ def _siblings_in_memory(
 
 
 def _could_confirm(
-    waiting: Sequence[int],
-    hits: Sequence[Sequence[tuple[int, int, int]]],
+    hits: npt.NDArray[np.int64],
     rules: Sequence[Confirmation],
     views: Sequence[Mapping[str, Sequence[tuple[Any, int]]]],
     links: Mapping[tuple[str, str], Links],
     name: str,
     passes: Any,
 ) -> list[int]:
-    """The entries of ``waiting`` with a band hit that some rule confirms: the test of
-    :func:`confirm_band` over every hit at once (a hit is ``(distance, view,
-    variant)``), so that only those entries are judged one by one."""
-    counts = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
-    flat = np.array([hit for h in hits for hit in h], dtype=np.int64).reshape(-1, 3)
-    entry = np.repeat(np.arange(len(waiting)), counts)
-    distance, view, variant = flat[:, 0], flat[:, 1], flat[:, 2]
-    ok = np.zeros(flat.shape[0], dtype=bool)
+    """The entries (sorted) with a band hit that some rule confirms: the test of
+    :func:`confirm_band` over every hit at once (``hits``: rows of entry id, distance,
+    view, variant), so that only those entries are judged one by one."""
+    if not hits.shape[0]:
+        return []
+    entry, distance, view, variant = hits[:, 0], hits[:, 1], hits[:, 2], hits[:, 3]
+    ok = np.zeros(hits.shape[0], dtype=bool)
     upload: dict[str, tuple[Any, ...]] = {}  # by -> (has, sibling words, mine, usable)
     for rule in rules:
         near = (distance <= rule.up_to) & (view >= 0) & (view < len(views))
@@ -634,18 +634,16 @@ def _could_confirm(
         if link is None:
             continue
         if rule.by not in upload:
-            upload[rule.by] = (*link.lookup(np.asarray(waiting, dtype=np.int64)),
+            upload[rule.by] = (*link.lookup(entry),
                                *_upload_words(views, rule.by, int(variant.max()) + 1, link.bits, passes))
         has, sibling, mine, usable = upload[rule.by]
-        idx = np.flatnonzero(near & has[entry])
+        idx = np.flatnonzero(near & has)
         if not idx.size:
             continue
         vv, var = view[idx], variant[idx]
-        apart = np.bitwise_count(mine[vv, var] ^ sibling[entry[idx]]).sum(axis=1)
+        apart = np.bitwise_count(mine[vv, var] ^ sibling[idx]).sum(axis=1)
         ok[idx[usable[vv, var] & (apart <= rule.within)]] = True
-    keep = np.zeros(len(waiting), dtype=bool)
-    keep[entry[ok]] = True
-    return [e for e, k in zip(waiting, keep.tolist()) if k]
+    return np.unique(entry[ok]).tolist()
 
 
 def _upload_words(
@@ -656,8 +654,11 @@ def _upload_words(
     mine = np.zeros((len(views), variants, (bits + 63) // 64), dtype=np.uint64)
     usable = np.zeros(mine.shape[:2], dtype=bool)
     for v, queries in enumerate(views):
-        for var in range(variants):
-            same = [r for r, x in queries.get(by, ()) if x == var]
+        of_variant: dict[int, list[Any]] = {}
+        for r, x in queries.get(by, ()):
+            if 0 <= x < variants:
+                of_variant.setdefault(x, []).append(r)
+        for var, same in of_variant.items():
             if len(same) == 1 and passes(same[0]) and same[0].hash.bits == bits:
                 usable[v, var] = True
                 mine[v, var] = hash_words(same[0].hash)

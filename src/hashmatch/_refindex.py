@@ -31,9 +31,11 @@ DELTA_MIN = 20_000
 
 # (algorithm, entry id) -> (distance, view, variant), the nearest kept.
 Found = dict[tuple[str, int], tuple[int, int, int]]
-# (algorithm, entry id) -> every (distance, view, variant) past the threshold: the hits
-# of a confirmed band (hashmatch._query.Confirmation), which the policy judges together.
-Band = dict[tuple[str, int], list[tuple[int, int, int]]]
+# algorithm -> arrays of rows (entry id, distance, view, variant), every hit past the
+# threshold: the hits of a confirmed band (hashmatch._query.Confirmation), which the
+# policy judges together. Arrays, not tuples: most are unrelated references, dropped in
+# bulk (hashmatch._match._could_confirm).
+Band = dict[str, list[npt.NDArray[np.int64]]]
 
 _NO_IDS = np.zeros(0, np.int64)
 
@@ -112,13 +114,16 @@ class References:
             if self.removed.size and ids.size:
                 keep = ~np.isin(ids, self.removed, assume_unique=False)
                 ids, distances, qidx = ids[keep], distances[keep], qidx[keep]
-            for entry_id, distance, q in zip(ids.tolist(), distances.tolist(), variant_of[qidx].tolist()):
+            variants = variant_of[qidx]
+            past = distances > limit
+            if band is not None and past.any():
+                rows = np.empty((int(past.sum()), 4), dtype=np.int64)
+                rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3] = ids[past], distances[past], view_index, variants[past]
+                band.setdefault(name, []).append(rows)
+            within = ~past
+            for entry_id, distance, q in zip(ids[within].tolist(), distances[within].tolist(), variants[within].tolist()):
                 key = (name, entry_id)
                 candidate = (distance, view_index, q)
-                if distance > limit:
-                    if band is not None:
-                        band.setdefault(key, []).append(candidate)
-                    continue
                 best = found.get(key)
                 if best is None or candidate < best:
                     found[key] = candidate
