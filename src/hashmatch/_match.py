@@ -634,15 +634,19 @@ def _could_confirm(
         if link is None:
             continue
         if rule.by not in upload:
-            upload[rule.by] = (*link.lookup(entry),
-                               *_upload_words(views, rule.by, int(variant.max()) + 1, link.bits, passes))
+            mine, usable = _upload_words(views, rule.by, int(variant.max()) + 1, link.bits, passes)
+            # Siblings are looked up only when the upload has a usable ``by`` hash at all.
+            upload[rule.by] = (*(link.lookup(entry) if usable.any() else (None, None)), mine, usable)
         has, sibling, mine, usable = upload[rule.by]
-        idx = np.flatnonzero(near & has)
+        if has is None:
+            continue
+        vv, var = view, variant
+        idx = np.flatnonzero(near & has & usable[vv, var])
         if not idx.size:
             continue
         vv, var = view[idx], variant[idx]
         apart = np.bitwise_count(mine[vv, var] ^ sibling[idx]).sum(axis=1)
-        ok[idx[usable[vv, var] & (apart <= rule.within)]] = True
+        ok[idx[apart <= rule.within]] = True
     return np.unique(entry[ok]).tolist()
 
 
