@@ -47,6 +47,10 @@ class Links:
     words: npt.NDArray[np.uint64]
     generation: int = -1
 
+    @property
+    def nbytes(self) -> int:
+        return int(self.ids.nbytes + self.words.nbytes)
+
     def lookup(self, entry_ids: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.uint64]]:
         """``(has, words)`` for each of ``entry_ids``: whether it has a sibling, and its
         words (rows without one hold zeros)."""
@@ -75,7 +79,7 @@ class Links:
         """From a Matcher's in-memory map ``{entry id: {algorithm: hash}}``."""
         pairs = sorted((i, h) for i, s in siblings.items() if (h := s.get(by)) is not None and h.bits == bits)
         ids = np.array([i for i, _ in pairs], dtype=np.int64)
-        words = np.array([hash_words(h) for _, h in pairs], dtype=np.uint64).reshape(len(pairs), (bits + 63) // 64)
+        words = hash_words([h for _, h in pairs], bits)
         return cls(by, bits, ids, words)
 
     @classmethod
@@ -107,11 +111,12 @@ class Links:
         return cls(by, bits, ids[order], np.ascontiguousarray(words[order]), gen)
 
 
-def hash_words(h: Hash) -> list[int]:
-    """``h`` as the packed words of a :class:`~hashmatch.hashes.HashBatch` row."""
-    n = (h.bits + 63) // 64
-    v = h.value
-    return [(v >> (64 * (n - 1 - k))) & 0xFFFFFFFFFFFFFFFF for k in range(n)]
+def hash_words(hashes: Sequence[Hash], bits: int) -> npt.NDArray[np.uint64]:
+    """``hashes`` (all ``bits`` long) as the packed words of :class:`~hashmatch.hashes.HashBatch` rows."""
+    nwords = (bits + 63) // 64
+    pad = bytes(8 * nwords - (bits + 7) // 8)
+    raw = b"".join(pad + h.to_bytes() for h in hashes)
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(hashes), nwords)
 
 
 def _resolve(

@@ -468,14 +468,19 @@ class Matcher:
         found: Found = {}
         band: Band = {}
         normalised = [normalise_view(view) for view in views]
-        for view_index, queries in enumerate(normalised):
-            for name in used:
-                alg_state = state.indexes.get(name)
-                variants = queries.get(name)
-                rows = [(r.hash, v) for r, v in variants or () if spec.passes(r) and spec.has_content(name, v, queries)]
-                if alg_state is not None and rows:
-                    limit = spec.threshold(name, alg_state.bits)
-                    alg_state.search(name, rows, view_index, found, limit=limit, band=band)
+        for name in used:
+            alg_state = state.indexes.get(name)
+            if alg_state is None:
+                continue
+            # Every variant of every view in one lookup.
+            rows = [
+                (r.hash, view_index, v)
+                for view_index, queries in enumerate(normalised)
+                for r, v in queries.get(name) or ()
+                if spec.passes(r) and spec.has_content(name, v, queries)
+            ]
+            if rows:
+                alg_state.search(name, rows, found, limit=spec.threshold(name, alg_state.bits), band=band)
         if band:
             self._confirm(band, normalised, found, state)
         if not found:
@@ -623,47 +628,56 @@ def _could_confirm(
     if not hits.shape[0]:
         return []
     entry, distance, view, variant = hits[:, 0], hits[:, 1], hits[:, 2], hits[:, 3]
-    ok = np.zeros(hits.shape[0], dtype=bool)
-    upload: dict[str, tuple[Any, ...]] = {}  # by -> (has, sibling words, mine, usable)
-    for rule in rules:
-        near = (distance <= rule.up_to) & (view >= 0) & (view < len(views))
-        if rule.by is None:
-            ok |= near & (view == 0) & (variant == 0)
-            continue
-        link = links.get((name, rule.by))
-        if link is None:
-            continue
-        if rule.by not in upload:
-            mine, usable = _upload_words(views, rule.by, int(variant.max()) + 1, link.bits, passes)
-            # Siblings are looked up only when the upload has a usable ``by`` hash at all.
-            upload[rule.by] = (*(link.lookup(entry) if usable.any() else (None, None)), mine, usable)
-        has, sibling, mine, usable = upload[rule.by]
-        if has is None:
-            continue
-        vv, var = view, variant
-        idx = np.flatnonzero(near & has & usable[vv, var])
-        if not idx.size:
-            continue
-        vv, var = view[idx], variant[idx]
-        apart = np.bitwise_count(mine[vv, var] ^ sibling[idx]).sum(axis=1)
-        ok[idx[apart <= rule.within]] = True
+    # Rules of one ``by`` together: a hit at distance d passes when its sibling is
+    # within the loosest ``within`` of the rules that reach d.
+    as_is = max((rule.up_to for rule in rules if rule.by is None), default=-1)
+    ok = (distance <= as_is) & (view == 0) & (variant == 0)
+    top = int(distance.max())
+    for by in sorted({rule.by for rule in rules if rule.by is not None}):
+        within = np.full(top + 1, -1, dtype=np.int64)
+        for rule in rules:
+            if rule.by == by:
+                reach = within[: min(rule.up_to, top) + 1]
+                np.maximum(reach, rule.within, out=reach)
+        apart = _sibling_distances(hits, views, links.get((name, by)), by, passes)
+        if apart is not None:
+            ok |= (apart >= 0) & (apart <= within[distance])
     return np.unique(entry[ok]).tolist()
 
 
-def _upload_words(
-    views: Sequence[Mapping[str, Sequence[tuple[Any, int]]]], by: str, variants: int, bits: int, passes: Any
-) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
-    """The upload's ``by`` hash of each view and variant as words, and whether a band
-    may use it (exactly one, through the quality gate, of the references' length)."""
-    mine = np.zeros((len(views), variants, (bits + 63) // 64), dtype=np.uint64)
+def _sibling_distances(
+    hits: npt.NDArray[np.int64],
+    views: Sequence[Mapping[str, Sequence[tuple[Any, int]]]],
+    link: Links | None,
+    by: str,
+    passes: Any,
+) -> npt.NDArray[np.int64] | None:
+    """Per band hit, the distance between the upload's ``by`` hash of its view and
+    variant and the ``by`` hash of the same reference image; -1 where either is missing
+    (no single such hash, under the quality gate, or of another length). None: none."""
+    if link is None:
+        return None
+    view, variant = hits[:, 2], hits[:, 3]
+    inside = (view >= 0) & (view < len(views))
+    mine = np.zeros((len(views), int(variant.max()) + 1, (link.bits + 63) // 64), dtype=np.uint64)
     usable = np.zeros(mine.shape[:2], dtype=bool)
     for v, queries in enumerate(views):
         of_variant: dict[int, list[Any]] = {}
         for r, x in queries.get(by, ()):
-            if 0 <= x < variants:
+            if 0 <= x < mine.shape[1]:
                 of_variant.setdefault(x, []).append(r)
-        for var, same in of_variant.items():
-            if len(same) == 1 and passes(same[0]) and same[0].hash.bits == bits:
-                usable[v, var] = True
-                mine[v, var] = hash_words(same[0].hash)
-    return mine, usable
+        good = [(x, same[0].hash) for x, same in of_variant.items()
+                if len(same) == 1 and passes(same[0]) and same[0].hash.bits == link.bits]
+        if good:
+            at = [x for x, _ in good]
+            usable[v, at] = True
+            mine[v, at] = hash_words([h for _, h in good], link.bits)
+    if not usable.any():
+        return None
+    out = np.full(hits.shape[0], -1, dtype=np.int64)
+    idx = np.flatnonzero(inside)
+    idx = idx[usable[view[idx], variant[idx]]]
+    has, sibling = link.lookup(hits[idx, 0])
+    idx, sibling = idx[has], sibling[has]
+    out[idx] = np.bitwise_count(mine[view[idx], variant[idx]] ^ sibling).sum(axis=1)
+    return out
