@@ -73,7 +73,38 @@ def build_store(path: Path, n: int, group: int, seed: int) -> None:
                 entries.append(NewEntry(Hash.from_bytes(b"".join(int(w).to_bytes(8, "big") for w in pdq[i]),
                                                         algorithm="pdq", bits=256), 100, None, ext))
             store.add_entries("refs", entries, return_ids=False)
+        add_image_copies(store, seed)
     tmp.rename(path)
+
+
+COPIES = 24  # uploads 0 .. COPIES - 1 have a reference: an altered copy of themselves
+
+
+def altered(data: bytes, i: int) -> bytes:
+    """Upload ``i``'s reference copy: cropped 8 %, turned 4 degrees, or re-saved at
+    quality 40 in turn (the first two land pHash in the confirmed bands), and every
+    fourth upload has none."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    w, h = img.size
+    if i % 4 == 0:
+        img = img.crop((int(0.04 * w), int(0.04 * h), int(0.96 * w), int(0.96 * h)))
+    elif i % 4 == 1:
+        img = img.rotate(4, resample=Image.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=40 if i % 4 == 2 else 90)
+    return buf.getvalue()
+
+
+def add_image_copies(store: Any, seed: int) -> None:
+    """Reference copies of the first uploads, added as ``refs add`` adds images."""
+    from hashmatch import add_images
+
+    for i, data in enumerate(uploads(COPIES, seed + 10_000)):
+        if i % 4 != 3:
+            add_images(store, "refs", [io.BytesIO(altered(data, i))], algorithms=("pdq", "phash"),
+                       external_id=f"upload{i}", local=False)
 
 
 def uploads(count: int, seed: int) -> list[bytes]:
@@ -124,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trees", nargs="*", default=[], metavar="NAME=DIR", help="source trees; the first is the peer")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--group", type=int, default=1000, help="reference images per write")
-    ap.add_argument("--uploads", type=int, default=20)
+    ap.add_argument("--uploads", type=int, default=COPIES)
     ap.add_argument("--repeats", type=int, default=2, help="calls per upload per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
@@ -162,12 +193,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"n={n} round {r} {name} done (load {os.getloadavg()[0]:.1f})", flush=True)
         verdicts = {name: rs[0]["verdicts"] for name, rs in runs.items()}
         peer = next(iter(trees))
+        names = list(trees)
         row: dict[str, Any] = {}
         for name, rs in runs.items():
             e2e = [t for x in rs for t in x["end_to_end_s"]]
             lk = [t for x in rs for t in x["phash_lookup_s"]]
             row[name] = {"index": rs[0]["phash_index"], "references": rs[0]["references"], "load_s": rs[0]["load_s"],
-                         "calls": len(e2e), "same_verdicts_as_" + peer: verdicts[name] == verdicts[peer],
+                         "calls": len(e2e),
+                         "same_verdicts_as": [o for o in names if verdicts[o] == verdicts[name] and o != name],
                          "matches_per_upload": float(np.mean([len(v) for v in verdicts[name]])),
                          "end_to_end_ms": {f"p{q}": pct(e2e, q) for q in (50, 95, 99)},
                          "phash_lookup_ms": {f"p{q}": pct(lk, q) for q in (50, 95, 99)}}

@@ -72,6 +72,29 @@ class _State:
     local_base: LocalBase | None = None  # what its next refresh starts from
     # (algorithm, by) -> each entry's one ``by`` hash of the same image, for the bands.
     links: Mapping[tuple[str, str], Links] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    plans: Mapping[str, _BandPlan] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class _BandPlan:
+    """One algorithm's bands, ready for arrays of hits: the rules, how far the as-is
+    band reaches (-1: none), and per confirming algorithm the loosest ``within`` of
+    the rules that reach each distance (-1: none)."""
+
+    rules: tuple[Confirmation, ...]
+    as_is: int
+    within: Mapping[str, npt.NDArray[np.int64]]
+
+    @classmethod
+    def of(cls, rules: Sequence[Confirmation], radius: int) -> _BandPlan:
+        within: dict[str, npt.NDArray[np.int64]] = {}
+        for rule in rules:
+            if rule.by is not None:
+                table = within.setdefault(rule.by, np.full(radius + 1, -1, dtype=np.int64))
+                reach = table[: min(rule.up_to, radius) + 1]
+                np.maximum(reach, rule.within, out=reach)
+        as_is = max((rule.up_to for rule in rules if rule.by is None), default=-1)
+        return cls(tuple(rules), as_is, MappingProxyType(within))
 
 
 class Matcher:
@@ -291,7 +314,8 @@ class Matcher:
             (name, by): Links.in_memory(matcher._siblings, by, indexes[by].bits)
             for name, by in matcher._link_pairs(indexes)
         }
-        matcher._state = _State(0, MappingProxyType(indexes), links=MappingProxyType(links))
+        matcher._state = _State(0, MappingProxyType(indexes), links=MappingProxyType(links),
+                                plans=matcher._plans(indexes))
         return matcher
 
     def close(self) -> None:
@@ -393,7 +417,8 @@ class Matcher:
             }
             local, local_base = local_index(self._local_mode, store, old.local_base, self._snapshots)
             self._state = _State(  # one atomic swap
-                generation, MappingProxyType(indexes), local, local_base, MappingProxyType(links)
+                generation, MappingProxyType(indexes), local, local_base, MappingProxyType(links),
+                self._plans(indexes),
             )
             _log.debug("matcher refreshed to generation %d: %d references", generation, len(self))
             return True
@@ -496,6 +521,15 @@ class Matcher:
         matches.sort(key=self._rank)
         return matches
 
+    def _plans(self, indexes: Mapping[str, References]) -> Mapping[str, _BandPlan]:
+        """Each algorithm's bands as :class:`_BandPlan` (those with none left out)."""
+        plans = {}
+        for name, refs in indexes.items():
+            rules = self._spec.bands(name, refs.bits, indexes)
+            if rules:
+                plans[name] = _BandPlan.of(rules, refs.threshold)
+        return MappingProxyType(plans)
+
     def _link_pairs(self, indexes: Mapping[str, References]) -> list[tuple[str, str]]:
         """The (algorithm, by) pairs whose bands this Matcher's policy can apply."""
         return sorted(
@@ -512,14 +546,17 @@ class Matcher:
         per 130,000 references per variant): :func:`_could_confirm` drops, in arrays,
         every hit no rule can confirm, and :func:`confirm_band` judges the few left."""
         for name, parts in band.items():
-            rules = self._spec.bands(name, state.indexes[name].bits, state.indexes)
-            if not rules:
+            plan = state.plans.get(name)
+            if plan is None:
                 continue
-            hits = np.concatenate(parts)
-            known = np.array([entry_id for alg, entry_id in found if alg == name], dtype=np.int64)
-            if known.size:
-                hits = hits[~np.isin(hits[:, 0], known)]
-            waiting = _could_confirm(hits, rules, views, state.links, name, self._spec.passes)
+            rules = plan.rules
+            hits = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            known = [entry_id for alg, entry_id in found if alg == name]
+            if known:
+                hits = hits[~np.isin(hits[:, 0], np.array(known, dtype=np.int64))]
+            waiting = _could_confirm(hits, plan, views, state.links, name, self._spec.passes)
+            if not waiting:
+                continue
             siblings = {
                 by: state.links[(name, by)].hashes(waiting) if (name, by) in state.links else {}
                 for by in {r.by for r in rules if r.by is not None}
@@ -616,7 +653,7 @@ def _siblings_in_memory(
 
 def _could_confirm(
     hits: npt.NDArray[np.int64],
-    rules: Sequence[Confirmation],
+    plan: _BandPlan,
     views: Sequence[Mapping[str, Sequence[tuple[Any, int]]]],
     links: Mapping[tuple[str, str], Links],
     name: str,
@@ -628,17 +665,10 @@ def _could_confirm(
     if not hits.shape[0]:
         return []
     entry, distance, view, variant = hits[:, 0], hits[:, 1], hits[:, 2], hits[:, 3]
-    # Rules of one ``by`` together: a hit at distance d passes when its sibling is
-    # within the loosest ``within`` of the rules that reach d.
-    as_is = max((rule.up_to for rule in rules if rule.by is None), default=-1)
-    ok = (distance <= as_is) & (view == 0) & (variant == 0)
-    top = int(distance.max())
-    for by in sorted({rule.by for rule in rules if rule.by is not None}):
-        within = np.full(top + 1, -1, dtype=np.int64)
-        for rule in rules:
-            if rule.by == by:
-                reach = within[: min(rule.up_to, top) + 1]
-                np.maximum(reach, rule.within, out=reach)
+    ok = (distance <= plan.as_is) & (view == 0) & (variant == 0)
+    for by, within in plan.within.items():
+        # A hit at distance d passes when its sibling is within the loosest ``within``
+        # of the rules that reach d.
         apart = _sibling_distances(hits, views, links.get((name, by)), by, passes)
         if apart is not None:
             ok |= (apart >= 0) & (apart <= within[distance])
