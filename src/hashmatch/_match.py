@@ -498,12 +498,10 @@ class Matcher:
             if alg_state is None:
                 continue
             # Every variant of every view in one lookup.
-            rows = [
-                (r.hash, view_index, v)
-                for view_index, queries in enumerate(normalised)
-                for r, v in queries.get(name) or ()
-                if spec.passes(r) and spec.has_content(name, v, queries)
-            ]
+            rows = []
+            for view_index, queries in enumerate(normalised):
+                gated = spec.gated_variants(name, queries)
+                rows += [(r.hash, view_index, v) for r, v in queries.get(name) or () if spec.passes(r) and v not in gated]
             if rows:
                 alg_state.search(name, rows, found, limit=spec.threshold(name, alg_state.bits), band=band)
         if band:
@@ -687,25 +685,24 @@ def _sibling_distances(
     (no single such hash, under the quality gate, or of another length). None: none."""
     if link is None:
         return None
-    view, variant = hits[:, 2], hits[:, 3]
-    inside = (view >= 0) & (view < len(views))
-    mine = np.zeros((len(views), int(variant.max()) + 1, (link.bits + 63) // 64), dtype=np.uint64)
-    usable = np.zeros(mine.shape[:2], dtype=bool)
+    good: list[tuple[int, int, Hash]] = []  # (view, variant, the upload's by hash)
     for v, queries in enumerate(views):
         of_variant: dict[int, list[Any]] = {}
         for r, x in queries.get(by, ()):
-            if 0 <= x < mine.shape[1]:
-                of_variant.setdefault(x, []).append(r)
-        good = [(x, same[0].hash) for x, same in of_variant.items()
-                if len(same) == 1 and passes(same[0]) and same[0].hash.bits == link.bits]
-        if good:
-            at = [x for x, _ in good]
-            usable[v, at] = True
-            mine[v, at] = hash_words([h for _, h in good], link.bits)
-    if not usable.any():
+            of_variant.setdefault(x, []).append(r)
+        good += [(v, x, same[0].hash) for x, same in of_variant.items()
+                 if x >= 0 and len(same) == 1 and passes(same[0]) and same[0].hash.bits == link.bits]
+    if not good:
         return None
+    shape = (len(views), max(x for _, x, _ in good) + 1)
+    usable = np.zeros(shape, dtype=bool)
+    mine = np.zeros((*shape, (link.bits + 63) // 64), dtype=np.uint64)
+    at = ([v for v, _, _ in good], [x for _, x, _ in good])
+    usable[at] = True
+    mine[at] = hash_words([h for _, _, h in good], link.bits)
+    view, variant = hits[:, 2], hits[:, 3]
     out = np.full(hits.shape[0], -1, dtype=np.int64)
-    idx = np.flatnonzero(inside)
+    idx = np.flatnonzero((view >= 0) & (view < shape[0]) & (variant >= 0) & (variant < shape[1]))
     idx = idx[usable[view[idx], variant[idx]]]
     has, sibling = link.lookup(hits[idx, 0])
     idx, sibling = idx[has], sibling[has]
