@@ -670,7 +670,7 @@ def _could_confirm(
         apart = _sibling_distances(hits, views, links.get((name, by)), by, passes)
         if apart is not None:
             ok |= (apart >= 0) & (apart <= within[distance])
-    return np.unique(entry[ok]).tolist()
+    return np.unique(entry[ok]).tolist() if ok.any() else []
 
 
 def _sibling_distances(
