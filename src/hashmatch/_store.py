@@ -778,6 +778,16 @@ class ReferenceStore:
         sql = "SELECT id, list_id, added_gen, external_id{} FROM entries WHERE algorithm = ? AND retracted IS NULL"
         out: list[list[Any]] = [[], []]
         with self._consistent_read() as (conn, gen):
+            if not generations and since is None:
+                # Everything: one pass over the table serves both algorithms (two passes,
+                # one per algorithm, took twice as long at 1M images).
+                rows = conn.execute(
+                    "SELECT id, list_id, added_gen, external_id, CASE WHEN algorithm = ? THEN hash END, "
+                    "algorithm = ? FROM entries WHERE algorithm IN (?, ?) AND retracted IS NULL",
+                    (by, by, algorithm, by),
+                ).fetchall()
+                out = [[r[:4] for r in rows if not r[5]], [r for r in rows if r[5]]]
+                del rows
             for k, (name, extra) in enumerate(((algorithm, ""), (by, ", hash"))):
                 query = sql.format(extra)
                 if generations:
@@ -785,8 +795,6 @@ class ReferenceStore:
                         out[k] += conn.execute(query + " AND added_gen = ?", (name, g)).fetchall()
                 elif since is not None:
                     out[k] = conn.execute(query + " AND added_gen > ?", (name, since)).fetchall()
-                else:
-                    out[k] = conn.execute(query, (name,)).fetchall()
         by_rows = out[1]
         words = _words_from_blobs([r[4] for r in by_rows], expected_bits(by), self.path)
         return out[0], [r[:4] for r in by_rows], words, gen
