@@ -5,11 +5,12 @@ the PDQ of *the same reference image* agrees. Which entry is that PDQ is the sto
 rule (:meth:`ReferenceStore.sibling_hashes`: same list, same write, same external id,
 exactly one active such entry). Asked of SQLite per query, it cost more than the index
 lookup itself: a pHash search to radius 14 finds references in the bands for most
-uploads at 1M references (about one per 130,000 references per variant, nearly all
-unrelated), and one write of many images (a partner import) made each lookup scan the
-whole write. So the Matcher resolves the rule once per refresh into sorted arrays, and
-a query finds its band hits' siblings with one ``searchsorted``: the same siblings,
-from the state the query runs on (see ``notes/issue-12-fastpath.md``).
+uploads at 1M references (about one in 150,000 references per variant, computed for
+pHashes with 32 bits set; nearly all unrelated), and one write of many images (a
+partner import) made each lookup scan the whole write. So the Matcher resolves the
+rule once per refresh into sorted arrays, and a query finds its band hits' siblings
+with one ``searchsorted``: the same siblings, from the state the query runs on (see
+``notes/issue-12-fastpath.md``).
 
 A refresh reads only what changed: entries added since form new images (an image's
 hashes are added in one write, so its siblings come with it), and a retraction of a

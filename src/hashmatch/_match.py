@@ -540,9 +540,10 @@ class Matcher:
         confirmed hit of each entry, over every rule; :class:`~hashmatch.Confirmation`).
         Entries already found within the threshold stand as they are.
 
-        Most band hits are unrelated references (a pHash search to 14 meets about one
-        per 130,000 references per variant): :func:`_could_confirm` drops, in arrays,
-        every hit no rule can confirm, and :func:`confirm_band` judges the few left."""
+        Most band hits are unrelated references (a pHash search to 14 meets about one in
+        150,000 references per variant, computed for pHashes with 32 bits set):
+        :func:`_could_confirm` drops, in arrays, every hit no rule can confirm, and
+        :func:`confirm_band` judges the few left."""
         for name, parts in band.items():
             plan = state.plans.get(name)
             if plan is None:
