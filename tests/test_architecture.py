@@ -28,7 +28,7 @@ ROOMS: list[tuple[str, tuple[str, ...]]] = [
     ("index", ("index",)),
     ("local features", ("local",)),  # one floor with index; it builds on index's MIH
     ("store", ("_store", "_hashlists")),
-    ("match", ("_query", "_match", "_matches", "_refindex", "_snapshots", "_local_stage", "_references")),
+    ("match", ("_query", "_match", "_matches", "_links", "_refindex", "_snapshots", "_local_stage", "_references")),
     ("scan", ("_scan", "_report", "_calibrate", "_calibrate_policy", "_calibrate_kernels", "_rematch")),
     ("service", ("service",)),  # the HTTP service (merged from another branch)
     ("cli", ("cli", "__main__")),

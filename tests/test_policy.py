@@ -1,8 +1,10 @@
 """The global policy's confirmed bands (issue 12): the Matcher against a naive oracle, the
-sibling rule in memory and in the store, and the calibration of the policy as a whole."""
+sibling rule in memory and in the store (and its in-memory links, hashmatch._links, against
+the store's rule), and the calibration of the policy as a whole."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from hashmatch import DEFAULT_CONFIRMATIONS, Confirmation, Matcher, QuerySpec, ReferenceStore
 from hashmatch._calibrate import upper_rate_bound
+from hashmatch._links import Links
 from hashmatch._calibrate_policy import PolicyHashes, calibrate_policy, policy_matches, policy_pair_features
 from hashmatch._store import NewEntry
 from hashmatch.errors import UsageError
@@ -275,3 +278,109 @@ def test_policy_hashes_checks_shapes() -> None:
     with pytest.raises(UsageError):
         PolicyHashes(z((2, 4), np.uint64), z((2, 1), np.uint64), z((2, 8, 4), np.uint64), z((2, 8, 1), np.uint64), z((2, 7), np.int16))
     assert HashBatch  # the packed words are HashBatch.words rows
+
+
+# -- in-memory links against the store's sibling rule ---------------------------------------
+_EXTS = [None, "a.jpg", "b.jpg", "c.jpg"]
+# A write: per image (external id, pHash count, PDQ count, list); or a retraction of
+# entries picked by these numbers.
+_WRITE = st.lists(st.tuples(st.sampled_from(_EXTS), st.integers(0, 2), st.integers(0, 2), st.sampled_from("LM")),
+                  min_size=1, max_size=4)
+_OPS = st.lists(st.one_of(_WRITE.map(lambda w: ("add", w)),
+                          st.lists(st.integers(0, 10**6), min_size=1, max_size=3).map(lambda r: ("retract", r))),
+                min_size=1, max_size=8)
+
+
+def _active(store: ReferenceStore, algorithm: str) -> list[int]:
+    return store.read_active(algorithm)[1].tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=_OPS, seed=st.integers(0, 2**32 - 1))
+def test_links_follow_the_store_sibling_rule_through_writes_and_retractions(ops, seed) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ReferenceStore(Path(tmp) / "refs.db")
+        links = None
+        for kind, what in ops:
+            if kind == "add":
+                entries = []
+                for ext, nph, npdq, lst in what:
+                    entries += [NewEntry(_rand(rng, "phash", 64), None, None, ext) for _ in range(nph)]
+                    entries += [NewEntry(_rand(rng, "pdq", 256), 90, None, ext) for _ in range(npdq)]
+                    if lst == "M":  # the same ids in another list, same write: never siblings across lists
+                        store.add_entries("M", [NewEntry(_rand(rng, "pdq", 256), 90, None, ext)])
+                if entries:
+                    store.add_entries("L", entries)
+            else:
+                alive = _active(store, "pdq") + _active(store, "phash")
+                if alive:
+                    store.retract(sorted({alive[k % len(alive)] for k in what}))
+            links = Links.from_store(store, "phash", "pdq", 256, links)
+            ids = _active(store, "phash")
+            assert links.hashes(ids) == store.sibling_hashes(ids, "pdq")
+            fresh = Links.from_store(store, "phash", "pdq", 256, None)
+            assert fresh.hashes(ids) == store.sibling_hashes(ids, "pdq")
+        store.close()
+
+
+def test_links_lookup_without_siblings() -> None:
+    empty = Links("pdq", 256, np.zeros(0, np.int64), np.zeros((0, 4), np.uint64))
+    has, words = empty.lookup(np.array([1, 2], np.int64))
+    assert not has.any() and words.shape == (2, 4)
+    assert empty.hashes([1]) == {} and empty.hashes([]) == {}
+
+
+def test_retracting_one_of_two_pdqs_makes_the_other_the_sibling(tmp_path: Path, rng: np.random.Generator) -> None:
+    store = ReferenceStore(tmp_path / "refs.db")
+    ph, pdq1, pdq2 = _rand(rng, "phash", 64), _rand(rng, "pdq", 256), _rand(rng, "pdq", 256)
+    ids = store.add_entries("L", [NewEntry(ph, None, None, "x"), NewEntry(pdq1, 90, None, "x"),
+                                  NewEntry(pdq2, 90, None, "x")]).entry_ids
+    upload = {"phash": [HashResult(_flip(ph, rng, 12))] + [HashResult(_rand(rng, "phash", 64)) for _ in range(7)],
+              "pdq": [HashResult(_flip(pdq2, rng, 40), 100) for _ in range(8)]}
+    with Matcher.from_store(store, cache_snapshots=False) as m:
+        assert m.match_hashes(upload) == []  # two PDQs under one id: no sibling
+        store.retract([ids[1]])
+        m.refresh()
+        assert [(x.entry_id, x.distance) for x in m.match_hashes(upload)] == [(ids[0], 12)]
+        store.retract([ids[2]])
+        m.refresh()
+        assert m.match_hashes(upload) == []
+    store.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), nimages=st.integers(1, 6), one_write=st.booleans(),
+       retract=st.lists(st.booleans(), min_size=6, max_size=6), bands=st.lists(
+           st.tuples(st.sampled_from([10, 12, 14]), st.one_of(st.none(), st.integers(0, 140))), max_size=3))
+def test_store_matcher_equals_naive_policy_across_refresh(seed, nimages, one_write, retract, bands) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    anchor_ph, anchor_pdq = _rand(rng, "phash", 64), _rand(rng, "pdq", 256)
+    refs = [(f"img{i}", _flip(anchor_ph, rng, int(rng.integers(7, 15))),
+             _flip(anchor_pdq, rng, int(rng.integers(20, 141))), None) for i in range(nimages)]
+    views = [{"phash": [HashResult(_flip(anchor_ph, rng, int(rng.integers(0, 3)))) for _ in range(8)],
+              "pdq": [HashResult(_flip(anchor_pdq, rng, int(rng.integers(0, 10))), 90) for _ in range(8)]}]
+    rules = [Confirmation("phash", u, None) if w is None else Confirmation("phash", u, "pdq", w) for u, w in bands]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ReferenceStore(Path(tmp) / "refs.db")
+        writes = [[NewEntry(ph, None, None, ext), NewEntry(pdq, 90, None, ext)] for ext, ph, pdq, _ in refs]
+        if one_write:
+            writes = [[e for w in writes for e in w]]
+        ids = [i for w in writes for i in store.add_entries("L", w).entry_ids]
+        with Matcher.from_store(store, cache_snapshots=False, confirmations=rules) as m:
+
+            def verdict() -> set[tuple[str, int, int, str | None]]:
+                return {(x.algorithm, x.entry_id, x.distance, x.orientation) for x in m.match_views(views)}
+
+            def expected() -> set[tuple[str, int, int, str | None]]:
+                oracle = _oracle(refs, views, rules, 50)  # entry ids 0, 1, 2, ... in the oracle
+                return {(alg, ids[e], d, o) for alg, e, d, o in oracle}
+
+            assert verdict() == expected()
+            gone = [ids[2 * i + 1] for i in range(nimages) if retract[i]]
+            if gone:
+                store.retract(gone)
+                m.refresh()
+                refs = [(ext, ph, None if retract[i] else pdq, x) for i, (ext, ph, pdq, x) in enumerate(refs)]
+                assert verdict() == expected()
+        store.close()

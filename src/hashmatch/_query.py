@@ -321,10 +321,20 @@ class QuerySpec:
         """pHash's content gate for one variant of a normalised view: False when the
         view's PDQ of the same variant (exactly one) has a quality under
         :attr:`phash_content`; True for other algorithms and when PDQ says nothing."""
+        return variant not in self.gated_variants(algorithm, view)
+
+    def gated_variants(self, algorithm: str, view: Mapping[str, Sequence[tuple[HashResult, int]]]) -> frozenset[int]:
+        """The variants of a normalised view whose ``algorithm`` hash the content gate
+        stops (:meth:`has_content` for all of them in one pass)."""
         if algorithm != "phash" or self.phash_content is None:
-            return True
-        same = [r for r, v in view.get("pdq", ()) if v == variant]
-        return len(same) != 1 or same[0].quality is None or same[0].quality >= self.phash_content
+            return frozenset()
+        seen: dict[int, list[HashResult]] = {}
+        for r, v in view.get("pdq", ()):
+            seen.setdefault(v, []).append(r)
+        return frozenset(
+            v for v, same in seen.items()
+            if len(same) == 1 and same[0].quality is not None and same[0].quality < self.phash_content
+        )
 
     def with_algorithms(self, algorithms: Iterable[str]) -> QuerySpec:
         return dataclasses.replace(self, algorithms=tuple(algorithms))

@@ -31,9 +31,11 @@ DELTA_MIN = 20_000
 
 # (algorithm, entry id) -> (distance, view, variant), the nearest kept.
 Found = dict[tuple[str, int], tuple[int, int, int]]
-# (algorithm, entry id) -> every (distance, view, variant) past the threshold: the hits
-# of a confirmed band (hashmatch._query.Confirmation), which the policy judges together.
-Band = dict[tuple[str, int], list[tuple[int, int, int]]]
+# algorithm -> arrays of rows (entry id, distance, view, variant), every hit past the
+# threshold: the hits of a confirmed band (hashmatch._query.Confirmation), which the
+# policy judges together. Arrays, not tuples: most are unrelated references, dropped in
+# bulk (hashmatch._match._could_confirm).
+Band = dict[str, list[npt.NDArray[np.int64]]]
 
 _NO_IDS = np.zeros(0, np.int64)
 
@@ -88,22 +90,22 @@ class References:
     def search(
         self,
         name: str,
-        rows: Sequence[tuple[Hash, int]],
-        view_index: int,
+        rows: Sequence[tuple[Hash, int, int]],
         found: Found,
         *,
         limit: int | None = None,
         band: Band | None = None,
     ) -> None:
-        """Add the matches of ``rows`` (hash, dihedral variant) of one view to ``found``:
-        those within ``limit`` (default: the search threshold); hits past it go to
-        ``band`` when given (every one of them), else nowhere."""
+        """Add the matches of ``rows`` (hash, view, dihedral variant: every variant of
+        every view of an upload, looked up in one batch) to ``found``: those within
+        ``limit`` (default: the search threshold); hits past it go to ``band`` when
+        given (every one of them), else nowhere."""
         limit = self.threshold if limit is None else limit
-        for h, _ in rows:
+        for h, _, _ in rows:
             if h.bits != self.bits:
                 raise IncompatibleHashError(f"a {h.bits}-bit {name} hash cannot match {self.bits}-bit references")
-        batch = HashBatch.from_hashes([h for h, _ in rows], algorithm=name, bits=self.bits)
-        variant_of = np.array([v for _, v in rows], dtype=np.int64)
+        batch = HashBatch.from_hashes([h for h, _, _ in rows], algorithm=name, bits=self.bits)
+        where = np.array([(view, variant) for _, view, variant in rows], dtype=np.int64).reshape(-1, 2)
         for index in (self.base, self.delta):
             if index is None:
                 continue
@@ -112,13 +114,17 @@ class References:
             if self.removed.size and ids.size:
                 keep = ~np.isin(ids, self.removed, assume_unique=False)
                 ids, distances, qidx = ids[keep], distances[keep], qidx[keep]
-            for entry_id, distance, q in zip(ids.tolist(), distances.tolist(), variant_of[qidx].tolist()):
+            past = distances > limit
+            if band is not None and past.any():
+                hits = np.empty((int(past.sum()), 4), dtype=np.int64)
+                hits[:, 0], hits[:, 1], hits[:, 2:] = ids[past], distances[past], where[qidx[past]]
+                band.setdefault(name, []).append(hits)
+            within = np.flatnonzero(~past)
+            for entry_id, distance, (view, variant) in zip(
+                ids[within].tolist(), distances[within].tolist(), where[qidx[within]].tolist()
+            ):
                 key = (name, entry_id)
-                candidate = (distance, view_index, q)
-                if distance > limit:
-                    if band is not None:
-                        band.setdefault(key, []).append(candidate)
-                    continue
+                candidate = (distance, view, variant)
                 best = found.get(key)
                 if best is None or candidate < best:
                     found[key] = candidate
