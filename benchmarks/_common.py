@@ -112,10 +112,13 @@ HEAP_LAYOUTS = 6
 """Heap layouts :func:`times_over_layouts` measures each function at."""
 
 
-def _layout_spacer(i: int) -> bytearray:
-    """A block held during layout ``i``'s measurements: it moves where the next multi-
-    megabyte buffers land in the (pinned) heap. Sizes spread over 0-5 MB."""
-    return bytearray(i * 1_000_000 + 1_000 * i + 1)
+def _layout_spacer(i: int) -> Any:
+    """A block allocated before each timed call of layout ``i`` and freed after it: it
+    moves where the call's multi-megabyte buffers land in the (pinned) heap. Sizes spread
+    over 0-5 MB; never touched, so it costs no cache."""
+    import numpy as np
+
+    return np.empty(i * 1_000_000 + 1_000 * i + 1, dtype=np.uint8)
 
 
 def times_over_layouts(fns: dict[str, Callable[[Any], Any]], items: list[Any], rounds: int = 3,
@@ -129,7 +132,7 @@ def times_over_layouts(fns: dict[str, Callable[[Any], Any]], items: list[Any], r
     fresh heap) it takes 19 ms on a 1024x768 image instead of 14 ms (measured on this
     project's AMD EPYC, notes/issue-14-pdq.md), so a ratio measured at one layout
     depends on what ran earlier in the process. Here every function is measured at the
-    same spread of layouts (a spacer block held while it runs, :func:`_layout_spacer`),
+    same spread of layouts (a spacer block allocated before each call, :func:`_layout_spacer`),
     the functions taking turns (which goes first alternating), each over all items in a
     row as a real workload runs. (Not item by item: a 17 ms peer call between two 1 ms
     ones evicts the fast side's tables and code, measured 1.15 against 0.86 ms a call.)
@@ -141,15 +144,18 @@ def times_over_layouts(fns: dict[str, Callable[[Any], Any]], items: list[Any], r
     best = {name: {"wall": [float("inf")] * layouts, "cpu": [float("inf")] * layouts} for name in names}
     for r in range(rounds):
         for layout in range(layouts):
-            spacer = _layout_spacer(layout)
             for name in (names if (r + layout) % 2 == 0 else names[::-1]):
-                start, start_cpu = time.perf_counter(), time.thread_time()
+                fn = fns[name]
+                wall = cpu = 0.0
                 for item in items:
-                    fns[name](item)
-                wall, cpu = time.perf_counter() - start, time.thread_time() - start_cpu
+                    spacer = _layout_spacer(layout)
+                    start, start_cpu = time.perf_counter(), time.thread_time()
+                    fn(item)
+                    wall += time.perf_counter() - start
+                    cpu += time.thread_time() - start_cpu
+                    del spacer
                 best[name]["wall"][layout] = min(best[name]["wall"][layout], wall / len(items))
                 best[name]["cpu"][layout] = min(best[name]["cpu"][layout], cpu / len(items))
-            del spacer
     return best
 
 

@@ -271,14 +271,31 @@ def job_pdq(isa: str, out: list[dict[str, Any]], count: int, repeats: int) -> No
         bits, quality = pdqhash.compute(a)
         if (ours.hash.to_bool_array() != bits.astype(bool)).any() or ours.quality != quality:
             raise SystemExit("PDQ differs from pdqhash")
-    rates = {}
-    for _ in range(repeats):
-        for name, fn in (("pdqhash", pdqhash.compute), ("ours", pdq_from_array)):
-            start = time.perf_counter()
-            for a in arrays:
-                fn(a)
-            rates[name] = max(rates.get(name, 0.0), count / (time.perf_counter() - start))
-    _line("PDQ from 1024x768 arrays (bit-exact)", rates["ours"], rates["pdqhash"], "pdqhash.compute", 10, "img/s", isa, out)
+    times = times_over_layouts({"pdqhash": pdqhash.compute, "ours": pdq_from_array}, arrays, rounds=repeats)
+    ratio, wall_ratio, cpu_ratio, typical, peer_range = _layout_verdict(times, "pdqhash")
+    ok = "MET " if ratio >= 10 else "MISS"
+    print(f"{ok} PDQ from 1024x768 arrays (bit-exact) {1 / statistics.median(times['ours']['wall']):>10.4g} img/s vs "
+          f"pdqhash.compute {1 / min(times['pdqhash']['wall']):.4g} -> {ratio:6.2f}x (wall {wall_ratio:.2f}x, thread CPU "
+          f"{cpu_ratio:.2f}x; peer at its median heap layout {typical:.2f}x, peer {peer_range}) (target >= 10x) [{isa}] "
+          f"{cpu_label()}", flush=True)
+    out.append({"job": "PDQ from 1024x768 arrays (bit-exact)", "hashmatch": 1 / statistics.median(times["ours"]["wall"]),
+                "peer": "pdqhash.compute", "peer_value": 1 / min(times["pdqhash"]["wall"]), "ratio": ratio,
+                "wall_ratio": wall_ratio, "cpu_ratio": cpu_ratio, "ratio_peer_median_layout": typical,
+                "layout_seconds": times, "target": 10, "met": ratio >= 10, "unit": "img/s", "isa": isa, "cpu": cpu_label()})
+
+
+def _layout_verdict(times: dict[str, dict[str, list[float]]], peer: str) -> tuple[float, float, float, float, str]:
+    """The ratios of :func:`_common.times_over_layouts` figures: the peer at its fastest
+    heap layout against our median one, in wall and in thread-CPU time; the verdict is
+    the lower of the two (on a shared machine a long peer call is preempted more often
+    than a short one, which flatters wall time). Also the ratio with the peer at its
+    median layout, and the peer's range over the layouts."""
+    wall_ratio = min(times[peer]["wall"]) / statistics.median(times["ours"]["wall"])
+    cpu_ratio = min(times[peer]["cpu"]) / statistics.median(times["ours"]["cpu"])
+    typical = statistics.median(times[peer]["cpu"]) / statistics.median(times["ours"]["cpu"])
+    peer_range = (f"{1e3 * min(times[peer]['cpu']):.1f}-{1e3 * max(times[peer]['cpu']):.1f} ms CPU over "
+                  f"{len(times[peer]['cpu'])} layouts")
+    return min(wall_ratio, cpu_ratio), wall_ratio, cpu_ratio, typical, peer_range
 
 
 def _real_photos() -> list[bytes]:
@@ -344,15 +361,8 @@ def job_pdq_jpeg(isa: str, out: list[dict[str, Any]], count: int, repeats: int) 
         return compute_hashes(data, ("pdq",), options={"pdq": dict(PDQ_FAST_OPTIONS)})
 
     times = times_over_layouts({"peer": peer, "ours": ours}, files, rounds=repeats)
-    # The verdict takes the peer at its fastest heap layout against our median one, in
-    # wall and in thread-CPU time, and the lower of the two ratios (on a shared machine a
-    # 17 ms peer call is preempted more often than a 1 ms one, which flatters wall time).
-    peer_wall, peer_cpu = min(times["peer"]["wall"]), min(times["peer"]["cpu"])
-    ours_wall, ours_cpu = statistics.median(times["ours"]["wall"]), statistics.median(times["ours"]["cpu"])
-    wall_ratio, cpu_ratio = peer_wall / ours_wall, peer_cpu / ours_cpu
-    ratio = min(wall_ratio, cpu_ratio)
-    typical = statistics.median(times["peer"]["cpu"]) / ours_cpu
-    peer_range = f"{1e3 * min(times['peer']['cpu']):.1f}-{1e3 * max(times['peer']['cpu']):.1f} ms"
+    ratio, wall_ratio, cpu_ratio, typical, peer_range = _layout_verdict(times, "peer")
+    ours_wall, peer_wall = statistics.median(times["ours"]["wall"]), min(times["peer"]["wall"])
     synthetic = _drift(files, dict(PDQ_FAST_OPTIONS))
     real = _drift(_real_photos(), dict(PDQ_FAST_OPTIONS))
     met = ratio >= 20 and synthetic["p95"] <= 8 and (real["n"] == 0 or real["p95"] <= 8)
@@ -362,7 +372,7 @@ def job_pdq_jpeg(isa: str, out: list[dict[str, Any]], count: int, repeats: int) 
 
     print(f"{'MET ' if met else 'MISS'} PDQ from 1024x768 JPEGs, fast path {1 / ours_wall:>8.4g} img/s vs Pillow decode + "
           f"pdqhash.compute {1 / peer_wall:.4g} -> {ratio:6.2f}x (wall {wall_ratio:.2f}x, thread CPU {cpu_ratio:.2f}x; "
-          f"peer at its median heap layout {typical:.2f}x, peer {peer_range} over {len(times['peer']['cpu'])} layouts) "
+          f"peer at its median heap layout {typical:.2f}x, peer {peer_range}) "
           f"(target >= 20x); drift synthetic {text(synthetic)}, real photos {text(real)} (target p95 <= 8) [{isa}] "
           f"{cpu_label()}", flush=True)
     out.append({"job": "PDQ from 1024x768 JPEGs, fast path", "hashmatch": 1 / ours_wall, "peer": "Pillow decode + "
