@@ -362,29 +362,41 @@ def dct_model_64(planes, row_first, row_w0, row_w1, col_first, col_w0, col_w1): 
     the short runs of blocks that start at ``*_first``. Sums in float64, plus 128
     (JPEG's level shift).
     """
-    nbr = planes.shape[1]
+    nbc = planes.shape[2]
     kc = col_w0.shape[1]
     kr = row_w0.shape[1]
-    flat_part = np.empty((nbr, 64), dtype=np.float64)  # blocks' constant part, vertically
-    wave_part = np.empty((nbr, 64), dtype=np.float64)  # blocks' vertical harmonic
-    for r in range(nbr):
-        for j in range(64):
-            c0 = col_first[j]
-            s0 = 0.0
-            s1 = 0.0
-            for k in range(kc):
-                s0 += planes[0, r, c0 + k] * col_w0[j, k] + planes[1, r, c0 + k] * col_w1[j, k]
-                s1 += planes[2, r, c0 + k] * col_w0[j, k]
-            flat_part[r, j] = s0
-            wave_part[r, j] = s1
-    out = np.empty((64, 64), dtype=np.float32)
+    # Rows first, over every block column at once (contiguous, so it vectorises): the
+    # parts constant along x (DC, vertical harmonic) and the horizontal harmonic.
+    even = np.zeros((64, nbc), dtype=np.float64)
+    odd = np.zeros((64, nbc), dtype=np.float64)
     for i in range(64):
         r0 = row_first[i]
+        for k in range(kr):
+            a = row_w0[i, k]
+            b = row_w1[i, k]
+            p0 = planes[0, r0 + k]
+            p1 = planes[1, r0 + k]
+            p2 = planes[2, r0 + k]
+            for c in range(nbc):
+                even[i, c] += a * p0[c] + b * p2[c]
+                odd[i, c] += a * p1[c]
+    # Then columns, 64 rows at a time (on the transposes, contiguous again).
+    even_t = even.T.copy()
+    odd_t = odd.T.copy()
+    out_t = np.full((64, 64), 128.0, dtype=np.float64)
+    for j in range(64):
+        c0 = col_first[j]
+        for k in range(kc):
+            a = col_w0[j, k]
+            b = col_w1[j, k]
+            e = even_t[c0 + k]
+            o = odd_t[c0 + k]
+            for i in range(64):
+                out_t[j, i] += a * e[i] + b * o[i]
+    out = np.empty((64, 64), dtype=np.float32)
+    for i in range(64):
         for j in range(64):
-            s = 128.0
-            for k in range(kr):
-                s += row_w0[i, k] * flat_part[r0 + k, j] + row_w1[i, k] * wave_part[r0 + k, j]
-            out[i, j] = np.float32(s)
+            out[i, j] = np.float32(out_t[j, i])
     return out
 
 
