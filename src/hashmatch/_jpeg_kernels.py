@@ -402,32 +402,35 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                             break
                     h_plane[at] = (((h + 32768) & 0xFFFF) - 32768) * quant[1]
                     v_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * quant[2]
-                # ---- the other AC codes: dropped, several a lookup, two lookups a refill
+                # ---- the other AC codes: dropped, several a lookup, two lookups a refill.
+                # nbits -= e: the entry's upper fields subtract a multiple of 64 and every
+                # use masks nbits to 6 bits (free in x86 shifts), which keeps an AND off the
+                # lookup chain; so does acc << (e & 63). The two steps are written out:
+                # as an inlined helper, numba reference-counts the slow path's table
+                # arguments on every lookup (measured 9x slower).
                 while k < 64:
                     e = skips[sbase + (acc >> skip_top)]
                     if k + (e >> 13) < 64:
-                        used = e & 63
                         k += (e >> 6) & 127
-                        acc <<= np.uint64(used)
-                        nbits -= used
+                        acc <<= np.uint64(e & 63)
+                        nbits -= e
                     else:
-                        acc, pos, nbits, k = _slow_skip(words, pos, acc, nbits, k, vals, vbase, maxcodes,
+                        acc, pos, nbits, k = _slow_skip(words, pos, acc, nbits & 63, k, vals, vbase, maxcodes,
                                                         valptrs, symbols, ac_t)
                         if k < 0:
                             return BAD_CODE
                     if k < 64:
                         e = skips[sbase + (acc >> skip_top)]
                         if k + (e >> 13) < 64:
-                            used = e & 63
                             k += (e >> 6) & 127
-                            acc <<= np.uint64(used)
-                            nbits -= used
+                            acc <<= np.uint64(e & 63)
+                            nbits -= e
                         else:
-                            acc, pos, nbits, k = _slow_skip(words, pos, acc, nbits, k, vals, vbase, maxcodes,
+                            acc, pos, nbits, k = _slow_skip(words, pos, acc, nbits & 63, k, vals, vbase, maxcodes,
                                                             valptrs, symbols, ac_t)
                             if k < 0:
                                 return BAD_CODE
-                    acc, pos, nbits = _refill(words, pos, acc, nbits)
+                    acc, pos, nbits = _refill(words, pos, acc, nbits & 63)
     if pos * 8 - nbits > end:
         return TRUNCATED
     return OK
