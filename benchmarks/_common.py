@@ -108,17 +108,26 @@ def rates_interleaved(fns: dict[str, Callable[[Any], Any]], items: list[Any], re
     return best
 
 
-HEAP_LAYOUTS = 6
+HEAP_LAYOUTS = 8
 """Heap layouts :func:`times_over_layouts` measures each function at."""
 
 
 def _layout_spacer(i: int) -> Any:
-    """A block allocated before each timed call of layout ``i`` and freed after it: it
-    moves where the call's multi-megabyte buffers land in the (pinned) heap. Sizes spread
-    over 0-5 MB; never touched, so it costs no cache."""
+    """What is held during a timed call of layout ``i`` (allocated before it, freed after
+    it), so that the call's multi-megabyte buffers land elsewhere in the (pinned) heap.
+    Even layouts: one untouched block of 0-5 MB below them. Odd layouts: a free hole of
+    3.3-4.3 MB with a small block after it, so that one buffer of a few megabytes falls
+    into the hole and the next one somewhere else (two buffers allocated back to back
+    land at the same offset within a page, which can slow a filter that reads one
+    while writing the other: notes/issue-14-pdq.md)."""
     import numpy as np
 
-    return np.empty(i * 1_000_000 + 1_000 * i + 1, dtype=np.uint8)
+    if i % 2 == 0:
+        return np.empty(i * 1_000_000 + 1_000 * i + 1, dtype=np.uint8)
+    hole = np.empty(3_300_000 + (i // 2) * 333_333, dtype=np.uint8)
+    guard = np.empty(4096 + 512 * i, dtype=np.uint8)
+    del hole
+    return guard
 
 
 def times_over_layouts(fns: dict[str, Callable[[Any], Any]], items: list[Any], rounds: int = 3,
