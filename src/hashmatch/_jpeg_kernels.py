@@ -374,7 +374,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                 acc <<= np.uint64(used)
                 preds[c] += _extend(acc, s)
                 acc <<= np.uint64(s)
-                acc, pos, nbits = _refill(words, pos, acc, nbits - used - s)
+                nbits -= used + s
                 k = 1
                 if plan[b, 4] >= 0:
                     at = np.uint64(origin + plan[b, 3] * width + plan[b, 4])  # unsigned: no wraparound check
@@ -383,9 +383,13 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                     dc_plane[at] = coef * quant_dc
                     # ---- AC 1 (horizontal) and 2 (vertical): one code, a second if AC 1 was
                     # coded (k == 2 after it); the values go in without branches.
+                    # A code takes at most 31 bits: the buffer is topped up only below
+                    # that (rarely: a branch that predicts well, off the lookup chain).
                     h = 0
                     v = 0
                     for _ in range(2):
+                        if nbits < 31:
+                            acc, pos, nbits = _refill(words, pos, acc, nbits)
                         used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, ac_t)
                         if rs < 0:
                             return BAD_CODE
@@ -393,7 +397,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                         acc <<= np.uint64(used)
                         value = _extend(acc, size)
                         acc <<= np.uint64(size)
-                        acc, pos, nbits = _refill(words, pos, acc, nbits - used - size)
+                        nbits -= used + size
                         at_k = k + (rs >> 4)
                         h = value if at_k == 1 else h
                         v = value if at_k == 2 else v
@@ -402,6 +406,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                             break
                     h_plane[at] = (((h + 32768) & 0xFFFF) - 32768) * quant[1]
                     v_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * quant[2]
+                acc, pos, nbits = _refill(words, pos, acc, nbits)  # the skips below need it full
                 # ---- the other AC codes: dropped, several a lookup, two lookups a refill.
                 # nbits -= e: the entry's upper fields subtract a multiple of 64 and every
                 # use masks nbits to 6 bits (free in x86 shifts), which keeps an AND off the
