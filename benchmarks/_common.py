@@ -108,6 +108,66 @@ def rates_interleaved(fns: dict[str, Callable[[Any], Any]], items: list[Any], re
     return best
 
 
+HEAP_LAYOUTS = 8
+"""Heap layouts :func:`times_over_layouts` measures each function at."""
+
+
+def _layout_spacer(i: int) -> Any:
+    """What is held during a timed call of layout ``i`` (allocated before it, freed after
+    it), so that the call's multi-megabyte buffers land elsewhere in the (pinned) heap.
+    Even layouts: one untouched block of 0-5 MB below them. Odd layouts: a free hole of
+    3.3-4.3 MB with a small block after it, so that one buffer of a few megabytes falls
+    into the hole and the next one somewhere else (two buffers allocated back to back
+    land at the same offset within a page, which can slow a filter that reads one
+    while writing the other: notes/issue-14-pdq.md)."""
+    import numpy as np
+
+    if i % 2 == 0:
+        return np.empty(i * 1_000_000 + 1_000 * i + 1, dtype=np.uint8)
+    hole = np.empty(3_300_000 + (i // 2) * 333_333, dtype=np.uint8)
+    guard = np.empty(4096 + 512 * i, dtype=np.uint8)
+    del hole
+    return guard
+
+
+def times_over_layouts(fns: dict[str, Callable[[Any], Any]], items: list[Any], rounds: int = 3,
+                       layouts: int = HEAP_LAYOUTS) -> dict[str, dict[str, list[float]]]:
+    """Seconds per item of each function, wall and thread CPU, at each of ``layouts``
+    heap layouts (best of ``rounds`` per layout): ``{name: {"wall": [...], "cpu": [...]}}``.
+
+    Why layouts: a peer's speed can hang on where its buffers land. pdqhash.compute
+    filters between two 3 MB float buffers that it allocates back to back; when their
+    addresses are 4 KiB-aliased (same offset within a page, the usual outcome on a
+    fresh heap) it takes 19 ms on a 1024x768 image instead of 14 ms (measured on this
+    project's AMD EPYC, notes/issue-14-pdq.md), so a ratio measured at one layout
+    depends on what ran earlier in the process. Here every function is measured at the
+    same spread of layouts (a spacer block allocated before each call, :func:`_layout_spacer`),
+    the functions taking turns (which goes first alternating), each over all items in a
+    row as a real workload runs. (Not item by item: a 17 ms peer call between two 1 ms
+    ones evicts the fast side's tables and code, measured 1.15 against 0.86 ms a call.)
+    """
+    for fn in fns.values():
+        for item in items:
+            fn(item)
+    names = list(fns)
+    best = {name: {"wall": [float("inf")] * layouts, "cpu": [float("inf")] * layouts} for name in names}
+    for r in range(rounds):
+        for layout in range(layouts):
+            for name in (names if (r + layout) % 2 == 0 else names[::-1]):
+                fn = fns[name]
+                wall = cpu = 0.0
+                for item in items:
+                    spacer = _layout_spacer(layout)
+                    start, start_cpu = time.perf_counter(), time.thread_time()
+                    fn(item)
+                    wall += time.perf_counter() - start
+                    cpu += time.thread_time() - start_cpu
+                    del spacer
+                best[name]["wall"][layout] = min(best[name]["wall"][layout], wall / len(items))
+                best[name]["cpu"][layout] = min(best[name]["cpu"][layout], cpu / len(items))
+    return best
+
+
 def cold_start(code: str) -> float:
     """Seconds for a fresh interpreter to run ``code`` (numba cache already on disk)."""
     start = time.perf_counter()

@@ -159,6 +159,49 @@ def test_build_table_resolves_every_prefix_like_the_naive_codes(table, kind):
             assert code <= maxcode[length] and syms[valptr[length] + code] == symbol
 
 
+def _naive_skip(codes: list[tuple[int, int, int]], prefix: int, bits: int) -> tuple[int, int, int] | None:
+    """What one multi-code lookup over ``prefix`` (``bits`` long) must drop, walked code
+    by code: (bits used, advance capped at 64, advance before the last code), or None
+    when the first code is longer than the lookup."""
+    used, advance, before_last, first = 0, 0, 0, True
+    while first or (advance < 64 and used < bits):
+        rest = bits - used
+        match = [(n, s) for c, n, s in codes if n <= rest and (prefix >> (rest - n)) & ((1 << n) - 1) == c]
+        if not match:
+            break
+        length, symbol = match[0]
+        run, size = symbol >> 4, symbol & 15
+        if not first and length + size > rest:
+            break
+        step = run + 1 if size else (16 if run == 15 else 64)
+        if not first:
+            before_last = advance
+        advance, used, first = min(advance + step, 64), used + length + size, False
+    return None if first else (used, advance, before_last)
+
+
+@settings(max_examples=40)
+@given(_huffman_tables(), st.lists(st.integers(0, (1 << K.SKIP_BITS) - 1), min_size=1, max_size=64))
+def test_multi_table_skips_the_codes_a_naive_walk_finds(table, prefixes):
+    counts, symbols = table
+    syms = np.zeros(256, np.int64)
+    syms[: len(symbols)] = symbols
+    single = np.zeros(1 << K.SKIP_BITS, np.int32)
+    assert K.build_table(np.array(counts, np.int64), syms, K.AC_SKIP, single, np.full(18, -1, np.int64),
+                         np.zeros(18, np.int64)) == K.OK
+    multi = np.zeros_like(single)
+    K.multi_table(single, multi)
+    codes = _naive_codes(counts, symbols)
+    for prefix in prefixes:
+        expect = _naive_skip(codes, prefix, K.SKIP_BITS)
+        entry = int(multi[prefix])
+        if expect is None:
+            assert entry == K.SLOW_ENTRY
+        else:
+            assert (entry & 63, (entry >> 6) & 127, entry >> 13) == expect
+            assert entry & 63 <= 27  # two lookups fit in a refilled buffer (56 bits)
+
+
 def test_build_table_refuses_what_libjpeg_refuses():
     syms = np.zeros(256, np.int64)
     over_full = np.array([3] + [0] * 15, np.int64)  # three 1-bit codes

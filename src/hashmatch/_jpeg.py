@@ -30,6 +30,7 @@ DC_SCALE = 8
 _SOF_SEQUENTIAL = (0xC0, 0xC1)  # baseline, extended sequential (Huffman)
 _SOF_OTHER = frozenset({0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _LOOKUP_SIZE = 1 << 11  # _jpeg_kernels.LOOKUP_BITS, without importing numba here
+_SKIP_SIZE = 1 << 12  # _jpeg_kernels.SKIP_BITS
 _DC_TABLE, _AC_SKIP, _AC_VALUES = 0, 1, 2  # _jpeg_kernels' table kinds
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RSTn: no length field
 
@@ -249,24 +250,27 @@ def _limit_table() -> np.ndarray:
 
 @lru_cache(maxsize=32)  # files from one encoder share their tables: built once
 def _tables(spec: tuple[tuple[int, bytes, bytes], ...]) -> tuple[np.ndarray, ...] | None:
-    """Lookup tables for the Huffman tables in ``spec`` ((slot, counts, symbols) each)."""
-    luts = np.zeros((12, _LOOKUP_SIZE), dtype=np.int32)
+    """Lookup tables for the Huffman tables in ``spec`` ((slot, counts, symbols) each):
+    value tables per slot, multi-code skip tables per AC slot, and the slow path's."""
+    vals = np.zeros((8, _LOOKUP_SIZE), dtype=np.int32)
+    skips = np.zeros((4, _SKIP_SIZE), dtype=np.int32)
     maxcodes = np.full((8, 18), -1, dtype=np.int64)
     valptrs = np.zeros((8, 18), dtype=np.int64)
     symbols = np.zeros((8, 256), dtype=np.int64)
     for slot, counts, syms in spec:
         symbols[slot, : len(syms)] = np.frombuffer(syms, dtype=np.uint8)
         counts_array = np.frombuffer(counts, dtype=np.uint8).astype(np.int64)
-        status = _k.build_table(counts_array, symbols[slot], _DC_TABLE if slot < 4 else _AC_SKIP,
-                                luts[slot], maxcodes[slot], valptrs[slot])
+        status = _k.build_table(counts_array, symbols[slot], _DC_TABLE if slot < 4 else _AC_VALUES,
+                                vals[slot], maxcodes[slot], valptrs[slot])
         if status != 0:
             return None
         if slot >= 4:
-            _k.pair_table(luts[slot].copy(), luts[slot])
-            _k.build_table(counts_array, symbols[slot], _AC_VALUES, luts[slot + 4], maxcodes[slot], valptrs[slot])
-    for table in (luts, maxcodes, valptrs, symbols):
+            single = np.zeros(_SKIP_SIZE, dtype=np.int32)
+            _k.build_table(counts_array, symbols[slot], _AC_SKIP, single, maxcodes[slot], valptrs[slot])
+            _k.multi_table(single, skips[slot - 4])
+    for table in (vals, skips, maxcodes, valptrs, symbols):
         table.flags.writeable = False
-    return luts, maxcodes, valptrs, symbols
+    return vals, skips, maxcodes, valptrs, symbols
 
 
 @lru_cache(maxsize=32)

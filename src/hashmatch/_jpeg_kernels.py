@@ -3,9 +3,11 @@
 A 1/8-scale JPEG decode is each 8x8 block's DC term, but a baseline JPEG must still
 have every Huffman code parsed to find where the next block starts: that parse is the
 whole cost of a 1/8 decode. libjpeg-turbo parses every coefficient through its general
-decoder (and stores them); here each AC code is skipped with one table lookup that
-gives the bits to drop (code and magnitude together) and how far the zig-zag index
-moves, and only the luma DC terms are kept.
+decoder (and stores them); here the AC codes are skipped, as many as fit in the next
+SKIP_BITS bits per table lookup (the entry gives the bits to drop, code and magnitude
+together, and how far the zig-zag index moves), and only the luma DC terms and first
+two AC terms are kept. The cost is the chain of dependent lookups (about 170,000 for a
+1024x768 photo at quality 90), so the loop is written to keep that chain short.
 
 The pixels are exactly libjpeg's 1/8-scale grey output: the DC prediction stored as a
 16-bit coefficient, dequantised, ``DESCALE(x, 3)`` and libjpeg's range-limit table.
@@ -25,6 +27,10 @@ from ._jit import njit
 
 LOOKUP_BITS = 11
 """Codes up to this long resolve in one table lookup; longer ones walk the code lengths."""
+SKIP_BITS = 12
+"""The AC codes to drop are skipped in lookups of this many bits (several codes each)."""
+SLOW_ENTRY = 127 << 13
+"""A :func:`multi_table` entry for a code longer than SKIP_BITS."""
 
 OK = 0
 BAD_TABLE = 1
@@ -41,7 +47,9 @@ AC_VALUES = 2
 def build_table(counts, symbols, kind, lut, maxcode, valptr):
     """Canonical Huffman tables from a DHT's 16 counts and its symbols (JPEG Annex C).
 
-    ``lut[prefix]``: 0 when the code under the next LOOKUP_BITS bits is longer; else for
+    ``lut`` has ``1 << bits`` entries (LOOKUP_BITS for DC_TABLE and AC_VALUES, SKIP_BITS
+    for the AC_SKIP table that :func:`multi_table` reads). ``lut[prefix]``: 0 when the
+    code under the next ``bits`` bits is longer; else for
     ``kind`` DC_TABLE and AC_VALUES ``length | symbol << 5``; for AC_SKIP
     ``(length + magnitude bits) | zig-zag advance << 5`` (advance 64 for an end of
     block, 16 for a run of 16 zeros).
@@ -49,6 +57,9 @@ def build_table(counts, symbols, kind, lut, maxcode, valptr):
     Returns BAD_TABLE for tables libjpeg refuses (over-full code space, more than 256
     symbols, a DC category over 15).
     """
+    bits = 0
+    while (1 << bits) < lut.shape[0]:
+        bits += 1
     total = 0
     for l in range(16):
         total += counts[l]
@@ -72,7 +83,7 @@ def build_table(counts, symbols, kind, lut, maxcode, valptr):
             sym = symbols[k]
             if kind == DC_TABLE and sym > 15:
                 return BAD_TABLE
-            if l <= LOOKUP_BITS:
+            if l <= bits:
                 if kind != AC_SKIP:
                     entry = l | (sym << 5)
                 else:
@@ -85,7 +96,7 @@ def build_table(counts, symbols, kind, lut, maxcode, valptr):
                     else:
                         advance = 64  # end of block (libjpeg also ends on other run/0 codes)
                     entry = (l + size) | (advance << 5)
-                shift = LOOKUP_BITS - l
+                shift = bits - l
                 start = code << shift
                 for p in range(start, start + (1 << shift)):
                     lut[p] = entry
@@ -174,28 +185,34 @@ def big_endian_words(clean, length, words):
 
 
 @njit(cache=True, nogil=True)
-def pair_table(single, out):
-    """AC lookups that skip two codes at once when both fit in the LOOKUP_BITS bits.
+def multi_table(single, out):
+    """AC lookups that skip every code that fits in the next SKIP_BITS bits at once.
 
-    Entry: total bits | total advance << 5 | first code's bits << 12 | its advance << 17
-    (the first alone applies when it ends the block). 0: the slow path.
+    ``single``: an AC_SKIP table of :func:`build_table` (SKIP_BITS). Codes are taken one
+    after another while the next one (code and magnitude bits) fits, up to an end of
+    block or an advance of 64. Entry: total bits | total advance << 6 | the advance
+    before the last code << 13. A decoder at zig-zag index ``k`` may take the entry
+    whole when ``k`` plus that last field is under 64 (no code but the last can end
+    the block); otherwise it decodes one code on the slow path. Codes longer than
+    SKIP_BITS get ``SLOW_ENTRY``, which fails that test for every ``k``.
     """
-    mask = (1 << LOOKUP_BITS) - 1
+    mask = (1 << SKIP_BITS) - 1
     for p in range(single.shape[0]):
-        e1 = single[p]
-        if e1 == 0:
-            out[p] = 0
+        e = single[p]
+        if e == 0:
+            out[p] = SLOW_ENTRY
             continue
-        c1 = e1 & 31
-        a1 = e1 >> 5
-        c = c1
-        a = a1
-        if a1 < 64 and c1 < LOOKUP_BITS:
-            e2 = single[(p << c1) & mask]
-            if e2 != 0 and (e2 & 31) <= LOOKUP_BITS - c1:
-                c = c1 + (e2 & 31)
-                a = min(a1 + (e2 >> 5), 64)
-        out[p] = c | (a << 5) | (c1 << 12) | (a1 << 17)
+        used = e & 31
+        advance = e >> 5
+        before_last = 0
+        while advance < 64 and used < SKIP_BITS:
+            e = single[(p << used) & mask]
+            if e == 0 or (e & 31) > SKIP_BITS - used:
+                break
+            before_last = advance
+            advance = min(advance + (e >> 5), 64)
+            used += e & 31
+        out[p] = used | (advance << 6) | (before_last << 13)
 
 
 @njit(cache=True, nogil=True)
@@ -207,21 +224,73 @@ def range_limit_table():
     return table
 
 
-@njit(cache=True, nogil=True)
-def _long_code(acc, maxcode, valptr, symbols):
+@njit(cache=True, nogil=True, inline="always")
+def _long_code(acc, maxcodes, valptrs, symbols, slot):
     """(symbol, length) of a code longer than LOOKUP_BITS at the top of ``acc`` (uint64,
-    left-aligned), by the canonical code ranges; (-1, 0) when no table code matches."""
+    left-aligned) in Huffman table ``slot``, by the canonical code ranges; (-1, 0) when
+    no table code matches. (Whole tables and a slot, not row views: a view would be
+    reference-counted on the hot path once the caller is inlined.)"""
     peek = np.int64(acc >> np.uint64(48))
     for l in range(LOOKUP_BITS + 1, 17):
         code = peek >> (16 - l)
-        if code <= maxcode[l]:
-            return symbols[valptr[l] + code], l
+        if code <= maxcodes[slot, l]:
+            return symbols[slot, valptrs[slot, l] + code], l
     return -1, 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _refill(words, pos, acc, nbits):
+    """Top the bit buffer up to 56-63 bits without a branch: whole bytes from ``pos`` on
+    (re-reading part of a byte ORs the same bits in again). The load's address was known
+    one step earlier, so only the shift and the OR wait for the last code's length."""
+    acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
+    return acc, pos + ((63 - nbits) >> 3), nbits | 56
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _extend(x, size):
+    """JPEG's signed value of the top ``size`` (0-15) bits of ``x``; 0 for size 0. No
+    branch: the sign test compiles to a conditional move."""
+    v = np.int64((x >> np.uint64(1)) >> np.uint64(63 - size))
+    return v - (1 << size) + 1 if v < ((1 << size) >> 1) else v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _advance(rs):
+    """How far an AC code moves the zig-zag index: run + 1, 16 for ZRL, 64 for an end of block."""
+    if rs & 15:
+        return (rs >> 4) + 1
+    return 16 if rs >> 4 == 15 else 64
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, slot):
+    """(code length, run/size symbol) of the AC code at the top of ``acc``; symbol -1
+    when no code of the table matches."""
+    e = vals[vbase + (acc >> np.uint64(64 - LOOKUP_BITS))]
+    if e != 0:
+        return e & 31, e >> 5
+    rs, used = _long_code(acc, maxcodes, valptrs, symbols, slot)
+    return used, rs
+
+
+@njit(cache=True, nogil=True)
+def _slow_skip(words, pos, acc, nbits, k, vals, vbase, maxcodes, valptrs, symbols, slot):
+    """Drop one AC code (the rare case the multi-code lookup cannot take), leaving the
+    buffer full. Returns the new state; k = -1 for a code in no table."""
+    acc, pos, nbits = _refill(words, pos, acc, nbits)
+    used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, slot)
+    if rs < 0:
+        return acc, pos, nbits, -1
+    used += rs & 15
+    acc <<= np.uint64(used)
+    acc, pos, nbits = _refill(words, pos, acc, nbits - used)
+    return acc, pos, nbits, k + _advance(rs)
 
 
 @njit(cache=True, nogil=True)
 def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_interval,
-            luts, maxcodes, valptrs, symbols, quant, limit_table, out, planes):
+            vals, skips, maxcodes, valptrs, symbols, quant, limit_table, out, planes):
     """Decode one baseline scan, keeping the luma DC terms as 1/8-scale pixels.
 
     Also keeps each luma block's three lowest coefficients, dequantised by ``quant``
@@ -229,16 +298,20 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
     DC, the horizontal and the vertical first harmonic. PDQ's fast path models the
     full-resolution filter from them (notes/issue-14-pdq.md).
 
-    ``words`` from :func:`big_endian_words` over :func:`unstuff`'s bytes. ``luts``
-    rows: DC tables (0-3) from :func:`build_table`, AC tables (4-7) from
-    :func:`pair_table`, and the same AC tables with their symbols (8-11).
-    ``plan`` has one row per block of an MCU, in scan order: (component, DC table, AC
-    table, row, column within the MCU's luma blocks or -1 when not luma); one block per
-    MCU for a non-interleaved scan. ``out`` is (nmcuy * luma rows per MCU, nmcux * luma
-    columns per MCU) uint8; the caller crops the MCU padding. Returns a status (OK = 0).
+    ``words`` from :func:`big_endian_words` over :func:`unstuff`'s bytes. ``vals``:
+    (8, 1 << LOOKUP_BITS) tables of :func:`build_table`, DC tables (slots 0-3, DC_TABLE)
+    and AC tables (4-7, AC_VALUES); ``skips``: (4, 1 << SKIP_BITS) :func:`multi_table`
+    tables of the AC slots. ``plan`` has one row per block of an MCU, in scan order:
+    (component, DC table, AC table, row, column within the MCU's luma blocks or -1 when
+    not luma); one block per MCU for a non-interleaved scan. ``out`` is (nmcuy * luma rows
+    per MCU, nmcux * luma columns per MCU) uint8; the caller crops the MCU padding.
+    Returns a status (OK = 0).
 
-    Table and buffer indices are unsigned on purpose: numba then drops its
-    negative-index fix-up, which sat on the lookup chain (about 8 % of the scan).
+    The time is the chain of dependent table lookups (about 170,000 for a 1024x768
+    photo at quality 90), so the loop keeps that chain short: multi-code skips, two of
+    them per refill (each takes at most 27 bits of the 56 or more in the buffer; the
+    slow path refills itself), values extracted without branches, unsigned indices
+    (numba then drops its negative-index fix-up).
     """
     nblocks = plan.shape[0]
     ncomp = 0
@@ -254,21 +327,16 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
     dc_plane = planes[0].reshape(out.size)
     h_plane = planes[1].reshape(out.size)
     v_plane = planes[2].reshape(out.size)
+    vals = vals.reshape(vals.size)
+    skips = skips.reshape(skips.size)
     quant_dc = quant[0]
     preds = np.zeros(ncomp, dtype=np.int64)
     mcus_left = restart_interval
     seg = 0
-    # Bit buffer: the next nbits bits left-aligned in acc (uint64). A refill after every
-    # lookup tops it up to 56-63 bits without a branch (whole bytes from ``pos`` on;
-    # re-reading part of a byte ORs the same bits in again), so pos * 8 - nbits bits
-    # are consumed.
     top = np.uint64(64 - LOOKUP_BITS)
-    acc = np.uint64(0)
-    nbits = 0
-    pos = 0
-    acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
-    pos += (63 - nbits) >> 3
-    nbits |= 56
+    skip_top = np.uint64(64 - SKIP_BITS)
+    # Bit buffer: the next nbits bits left-aligned in acc; pos * 8 - nbits bits consumed.
+    acc, pos, nbits = _refill(words, 0, np.uint64(0), 0)
     end = seg_end[0] * 8
     for my in range(nmcuy):
         for mx in range(nmcux):
@@ -279,12 +347,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                     seg += 1
                     if seg >= seg_start.shape[0]:
                         return BAD_RESTART
-                    pos = seg_start[seg]
-                    acc = np.uint64(0)
-                    nbits = 0
-                    acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
-                    pos += (63 - nbits) >> 3
-                    nbits |= 56
+                    acc, pos, nbits = _refill(words, seg_start[seg], np.uint64(0), 0)
                     end = seg_end[seg] * 8
                     for c in range(ncomp):
                         preds[c] = 0
@@ -297,93 +360,82 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                 c = plan[b, 0]
                 dc_t = plan[b, 1]
                 ac_t = plan[b, 2]
-                # ---- DC
-                e = luts[dc_t, acc >> top]
+                vbase = np.uint64(ac_t << LOOKUP_BITS)
+                sbase = np.uint64((ac_t - 4) << SKIP_BITS)
+                # ---- DC (the buffer is full here)
+                e = vals[np.uint64(dc_t << LOOKUP_BITS) + (acc >> top)]
                 if e != 0:
                     used = e & 31
                     s = e >> 5
                 else:
-                    s, used = _long_code(acc, maxcodes[dc_t], valptrs[dc_t], symbols[dc_t])
+                    s, used = _long_code(acc, maxcodes, valptrs, symbols, dc_t)
                     if s < 0:
                         return BAD_CODE
                 acc <<= np.uint64(used)
-                nbits -= used
-                if s > 0:
-                    v = np.int64(acc >> np.uint64(64 - s))
-                    acc <<= np.uint64(s)
-                    nbits -= s
-                    preds[c] += v if v >= (1 << (s - 1)) else v - (1 << s) + 1
-                acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
-                pos += (63 - nbits) >> 3
-                nbits |= 56
+                preds[c] += _extend(acc, s)
+                acc <<= np.uint64(s)
+                nbits -= used + s
                 k = 1
                 if plan[b, 4] >= 0:
                     at = np.uint64(origin + plan[b, 3] * width + plan[b, 4])  # unsigned: no wraparound check
                     coef = ((preds[c] + 32768) & 0xFFFF) - 32768  # stored as a 16-bit JCOEF
                     flat[at] = limit_table[np.uint64(((coef * quant_dc + 4) >> 3) & 1023)]
                     dc_plane[at] = coef * quant_dc
-                    h_plane[at] = 0.0
-                    v_plane[at] = 0.0
-                    # ---- AC 1 (horizontal) and 2 (vertical): decoded one code at a time
-                    while k <= 2:
-                        e = luts[ac_t + 4, acc >> top]
-                        if e != 0:
-                            used = e & 31
-                            rs = e >> 5
-                        else:
-                            rs, used = _long_code(acc, maxcodes[ac_t], valptrs[ac_t], symbols[ac_t])
-                            if rs < 0:
-                                return BAD_CODE
-                        acc <<= np.uint64(used)
-                        nbits -= used
-                        size = rs & 15
-                        if size != 0:
-                            v = np.int64(acc >> np.uint64(64 - size))
-                            acc <<= np.uint64(size)
-                            nbits -= size
-                            if v < (1 << (size - 1)):
-                                v = v - (1 << size) + 1
-                            k += rs >> 4
-                            if k == 1:
-                                h_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * quant[1]
-                            elif k == 2:
-                                v_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * quant[2]
-                            k += 1
-                        elif (rs >> 4) == 15:
-                            k += 16
-                        else:
-                            k = 64
-                        acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
-                        pos += (63 - nbits) >> 3
-                        nbits |= 56
-                # ---- the other AC codes: parsed and dropped
-                while k < 64:
-                    e = luts[ac_t, acc >> top]
-                    if e != 0:
-                        first_advance = e >> 17
-                        if k + first_advance < 64:
-                            used = e & 31
-                            k += (e >> 5) & 127
-                        else:  # the first code ends the block
-                            used = (e >> 12) & 31
-                            k += first_advance
-                    else:
-                        rs, used = _long_code(acc, maxcodes[ac_t], valptrs[ac_t], symbols[ac_t])
+                    # ---- AC 1 (horizontal) and 2 (vertical): one code, a second if AC 1 was
+                    # coded (k == 2 after it); the values go in without branches.
+                    # A code takes at most 31 bits: the buffer is topped up only below
+                    # that (rarely: a branch that predicts well, off the lookup chain).
+                    h = 0
+                    v = 0
+                    for _ in range(2):
+                        if nbits < 31:
+                            acc, pos, nbits = _refill(words, pos, acc, nbits)
+                        used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, ac_t)
                         if rs < 0:
                             return BAD_CODE
                         size = rs & 15
-                        used += size
-                        if size != 0:
-                            k += (rs >> 4) + 1
-                        elif (rs >> 4) == 15:
-                            k += 16
+                        acc <<= np.uint64(used)
+                        value = _extend(acc, size)
+                        acc <<= np.uint64(size)
+                        nbits -= used + size
+                        at_k = k + (rs >> 4)
+                        h = value if at_k == 1 else h
+                        v = value if at_k == 2 else v
+                        k += _advance(rs)
+                        if k > 2:
+                            break
+                    h_plane[at] = (((h + 32768) & 0xFFFF) - 32768) * quant[1]
+                    v_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * quant[2]
+                acc, pos, nbits = _refill(words, pos, acc, nbits)  # the skips below need it full
+                # ---- the other AC codes: dropped, several a lookup, two lookups a refill.
+                # nbits -= e: the entry's upper fields subtract a multiple of 64 and every
+                # use masks nbits to 6 bits (free in x86 shifts), which keeps an AND off the
+                # lookup chain; so does acc << (e & 63). The two steps are written out:
+                # as an inlined helper, numba reference-counts the slow path's table
+                # arguments on every lookup (measured 9x slower).
+                while k < 64:
+                    e = skips[sbase + (acc >> skip_top)]
+                    if k + (e >> 13) < 64:
+                        k += (e >> 6) & 127
+                        acc <<= np.uint64(e & 63)
+                        nbits -= e
+                    else:
+                        acc, pos, nbits, k = _slow_skip(words, pos, acc, nbits & 63, k, vals, vbase, maxcodes,
+                                                        valptrs, symbols, ac_t)
+                        if k < 0:
+                            return BAD_CODE
+                    if k < 64:
+                        e = skips[sbase + (acc >> skip_top)]
+                        if k + (e >> 13) < 64:
+                            k += (e >> 6) & 127
+                            acc <<= np.uint64(e & 63)
+                            nbits -= e
                         else:
-                            k = 64
-                    acc <<= np.uint64(used)
-                    nbits -= used
-                    acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
-                    pos += (63 - nbits) >> 3
-                    nbits |= 56
+                            acc, pos, nbits, k = _slow_skip(words, pos, acc, nbits & 63, k, vals, vbase, maxcodes,
+                                                            valptrs, symbols, ac_t)
+                            if k < 0:
+                                return BAD_CODE
+                    acc, pos, nbits = _refill(words, pos, acc, nbits & 63)
     if pos * 8 - nbits > end:
         return TRUNCATED
     return OK
@@ -396,7 +448,7 @@ corrupt codes (67 codes of at most 31 bits) can read that far past the end."""
 
 @njit(cache=True, nogil=True)
 def decode_scan(data, pos, ff, max_segments, nmcux, nmcuy, plan, restart_interval,
-                luts, maxcodes, valptrs, symbols, quant, limit_table, out, planes):
+                vals, skips, maxcodes, valptrs, symbols, quant, limit_table, out, planes):
     """:func:`unstuff`, :func:`big_endian_words` and :func:`dc_scan` in one call."""
     clean = np.empty(data.shape[0] - pos + PAD_BYTES + 4, dtype=np.uint8)
     seg_start = np.empty(max_segments, dtype=np.int64)
@@ -408,4 +460,4 @@ def decode_scan(data, pos, ff, max_segments, nmcux, nmcuy, plan, restart_interva
     words = np.empty(used + PAD_BYTES, dtype=np.uint32)
     big_endian_words(clean[: used + PAD_BYTES + 3], used, words)
     return dc_scan(words, used + 8, seg_start[:segments], seg_end[:segments], nmcux, nmcuy, plan,
-                   restart_interval, luts, maxcodes, valptrs, symbols, quant, limit_table, out, planes)
+                   restart_interval, vals, skips, maxcodes, valptrs, symbols, quant, limit_table, out, planes)

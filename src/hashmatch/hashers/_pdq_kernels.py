@@ -128,54 +128,74 @@ def _box_axis0(src, dst, window, out_row):
         o += 1
 
 
+ROW_BAND = 16
+"""Rows filtered together by :func:`_box_rows` (one AVX-512 vector, two AVX2 ones)."""
+
+
+@njit(cache=True, nogil=True)
+def _box_rows(src, dst, window, col_slot, cols):
+    """The reference's 1-D box filter along every row of ``src`` (h, w).
+
+    A band of ROW_BAND rows at a time is transposed into a small buffer (it stays in
+    cache), filtered down axis 0 by :func:`_box_axis0` (vectorised across the band's
+    rows, each row's float32 sums in the reference's order) and transposed back: the
+    same bits as transposing the whole image, filtering and transposing back, without
+    two trips of the full image through memory.
+    Output column ``o`` of the filter goes to ``dst[:, col_slot[o]]`` (nowhere when
+    -1); with ``cols`` not empty, every column is filtered and ``dst[:, s]`` gets
+    column ``cols[s]`` (repeats allowed, for images narrower than 64).
+    """
+    h, w = src.shape
+    wide = w if cols.shape[0] > 0 else dst.shape[1]
+    band_in = np.empty(w * ROW_BAND, dtype=np.float32)
+    band_out = np.empty(wide * ROW_BAND, dtype=np.float32)
+    for r0 in range(0, h, ROW_BAND):
+        t = min(ROW_BAND, h - r0)
+        tile = band_in[: w * t].reshape(w, t)
+        transpose(src[r0 : r0 + t], tile)
+        filtered = band_out[: wide * t].reshape(wide, t)
+        _box_axis0(tile, filtered, window, col_slot)
+        if cols.shape[0] > 0:
+            for s in range(cols.shape[0]):
+                for x in range(t):
+                    dst[r0 + x, s] = filtered[cols[s], x]
+        else:
+            transpose(filtered, dst[r0 : r0 + t])
+
+
 @njit(cache=True, nogil=True)
 def jarosz_64(gray, a, b):  # (h, w) float32 C-contiguous, 2 x (>= h*w,) float32 -> (64, 64)
     """Two Jarosz x/y box passes, then the 64x64 centre decimation, as the reference.
 
-    Each pass runs down axis 0 (vectorised across columns); row passes work on a
-    transposed copy. The second pass only produces the 64 columns, then the 64 rows,
-    that the decimation reads. Same bits as filtering the whole image twice.
-    ``a`` and ``b`` are scratch (reused across calls by the caller, which saves a page
-    fault per 4 KiB of image); ``gray`` may be a view of ``a``.
+    Column passes run down axis 0 (vectorised across columns); row passes on bands of
+    rows transposed in cache (:func:`_box_rows`). The second pass only produces the 64
+    columns, then the 64 rows, that the decimation reads. Same bits as filtering the
+    whole image twice. ``a`` and ``b`` are scratch (reused across calls by the caller,
+    which saves a page fault per 4 KiB of image); ``gray`` may be a view of ``a``.
     """
     h, w = gray.shape
     win_rows = jarosz_window(w, 64)  # window along each row
     win_cols = jarosz_window(h, 64)  # window along each column
     every_col = np.arange(w)
     every_row = np.arange(h)
+    no_pick = np.empty(0, dtype=np.int64)
     cols = decimation_indices(w, 64)
     rows = decimation_indices(h, 64)
-    # pass 1, along rows: on the transpose (w, h)
-    at = a[: h * w].reshape(w, h)
-    bt = b[: h * w].reshape(w, h)
-    transpose(gray, bt)
-    _box_axis0(bt, at, win_rows, every_col)
-    # pass 1, along columns: back to (h, w)
     ar = a[: h * w].reshape(h, w)
     br = b[: h * w].reshape(h, w)
-    transpose(at, br)
-    _box_axis0(br, ar, win_cols, every_row)
-    # pass 2, along rows, keeping the sampled columns (each output goes to one slot, so
-    # duplicates, possible when w < 64, are copied out afterwards)
-    transpose(ar, bt)
-    narrow_t = np.empty((w, h), dtype=np.float32) if w < 64 else np.empty((64, h), dtype=np.float32)
+    _box_rows(gray, br, win_rows, every_col, no_pick)  # pass 1, along rows
+    _box_axis0(br, ar, win_cols, every_row)  # pass 1, along columns
+    # pass 2, along rows, keeping the sampled columns (each filter output goes to one
+    # slot, so when w < 64 repeats the columns are picked after filtering them all)
+    narrow = np.empty((h, 64), dtype=np.float32)
     if w < 64:
-        _box_axis0(bt, narrow_t, win_rows, every_col)
-        picked = np.empty((64, h), dtype=np.float32)
-        for s in range(64):
-            # Element copies: numba's slice-to-slice assignment compiles a string-building
-            # error path (about a second of every first run).
-            for x in range(h):
-                picked[s, x] = narrow_t[cols[s], x]
-        narrow_t = picked
+        _box_rows(ar, narrow, win_rows, every_col, cols)
     else:
         col_slot = np.full(w, -1, dtype=np.int64)
         for s in range(64):
             col_slot[cols[s]] = s
-        _box_axis0(bt, narrow_t, win_rows, col_slot)
+        _box_rows(ar, narrow, win_rows, col_slot, no_pick)
     # pass 2, along columns, keeping the sampled rows
-    narrow = np.empty((h, 64), dtype=np.float32)
-    transpose(narrow_t, narrow)
     out = np.empty((64, 64), dtype=np.float32)
     if h < 64:
         tall = np.empty((h, 64), dtype=np.float32)
@@ -342,29 +362,41 @@ def dct_model_64(planes, row_first, row_w0, row_w1, col_first, col_w0, col_w1): 
     the short runs of blocks that start at ``*_first``. Sums in float64, plus 128
     (JPEG's level shift).
     """
-    nbr = planes.shape[1]
+    nbc = planes.shape[2]
     kc = col_w0.shape[1]
     kr = row_w0.shape[1]
-    flat_part = np.empty((nbr, 64), dtype=np.float64)  # blocks' constant part, vertically
-    wave_part = np.empty((nbr, 64), dtype=np.float64)  # blocks' vertical harmonic
-    for r in range(nbr):
-        for j in range(64):
-            c0 = col_first[j]
-            s0 = 0.0
-            s1 = 0.0
-            for k in range(kc):
-                s0 += planes[0, r, c0 + k] * col_w0[j, k] + planes[1, r, c0 + k] * col_w1[j, k]
-                s1 += planes[2, r, c0 + k] * col_w0[j, k]
-            flat_part[r, j] = s0
-            wave_part[r, j] = s1
-    out = np.empty((64, 64), dtype=np.float32)
+    # Rows first, over every block column at once (contiguous, so it vectorises): the
+    # parts constant along x (DC, vertical harmonic) and the horizontal harmonic.
+    even = np.zeros((64, nbc), dtype=np.float64)
+    odd = np.zeros((64, nbc), dtype=np.float64)
     for i in range(64):
         r0 = row_first[i]
+        for k in range(kr):
+            a = row_w0[i, k]
+            b = row_w1[i, k]
+            p0 = planes[0, r0 + k]
+            p1 = planes[1, r0 + k]
+            p2 = planes[2, r0 + k]
+            for c in range(nbc):
+                even[i, c] += a * p0[c] + b * p2[c]
+                odd[i, c] += a * p1[c]
+    # Then columns, 64 rows at a time (on the transposes, contiguous again).
+    even_t = even.T.copy()
+    odd_t = odd.T.copy()
+    out_t = np.full((64, 64), 128.0, dtype=np.float64)
+    for j in range(64):
+        c0 = col_first[j]
+        for k in range(kc):
+            a = col_w0[j, k]
+            b = col_w1[j, k]
+            e = even_t[c0 + k]
+            o = odd_t[c0 + k]
+            for i in range(64):
+                out_t[j, i] += a * e[i] + b * o[i]
+    out = np.empty((64, 64), dtype=np.float32)
+    for i in range(64):
         for j in range(64):
-            s = 128.0
-            for k in range(kr):
-                s += row_w0[i, k] * flat_part[r0 + k, j] + row_w1[i, k] * wave_part[r0 + k, j]
-            out[i, j] = np.float32(s)
+            out[i, j] = np.float32(out_t[j, i])
     return out
 
 
