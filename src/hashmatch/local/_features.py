@@ -26,6 +26,7 @@ from ..errors import FileFormatError, UsageError
 from .._loading import DEFAULT_LIMITS, DRAFT_SCALE_KEY, ImageInput, ImageLimits, _read_source, load_image, to_mode
 from ._opencv import opencv
 from ._regions import propose_regions
+from ._stability import stability_strength
 
 __all__ = [
     "FORMAT_VERSION",
@@ -175,12 +176,13 @@ def _stretched(grey: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return cv2.LUT(np.ascontiguousarray(grey), lut)
 
 
-def _features(image: ImageInput, limits: ImageLimits, long_side: int, upscale: bool, nfeatures: int) -> tuple[LocalFeatures, npt.NDArray[np.float32]]:
-    grey_img, factor = _grey(image, limits, draft=not upscale)
-    return _grey_features(grey_img, factor, long_side, upscale, nfeatures)
-
-
 def _grey_features(grey_img: Image.Image, factor: int, long_side: int, upscale: bool, nfeatures: int) -> tuple[LocalFeatures, npt.NDArray[np.float32]]:
+    feats, response, _ = _scaled_features(grey_img, factor, long_side, upscale, nfeatures)
+    return feats, response
+
+
+def _scaled_features(grey_img: Image.Image, factor: int, long_side: int, upscale: bool, nfeatures: int) -> tuple[LocalFeatures, npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    """As :func:`_grey_features`, with the scaled grey copy the keypoints live in."""
     dw, dh = grey_img.size
     width, height = dw * factor, dh * factor  # the image's own size, before any reduced decode
     scale = _scale_to(width, height, long_side, upscale=upscale)
@@ -188,9 +190,10 @@ def _grey_features(grey_img: Image.Image, factor: int, long_side: int, upscale: 
     if abs(dscale - 1.0) > 1e-9:
         size = (max(1, round(dw * dscale)), max(1, round(dh * dscale)))
         grey_img = grey_img.resize(size, Image.Resampling.BILINEAR if dscale < 1 else Image.Resampling.BICUBIC, reducing_gap=2.0 if dscale < 0.5 else None)
-    xy, level, response, desc = (_detect(np.asarray(grey_img), nfeatures, REFERENCE_PYRAMID) if upscale else
-                                 _detect(np.asarray(grey_img), nfeatures, QUERY_PYRAMID, QUERY_FAST_THRESHOLD))
-    return LocalFeatures(xy, level, desc, width, height, scale), response
+    grey = np.asarray(grey_img)
+    xy, level, response, desc = (_detect(grey, nfeatures, REFERENCE_PYRAMID) if upscale else
+                                 _detect(grey, nfeatures, QUERY_PYRAMID, QUERY_FAST_THRESHOLD))
+    return LocalFeatures(xy, level, desc, width, height, scale), response, grey
 
 
 def extract_features(
@@ -273,8 +276,18 @@ def reference_features(
     part of the reference, or a copy at half size, keeps some of them.
     """
     _check_count(max_features)
-    feats, response = _features(image, limits, REFERENCE_LONG_SIDE, True, max_features)
-    return _reorder(feats, retrieval_order(feats.xy, response, feats.scaled_size, feats.level))
+    grey_img, factor = _grey(image, limits, draft=False)
+    feats, response, grey = _scaled_features(grey_img, factor, REFERENCE_LONG_SIDE, True, max_features)
+    # Retrieval rows are the features that survive a re-upload best (round 4: most missed
+    # copies had none of their reference's rows within the retrieval radius).
+    strength = stability_strength(grey, feats.xy, feats.level, feats.descriptors, response, _query_detect)
+    return _reorder(feats, retrieval_order(feats.xy, strength, feats.scaled_size, feats.level))
+
+
+def _query_detect(grey: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    """Keypoints and descriptors as an upload's are detected (for :func:`stability_strength`)."""
+    xy, _, _, desc = _detect(grey, QUERY_FEATURES, QUERY_PYRAMID, QUERY_FAST_THRESHOLD)
+    return xy, desc
 
 
 def retrieval_order(
