@@ -26,7 +26,7 @@ from ..errors import FileFormatError, UsageError
 from .._loading import DEFAULT_LIMITS, DRAFT_SCALE_KEY, ImageInput, ImageLimits, _read_source, load_image, to_mode
 from ._opencv import opencv
 from ._regions import propose_regions
-from ._stability import stability_strength
+from ._stability import stability
 
 __all__ = [
     "FORMAT_VERSION",
@@ -271,21 +271,24 @@ def reference_features(
 ) -> LocalFeatures:
     """Features of a reference (scaled to :data:`REFERENCE_LONG_SIDE`), retrieval order first.
 
-    The retrieval features are spread over the image (the strongest of each cell of a
-    4 × 4 grid, then the strongest of the rest) and over scales, so that a crop of any
-    part of the reference, or a copy at half size, keeps some of them.
+    The retrieval features are spread over the image (the most stable of each cell of a
+    4 × 4 grid, then the most stable of the rest: :mod:`._stability`) and over scales,
+    so that a crop of any part of the reference, or a copy at half size, keeps some of
+    them. Descriptors are those of :func:`~._stability.stability` (a consensus over
+    altered copies when it is on); stored features of older references stay valid.
     """
     _check_count(max_features)
     grey_img, factor = _grey(image, limits, draft=False)
     feats, response, grey = _scaled_features(grey_img, factor, REFERENCE_LONG_SIDE, True, max_features)
     # Retrieval rows are the features that survive a re-upload best (round 4: most missed
     # copies had none of their reference's rows within the retrieval radius).
-    strength = stability_strength(grey, feats.xy, feats.level, feats.descriptors, response, _query_detect)
+    strength, descriptors = stability(grey, feats.xy, feats.level, feats.descriptors, response, _query_detect)
+    feats = LocalFeatures(feats.xy, feats.level, descriptors, feats.width, feats.height, feats.scale)
     return _reorder(feats, retrieval_order(feats.xy, strength, feats.scaled_size, feats.level))
 
 
 def _query_detect(grey: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
-    """Keypoints and descriptors as an upload's are detected (for :func:`stability_strength`)."""
+    """Keypoints and descriptors as an upload's are detected (for :func:`~._stability.stability`)."""
     xy, _, _, desc = _detect(grey, QUERY_FEATURES, QUERY_PYRAMID, QUERY_FAST_THRESHOLD)
     return xy, desc
 
