@@ -183,7 +183,9 @@ def verify(reference: LocalFeatures, query: LocalFeatures, rule: VerificationRul
     angle = math.degrees(math.atan2(b, a))
     ref_w, ref_h = reference.scaled_size
     coverage = hull_area(src[inl]) / float(ref_w * ref_h)
-    spread = thin_side(src[inl]) / float(min(ref_w, ref_h))
+    # Measured only for a fit with enough inliers to pass (about 0.1 ms: unrelated
+    # uploads, most of the stage's candidates, skip it).
+    spread = thin_side(src[inl]) / float(min(ref_w, ref_h)) if count >= rule.min_inliers else 0.0
     ratio = count / n
     reason = ""
     if count < rule.min_inliers:
