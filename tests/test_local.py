@@ -537,10 +537,11 @@ def test_verify_rejects_inliers_along_a_line_when_the_rule_asks() -> None:
     x = np.linspace(40, 470, 40)
     line = _line_features(np.c_[x, 200 + 3 * np.sin(x)], 0)  # one line of text: long and thin
     moved = LocalFeatures(line.xy + np.float32(25), line.level, line.descriptors, 600, 450, 1.0)
-    loose = verify(line, moved, VerificationRule(min_coverage=0.0))
+    loose = verify(line, moved, VerificationRule(min_coverage=0.0, min_spread=0.0))
     assert loose.passed and loose.spread < 0.05
     strict = verify(line, moved, VerificationRule(min_coverage=0.0, min_spread=0.05))
     assert not strict.passed and strict.reason == "inliers lie along a line"
+    assert not verify(line, moved).passed  # the default rule
     grid = np.stack(np.meshgrid(np.linspace(40, 470, 8), np.linspace(40, 340, 5)), -1).reshape(-1, 2)
     spread_out = _line_features(grid, 1)
     both = verify(spread_out, LocalFeatures(spread_out.xy + np.float32(25), spread_out.level, spread_out.descriptors, 600, 450, 1.0),
