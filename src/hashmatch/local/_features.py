@@ -271,8 +271,8 @@ def reference_features(
 ) -> LocalFeatures:
     """Features of a reference (scaled to :data:`REFERENCE_LONG_SIDE`), retrieval order first.
 
-    The retrieval features are spread over the image (the most stable of each cell of a
-    4 × 4 grid, then the most stable of the rest: :mod:`._stability`) and over scales,
+    The retrieval features are spread over the image (alternately the most stable and the
+    strongest of each cell of a 4 × 4 grid, then of the rest: :mod:`._stability`) and over scales,
     so that a crop of any part of the reference, or a copy at half size, keeps some of
     them. Descriptors are those of :func:`~._stability.stability` (a consensus over
     altered copies when it is on); stored features of older references stay valid.
@@ -280,11 +280,16 @@ def reference_features(
     _check_count(max_features)
     grey_img, factor = _grey(image, limits, draft=False)
     feats, response, grey = _scaled_features(grey_img, factor, REFERENCE_LONG_SIDE, True, max_features)
-    # Retrieval rows are the features that survive a re-upload best (round 4: most missed
-    # copies had none of their reference's rows within the retrieval radius).
+    # Retrieval rows alternate between the features that survive a re-upload best (round 4:
+    # most missed copies had none of their reference's rows within the retrieval radius)
+    # and the strongest (round 3's): stability alone lost crops and screenshots on half of
+    # the originals (notes/issue-12.md).
     strength, descriptors = stability(grey, feats.xy, feats.level, feats.descriptors, response, _query_detect)
     feats = LocalFeatures(feats.xy, feats.level, descriptors, feats.width, feats.height, feats.scale)
-    return _reorder(feats, retrieval_order(feats.xy, strength, feats.scaled_size, feats.level))
+    both = np.column_stack([retrieval_order(feats.xy, strength, feats.scaled_size, feats.level),
+                            retrieval_order(feats.xy, response, feats.scaled_size, feats.level)]).ravel()
+    _, first = np.unique(both, return_index=True)  # each row at its first place
+    return _reorder(feats, both[np.sort(first)])
 
 
 def _query_detect(grey: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
