@@ -55,6 +55,7 @@ PERMISSIVE = dict(min_inliers=4, min_coverage=0.0, min_inlier_ratio=0.0)
 INLIER_GRID = (6, 8, 10, 12, 14, 16, 20, 25, 30, 40)
 COVERAGE_GRID = (0.0, 0.01, 0.02, 0.05, 0.1)
 RATIO_GRID = (0.0, 0.1, 0.2, 0.3)
+SPREAD_GRID = (0.0, 0.05, 0.1, 0.15)  # round 4: inliers spread across a line (VerificationRule.min_spread)
 
 
 def real_photos() -> list[tuple[str, Any]]:
@@ -124,13 +125,13 @@ def global_hashes(img: Any) -> list[Any]:
     return [res["pdq"][0], res["phash"][0]]
 
 
-def rule_pass(rec: np.ndarray, inl: int, cov: float, ratio: float) -> np.ndarray:
+def rule_pass(rec: np.ndarray, inl: int, cov: float, ratio: float, spread: float = 0.0) -> np.ndarray:
     """Offline re-application of the verification rule to recorded RANSAC outcomes."""
-    return rec["ok"] & (rec["inliers"] >= inl) & (rec["coverage"] >= cov) & (rec["ratio"] >= ratio)
+    return rec["ok"] & (rec["inliers"] >= inl) & (rec["coverage"] >= cov) & (rec["ratio"] >= ratio) & (rec["spread"] >= spread)
 
 
 REC = np.dtype([("query", np.int64), ("entry", np.int64), ("inliers", np.int32), ("coverage", np.float32),
-                ("ratio", np.float32), ("ok", np.bool_)])
+                ("ratio", np.float32), ("spread", np.float32), ("ok", np.bool_)])
 
 
 def run_queries(queries: list[tuple[int, Any]], matcher: Any, index: Any) -> tuple[dict[int, set[int]], np.ndarray, float, float]:
@@ -145,8 +146,8 @@ def run_queries(queries: list[tuple[int, Any]], matcher: Any, index: Any) -> tup
         for m in index.match(img, keep_failed=True):
             v = m.verification
             ok = v.reason in ("verified", "too few inliers", "too few of the correspondences agree",
-                              "inliers cover too little of the reference")
-            recs.append((qid, m.entry_id, v.inliers, v.coverage, v.inliers / max(v.tentative, 1), ok))
+                              "inliers cover too little of the reference", "inliers lie along a line")
+            recs.append((qid, m.entry_id, v.inliers, v.coverage, v.inliers / max(v.tentative, 1), v.spread, ok))
         t2 = time.perf_counter()
         t_g += t1 - t0
         t_l += t2 - t1
@@ -261,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     g_found = np.array([(o >= 0 and (o in glob[q] or n_ref + o in glob[q])) for q, o in enumerate(orig_of)])
     g_false = np.array([len({e % n_ref for e in glob[q]} - {orig_of[q]}) for q in range(n_q)])
 
-    def local_outcome(inl: int, cov: float, ratio: float) -> tuple[np.ndarray, np.ndarray]:
-        ok = rule_pass(recs, inl, cov, ratio)
+    def local_outcome(inl: int, cov: float, ratio: float, spread: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        ok = rule_pass(recs, inl, cov, ratio, spread)
         hit = recs[ok]
         found = np.zeros(n_q, bool)
         true = hit["entry"] == orig_of[hit["query"]]
@@ -280,11 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     for inl in INLIER_GRID:
         for cov in COVERAGE_GRID:
             for ratio in RATIO_GRID:
-                found, false = local_outcome(inl, cov, ratio)
-                sel = split == 0
-                grid.append({"min_inliers": inl, "min_coverage": cov, "min_inlier_ratio": ratio,
-                             "false_pairs": int(false[sel].sum()),
-                             "recall": float(found[sel & is_pos].mean()) if (sel & is_pos).any() else 0.0})
+                for spread in SPREAD_GRID:
+                    found, false = local_outcome(inl, cov, ratio, spread)
+                    sel = split == 0
+                    grid.append({"min_inliers": inl, "min_coverage": cov, "min_inlier_ratio": ratio, "min_spread": spread,
+                                 "false_pairs": int(false[sel].sum()),
+                                 "recall": float(found[sel & is_pos].mean()) if (sel & is_pos).any() else 0.0})
     # Margin: the chosen minimum is at least twice the most inliers any wrong reference
     # reached on the calibration split with the rule's other checks (coverage, inlier
     # ratio) passing, and no false pair there. Round 3: the floor is per (coverage, ratio);
@@ -292,15 +294,15 @@ def main(argv: list[str] | None = None) -> int:
     # line shared by two images (coverage 0.01) push the rule to 72 inliers.
     cal_wrong = recs[(split[recs["query"]] == 0) & (recs["entry"] != orig_of[recs["query"]]) & recs["ok"]]
 
-    def floor_for(cov: float, ratio: float) -> int:
-        w = cal_wrong[rule_pass(cal_wrong, 0, cov, ratio)]
+    def floor_for(cov: float, ratio: float, spread: float) -> int:
+        w = cal_wrong[rule_pass(cal_wrong, 0, cov, ratio, spread)]
         return 2 * int(w["inliers"].max()) if w.size else 0
 
     for g in grid:
-        g["inlier_floor"] = floor_for(g["min_coverage"], g["min_inlier_ratio"])
+        g["inlier_floor"] = floor_for(g["min_coverage"], g["min_inlier_ratio"], g["min_spread"])
     clean = [g for g in grid if g["false_pairs"] == 0 and g["min_inliers"] >= g["inlier_floor"]]
-    chosen = max(clean, key=lambda g: (g["recall"], g["min_inliers"], g["min_coverage"], g["min_inlier_ratio"])) if clean else max(grid, key=lambda g: g["min_inliers"])
-    found_l, false_l = local_outcome(chosen["min_inliers"], chosen["min_coverage"], chosen["min_inlier_ratio"])
+    chosen = max(clean, key=lambda g: (g["recall"], g["min_inliers"], g["min_coverage"], g["min_inlier_ratio"], g["min_spread"])) if clean else max(grid, key=lambda g: g["min_inliers"])
+    found_l, false_l = local_outcome(chosen["min_inliers"], chosen["min_coverage"], chosen["min_inlier_ratio"], chosen["min_spread"])
     only_local = np.array([not glob[q] for q in range(n_q)])
     found_c = g_found | (only_local & found_l)
     false_c = g_false + np.where(only_local, false_l, 0)
@@ -332,17 +334,18 @@ def main(argv: list[str] | None = None) -> int:
             n = pairs_global[s] if name == "global" else pairs[s]
             fp[f"{name}/{tag}"] = {"false_pairs": count, "pairs": n, "rate": count / max(n, 1),
                                    "upper95": (3.0 if count == 0 else count + 1.96 * count**0.5 + 2) / max(n, 1)}
-    bad = recs[rule_pass(recs, chosen["min_inliers"], chosen["min_coverage"], chosen["min_inlier_ratio"])
+    bad = recs[rule_pass(recs, chosen["min_inliers"], chosen["min_coverage"], chosen["min_inlier_ratio"], chosen["min_spread"])
                & (recs["entry"] != orig_of[recs["query"]])]
     false_list = [{"query": (names[orig_of[r["query"]]] if orig_of[r["query"]] >= 0 else "negative") + " / " + label[meta_a[r["query"], 2]],
-                   "reference": names[r["entry"]], "inliers": int(r["inliers"]), "split": int(split[r["query"]])} for r in bad[:40]]
+                   "reference": names[r["entry"]], "inliers": int(r["inliers"]), "coverage": float(r["coverage"]),
+                   "spread": float(r["spread"]), "split": int(split[r["query"]])} for r in bad[:40]]
     g_bad = [{"query": (names[orig_of[q]] if orig_of[q] >= 0 else "negative") + " / " + label[meta_a[q, 2]],
               "references": sorted(names[e % n_ref] for e in glob[q] if e % n_ref != orig_of[q]), "split": int(split[q])}
              for q in range(n_q) if g_false[q]][:40]
     near = wrong_sorted = recs[(recs["entry"] != orig_of[recs["query"]]) & (recs["inliers"] >= 10)]
     near = [{"query": (names[orig_of[r["query"]]] if orig_of[r["query"]] >= 0 else "negative") + " / " + label[meta_a[r["query"], 2]],
              "reference": names[r["entry"]], "inliers": int(r["inliers"]), "coverage": float(r["coverage"]),
-             "ratio": float(r["ratio"]), "split": int(split[r["query"]])}
+             "ratio": float(r["ratio"]), "spread": float(r["spread"]), "split": int(split[r["query"]])}
             for r in np.sort(wrong_sorted, order="inliers")[::-1][:20]]
     # How close unrelated candidates came: the most inliers any wrong reference got.
     wrong = recs[recs["entry"] != orig_of[recs["query"]]]
@@ -495,7 +498,8 @@ def markdown(p: dict[str, Any], rows: list[list[Any]]) -> str:
         f"References: {st['references']} ({len(st['real_photos'])} real photos, the rest synthetic, long side 512). "
         f"Positives: {st['positives_per_transform']} originals × {len(st['transforms'])} transforms; negatives: "
         f"{st['negatives']} unrelated altered images. Rule chosen on the calibration split (even originals): "
-        f"min_inliers {rule['min_inliers']}, min_coverage {rule['min_coverage']}, min_inlier_ratio {rule['min_inlier_ratio']} "
+        f"min_inliers {rule['min_inliers']}, min_coverage {rule['min_coverage']}, min_inlier_ratio {rule['min_inlier_ratio']}, "
+        f"min_spread {rule.get('min_spread', 0.0)} "
         f"({rule['false_pairs']} false pairs there). Shortlist {st['candidates']} candidates, radius {st['radius']}. "
         f"Everything below is on the report split (odd originals).",
         "",
@@ -549,9 +553,9 @@ def markdown(p: dict[str, Any], rows: list[list[Any]]) -> str:
         "",
         "## False pairs (first 40)",
         "",
-        "Local: " + ("; ".join(f"{f['query']} -> {f['reference']} ({f['inliers']} inliers, split {f['split']})" for f in p["false_pairs_local"]) or "none"),
+        "Local: " + ("; ".join(f"{f['query']} -> {f['reference']} ({f['inliers']} inliers, coverage {f['coverage']:.3f}, spread {f['spread']:.3f}, split {f['split']})" for f in p["false_pairs_local"]) or "none"),
         "",
-        "Near misses (wrong references with >= 10 inliers): " + ("; ".join(f"{f['query']} -> {f['reference']} ({f['inliers']} inliers, ratio {f['ratio']:.2f}, split {f['split']})" for f in p["near_misses_local"]) or "none"),
+        "Near misses (wrong references with >= 10 inliers): " + ("; ".join(f"{f['query']} -> {f['reference']} ({f['inliers']} inliers, ratio {f['ratio']:.2f}, coverage {f['coverage']:.3f}, spread {f['spread']:.3f}, split {f['split']})" for f in p["near_misses_local"]) or "none"),
         "",
         "Global: " + ("; ".join(f"{f['query']} -> {', '.join(f['references'])} (split {f['split']})" for f in p["false_pairs_global"]) or "none"),
     ]

@@ -492,3 +492,70 @@ def test_the_second_step_looks_up_further_rows_of_the_whole_upload() -> None:
         assert [m.entry_id for m in index.match_features(query)] == want
     with pytest.raises(UsageError, match="rescan_lookups"):
         LocalIndex.from_features([ref], rescan_lookups=-1)
+
+
+# -- round 4: retrieval rows by stability, inliers along a line ------------------------------
+def test_stability_of_an_unaltered_copy_is_exact_for_most_features(photos: list[Image.Image]) -> None:
+    from hashmatch.local import _stability as S
+    from hashmatch.local._features import _query_detect
+
+    grey = np.asarray(photos[1].convert("L"))
+    ref = reference_features(photos[1].resize((512, 384)))
+    grey = np.asarray(photos[1].resize((512, 384)).convert("L"))
+    same, _ = S._survival(grey, ref.xy, ref.level, ref.descriptors, 0.0, 1.0, 0, _query_detect)
+    assert np.median(same) == 0  # the same pixels give the same keypoints and descriptors
+    turned, _ = S._survival(grey, ref.xy, ref.level, ref.descriptors, 7.0, 1.0, 50, _query_detect)
+    assert np.median(turned) > np.median(same)
+    assert (turned <= S._FAR).all()
+
+
+def test_retrieval_rows_survive_an_unseen_alteration_better_than_the_strongest(photos: list[Image.Image]) -> None:
+    # A rotation and scale the stability distortions do not contain: the rows chosen by
+    # stability keep more descriptors within the retrieval radius than the strongest rows.
+    from hashmatch.local import RETRIEVAL_FEATURES
+    from hashmatch.local import _features as F
+
+    wins = 0
+    for photo in photos:
+        ref = reference_features(photo)
+        grey_img, factor = F._grey(photo, F.DEFAULT_LIMITS, draft=False)
+        plain, response, _ = F._scaled_features(grey_img, factor, F.REFERENCE_LONG_SIDE, True, F.REFERENCE_FEATURES)
+        strongest = plain.descriptors[retrieval_order(plain.xy, response, plain.scaled_size, plain.level)[:RETRIEVAL_FEATURES]]
+        query = extract_features(_similar(photo, -5.0, 0.75)).descriptors
+        pc = np.unpackbits(np.bitwise_xor(query[None, :, :], ref.descriptors[:RETRIEVAL_FEATURES, None, :]), axis=2).sum(2)
+        pc_strong = np.unpackbits(np.bitwise_xor(query[None, :, :], strongest[:, None, :]), axis=2).sum(2)
+        wins += int((pc.min(1) <= 16).sum() >= (pc_strong.min(1) <= 16).sum())
+    assert wins >= 5
+
+
+def _line_features(xy: np.ndarray, seed: int) -> LocalFeatures:
+    desc = np.random.default_rng(seed).integers(0, 256, (xy.shape[0], 32), dtype=np.uint8)
+    return LocalFeatures(xy.astype(np.float32), np.zeros(xy.shape[0], np.uint8), desc, 512, 384, 1.0)
+
+
+def test_verify_rejects_inliers_along_a_line_when_the_rule_asks() -> None:
+    x = np.linspace(40, 470, 40)
+    line = _line_features(np.c_[x, 200 + 3 * np.sin(x)], 0)  # one line of text: long and thin
+    moved = LocalFeatures(line.xy + np.float32(25), line.level, line.descriptors, 600, 450, 1.0)
+    loose = verify(line, moved, VerificationRule(min_coverage=0.0, min_spread=0.0))
+    assert loose.passed and loose.spread < 0.05
+    strict = verify(line, moved, VerificationRule(min_coverage=0.0, min_spread=0.05))
+    assert not strict.passed and strict.reason == "inliers lie along a line"
+    assert not verify(line, moved).passed  # the default rule
+    grid = np.stack(np.meshgrid(np.linspace(40, 470, 8), np.linspace(40, 340, 5)), -1).reshape(-1, 2)
+    spread_out = _line_features(grid, 1)
+    both = verify(spread_out, LocalFeatures(spread_out.xy + np.float32(25), spread_out.level, spread_out.descriptors, 600, 450, 1.0),
+                  VerificationRule(min_spread=0.5))
+    assert both.passed and both.spread == pytest.approx(300 / 384, abs=0.02)
+
+
+def test_thin_side_equals_naive_twin() -> None:
+    from hashmatch.local._verify import thin_side
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        pts = rng.normal(size=(30, 2)) * rng.uniform(1, 50, 2)
+        # Naive twin: the rectangle's short side is the narrowest width over directions.
+        widths = [np.ptp(pts @ np.array([math.cos(t), math.sin(t)])) for t in np.linspace(0, math.pi, 3600, endpoint=False)]
+        assert thin_side(pts.astype(np.float32)) == pytest.approx(min(widths), rel=0.01, abs=0.05)
+    assert thin_side(np.zeros((2, 2), np.float32)) == 0.0

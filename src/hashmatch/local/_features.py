@@ -26,6 +26,7 @@ from ..errors import FileFormatError, UsageError
 from .._loading import DEFAULT_LIMITS, DRAFT_SCALE_KEY, ImageInput, ImageLimits, _read_source, load_image, to_mode
 from ._opencv import opencv
 from ._regions import propose_regions
+from ._stability import stability
 
 __all__ = [
     "FORMAT_VERSION",
@@ -175,12 +176,13 @@ def _stretched(grey: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return cv2.LUT(np.ascontiguousarray(grey), lut)
 
 
-def _features(image: ImageInput, limits: ImageLimits, long_side: int, upscale: bool, nfeatures: int) -> tuple[LocalFeatures, npt.NDArray[np.float32]]:
-    grey_img, factor = _grey(image, limits, draft=not upscale)
-    return _grey_features(grey_img, factor, long_side, upscale, nfeatures)
-
-
 def _grey_features(grey_img: Image.Image, factor: int, long_side: int, upscale: bool, nfeatures: int) -> tuple[LocalFeatures, npt.NDArray[np.float32]]:
+    feats, response, _ = _scaled_features(grey_img, factor, long_side, upscale, nfeatures)
+    return feats, response
+
+
+def _scaled_features(grey_img: Image.Image, factor: int, long_side: int, upscale: bool, nfeatures: int) -> tuple[LocalFeatures, npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    """As :func:`_grey_features`, with the scaled grey copy the keypoints live in."""
     dw, dh = grey_img.size
     width, height = dw * factor, dh * factor  # the image's own size, before any reduced decode
     scale = _scale_to(width, height, long_side, upscale=upscale)
@@ -188,9 +190,10 @@ def _grey_features(grey_img: Image.Image, factor: int, long_side: int, upscale: 
     if abs(dscale - 1.0) > 1e-9:
         size = (max(1, round(dw * dscale)), max(1, round(dh * dscale)))
         grey_img = grey_img.resize(size, Image.Resampling.BILINEAR if dscale < 1 else Image.Resampling.BICUBIC, reducing_gap=2.0 if dscale < 0.5 else None)
-    xy, level, response, desc = (_detect(np.asarray(grey_img), nfeatures, REFERENCE_PYRAMID) if upscale else
-                                 _detect(np.asarray(grey_img), nfeatures, QUERY_PYRAMID, QUERY_FAST_THRESHOLD))
-    return LocalFeatures(xy, level, desc, width, height, scale), response
+    grey = np.asarray(grey_img)
+    xy, level, response, desc = (_detect(grey, nfeatures, REFERENCE_PYRAMID) if upscale else
+                                 _detect(grey, nfeatures, QUERY_PYRAMID, QUERY_FAST_THRESHOLD))
+    return LocalFeatures(xy, level, desc, width, height, scale), response, grey
 
 
 def extract_features(
@@ -268,13 +271,31 @@ def reference_features(
 ) -> LocalFeatures:
     """Features of a reference (scaled to :data:`REFERENCE_LONG_SIDE`), retrieval order first.
 
-    The retrieval features are spread over the image (the strongest of each cell of a
-    4 × 4 grid, then the strongest of the rest) and over scales, so that a crop of any
-    part of the reference, or a copy at half size, keeps some of them.
+    The retrieval features are spread over the image (alternately the most stable and the
+    strongest of each cell of a 4 × 4 grid, then of the rest: :mod:`._stability`) and over scales,
+    so that a crop of any part of the reference, or a copy at half size, keeps some of
+    them. Descriptors are those of :func:`~._stability.stability` (a consensus over
+    altered copies when it is on); stored features of older references stay valid.
     """
     _check_count(max_features)
-    feats, response = _features(image, limits, REFERENCE_LONG_SIDE, True, max_features)
-    return _reorder(feats, retrieval_order(feats.xy, response, feats.scaled_size, feats.level))
+    grey_img, factor = _grey(image, limits, draft=False)
+    feats, response, grey = _scaled_features(grey_img, factor, REFERENCE_LONG_SIDE, True, max_features)
+    # Retrieval rows alternate between the features that survive a re-upload best (round 4:
+    # most missed copies had none of their reference's rows within the retrieval radius)
+    # and the strongest (round 3's): stability alone lost crops and screenshots on half of
+    # the originals (notes/issue-12.md).
+    strength, descriptors = stability(grey, feats.xy, feats.level, feats.descriptors, response, _query_detect)
+    feats = LocalFeatures(feats.xy, feats.level, descriptors, feats.width, feats.height, feats.scale)
+    both = np.column_stack([retrieval_order(feats.xy, strength, feats.scaled_size, feats.level),
+                            retrieval_order(feats.xy, response, feats.scaled_size, feats.level)]).ravel()
+    _, first = np.unique(both, return_index=True)  # each row at its first place
+    return _reorder(feats, both[np.sort(first)])
+
+
+def _query_detect(grey: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    """Keypoints and descriptors as an upload's are detected (for :func:`~._stability.stability`)."""
+    xy, _, _, desc = _detect(grey, QUERY_FEATURES, QUERY_PYRAMID, QUERY_FAST_THRESHOLD)
+    return xy, desc
 
 
 def retrieval_order(

@@ -32,6 +32,9 @@ class VerificationRule:
     ``min_inliers``: correspondences consistent with the fitted similarity.
     ``min_coverage``: area of the inliers' convex hull over the reference's area.
     ``min_inlier_ratio``: inliers over tentative correspondences.
+    ``min_spread``: the inliers' width in their narrowest direction over the
+    reference's short side (a line of rendered text two images share is long and thin:
+    coverage in one direction only).
     ``min_scale``/``max_scale``: size of the reference in the upload relative to the
     two images' working copies; ``max_rotation``: degrees either way.
     ``ratio``: Lowe's ratio test; ``max_distance``: largest descriptor distance kept
@@ -39,13 +42,15 @@ class VerificationRule:
     working copy.
     """
 
-    # Calibrated by benchmarks/bench_local.py (notes/issue-12.md, round 3: 12 540
+    # Calibrated by benchmarks/bench_local.py (notes/issue-12.md, round 4: 12 540
     # references): at least twice the most inliers any unrelated reference reached on the
-    # calibration split with the coverage and ratio checks passing, no false pair there.
-    # The coverage check turns away a line of text two images share (coverage ~0.01).
-    min_inliers: int = 16
-    min_coverage: float = 0.01
+    # calibration split with the coverage, ratio and spread checks passing, no false pair
+    # there. The coverage and spread checks turn away a line of text or a glyph cluster two
+    # images share (coverage below 0.013, spread below 0.12 of the reference).
+    min_inliers: int = 20
+    min_coverage: float = 0.02
     min_inlier_ratio: float = 0.3
+    min_spread: float = 0.05
     min_scale: float = 0.15
     max_scale: float = 8.0
     max_rotation: float = 20.0
@@ -56,7 +61,7 @@ class VerificationRule:
     def __post_init__(self) -> None:
         if isinstance(self.min_inliers, bool) or not isinstance(self.min_inliers, int) or self.min_inliers < 3:
             raise UsageError(f"min_inliers must be an integer of at least 3, got {self.min_inliers!r}")
-        for name in ("min_coverage", "min_inlier_ratio"):
+        for name in ("min_coverage", "min_inlier_ratio", "min_spread"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise UsageError(f"{name} must be between 0 and 1, got {value!r}")
@@ -93,6 +98,7 @@ class Verification:
     crop_box: tuple[float, float, float, float] | None
     matrix: tuple[tuple[float, float, float], tuple[float, float, float]] | None
     median_distance: int
+    spread: float = 0.0  # the inliers' width in their narrowest direction / the reference's short side
 
 
 def _failed(reason: str, tentative: int = 0, inliers: int = 0) -> Verification:
@@ -138,6 +144,22 @@ def hull_area(points: npt.NDArray[np.float32]) -> float:
     return float(cv2.contourArea(hull))
 
 
+def thin_side(points: npt.NDArray[np.float32]) -> float:
+    """Width of 2-D points in their narrowest direction (0 for fewer than three): the
+    narrowest strip holding them is bounded by a line through an edge of their hull."""
+    if points.shape[0] < 3:
+        return 0.0
+    hull = opencv().convexHull(np.ascontiguousarray(points, dtype=np.float32)).reshape(-1, 2).astype(np.float64)
+    if hull.shape[0] < 3:
+        return 0.0
+    edge = np.roll(hull, -1, axis=0) - hull
+    length = np.hypot(edge[:, 0], edge[:, 1])
+    ok = length > 0
+    normal = np.c_[-edge[ok, 1], edge[ok, 0]] / length[ok, None]
+    # Every hull point's distance from each edge's line; the widest per edge, the narrowest edge.
+    return float(np.abs((hull[None, :, :] - hull[ok][:, None, :]) @ normal[:, :, None]).squeeze(-1).max(axis=1).min())
+
+
 def verify(reference: LocalFeatures, query: LocalFeatures, rule: VerificationRule = DEFAULT_RULE) -> Verification:
     """Fit a similarity from ``reference`` to ``query`` and check it against ``rule``."""
     r, q, d = correspondences(reference, query, rule)
@@ -162,6 +184,9 @@ def verify(reference: LocalFeatures, query: LocalFeatures, rule: VerificationRul
     angle = math.degrees(math.atan2(b, a))
     ref_w, ref_h = reference.scaled_size
     coverage = hull_area(src[inl]) / float(ref_w * ref_h)
+    # Measured only for a fit with enough inliers to pass (about 0.1 ms: unrelated
+    # uploads, most of the stage's candidates, skip it).
+    spread = thin_side(src[inl]) / float(min(ref_w, ref_h)) if count >= rule.min_inliers else 0.0
     ratio = count / n
     reason = ""
     if count < rule.min_inliers:
@@ -174,6 +199,8 @@ def verify(reference: LocalFeatures, query: LocalFeatures, rule: VerificationRul
         reason = "inliers cover too little of the reference"
     elif ratio < rule.min_inlier_ratio:
         reason = "too few of the correspondences agree"
+    elif spread < rule.min_spread:
+        reason = "inliers lie along a line"
     own = _in_own_pixels(matrix, reference.scale, query.scale)
     box = _crop_box(own, reference.width, reference.height, query.width, query.height)
     # Image y points down: a counter-clockwise turn as seen is a negative angle here.
@@ -181,7 +208,7 @@ def verify(reference: LocalFeatures, query: LocalFeatures, rule: VerificationRul
         not reason, reason or "verified", n, count, coverage,
         s_work * query.scale ** -1 * reference.scale, -angle, box,
         (tuple(float(v) for v in own[0]), tuple(float(v) for v in own[1])),  # type: ignore[arg-type]
-        int(np.median(d[inl])) if count else 256,
+        int(np.median(d[inl])) if count else 256, spread,
     )
 
 
