@@ -267,6 +267,24 @@ def test_build_index_picks_by_size_and_radius(rng: np.random.Generator) -> None:
         build_index(small, max_distance=-2)
 
 
+def test_64_bit_multi_index_scans_past_its_measured_radius(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a CPU without a vector popcount the scan is modelled dear (a large scan_cost_ns);
+    # past MIH64_MAX_RADIUS the 64-bit model was measured 2-15x too cheap, so it scans there
+    # anyway, and build_index takes Flat (the policy's pHash radius 14 at 1M references).
+    from hashmatch.index import mih as mih_module
+
+    monkeypatch.setattr(mih_module, "scan_cost_ns", lambda bits, n: float("inf"))
+    large = make_batch(rng.integers(0, 2**63, size=(20_000, 1), dtype=np.uint64))
+    index = MultiIndexHash.build(large)
+    r = mih_module.MIH64_MAX_RADIUS
+    assert not index.scans_at(r) and index.scans_at(r + 1) and index.scans_at(14)
+    assert isinstance(build_index(large, max_distance=r), MultiIndexHash)
+    assert isinstance(build_index(large, max_distance=14), Flat)
+    queries = make_batch(np.ascontiguousarray(large.words[:30]) ^ np.uint64(0b1011011))
+    a, b = index.query(queries, 14), Flat.build(large).query(queries, 14)
+    assert len(a) >= 30 and np.array_equal(a.ids, b.ids) and np.array_equal(a.distances, b.distances)
+
+
 def test_public_names_are_pinned() -> None:
     assert sorted(index_pkg.__all__) == sorted(
         ["BKTree", "Flat", "Index", "MultiIndexHash", "Origin", "QueryResult", "build_index", "load_index", "warmup"]

@@ -72,6 +72,13 @@ _CANDIDATE_NS = {True: 2.0, False: 40.0}
 # 16-byte records per bucket, a row read only for the rare survivors).
 _WIDE_CANDIDATE_NS = 2.0
 _SCAN_NS_PER_WORD = {True: 0.06, False: 0.3}  # keyed by "has a vector popcount"
+# Past radius 10 the 64-bit model undercounts: at 1M pHash-shaped rows, the AVX2 build
+# measured 159, 487, 1,064 and 2,695 us per query at r = 11..14 against a model of 81 to
+# 173 us (the candidate checks cost 5 to 42 ns each, not 2), while the scans took 150 to
+# 300 us (notes/issue-12-fastpath.md, round 2). The model then picked the multi-index at
+# the policy's r = 14 on CPUs without a vector popcount (on AVX-512 VPOPCNTDQ the cheaper
+# scan already won from r = 11). So 64-bit queries past this radius scan.
+MIH64_MAX_RADIUS = 10
 
 
 def expected_cost_ns(bits: int, n: int, m: int, r: int, records: bool = True) -> float:
@@ -280,6 +287,8 @@ class MultiIndexHash(Index):
         Then :meth:`query` scans (still exactly) and :func:`build_index` picks ``Flat``.
         """
         n = self._words.shape[0]
+        if self.bits == 64 and r > MIH64_MAX_RADIUS:
+            return True
         return expected_cost_ns(self.bits, n, self._m, r) >= scan_cost_ns(self.bits, n)
 
     def _search(self, queries, r, bounds, parallel, out, cap, counts) -> None:  # type: ignore[no-untyped-def]
