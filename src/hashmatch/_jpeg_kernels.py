@@ -119,55 +119,80 @@ def _range_limit(x):
     return i - 896
 
 
+CHUNK = 32
+"""unstuff tests this many bytes for a 0xFF at once (a vectorised OR), and copies them
+whole when there is none (about 9 chunks in 10 of a quality-90 scan)."""
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _has_ff(data, i):
+    """Whether the CHUNK bytes of ``data`` from ``i`` hold a 0xFF: eight bytes a word
+    (the byte loads combine into one), a zero byte of the complement found by the
+    borrow trick."""
+    found = np.uint64(0)
+    for w in range(CHUNK // 8):
+        x = np.uint64(0)
+        for b in range(8):
+            x |= np.uint64(data[np.uint64(i + 8 * w + b)]) << np.uint64(8 * b)
+        x = ~x
+        found |= (x - np.uint64(0x0101010101010101)) & ~x & np.uint64(0x8080808080808080)
+    return found != 0
+
+
 @njit(cache=True, nogil=True)
-def unstuff(data, pos, ff, max_segments, clean, seg_start, seg_end):
+def unstuff(data, pos, max_segments, clean, seg_start, seg_end):
     """Entropy-coded bytes from ``pos`` with stuffed zeros dropped, split at RSTn markers.
 
-    ``ff``: the positions of the 0xFF bytes counted from ``pos``, ascending (the bytes
-    between are copied in runs). Writes segment ``i`` to
-    ``clean[seg_start[i]:seg_end[i]]`` and returns the number of segments (-1 when a
-    restart marker is out of order or there are more than ``max_segments``). Stops at
-    any other marker or at the end of the data. ``clean`` needs ``len(data) - pos`` bytes.
+    Writes segment ``i`` to ``clean[seg_start[i]:seg_end[i]]`` and returns the number of
+    segments (-1 when a restart marker is out of order or there are more than
+    ``max_segments``). Stops at any other marker or at the end of the data. ``clean``
+    needs ``len(data) - pos`` bytes. One pass: runs of CHUNK bytes without a 0xFF are
+    copied whole, and each 0xFF starts a new chunk.
     """
     n = data.shape[0]
     j = 0
     seg = 0
     seg_start[0] = 0
-    cursor = pos
-    for f in range(ff.shape[0]):
-        p = ff[f] + pos
-        if p < cursor:  # consumed already (the second 0xFF of a pair)
-            continue
-        run = p - cursor
-        src = data[cursor:p]
-        dst = clean[j : j + run]
-        for i in range(np.uint64(run)):  # unsigned: no negative-index check, so it vectorises (8x)
-            dst[i] = src[i]
-        j += run
-        if p + 1 >= n:
-            cursor = n
+    i = pos
+    while i < n:
+        if i + CHUNK <= n:
+            # The chunk goes to clean whole (j <= i - pos: clean has room); what follows
+            # a 0xFF in it is overwritten by the next step.
+            for t in range(CHUNK):  # unsigned indices: no negative-index fix-up, so it vectorises
+                clean[np.uint64(j + t)] = data[np.uint64(i + t)]
+            if not _has_ff(data, i):
+                i += CHUNK
+                j += CHUNK
+                continue
+            while data[np.uint64(i)] != 0xFF:
+                i += 1
+                j += 1
+        else:
+            x = data[i]
+            if x != 0xFF:
+                clean[j] = x
+                j += 1
+                i += 1
+                continue
+        # data[i] is 0xFF
+        if i + 1 >= n:
             break
-        nxt = data[p + 1]
+        nxt = data[i + 1]
         if nxt == 0:
             clean[j] = 0xFF
             j += 1
-            cursor = p + 2
+            i += 2
         elif nxt == 0xFF:  # fill byte before a marker
-            cursor = p + 1
+            i += 1
         elif 0xD0 <= nxt <= 0xD7:
             if nxt != 0xD0 + (seg & 7) or seg + 1 >= max_segments:
                 return -1
             seg_end[seg] = j
             seg += 1
             seg_start[seg] = j
-            cursor = p + 2
-        else:
-            cursor = -1  # a marker: the scan ends here
+            i += 2
+        else:  # a marker: the scan ends here
             break
-    if cursor >= 0 and cursor < n:  # no marker after the data: keep what there is
-        run = n - cursor
-        clean[j : j + run] = data[cursor:n]
-        j += run
     seg_end[seg] = j
     return seg + 1
 
@@ -447,13 +472,13 @@ corrupt codes (67 codes of at most 31 bits) can read that far past the end."""
 
 
 @njit(cache=True, nogil=True)
-def decode_scan(data, pos, ff, max_segments, nmcux, nmcuy, plan, restart_interval,
+def decode_scan(data, pos, max_segments, nmcux, nmcuy, plan, restart_interval,
                 vals, skips, maxcodes, valptrs, symbols, quant, limit_table, out, planes):
     """:func:`unstuff`, :func:`big_endian_words` and :func:`dc_scan` in one call."""
     clean = np.empty(data.shape[0] - pos + PAD_BYTES + 4, dtype=np.uint8)
     seg_start = np.empty(max_segments, dtype=np.int64)
     seg_end = np.empty(max_segments, dtype=np.int64)
-    segments = unstuff(data, pos, ff, max_segments, clean, seg_start, seg_end)
+    segments = unstuff(data, pos, max_segments, clean, seg_start, seg_end)
     if segments < 1:
         return BAD_RESTART
     used = seg_end[segments - 1]
