@@ -198,18 +198,6 @@ def unstuff(data, pos, max_segments, clean, seg_start, seg_end):
 
 
 @njit(cache=True, nogil=True)
-def big_endian_words(clean, length, words):
-    """``words[i]``: the 32 bits starting at byte i of ``clean`` (zeros past ``length``)."""
-    for i in range(length, clean.shape[0]):
-        clean[i] = 0
-    for i in range(words.shape[0]):
-        words[i] = (
-            (np.uint32(clean[i]) << 24) | (np.uint32(clean[i + 1]) << 16)
-            | (np.uint32(clean[i + 2]) << 8) | np.uint32(clean[i + 3])
-        )
-
-
-@njit(cache=True, nogil=True)
 def multi_table(single, out):
     """AC lookups that skip every code that fits in the next SKIP_BITS bits at once.
 
@@ -264,11 +252,19 @@ def _long_code(acc, maxcodes, valptrs, symbols, slot):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _refill(words, pos, acc, nbits):
+def _refill(data, pos, acc, nbits):
     """Top the bit buffer up to 56-63 bits without a branch: whole bytes from ``pos`` on
     (re-reading part of a byte ORs the same bits in again). The load's address was known
-    one step earlier, so only the shift and the OR wait for the last code's length."""
-    acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
+    one step earlier, so only the shift and the OR wait for the last code's length. The
+    eight byte loads, unsigned and in order, compile to one load and a byte swap."""
+    p = np.uint64(pos)
+    word = (
+        (np.uint64(data[p]) << np.uint64(56)) | (np.uint64(data[p + np.uint64(1)]) << np.uint64(48))
+        | (np.uint64(data[p + np.uint64(2)]) << np.uint64(40)) | (np.uint64(data[p + np.uint64(3)]) << np.uint64(32))
+        | (np.uint64(data[p + np.uint64(4)]) << np.uint64(24)) | (np.uint64(data[p + np.uint64(5)]) << np.uint64(16))
+        | (np.uint64(data[p + np.uint64(6)]) << np.uint64(8)) | np.uint64(data[p + np.uint64(7)])
+    )
+    acc |= word >> np.uint64(nbits)
     return acc, pos + ((63 - nbits) >> 3), nbits | 56
 
 
@@ -300,21 +296,21 @@ def _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, slot):
 
 
 @njit(cache=True, nogil=True)
-def _slow_skip(words, pos, acc, nbits, k, vals, vbase, maxcodes, valptrs, symbols, slot):
+def _slow_skip(data, pos, acc, nbits, k, vals, vbase, maxcodes, valptrs, symbols, slot):
     """Drop one AC code (the rare case the multi-code lookup cannot take), leaving the
     buffer full. Returns the new state; k = -1 for a code in no table."""
-    acc, pos, nbits = _refill(words, pos, acc, nbits)
+    acc, pos, nbits = _refill(data, pos, acc, nbits)
     used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, slot)
     if rs < 0:
         return acc, pos, nbits, -1
     used += rs & 15
     acc <<= np.uint64(used)
-    acc, pos, nbits = _refill(words, pos, acc, nbits - used)
+    acc, pos, nbits = _refill(data, pos, acc, nbits - used)
     return acc, pos, nbits, k + _advance(rs)
 
 
 @njit(cache=True, nogil=True)
-def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_interval,
+def dc_scan(data, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_interval,
             vals, skips, maxcodes, valptrs, symbols, quant, limit_table, out, planes):
     """Decode one baseline scan, keeping the luma DC terms as 1/8-scale pixels.
 
@@ -323,7 +319,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
     DC, the horizontal and the vertical first harmonic. PDQ's fast path models the
     full-resolution filter from them (notes/issue-14-pdq.md).
 
-    ``words`` from :func:`big_endian_words` over :func:`unstuff`'s bytes. ``vals``:
+    ``data``: :func:`unstuff`'s bytes, zeros past the end (PAD_BYTES + 8). ``vals``:
     (8, 1 << LOOKUP_BITS) tables of :func:`build_table`, DC tables (slots 0-3, DC_TABLE)
     and AC tables (4-7, AC_VALUES); ``skips``: (4, 1 << SKIP_BITS) :func:`multi_table`
     tables of the AC slots. ``plan`` has one row per block of an MCU, in scan order:
@@ -361,7 +357,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
     top = np.uint64(64 - LOOKUP_BITS)
     skip_top = np.uint64(64 - SKIP_BITS)
     # Bit buffer: the next nbits bits left-aligned in acc; pos * 8 - nbits bits consumed.
-    acc, pos, nbits = _refill(words, 0, np.uint64(0), 0)
+    acc, pos, nbits = _refill(data, 0, np.uint64(0), 0)
     end = seg_end[0] * 8
     for my in range(nmcuy):
         for mx in range(nmcux):
@@ -372,7 +368,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                     seg += 1
                     if seg >= seg_start.shape[0]:
                         return BAD_RESTART
-                    acc, pos, nbits = _refill(words, seg_start[seg], np.uint64(0), 0)
+                    acc, pos, nbits = _refill(data, seg_start[seg], np.uint64(0), 0)
                     end = seg_end[seg] * 8
                     for c in range(ncomp):
                         preds[c] = 0
@@ -414,7 +410,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                     v = 0
                     for _ in range(2):
                         if nbits < 31:
-                            acc, pos, nbits = _refill(words, pos, acc, nbits)
+                            acc, pos, nbits = _refill(data, pos, acc, nbits)
                         used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, ac_t)
                         if rs < 0:
                             return BAD_CODE
@@ -431,7 +427,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                             break
                     h_plane[at] = (((h + 32768) & 0xFFFF) - 32768) * quant[1]
                     v_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * quant[2]
-                acc, pos, nbits = _refill(words, pos, acc, nbits)  # the skips below need it full
+                acc, pos, nbits = _refill(data, pos, acc, nbits)  # the skips below need it full
                 # ---- the other AC codes: dropped, several a lookup, two lookups a refill.
                 # nbits -= e: the entry's upper fields subtract a multiple of 64 and every
                 # use masks nbits to 6 bits (free in x86 shifts), which keeps an AND off the
@@ -445,7 +441,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                         acc <<= np.uint64(e & 63)
                         nbits -= e
                     else:
-                        acc, pos, nbits, k = _slow_skip(words, pos, acc, nbits & 63, k, vals, vbase, maxcodes,
+                        acc, pos, nbits, k = _slow_skip(data, pos, acc, nbits & 63, k, vals, vbase, maxcodes,
                                                         valptrs, symbols, ac_t)
                         if k < 0:
                             return BAD_CODE
@@ -456,11 +452,11 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                             acc <<= np.uint64(e & 63)
                             nbits -= e
                         else:
-                            acc, pos, nbits, k = _slow_skip(words, pos, acc, nbits & 63, k, vals, vbase, maxcodes,
+                            acc, pos, nbits, k = _slow_skip(data, pos, acc, nbits & 63, k, vals, vbase, maxcodes,
                                                             valptrs, symbols, ac_t)
                             if k < 0:
                                 return BAD_CODE
-                    acc, pos, nbits = _refill(words, pos, acc, nbits & 63)
+                    acc, pos, nbits = _refill(data, pos, acc, nbits & 63)
     if pos * 8 - nbits > end:
         return TRUNCATED
     return OK
@@ -474,15 +470,15 @@ corrupt codes (67 codes of at most 31 bits) can read that far past the end."""
 @njit(cache=True, nogil=True)
 def decode_scan(data, pos, max_segments, nmcux, nmcuy, plan, restart_interval,
                 vals, skips, maxcodes, valptrs, symbols, quant, limit_table, out, planes):
-    """:func:`unstuff`, :func:`big_endian_words` and :func:`dc_scan` in one call."""
-    clean = np.empty(data.shape[0] - pos + PAD_BYTES + 4, dtype=np.uint8)
+    """:func:`unstuff` and :func:`dc_scan` in one call."""
+    clean = np.empty(data.shape[0] - pos + PAD_BYTES + 8, dtype=np.uint8)
     seg_start = np.empty(max_segments, dtype=np.int64)
     seg_end = np.empty(max_segments, dtype=np.int64)
     segments = unstuff(data, pos, max_segments, clean, seg_start, seg_end)
     if segments < 1:
         return BAD_RESTART
     used = seg_end[segments - 1]
-    words = np.empty(used + PAD_BYTES, dtype=np.uint32)
-    big_endian_words(clean[: used + PAD_BYTES + 3], used, words)
-    return dc_scan(words, used + 8, seg_start[:segments], seg_end[:segments], nmcux, nmcuy, plan,
+    data = clean[: used + PAD_BYTES + 8]
+    data[used:] = 0  # past the data, zero bits are fed
+    return dc_scan(data, used + 8, seg_start[:segments], seg_end[:segments], nmcux, nmcuy, plan,
                    restart_interval, vals, skips, maxcodes, valptrs, symbols, quant, limit_table, out, planes)
