@@ -21,6 +21,7 @@ from hashmatch.hashers._kernels import sorted_copy
 from hashmatch.hashers._pdq_kernels import (
     _rank_127,
     bits_above_median,
+    bits_above_median_counted,
     dct_16,
     decimation_indices,
     dihedral_coeffs,
@@ -260,6 +261,7 @@ def test_dct_matrix_is_reference_formula():
 )
 def test_bits_above_median_equals_torben(coeffs):
     assert bits_above_median(coeffs).tolist() == naive_bits(coeffs)
+    assert bits_above_median_counted(coeffs).tolist() == naive_bits(coeffs)
 
 
 @settings(max_examples=60)
