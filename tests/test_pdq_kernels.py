@@ -17,8 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from hashmatch.hashers._kernels import sorted_copy
 from hashmatch.hashers._pdq_kernels import (
+    _rank_127,
     bits_above_median,
+    bits_above_median_counted,
     dct_16,
     decimation_indices,
     dihedral_coeffs,
@@ -258,6 +261,22 @@ def test_dct_matrix_is_reference_formula():
 )
 def test_bits_above_median_equals_torben(coeffs):
     assert bits_above_median(coeffs).tolist() == naive_bits(coeffs)
+    assert bits_above_median_counted(coeffs).tolist() == naive_bits(coeffs)
+
+
+@settings(max_examples=60)
+@given(
+    st.one_of(
+        arrays(F32, 256, elements=st.floats(-1e4, 1e4, width=32)),
+        arrays(F32, 256, elements=st.sampled_from([F32(-1), F32(-0.0), F32(0), F32(2)])),  # ties, signed zeros
+        arrays(F32, 256, elements=st.floats(width=32, allow_nan=True)),  # NaNs: the sort fallback
+    )
+)
+def test_rank_127_is_the_128th_smallest(values):
+    # NaNs sort last, so up to 128 of them leave a number as the 128th smallest; with more,
+    # the value is what the Shell sort (the code before the counting) gives.
+    expected = np.sort(values)[127] if np.isnan(values).sum() <= 128 else sorted_copy(values)[127]
+    assert np.array_equal(_rank_127(values), expected, equal_nan=True)
 
 
 def test_bits_above_median_edge_cases():

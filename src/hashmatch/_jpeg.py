@@ -232,7 +232,7 @@ def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> DcI
     out = np.empty((nmcuy * mcu_rows, nmcux * mcu_cols), dtype=np.uint8)
     planes = np.empty((3, *out.shape), dtype=np.float32)
     status = _k.decode_scan(
-        raw, head.data_start, np.flatnonzero(raw[head.data_start :] == 0xFF),  # numpy finds the 0xFF bytes fast
+        raw, head.data_start,
         intervals, nmcux, nmcuy, plan, head.restart_interval, *tables,
         np.array(head.quant[head.quant_ids[luma]], dtype=np.int64), _limit_table(), out, planes,
     )

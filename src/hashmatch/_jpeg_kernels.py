@@ -119,69 +119,82 @@ def _range_limit(x):
     return i - 896
 
 
+CHUNK = 32
+"""unstuff copies this many bytes at once and tests them for a 0xFF eight bytes a word
+(about 7 chunks in 10 of a quality-90 scan hold none: one byte in about 98 is 0xFF)."""
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _has_ff(data, i):
+    """Whether the CHUNK bytes of ``data`` from ``i`` hold a 0xFF: eight bytes a word,
+    a zero byte of the complement found by the borrow trick (no branch per byte; a byte
+    OR loop and a max loop stayed scalar in numba and were slower, measured)."""
+    found = np.uint64(0)
+    for w in range(CHUNK // 8):
+        x = np.uint64(0)
+        for b in range(8):
+            x |= np.uint64(data[np.uint64(i + 8 * w + b)]) << np.uint64(8 * b)
+        x = ~x
+        found |= (x - np.uint64(0x0101010101010101)) & ~x & np.uint64(0x8080808080808080)
+    return found != 0
+
+
 @njit(cache=True, nogil=True)
-def unstuff(data, pos, ff, max_segments, clean, seg_start, seg_end):
+def unstuff(data, pos, max_segments, clean, seg_start, seg_end):
     """Entropy-coded bytes from ``pos`` with stuffed zeros dropped, split at RSTn markers.
 
-    ``ff``: the positions of the 0xFF bytes counted from ``pos``, ascending (the bytes
-    between are copied in runs). Writes segment ``i`` to
-    ``clean[seg_start[i]:seg_end[i]]`` and returns the number of segments (-1 when a
-    restart marker is out of order or there are more than ``max_segments``). Stops at
-    any other marker or at the end of the data. ``clean`` needs ``len(data) - pos`` bytes.
+    Writes segment ``i`` to ``clean[seg_start[i]:seg_end[i]]`` and returns the number of
+    segments (-1 when a restart marker is out of order or there are more than
+    ``max_segments``). Stops at any other marker or at the end of the data. ``clean``
+    needs ``len(data) - pos`` bytes. One pass: runs of CHUNK bytes without a 0xFF are
+    copied whole, and each 0xFF starts a new chunk.
     """
     n = data.shape[0]
     j = 0
     seg = 0
     seg_start[0] = 0
-    cursor = pos
-    for f in range(ff.shape[0]):
-        p = ff[f] + pos
-        if p < cursor:  # consumed already (the second 0xFF of a pair)
-            continue
-        run = p - cursor
-        src = data[cursor:p]
-        dst = clean[j : j + run]
-        for i in range(np.uint64(run)):  # unsigned: no negative-index check, so it vectorises (8x)
-            dst[i] = src[i]
-        j += run
-        if p + 1 >= n:
-            cursor = n
+    i = pos
+    while i < n:
+        if i + CHUNK <= n:
+            # The chunk goes to clean whole (j <= i - pos: clean has room); what follows
+            # a 0xFF in it is overwritten by the next step.
+            for t in range(CHUNK):  # unsigned indices: no negative-index fix-up
+                clean[np.uint64(j + t)] = data[np.uint64(i + t)]
+            if not _has_ff(data, i):
+                i += CHUNK
+                j += CHUNK
+                continue
+            while data[np.uint64(i)] != 0xFF:
+                i += 1
+                j += 1
+        else:
+            x = data[i]
+            if x != 0xFF:
+                clean[j] = x
+                j += 1
+                i += 1
+                continue
+        # data[i] is 0xFF
+        if i + 1 >= n:
             break
-        nxt = data[p + 1]
+        nxt = data[i + 1]
         if nxt == 0:
             clean[j] = 0xFF
             j += 1
-            cursor = p + 2
+            i += 2
         elif nxt == 0xFF:  # fill byte before a marker
-            cursor = p + 1
+            i += 1
         elif 0xD0 <= nxt <= 0xD7:
             if nxt != 0xD0 + (seg & 7) or seg + 1 >= max_segments:
                 return -1
             seg_end[seg] = j
             seg += 1
             seg_start[seg] = j
-            cursor = p + 2
-        else:
-            cursor = -1  # a marker: the scan ends here
+            i += 2
+        else:  # a marker: the scan ends here
             break
-    if cursor >= 0 and cursor < n:  # no marker after the data: keep what there is
-        run = n - cursor
-        clean[j : j + run] = data[cursor:n]
-        j += run
     seg_end[seg] = j
     return seg + 1
-
-
-@njit(cache=True, nogil=True)
-def big_endian_words(clean, length, words):
-    """``words[i]``: the 32 bits starting at byte i of ``clean`` (zeros past ``length``)."""
-    for i in range(length, clean.shape[0]):
-        clean[i] = 0
-    for i in range(words.shape[0]):
-        words[i] = (
-            (np.uint32(clean[i]) << 24) | (np.uint32(clean[i + 1]) << 16)
-            | (np.uint32(clean[i + 2]) << 8) | np.uint32(clean[i + 3])
-        )
 
 
 @njit(cache=True, nogil=True)
@@ -239,11 +252,20 @@ def _long_code(acc, maxcodes, valptrs, symbols, slot):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _refill(words, pos, acc, nbits):
+def _refill(data, pos, acc, nbits):
     """Top the bit buffer up to 56-63 bits without a branch: whole bytes from ``pos`` on
     (re-reading part of a byte ORs the same bits in again). The load's address was known
-    one step earlier, so only the shift and the OR wait for the last code's length."""
-    acc |= ((np.uint64(words[np.uint64(pos)]) << np.uint64(32)) | np.uint64(words[np.uint64(pos + 4)])) >> np.uint64(nbits)
+    one step earlier, so only the shift and the OR wait for the last code's length. The
+    eight byte loads, unsigned and in order, compile to one load and a byte swap (bswap
+    in the assembly)."""
+    p = np.uint64(pos)
+    word = (
+        (np.uint64(data[p]) << np.uint64(56)) | (np.uint64(data[p + np.uint64(1)]) << np.uint64(48))
+        | (np.uint64(data[p + np.uint64(2)]) << np.uint64(40)) | (np.uint64(data[p + np.uint64(3)]) << np.uint64(32))
+        | (np.uint64(data[p + np.uint64(4)]) << np.uint64(24)) | (np.uint64(data[p + np.uint64(5)]) << np.uint64(16))
+        | (np.uint64(data[p + np.uint64(6)]) << np.uint64(8)) | np.uint64(data[p + np.uint64(7)])
+    )
+    acc |= word >> np.uint64(nbits)
     return acc, pos + ((63 - nbits) >> 3), nbits | 56
 
 
@@ -275,21 +297,21 @@ def _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, slot):
 
 
 @njit(cache=True, nogil=True)
-def _slow_skip(words, pos, acc, nbits, k, vals, vbase, maxcodes, valptrs, symbols, slot):
+def _slow_skip(data, pos, acc, nbits, k, vals, vbase, maxcodes, valptrs, symbols, slot):
     """Drop one AC code (the rare case the multi-code lookup cannot take), leaving the
     buffer full. Returns the new state; k = -1 for a code in no table."""
-    acc, pos, nbits = _refill(words, pos, acc, nbits)
+    acc, pos, nbits = _refill(data, pos, acc, nbits)
     used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, slot)
     if rs < 0:
         return acc, pos, nbits, -1
     used += rs & 15
     acc <<= np.uint64(used)
-    acc, pos, nbits = _refill(words, pos, acc, nbits - used)
+    acc, pos, nbits = _refill(data, pos, acc, nbits - used)
     return acc, pos, nbits, k + _advance(rs)
 
 
 @njit(cache=True, nogil=True)
-def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_interval,
+def dc_scan(data, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_interval,
             vals, skips, maxcodes, valptrs, symbols, quant, limit_table, out, planes):
     """Decode one baseline scan, keeping the luma DC terms as 1/8-scale pixels.
 
@@ -298,7 +320,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
     DC, the horizontal and the vertical first harmonic. PDQ's fast path models the
     full-resolution filter from them (notes/issue-14-pdq.md).
 
-    ``words`` from :func:`big_endian_words` over :func:`unstuff`'s bytes. ``vals``:
+    ``data``: :func:`unstuff`'s bytes, zeros past the end (PAD_BYTES + 8). ``vals``:
     (8, 1 << LOOKUP_BITS) tables of :func:`build_table`, DC tables (slots 0-3, DC_TABLE)
     and AC tables (4-7, AC_VALUES); ``skips``: (4, 1 << SKIP_BITS) :func:`multi_table`
     tables of the AC slots. ``plan`` has one row per block of an MCU, in scan order:
@@ -336,7 +358,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
     top = np.uint64(64 - LOOKUP_BITS)
     skip_top = np.uint64(64 - SKIP_BITS)
     # Bit buffer: the next nbits bits left-aligned in acc; pos * 8 - nbits bits consumed.
-    acc, pos, nbits = _refill(words, 0, np.uint64(0), 0)
+    acc, pos, nbits = _refill(data, 0, np.uint64(0), 0)
     end = seg_end[0] * 8
     for my in range(nmcuy):
         for mx in range(nmcux):
@@ -347,7 +369,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                     seg += 1
                     if seg >= seg_start.shape[0]:
                         return BAD_RESTART
-                    acc, pos, nbits = _refill(words, seg_start[seg], np.uint64(0), 0)
+                    acc, pos, nbits = _refill(data, seg_start[seg], np.uint64(0), 0)
                     end = seg_end[seg] * 8
                     for c in range(ncomp):
                         preds[c] = 0
@@ -389,7 +411,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                     v = 0
                     for _ in range(2):
                         if nbits < 31:
-                            acc, pos, nbits = _refill(words, pos, acc, nbits)
+                            acc, pos, nbits = _refill(data, pos, acc, nbits)
                         used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, ac_t)
                         if rs < 0:
                             return BAD_CODE
@@ -406,7 +428,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                             break
                     h_plane[at] = (((h + 32768) & 0xFFFF) - 32768) * quant[1]
                     v_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * quant[2]
-                acc, pos, nbits = _refill(words, pos, acc, nbits)  # the skips below need it full
+                acc, pos, nbits = _refill(data, pos, acc, nbits)  # the skips below need it full
                 # ---- the other AC codes: dropped, several a lookup, two lookups a refill.
                 # nbits -= e: the entry's upper fields subtract a multiple of 64 and every
                 # use masks nbits to 6 bits (free in x86 shifts), which keeps an AND off the
@@ -420,7 +442,7 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                         acc <<= np.uint64(e & 63)
                         nbits -= e
                     else:
-                        acc, pos, nbits, k = _slow_skip(words, pos, acc, nbits & 63, k, vals, vbase, maxcodes,
+                        acc, pos, nbits, k = _slow_skip(data, pos, acc, nbits & 63, k, vals, vbase, maxcodes,
                                                         valptrs, symbols, ac_t)
                         if k < 0:
                             return BAD_CODE
@@ -431,11 +453,11 @@ def dc_scan(words, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_
                             acc <<= np.uint64(e & 63)
                             nbits -= e
                         else:
-                            acc, pos, nbits, k = _slow_skip(words, pos, acc, nbits & 63, k, vals, vbase, maxcodes,
+                            acc, pos, nbits, k = _slow_skip(data, pos, acc, nbits & 63, k, vals, vbase, maxcodes,
                                                             valptrs, symbols, ac_t)
                             if k < 0:
                                 return BAD_CODE
-                    acc, pos, nbits = _refill(words, pos, acc, nbits & 63)
+                    acc, pos, nbits = _refill(data, pos, acc, nbits & 63)
     if pos * 8 - nbits > end:
         return TRUNCATED
     return OK
@@ -447,17 +469,17 @@ corrupt codes (67 codes of at most 31 bits) can read that far past the end."""
 
 
 @njit(cache=True, nogil=True)
-def decode_scan(data, pos, ff, max_segments, nmcux, nmcuy, plan, restart_interval,
+def decode_scan(data, pos, max_segments, nmcux, nmcuy, plan, restart_interval,
                 vals, skips, maxcodes, valptrs, symbols, quant, limit_table, out, planes):
-    """:func:`unstuff`, :func:`big_endian_words` and :func:`dc_scan` in one call."""
-    clean = np.empty(data.shape[0] - pos + PAD_BYTES + 4, dtype=np.uint8)
+    """:func:`unstuff` and :func:`dc_scan` in one call."""
+    clean = np.empty(data.shape[0] - pos + PAD_BYTES + 8, dtype=np.uint8)
     seg_start = np.empty(max_segments, dtype=np.int64)
     seg_end = np.empty(max_segments, dtype=np.int64)
-    segments = unstuff(data, pos, ff, max_segments, clean, seg_start, seg_end)
+    segments = unstuff(data, pos, max_segments, clean, seg_start, seg_end)
     if segments < 1:
         return BAD_RESTART
     used = seg_end[segments - 1]
-    words = np.empty(used + PAD_BYTES, dtype=np.uint32)
-    big_endian_words(clean[: used + PAD_BYTES + 3], used, words)
-    return dc_scan(words, used + 8, seg_start[:segments], seg_end[:segments], nmcux, nmcuy, plan,
+    data = clean[: used + PAD_BYTES + 8]
+    data[used:] = 0  # past the data, zero bits are fed
+    return dc_scan(data, used + 8, seg_start[:segments], seg_end[:segments], nmcux, nmcuy, plan,
                    restart_interval, vals, skips, maxcodes, valptrs, symbols, quant, limit_table, out, planes)

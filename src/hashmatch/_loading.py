@@ -256,7 +256,7 @@ def load_image(
         return _orient(_from_array(source), exif_transpose, "<array>")
     else:
         stream, name = _read_source(source, limits)
-        if stream.getbuffer().nbytes == 0:
+        if not stream.getvalue():  # not getbuffer(): it copies the bytes the stream shares
             raise UnreadableImageError(f"{name}: empty file")
         img = None
         if dc_decoder and draft is not None and draft[0] == "L" and not exif_transpose:  # no EXIF there

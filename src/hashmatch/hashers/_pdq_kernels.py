@@ -253,14 +253,44 @@ def dct_16(block, matrix):  # (64, 64) float32, (16, 64) float32 -> (16, 16) flo
 
 
 @njit(cache=True, nogil=True)
-def bits_above_median(coeffs):  # (16, 16) float32 -> (256,) bool, most significant first
-    """Bit k = coefficient k > the 128th smallest (Torben's median); bit 255 printed first."""
-    flat = coeffs.ravel()
-    median = sorted_copy(flat)[127]
+def _rank_127(flat):
+    """The 128th smallest of 256 values: the first value with at most 127 below it and
+    more than 127 at or below it. Counting compares vectorise and do not branch, where
+    a sort of 256 floats mispredicts about every other compare (9-12 us against 2.8 us a
+    call, measured); a sort only when NaNs leave no such value. PDQ's fast path only:
+    the exact path keeps the sort and compiles nothing more (0.09 s first compile)."""
+    for i in range(256):
+        v = flat[i]
+        below = 0
+        at_or_below = 0
+        for j in range(256):
+            below += np.int32(flat[j] < v)
+            at_or_below += np.int32(flat[j] <= v)
+        if below <= 127 < at_or_below:
+            return v
+    return sorted_copy(flat)[127]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bits_above(flat, median):
     out = np.empty(256, dtype=np.bool_)
     for k in range(256):
         out[255 - k] = flat[k] > median
     return out
+
+
+@njit(cache=True, nogil=True)
+def bits_above_median(coeffs):  # (16, 16) float32 -> (256,) bool, most significant first
+    """Bit k = coefficient k > the 128th smallest (Torben's median); bit 255 printed first."""
+    flat = coeffs.ravel()
+    return _bits_above(flat, sorted_copy(flat)[127])
+
+
+@njit(cache=True, nogil=True)
+def bits_above_median_counted(coeffs):
+    """:func:`bits_above_median`, the median found by :func:`_rank_127` (same bits)."""
+    flat = coeffs.ravel()
+    return _bits_above(flat, _rank_127(flat))
 
 
 @njit(cache=True, nogil=True)

@@ -157,10 +157,12 @@ def _coefficients(rgb: np.ndarray, preresize_512: bool, decode_scale: int = 1) -
     return coeffs, int(quality)
 
 
-def _result(coeffs: np.ndarray | None, quality: int) -> HashResult:
+def _result(coeffs: np.ndarray | None, quality: int, fast: bool = False) -> HashResult:
     if coeffs is None:
         return HashResult(Hash(0, "pdq", PDQ_BITS), quality)
-    return HashResult(Hash.from_bool_array(_k.bits_above_median(coeffs), algorithm="pdq"), quality)
+    # The same bits either way; the counting kernel is faster but compiles only for the fast path.
+    bits = _k.bits_above_median_counted(coeffs) if fast else _k.bits_above_median(coeffs)
+    return HashResult(Hash.from_bool_array(bits, algorithm="pdq"), quality)
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -268,7 +270,8 @@ def _compute(
     if dihedral_method not in DIHEDRAL_METHODS:
         raise UsageError(f"dihedral_method must be one of {DIHEDRAL_METHODS}, got {dihedral_method!r}")
     preresize = _check_bool("preresize_512", preresize_512)
-    return _result(*_coefficients_of(image, preresize))
+    coeffs, quality = _coefficients_of(image, preresize)
+    return _result(coeffs, quality, fast=not preresize and _dct_planes(image) is not None)
 
 
 def _dihedral(
@@ -281,7 +284,7 @@ def _dihedral(
     _check_draft(draft_min_side)
     if dihedral_method == "dct" and not _check_bool("preresize_512", preresize_512) and _dct_planes(image) is not None:
         coeffs, quality = _coefficients_of(image, False)
-        return tuple(_result(c, quality) for c in _k.dihedral_coeffs(coeffs))
+        return tuple(_result(c, quality, fast=True) for c in _k.dihedral_coeffs(coeffs))
     return _dihedral_results(_rgb_of(image), preresize_512, _decode_scale(image), dihedral_method)
 
 
