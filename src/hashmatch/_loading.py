@@ -341,6 +341,15 @@ def to_mode(img: Image.Image, mode: str) -> Image.Image:
         raise UnreadableImageError(f"cannot convert a {img.mode} image to {mode}: {exc}") from exc
 
 
+def _touches_all_edges(grey: np.ndarray, tolerance: int) -> bool:
+    """Whether content (a pixel beyond ``tolerance`` of the top-left one) reaches all four
+    edges, so the kept box would be the whole image and there is nothing to trim."""
+    corner = int(grey[0, 0])
+    return all(
+        bool((np.abs(edge.astype(np.int16) - corner) > tolerance).any())
+        for edge in (grey[0], grey[-1], grey[:, 0], grey[:, -1])
+    )
+
 
 def trim_borders(image: Image.Image, *, tolerance: int = 12, min_area: float = 0.2) -> Image.Image:
     """Cut away uniform borders (padding, letterbox and pillarbox bars), for matching.
@@ -359,7 +368,10 @@ def trim_borders(image: Image.Image, *, tolerance: int = 12, min_area: float = 0
     if isinstance(min_area, bool) or not isinstance(min_area, (int, float)) or not 0.0 <= min_area <= 1.0:
         raise UsageError(f"min_area must be a number in [0, 1], got {min_area!r}")
     image = image if image.mode == "RGB" else image.convert("RGB")
-    grey = np.asarray(image.convert("L"), dtype=np.int16)
+    grey8 = np.asarray(image.convert("L"))
+    if _touches_all_edges(grey8, tolerance):
+        return image  # the common case, settled from the four edges alone (per scanned file)
+    grey = grey8.astype(np.int16)
     content = np.abs(grey - grey[0, 0]) > tolerance
     rows = np.flatnonzero(content.any(axis=1))
     cols = np.flatnonzero(content.any(axis=0))

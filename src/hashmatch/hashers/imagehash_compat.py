@@ -121,12 +121,25 @@ def _phash_dihedral(image: Image.Image, *, hash_size: int = 8, highfreq_factor: 
     size = hash_size * highfreq_factor
     pixels = _reduce(image, size, size)
     bits, ambiguous = _k.dihedral_above_median(pixels, _basis(size, hash_size))
-    views = _dihedral_views(pixels) if ambiguous.any() else None
-    out = []
-    for i in range(8):
-        b = _phash_bits(np.ascontiguousarray(views[i]), hash_size) if ambiguous[i] else bits[i]
-        out.append(HashResult(Hash.from_bool_array(b, algorithm="phash")))
-    return tuple(out)
+    if ambiguous.any():
+        views = _dihedral_views(pixels)
+        bits = bits.copy()
+        for i in np.flatnonzero(ambiguous):
+            bits[i] = _phash_bits(np.ascontiguousarray(views[i]), hash_size)
+    return tuple(HashResult(Hash(value, "phash", nbits)) for value, nbits in _pack_rows(bits))
+
+
+def _pack_rows(bits: np.ndarray) -> list[tuple[int, int]]:
+    """(value, bit length) of each row's bits, as :meth:`Hash.from_bool_array` reads them.
+
+    One ``packbits`` for all eight variants instead of eight: this is per scanned file,
+    and the eight separate packings cost about a third of phash's non-decode time.
+    """
+    flat = bits.reshape(bits.shape[0], -1)
+    nbits = flat.shape[1]
+    packed = np.packbits(flat, axis=1)  # MSB first, rows padded to whole bytes
+    shift = packed.shape[1] * 8 - nbits
+    return [(int.from_bytes(row.tobytes(), "big") >> shift, nbits) for row in packed]
 
 
 # -- whash ---------------------------------------------------------------------------
