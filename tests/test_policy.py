@@ -153,6 +153,8 @@ def test_band_needs_the_same_image(rng: np.random.Generator) -> None:
     assert bare.match_hashes(upload) == []
     assert [x.distance for x in bare.match_hashes(_turned_upload(rng, edge, pdq, at=0))] == [10]
     assert [x.distance for x in Matcher.from_hashes([ph], thresholds={"phash": 10}).match_hashes(upload)] == [10]
+    unnamed = Matcher.from_hashes([ph, pdq], external_ids=[None, None])  # no external id: not one image
+    assert [x.algorithm for x in unnamed.match_hashes(upload)] == ["pdq"]
     twins = Matcher.from_hashes([ph, pdq, _flip(pdq, rng, 3)], external_ids=["a", "a", "a"])  # two PDQs: ambiguous
     assert [x.algorithm for x in twins.match_hashes(upload)] == ["pdq", "pdq"]
     within = DEFAULT_CONFIRMATIONS[1].within  # inclusive, and the PDQ must pass the quality gate

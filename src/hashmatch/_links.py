@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .hashes import Hash
+from .hashes import Hash, HashBatch
 from ._store import ReferenceStore
 
 __all__ = ["Links", "hash_words"]
@@ -76,12 +76,26 @@ class Links:
         }
 
     @classmethod
-    def in_memory(cls, siblings: Mapping[int, Mapping[str, Hash]], by: str, bits: int) -> Links:
-        """From a Matcher's in-memory map ``{entry id: {algorithm: hash}}``."""
-        pairs = sorted((i, h) for i, s in siblings.items() if (h := s.get(by)) is not None and h.bits == bits)
-        ids = np.array([i for i, _ in pairs], dtype=np.int64)
-        words = hash_words([h for _, h in pairs], bits)
-        return cls(by, bits, ids, words)
+    def in_memory(
+        cls,
+        algorithm: str,
+        by: str,
+        batches: Mapping[str, tuple[HashBatch, npt.NDArray[np.intp]]],
+        ids: npt.NDArray[np.int64],
+        external_ids: Sequence[str | None] | None,
+    ) -> Links:
+        """The links of hashes in memory (``Matcher.from_hashes``): the store's rule with
+        the external id alone naming an image (entries without one have no sibling)."""
+        by_batch, by_at = batches[by]
+        if external_ids is None:
+            return cls(by, by_batch.bits, np.zeros(0, np.int64), np.zeros((0, by_batch.words.shape[1]), np.uint64))
+
+        def rows(at: npt.NDArray[np.intp]) -> list[_Row]:
+            return [(int(ids[r]), 0, 0, external_ids[r]) for r in at.tolist() if external_ids[r] is not None]
+
+        named = [k for k, r in enumerate(by_at.tolist()) if external_ids[r] is not None]
+        linked, words = _resolve(rows(batches[algorithm][1]), rows(by_at), by_batch.words[named])
+        return cls(by, by_batch.bits, linked, words)
 
     @classmethod
     def from_store(cls, store: ReferenceStore, algorithm: str, by: str, bits: int, current: Links | None) -> Links:

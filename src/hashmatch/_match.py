@@ -165,8 +165,6 @@ class Matcher:
             phash_content=phash_content,
             **({} if confirmations is None else {"confirmations": confirmations}),
         )
-        # entry id -> {algorithm: hash of the same image}, for hashes in memory.
-        self._siblings: dict[int, dict[str, Hash]] = {}
         if self._fixed_algorithms is not None:
             for name in self._fixed_algorithms:
                 if name not in allowed:
@@ -302,8 +300,6 @@ class Matcher:
             confirmations=confirmations,
             phash_content=phash_content,
         )
-        if external_ids is not None:
-            matcher._siblings = _siblings_in_memory(id_array, external_ids, batches)
         wanted = matcher._fixed_algorithms
         indexes = {}
         for name, (batch, rows) in batches.items():
@@ -312,7 +308,7 @@ class Matcher:
             radius = matcher._spec.search_radius(name, batch.bits)
             indexes[name] = References.in_memory(batch, id_array[rows], radius)
         links = {
-            (name, by): Links.in_memory(matcher._siblings, by, indexes[by].bits)
+            (name, by): Links.in_memory(name, by, batches, id_array, external_ids)
             for name, by in matcher._link_pairs(indexes)
         }
         matcher._state = _State(0, MappingProxyType(indexes), links=MappingProxyType(links),
@@ -620,37 +616,6 @@ class Matcher:
             references.warmup(name)
         if self._state.local is not None:
             warm_local_tables()
-
-
-
-def _siblings_in_memory(
-    ids: npt.NDArray[np.int64],
-    external_ids: Sequence[str | None],
-    batches: Mapping[str, tuple[HashBatch, npt.NDArray[np.intp]]],
-) -> dict[int, dict[str, Hash]]:
-    """Per entry id, the hash of each other algorithm of the same image (same external
-    id), when the image has exactly one hash of that algorithm."""
-    of_row: dict[int, Hash] = {}
-    for batch, rows in batches.values():
-        for k, row in enumerate(rows.tolist()):
-            of_row[row] = batch[k]
-    groups: dict[str, list[int]] = {}
-    for row, ext in enumerate(external_ids):
-        if ext is not None:
-            groups.setdefault(ext, []).append(row)
-    out: dict[int, dict[str, Hash]] = {}
-    for rows in groups.values():
-        if len(rows) < 2:
-            continue
-        per_alg: dict[str, list[Hash]] = {}
-        for row in rows:
-            per_alg.setdefault(of_row[row].algorithm, []).append(of_row[row])
-        for row in rows:
-            mine = of_row[row].algorithm
-            others = {alg: hs[0] for alg, hs in per_alg.items() if alg != mine and len(hs) == 1}
-            if others:
-                out[int(ids[row])] = others
-    return out
 
 
 def _could_confirm(
