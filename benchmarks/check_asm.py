@@ -20,6 +20,7 @@ os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp()  # a fresh compile, so the as
 import numpy as np  # noqa: E402
 
 from hashmatch.index import _kernels as K  # noqa: E402
+from hashmatch.index import _kernels64 as K64  # noqa: E402
 from hashmatch.index import _sliced_kernels as S  # noqa: E402
 
 INSTR = ("vpopcntq", "vpshufb", "popcnt", "vpternlogq", "vpand", "zmm", "ymm", "(%rsp)")
@@ -37,10 +38,16 @@ def main() -> int:
         K.flat_query_blocked(K.flat_blocks(words), words, alive, words[:2], bounds, 3, *out, 32, counts)
     words = np.zeros((16, 1), np.uint64)
     S.sliced_chunk(S.sliced_planes(words), words, alive, words[:2], 0, 2, 3, 2, 2, *out, 0, 32)
+    starts, lengths = np.array([0, 13, 26, 39, 52]), np.array([13, 13, 13, 13, 12])
+    table_at = np.concatenate([[0], np.cumsum((1 << lengths) + 1)]).astype(np.int64)
+    offsets, parts = K64.mih64_tables(words, starts, lengths, table_at)
+    K64.mih64_chunk(words, alive, parts, offsets, table_at, starts, lengths, np.array([1, 1, 1, 1, 0]), words[:2], 0, 2,
+                    8, *out, 0, 32)
     kernels = {"flat_chunk_1 (64-bit)": K.flat_chunk_1, "flat_chunk_4 (256-bit, row order)": K.flat_chunk_4,
                "flat_chunk_n (other)": K.flat_chunk_n, "blocked_chunk_4 (256-bit, word-major)": K.blocked_chunk_4,
                "blocked_chunk_n (other, word-major)": K.blocked_chunk_n,
-               "sliced_chunk (bit-sliced, any word count)": S.sliced_chunk}
+               "sliced_chunk (bit-sliced, any word count)": S.sliced_chunk,
+               "mih64_chunk (64-bit multi-index probes)": K64.mih64_chunk}
     for name, fn in kernels.items():
         asm = "\n".join(fn.inspect_asm().values())
         counts_txt = ", ".join(f"{i} {asm.count(i)}" for i in INSTR)

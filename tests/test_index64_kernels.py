@@ -57,6 +57,39 @@ def test_part64_is_the_top_32_bits_without_the_substring(w: int, start: int, len
     assert int(_kernels64.key64(np.uint64(w), start, length)) == int(bits[start : start + length], 2)
 
 
+@given(w=st.integers(0, 2**64 - 1), start=st.integers(0, 48), length=st.integers(1, 16))
+def test_unpart64_rebuilds_the_bits_a_partial_word_and_its_key_hold(w: int, start: int, length: int) -> None:
+    length = min(length, 64 - start)
+    x = _kernels64.part64(np.uint64(w), start, length)
+    key = _kernels64.key64(np.uint64(w), start, length)
+    known = int(_kernels64.unpart64(x, key, start, length))
+    mask = int(_kernels64.unpart64(np.uint32(0xFFFFFFFF), (1 << length) - 1, start, length))
+    rest = [p for p in range(64) if not start <= p < start + length]  # bit 0 most significant
+    held = set(range(start, start + length)) | set(rest[:32])
+    assert mask == sum(1 << (63 - p) for p in held)
+    assert known == w & mask  # the held bits are the row's, the others 0
+
+
+@pytest.mark.parametrize("m", [4, 5, 8])
+def test_mih64_many_queued_candidates_and_duplicate_rows(m: int) -> None:
+    """One query with hundreds of candidates from tables t >= 1 (more than the kernel
+    queues at once) and 400 copies of one row (more found rows than it checks at once)."""
+    rng = np.random.default_rng(7)
+    centre = rng.integers(0, 2**64 - 1, size=(1, 1), dtype=np.uint64, endpoint=True)
+    words = np.repeat(centre, 3000, axis=0)
+    for i in range(400, 3000):
+        for p in rng.choice(64, size=int(rng.integers(1, 11)), replace=False):
+            words[i, 0] ^= np.uint64(1) << np.uint64(63 - p)
+    ids = np.arange(3000, dtype=np.int64)
+    index = MultiIndexHash.build(HashBatch(words, algorithm="t", bits=64), ids, substrings=m)
+    queries = np.concatenate([centre, words[[5, 900, 2999]]])
+    alive = np.ones(3000, np.uint8)
+    for r in (3, 10):
+        res = index.query(HashBatch(queries, algorithm="t", bits=64), r)
+        expected = [(qi, int(ids[i]), d) for qi, i, d in naive_range_fast(words, alive, queries, r)]
+        assert sorted(zip(res.query_index.tolist(), res.ids.tolist(), res.distances.tolist())) == sorted(expected)
+
+
 def test_mih64_memory_per_row() -> None:
     rng = np.random.default_rng(3)
     n = 200_000

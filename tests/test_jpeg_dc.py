@@ -202,6 +202,58 @@ def test_multi_table_skips_the_codes_a_naive_walk_finds(table, prefixes):
             assert entry & 63 <= 27  # two lookups fit in a refilled buffer (56 bits)
 
 
+def naive_unstuff(data: bytes, pos: int, max_segments: int) -> tuple[int, list[bytes]]:
+    """The entropy-coded bytes from ``pos``, byte by byte: 0xFF 0x00 is 0xFF, 0xFF 0xFF a
+    fill byte, RSTn (in order) ends a segment, any other marker or the end ends the scan."""
+    segments: list[bytes] = []
+    current = bytearray()
+    i = pos
+    while i < len(data):
+        if data[i] != 0xFF:
+            current.append(data[i])
+            i += 1
+            continue
+        if i + 1 >= len(data):
+            break
+        nxt = data[i + 1]
+        if nxt == 0:
+            current.append(0xFF)
+            i += 2
+        elif nxt == 0xFF:
+            i += 1
+        elif 0xD0 <= nxt <= 0xD7:
+            if nxt != 0xD0 + (len(segments) & 7) or len(segments) + 1 >= max_segments:
+                return -1, []
+            segments.append(bytes(current))
+            current = bytearray()
+            i += 2
+        else:
+            break
+    segments.append(bytes(current))
+    return len(segments), segments
+
+
+_STUFFING = st.lists(st.one_of(st.integers(0, 255), st.sampled_from([0xFF, 0x00, 0xD0, 0xD1, 0xD2, 0xD9])),
+                     max_size=120)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_STUFFING, pos=st.integers(0, 3), max_segments=st.integers(1, 4))
+def test_unstuff_matches_a_byte_by_byte_walk(body: list[int], pos: int, max_segments: int) -> None:
+    """Words with a 0xFF at every offset, pairs across word edges, fill bytes, restart
+    markers in and out of order, other markers, a 0xFF as the last byte."""
+    data = np.array(body, dtype=np.uint8)
+    pos = min(pos, len(body))
+    clean = np.full(len(body) + 8, 0xAA, dtype=np.uint8)
+    seg_start = np.zeros(max_segments, dtype=np.int64)
+    seg_end = np.zeros(max_segments, dtype=np.int64)
+    count = K.unstuff(data, pos, max_segments, clean, seg_start, seg_end)
+    expected_count, expected = naive_unstuff(bytes(body), pos, max_segments)
+    assert count == expected_count
+    if count > 0:
+        assert [clean[seg_start[k] : seg_end[k]].tobytes() for k in range(count)] == expected
+
+
 def test_build_table_refuses_what_libjpeg_refuses():
     syms = np.zeros(256, np.int64)
     over_full = np.array([3] + [0] * 15, np.int64)  # three 1-bit codes

@@ -28,8 +28,9 @@ _ONE = np.uint64(1)
 # copy), which bounds each row's distance from below. Table 0's are in row order (the
 # rows are kept in table 0's bucket order), so a candidate that passes is a row
 # number; for t >= 1 the partial word starts with substring 0, and a candidate that
-# passes is looked up in table 0's bucket and checked in full there. No row numbers
-# are stored: 4 bytes per row and table instead of 12.
+# passes is found in table 0's bucket (by the table-0 partial word its known bits
+# give) and checked in full there. No row numbers are stored: 4 bytes per row and
+# table instead of 12.
 _PART_BITS = 32
 
 
@@ -114,63 +115,75 @@ def mih64_tables_parallel(words, starts, lengths, table_offsets_at):
     return offsets, parts
 
 
+@njit(cache=True, nogil=True, inline="always")
+def unpart64(x, key, start, length):
+    """The row whose bits ``[start, start + length)`` are ``key`` and whose other bits
+    begin with ``x`` (the inverse of :func:`part64` and :func:`key64`; the bits ``x``
+    does not hold are 0)."""
+    low_bits = 64 - start - length
+    rest = np.uint64(x) << np.uint64(64 - length - _PART_BITS)
+    low = rest & ((_ONE << np.uint64(low_bits)) - _ONE) if low_bits > 0 else _ZERO
+    high = (rest >> np.uint64(low_bits)) << np.uint64(64 - start) if start > 0 else _ZERO  # no shift by 64
+    return high | (np.uint64(key) << np.uint64(low_bits)) | low
+
+
 @njit(cache=True, nogil=True)
-def _mih64_lookup(words, alive, offsets, x, bucket, t, starts, lengths, radii, q, qi, rr,
-                  out_q, out_pos, out_dist, start, cap, cnt):
-    """The rows of table t's bucket ``bucket`` whose partial word is ``x``, found in
-    table 0 through their substring 0 (the top bits of ``x``), written out if within r."""
-    n = words.shape[0]
-    flat = words.reshape(n)
+def _check_hits(words, alive, hit_e, hit_i, nh, pend_t, pend_b, pend_x, starts, lengths, radii, q, qi, rr,
+                out_q, out_pos, out_dist, start, cap, cnt):
+    """The rows found for pending candidates (prefetched), checked in full."""
     q0 = q[0]
-    k0 = np.int64(x >> np.uint32(_PART_BITS - lengths[0]))
-    lo = np.int64(offsets[k0])
-    hi = np.int64(offsets[k0 + 1])
-    if _least_distance(flat[lo:hi], q0) > rr:
-        return cnt
-    for e in range(lo, hi):
-        w = flat[e]
+    for h in range(nh):
+        e = hit_e[h]
+        i = hit_i[h]
+        t = pend_t[i]
+        w = words[e, 0]
         d = popcount64(w ^ q0)
-        if d <= rr and key64(w, starts[t], lengths[t]) == bucket and part64(w, starts[t], lengths[t]) == x:
+        if d <= rr and key64(w, starts[t], lengths[t]) == pend_b[i] and part64(w, starts[t], lengths[t]) == pend_x[i]:
             cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist, start, cap, cnt)
     return cnt
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _mih64_probe(words, alive, parts, offsets, table_offsets_at, t, bucket, k, starts, lengths, radii, q, qi, rr,
-                 out_q, out_pos, out_dist, start, cap, cnt):
+@njit(cache=True, nogil=True)
+def _mih64_resolve(words, alive, parts, offsets, pend_t, pend_b, pend_x, npend, hit_e, hit_i, starts, lengths, radii,
+                   q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt):
+    """Find the rows of the pending candidates (table t's bucket ``pend_b``, partial word
+    ``pend_x``) in table 0, and check them.
+
+    A candidate's bucket and partial word fix most of its row's bits, and for the usual
+    layouts every bit of its table-0 partial word: the row is found by comparing the known
+    bits over table 0's bucket of 4-byte partial words (prefetched when the candidate was
+    queued), not by reading the bucket's 8-byte rows. The rows found are prefetched, then
+    checked in full from the rows, so the answer stays exact whatever the layout."""
     n = words.shape[0]
-    at = table_offsets_at[t]
-    lo = np.int64(offsets[at + bucket])
-    hi = np.int64(offsets[at + bucket + 1])
-    q0 = q[0]
-    # The bucket's bits differ from the query's in k places; the partial word bounds
-    # the rest from below.
-    left = np.uint32(rr - np.uint64(k))
-    qp = part64(q0, starts[t], lengths[t])
-    base = t * n
-    run = parts[base + lo : base + hi]
-    if _least_distance(run, qp) > left:
-        return cnt
-    if t == 0:  # table 0's partial words are in row order: the candidate is row lo + p
-        for p in range(hi - lo):
-            if popcount32(run[p] ^ qp) <= left:
-                e = lo + p
-                d = popcount64(words[e, 0] ^ q0)
-                if d <= rr:
-                    cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos, out_dist,
-                                   start, cap, cnt)
-        return cnt
-    for p in range(hi - lo):
-        x = run[p]
-        if popcount32(x ^ qp) <= left and (p == 0 or run[p - 1] != x):
-            cnt = _mih64_lookup(words, alive, offsets, x, bucket, t, starts, lengths, radii, q, qi, rr,
-                                out_q, out_pos, out_dist, start, cap, cnt)
-    return cnt
+    flat = words.reshape(n)
+    all_bits = np.uint32(0xFFFFFFFF)
+    nh = 0
+    for i in range(npend):
+        t = pend_t[i]
+        x = pend_x[i]
+        known = unpart64(x, pend_b[i], starts[t], lengths[t])
+        mask = unpart64(all_bits, (np.int64(1) << lengths[t]) - 1, starts[t], lengths[t])
+        y = part64(known, starts[0], lengths[0])
+        ymask = part64(mask, starts[0], lengths[0])
+        k0 = np.int64(x >> np.uint32(_PART_BITS - lengths[0]))  # substring 0 leads every partial word
+        for e in range(np.int64(offsets[k0]), np.int64(offsets[k0 + 1])):
+            if (parts[e] & ymask) == y:
+                if nh == hit_e.shape[0]:
+                    cnt = _check_hits(words, alive, hit_e, hit_i, nh, pend_t, pend_b, pend_x, starts, lengths, radii,
+                                      q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
+                    nh = 0
+                prefetch(flat, e)
+                hit_e[nh] = e
+                hit_i[nh] = i
+                nh += 1
+    return _check_hits(words, alive, hit_e, hit_i, nh, pend_t, pend_b, pend_x, starts, lengths, radii, q, qi, rr,
+                       out_q, out_pos, out_dist, start, cap, cnt)
 
 
 _MAX_PROBES = 4096
 _PREFETCH_AHEAD = 4  # probes (8 measured no better at 1M rows)
 _LINE_BYTES = 64
+_PENDING = 64  # queued candidates of tables t >= 1 (8.6 a query at 1M rows, r = 8)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -217,17 +230,29 @@ def mih64_chunk(words, alive, parts, offsets, table_offsets_at, starts, lengths,
                 out_q, out_pos, out_dist, start, cap):
     """Multi-index range query of ``queries[q0:q1]`` (64-bit). Each query's probes are
     listed first (in batches, for huge radii), then scanned while the buckets a few
-    probes ahead are prefetched."""
+    probes ahead are prefetched. A probe bounds its bucket's distances from one run of
+    partial words; table 0's candidates are rows and are checked at once, the other
+    tables' are queued (their table-0 buckets prefetched) and resolved together after
+    the query's probes (:func:`_mih64_resolve`), so their memory reads overlap."""
     rr = np.uint64(r)
+    n = words.shape[0]
+    flat = words.reshape(n)
     probe_t = np.empty(_MAX_PROBES, dtype=np.int64)
     probe_b = np.empty(_MAX_PROBES, dtype=np.int64)
     probe_k = np.empty(_MAX_PROBES, dtype=np.int64)
+    pend_t = np.empty(_PENDING, dtype=np.int64)
+    pend_b = np.empty(_PENDING, dtype=np.int64)
+    pend_x = np.empty(_PENDING, dtype=np.uint32)
+    hit_e = np.empty(4 * _PENDING, dtype=np.int64)
+    hit_i = np.empty(4 * _PENDING, dtype=np.int64)
     cnt = 0
     for qi in range(q0, q1):
         q = queries[qi]
+        qw = q[0]
         done = 0
+        npend = 0
         while True:
-            total = _list_probes(q[0], starts, lengths, radii, done, probe_t, probe_b, probe_k)
+            total = _list_probes(qw, starts, lengths, radii, done, probe_t, probe_b, probe_k)
             listed = min(total - done, _MAX_PROBES)
             for i in range(min(_PREFETCH_AHEAD, listed)):
                 _mih64_prefetch(words, parts, offsets, table_offsets_at, probe_t[i], probe_b[i])
@@ -235,12 +260,49 @@ def mih64_chunk(words, alive, parts, offsets, table_offsets_at, starts, lengths,
                 ahead = i + _PREFETCH_AHEAD
                 if ahead < listed:
                     _mih64_prefetch(words, parts, offsets, table_offsets_at, probe_t[ahead], probe_b[ahead])
-                cnt = _mih64_probe(words, alive, parts, offsets, table_offsets_at, probe_t[i], probe_b[i],
-                                   probe_k[i], starts, lengths, radii, q, qi, rr, out_q, out_pos, out_dist, start,
-                                   cap, cnt)
+                t = probe_t[i]
+                bucket = probe_b[i]
+                at = table_offsets_at[t]
+                lo = np.int64(offsets[at + bucket])
+                hi = np.int64(offsets[at + bucket + 1])
+                # The bucket's bits differ from the query's in k places; the partial word
+                # bounds the rest from below.
+                left = np.uint32(rr - np.uint64(probe_k[i]))
+                qp = part64(qw, starts[t], lengths[t])
+                run = parts[t * n + lo : t * n + hi]
+                if _least_distance(run, qp) > left:
+                    continue
+                if t == 0:  # table 0's partial words are in row order: the candidate is row lo + p
+                    for p in range(hi - lo):
+                        if popcount32(run[p] ^ qp) <= left:
+                            e = lo + p
+                            d = popcount64(flat[e] ^ qw)
+                            if d <= rr:
+                                cnt = _mih_hit(words, alive, e, d, t, starts, lengths, radii, q, qi, out_q, out_pos,
+                                               out_dist, start, cap, cnt)
+                    continue
+                for p in range(hi - lo):
+                    x = run[p]
+                    # Equal partial words are adjacent (sorted): each is resolved once.
+                    if popcount32(x ^ qp) <= left and (p == 0 or run[p - 1] != x):
+                        if npend == _PENDING:
+                            cnt = _mih64_resolve(words, alive, parts, offsets, pend_t, pend_b, pend_x, npend, hit_e,
+                                                 hit_i, starts, lengths, radii, q, qi, rr, out_q, out_pos, out_dist,
+                                                 start, cap, cnt)
+                            npend = 0
+                        pend_t[npend] = t
+                        pend_b[npend] = bucket
+                        pend_x[npend] = x
+                        npend += 1
+                        k0 = np.int64(x >> np.uint32(_PART_BITS - lengths[0]))
+                        for j in range(np.int64(offsets[k0]), np.int64(offsets[k0 + 1]), _LINE_BYTES // 4):
+                            prefetch(parts, j)
             done += listed
             if done >= total:
                 break
+        if npend:
+            cnt = _mih64_resolve(words, alive, parts, offsets, pend_t, pend_b, pend_x, npend, hit_e, hit_i, starts,
+                                 lengths, radii, q, qi, rr, out_q, out_pos, out_dist, start, cap, cnt)
     return cnt
 
 
