@@ -40,7 +40,9 @@ DEFAULT_TIMEOUT = 60.0
 
 
 class MatcherLike(Protocol):
-    """What :func:`scan` needs from a matcher (:class:`hashmatch.Matcher` has it)."""
+    """What :func:`scan` needs from a matcher (:class:`hashmatch.Matcher` has it). A
+    matcher that also has ``match_batch`` (as :class:`hashmatch.Matcher` does) gets each
+    chunk of files matched at once; others are asked file by file."""
 
     @property
     def spec(self) -> QuerySpec: ...
