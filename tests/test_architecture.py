@@ -46,6 +46,7 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("_jit", "numba.core"): "as numba",
     ("_jit", "numba.extending"): "as numba",
     ("_jit", "llvmlite"): "as numba (CPU features for the kernel choice)",
+    ("cli._scan", "tqdm"): "the progress bar, drawn only on a terminal; 25-40 ms of a scan's start-up",
     ("cli._serve", "uvicorn"): "optional extra [serve]",
     ("cli._serve", "service"): "optional extra [serve] (starlette, uvicorn)",
     ("service._metrics", "prometheus_client"): "its multiprocess mode, only with several workers",

@@ -201,6 +201,28 @@ def test_scan_cli_progress_prints_plain_lines_off_a_terminal(monkeypatch):
     assert quiet.text == ""
 
 
+def test_scan_cli_progress_draws_a_bar_on_a_terminal_and_imports_tqdm_only_then():
+    import io
+    import subprocess
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    summary = hashmatch.ScanSummary(started=0.0)
+    stream = Terminal()
+    progress = cli_scan._Progress(3, summary, quiet=False, every=2.0, stream=stream)
+    for _ in range(3):
+        summary.processed += 1
+        progress.update()
+    progress.close()
+    assert "3/3" in stream.getvalue() and "file" in stream.getvalue()
+    code = "import sys, hashmatch.cli; print('tqdm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "False"  # a scan off a terminal never pays for it
+
+
 def _processes_writing(report: Path) -> list[int]:
     """Processes whose command line names ``report`` (a scan and its forked workers)."""
     found: list[int] = []

@@ -18,7 +18,7 @@ from ..errors import HashmatchError
 from ._backends import Backend, CrashedChunk, TimedOut
 from ._worker import Chunk, Raw
 
-__all__ = ["Failed", "guided_chunks", "schedule"]
+__all__ = ["Failed", "guided_chunks", "schedule", "schedule_chunks"]
 
 SMALLEST = 4
 """The smallest chunk :func:`guided_chunks` makes (but for the last one)."""
@@ -59,6 +59,18 @@ def schedule(
     ``files`` are cut into chunks of ``chunk_size``, or, without one, are chunks already
     (:func:`guided_chunks`). Results come in completion order. The backend is not closed here.
     """
+    for outcome in schedule_chunks(files, backend, chunk_size):
+        if isinstance(outcome, Failed):
+            yield outcome
+        else:
+            yield from zip(*outcome)
+
+
+def schedule_chunks(
+    files: list[tuple[str, int, int]] | list[Chunk], backend: Backend, chunk_size: int | None = None
+) -> Iterator[tuple[Chunk, list[Raw]] | Failed]:
+    """:func:`schedule`, with the replies of a chunk that a worker finished yielded
+    together (its files, their replies), so the caller can match them in one batch."""
     if chunk_size is not None:
         files = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]  # type: ignore[misc]
     chunks: deque[Chunk] = deque(files)  # type: ignore[arg-type]
@@ -111,5 +123,5 @@ def schedule(
         any_hashed = True
         yield from crashed  # confirmed: workers do run, these files killed theirs
         crashed.clear()
-        yield from zip(chunk, outcome)
+        yield chunk, outcome
     yield from crashed  # too few to call it a start-up failure

@@ -39,6 +39,8 @@ __all__ = [
     "die_with_parent",
     "encode_local",
     "hash_chunk",
+    "own_hashes",
+    "pack_views",
     "pin_malloc",
     "warm_up",
     "worker_init",
@@ -126,6 +128,49 @@ def decode_views(plain: list[_PlainView]) -> list[View]:
         {name: tuple(HashResult(Hash(value, name, bits), quality) for value, bits, quality in results) for name, results in view.items()}
         for view in plain
     ]
+
+
+def pack_views(uploads: list[list[_PlainView]]) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+    """Every hash of the uploads' views (each as a worker's reply holds them) packed per
+    algorithm and length for :meth:`hashmatch.Matcher.match_batch`: ``(algorithm, bits,
+    words, owner)``, ``owner`` the upload's position in ``uploads``. No Hash objects:
+    building and validating one per variant cost the scanning process more than
+    matching a file did."""
+    values: dict[tuple[str, int], list[int]] = {}
+    owners: dict[tuple[str, int], list[int]] = {}
+    for i, plain in enumerate(uploads):
+        for view in plain:
+            for name, results in view.items():
+                if not results:
+                    continue
+                vals, lengths, _ = zip(*results)  # a view's variants, one list per field
+                if lengths.count(lengths[0]) == len(lengths):  # always, for a spec's own hashes
+                    key = (name, lengths[0])
+                    values.setdefault(key, []).extend(vals)
+                    owners.setdefault(key, []).extend([i] * len(vals))
+                    continue
+                for value, bits in zip(vals, lengths):
+                    values.setdefault((name, bits), []).append(value)
+                    owners.setdefault((name, bits), []).append(i)
+    packed = []
+    for (name, bits), vals in values.items():
+        nwords = (bits + 63) // 64
+        if nwords == 1:
+            words = np.array(vals, dtype=np.uint64).reshape(-1, 1)
+        else:  # HashBatch's layout: word 0 holds the most significant bits
+            raw = b"".join(v.to_bytes(nwords * 8, "big") for v in vals)
+            words = np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, nwords)
+        packed.append((name, bits, words, np.array(owners[(name, bits)], dtype=np.intp)))
+    return packed
+
+
+def own_hashes(plain: list[_PlainView]) -> tuple[dict[str, str], dict[str, int]]:
+    """The hex and quality of the upload as it is (first view, first variant) per algorithm:
+    what a report row shows."""
+    first = plain[0]
+    own = {name: Hash(results[0][0], name, results[0][1]).hex() for name, results in first.items()}
+    quality = {name: results[0][2] for name, results in first.items() if results[0][2] is not None}
+    return own, quality
 
 
 def _hash_one(path: str, size: int | None, mtime_ns: int | None, spec: QuerySpec) -> Raw:
