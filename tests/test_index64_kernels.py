@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from hashmatch.errors import CorruptIndexError
 from hashmatch.hashes import HashBatch
-from hashmatch.index import MultiIndexHash, _format, _kernels, _kernels64, load_index
+from hashmatch.index import MultiIndexHash, _base, _format, _kernels, _kernels64, load_index
 
 from .test_index_kernels import clustered_words, naive_range_fast
 
@@ -41,7 +41,11 @@ def test_mih64_matches_list_scan(seed: int, n: int, m: int, r: int, clustered: b
     index.remove(dead)
     nq = 70 if many_queries else 7
     queries = np.concatenate([words[rng.integers(0, n, nq // 2)], clustered_words(rng, nq - nq // 2, 1, flips=6)])
-    res = index.query(HashBatch(queries, algorithm="t", bits=64), r)
+    saved, _base._PARALLEL_MIN_PAIRS = _base._PARALLEL_MIN_PAIRS, 0  # small indexes too
+    try:
+        res = index.query(HashBatch(queries, algorithm="t", bits=64), r)
+    finally:
+        _base._PARALLEL_MIN_PAIRS = saved
     alive = (~np.isin(ids, dead)).astype(np.uint8)
     expected = [(qi, int(ids[i]), d) for qi, i, d in naive_range_fast(words, alive, queries, r)]
     assert sorted(zip(res.query_index.tolist(), res.ids.tolist(), res.distances.tolist())) == sorted(expected)
@@ -161,3 +165,20 @@ def test_forged_partial_words_stay_in_bounds(tmp_path: Path) -> None:
     path.write_bytes(bytes(forged))
     with pytest.raises(CorruptIndexError, match="offsets"):
         MultiIndexHash.load(path)
+
+
+def test_small_indexes_answer_batches_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch against a small index stays on one thread (waking the pool cost 250x the
+    work); a batch against a large one still goes parallel when threads are available."""
+    monkeypatch.setattr(_base, "use_parallel", lambda nq: nq >= _base._PARALLEL_MIN_QUERIES)
+    assert not _base.query_in_parallel(512, 1_020)
+    assert not _base.query_in_parallel(63, 10_000_000)
+    assert _base.query_in_parallel(64, 1_000_000)
+    calls: list[bool] = []
+    words = np.random.default_rng(0).integers(0, 2**63, size=(1_020, 1), dtype=np.uint64)
+    index = MultiIndexHash.build(HashBatch(words, algorithm="t", bits=64))
+    real_search = index._search
+    monkeypatch.setattr(index, "_search", lambda q, r, b, parallel, *a: (calls.append(parallel), real_search(q, r, b, parallel, *a))[1])
+    res = index.query(HashBatch(np.repeat(words[:1], 512, axis=0), algorithm="t", bits=64), 0)
+    assert calls and not any(calls)
+    assert len(res) >= 512

@@ -32,6 +32,9 @@ _COMPACT_FRACTION = 0.25
 _MAX_ROWS = 2**31
 # Parallel kernels only pay off past this many queries; below, one thread is faster.
 _PARALLEL_MIN_QUERIES = 64
+# ... and past this many (query, row) pairs: waking the thread pool for a small index cost
+# 7.9 ms of CPU against 0.03 ms on one thread (512 queries, 1,020 rows; notes/issue-14-scan.md).
+_PARALLEL_MIN_PAIRS = 1 << 22
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,11 @@ def use_parallel(nq: int) -> bool:
         and numba.get_num_threads() > 1
         and threading.current_thread() is threading.main_thread()
     )
+
+
+def query_in_parallel(nq: int, rows: int) -> bool:
+    """Whether a query of ``nq`` hashes against ``rows`` rows takes the parallel kernels."""
+    return nq * rows >= _PARALLEL_MIN_PAIRS and use_parallel(nq)
 
 
 class Index:
@@ -200,7 +208,7 @@ class Index:
         nq = qwords.shape[0]
         if nq == 0 or self._words.shape[0] == 0:
             return _empty_result()
-        parallel = use_parallel(nq)
+        parallel = query_in_parallel(nq, self._words.shape[0])
         bounds = chunk_bounds(nq, parallel)
         nchunks = bounds.shape[0] - 1
         # A first guess that fits typical queries; overflowing chunks rerun exactly.
