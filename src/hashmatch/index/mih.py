@@ -77,15 +77,17 @@ _SCAN_NS_PER_WORD = {True: 0.06, False: 0.3}  # keyed by "has a vector popcount"
 # 100k figure: with it the model's choice matches every measured case at both sizes.
 _SLICED64_SCAN_NS = 0.10
 # Past a radius the 64-bit model undercounts: at 1M pHash-shaped rows the multi-index
-# costs grow 2.2-2.7x a radius from r = 10 (candidate checks of 5-40 ns, not 2), the
-# scans barely move, and the model picked the multi-index at the policy's r = 14, where
-# it is 5-20x slower than Flat on every build. So 64-bit queries past the cap scan.
+# costs grow 2.0-2.5x a radius from r = 10 (the model's: 1.3-1.5x) while the scans
+# barely move; the model alone picked the multi-index at the policy's r = 14 on AVX2
+# (issue 12, round 2), where it is 4.7-23x slower than Flat on every build. So 64-bit
+# queries past the cap scan whatever the model says (at r = 12 it would probe from a
+# few million rows: modelled 1.07x the scan at 1M, 0.85x at 4M).
 # Round 7 of notes/issue-14-flat.md (benchmarks/fastpath_radius.py, the kernel of
 # 4db70cf, 1M and 100k rows, pHash-shaped and uniform): where Flat scans 64-bit rows
 # bit-sliced (AVX2, AVX-512 without VPOPCNTDQ, Intel's AVX-512) the multi-index still
-# wins at r = 11 (0.68-0.86x Flat's time) and loses from r = 12 (1.3-1.9x); where Flat
-# scans them in row order with 512-bit VPOPCNTQ (AMD Zen 4/5) it loses from r = 11
-# (1.7-1.9x). Keyed by ``scans_sliced(64)``; was 10 for every build (issue 12, round 2).
+# wins at r = 11 at 1M rows (0.61-0.94x Flat's time) and loses from r = 12 (1.3-2.1x);
+# where Flat scans them in row order with 512-bit VPOPCNTQ (AMD Zen 4/5) it loses from
+# r = 11 (1.7-2.0x). Keyed by ``scans_sliced(64)``; was 10 for every build (issue 12, round 2).
 MIH64_MAX_RADIUS = {True: 11, False: 10}
 
 
