@@ -267,22 +267,48 @@ def test_build_index_picks_by_size_and_radius(rng: np.random.Generator) -> None:
         build_index(small, max_distance=-2)
 
 
-def test_64_bit_multi_index_scans_past_its_measured_radius(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
-    # On a CPU without a vector popcount the scan is modelled dear (a large scan_cost_ns);
-    # past MIH64_MAX_RADIUS the 64-bit model was measured 2-15x too cheap, so it scans there
-    # anyway, and build_index takes Flat (the policy's pHash radius 14 at 1M references).
+@pytest.mark.parametrize(("sliced", "cap"), [(True, 11), (False, 10)])
+def test_64_bit_multi_index_scans_past_its_measured_radius(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, sliced: bool, cap: int
+) -> None:
+    # With the scan modelled dear (a large scan_cost_ns) only the cap decides. Measured
+    # with the kernel of 4db70cf (notes/issue-14-flat.md, round 7): where Flat scans
+    # 64-bit rows bit-sliced (AVX2, Intel AVX-512) the multi-index wins at r = 11 at 1M
+    # rows and loses from 12; against the 512-bit row-order scan (Zen 4/5) it loses from
+    # 11. Past the cap it scans, and build_index takes Flat (the policy's pHash r = 14).
     from hashmatch.index import mih as mih_module
 
     monkeypatch.setattr(mih_module, "scan_cost_ns", lambda bits, n: float("inf"))
+    monkeypatch.setattr(mih_module, "scans_sliced", lambda bits: sliced)
     large = make_batch(rng.integers(0, 2**63, size=(20_000, 1), dtype=np.uint64))
     index = MultiIndexHash.build(large)
-    r = mih_module.MIH64_MAX_RADIUS
-    assert not index.scans_at(r) and index.scans_at(r + 1) and index.scans_at(14)
-    assert isinstance(build_index(large, max_distance=r), MultiIndexHash)
+    assert mih_module.mih64_max_radius() == cap
+    assert not index.scans_at(cap) and index.scans_at(cap + 1) and index.scans_at(14)
+    assert isinstance(build_index(large, max_distance=cap), MultiIndexHash)
+    assert isinstance(build_index(large, max_distance=cap + 1), Flat)
     assert isinstance(build_index(large, max_distance=14), Flat)
     queries = make_batch(np.ascontiguousarray(large.words[:30]) ^ np.uint64(0b1011011))
-    a, b = index.query(queries, 14), Flat.build(large).query(queries, 14)
-    assert len(a) >= 30 and np.array_equal(a.ids, b.ids) and np.array_equal(a.distances, b.distances)
+    for r in (cap, 14):  # exact whichever way it goes
+        a, b = index.query(queries, r), Flat.build(large).query(queries, r)
+        assert len(a) >= 30 and np.array_equal(a.ids, b.ids) and np.array_equal(a.distances, b.distances)
+
+
+@pytest.mark.parametrize(
+    ("sliced", "rows", "probing"),
+    [(True, 100_000, [8, 9, 10]), (True, 1_000_000, [8, 9, 10, 11]),
+     (False, 100_000, [8, 9]), (False, 1_000_000, [8, 9, 10])],
+)
+def test_64_bit_model_picks_the_measured_faster_structure(
+    monkeypatch: pytest.MonkeyPatch, sliced: bool, rows: int, probing: list[int]
+) -> None:
+    # Round 7's measurements (radii 8-16, pHash-shaped and uniform rows): the radii at
+    # which the multi-index was the faster one (m = 5, the default at both sizes); the
+    # scans won everywhere else. scan_wins is what scans_at and build_index decide by.
+    from hashmatch.index import mih as mih_module
+
+    monkeypatch.setattr(mih_module, "scans_sliced", lambda bits: sliced)
+    monkeypatch.setattr(mih_module, "vector_popcount", lambda: not sliced)
+    assert [r for r in range(8, 17) if not mih_module.scan_wins(64, rows, 5, r)] == probing
 
 
 def test_public_names_are_pinned() -> None:

@@ -14,7 +14,13 @@ from ._base import Index
 _kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
 _sliced = kernels("hashmatch.index._sliced_kernels")
 
-__all__ = ["Flat", "scan"]
+__all__ = ["Flat", "scan", "scans_sliced"]
+
+
+def scans_sliced(bits: int) -> bool:
+    """Whether :class:`Flat` scans ``bits``-bit rows bit-sliced on the CPU numba compiles for
+    (see ``Flat._rebuild``); the multi-index's 64-bit radius cap depends on it too."""
+    return not vector_popcount() or (bits == 64 and not wide_vectors())
 
 
 def scan(
@@ -67,7 +73,7 @@ class Flat(Index):
         # registers (AMD Zen 4/5); Intel's AVX-512, which it vectorises in 256-bit
         # registers, scans 64-bit rows 1.5x faster bit-sliced. The row-order scan also
         # serves the radii where the sliced bound prunes too little (sliced_plan is None).
-        sliced = not vector_popcount() or (self.bits == 64 and not wide_vectors())
+        sliced = scans_sliced(self.bits)
         self._planes = _sliced.sliced_planes(self._words) if sliced else None
         self._blocks = _kernels.flat_blocks(self._words) if self.bits > 64 and not sliced else None
 

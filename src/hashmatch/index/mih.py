@@ -43,7 +43,7 @@ from ..hashes import HashBatch
 from .._jit import kernels, vector_popcount
 from ._base import Index, check_batch, use_parallel
 from ._format import MIH_SUBSTRING_BITS, mih_layout, mih_substrings_ok
-from .flat import scan
+from .flat import scan, scans_sliced
 
 _kernels = kernels("hashmatch.index._kernels")  # numba loads on first use, not at import
 _kernels64 = kernels("hashmatch.index._kernels64")
@@ -72,13 +72,28 @@ _CANDIDATE_NS = {True: 2.0, False: 40.0}
 # 16-byte records per bucket, a row read only for the rare survivors).
 _WIDE_CANDIDATE_NS = 2.0
 _SCAN_NS_PER_WORD = {True: 0.06, False: 0.3}  # keyed by "has a vector popcount"
-# Past radius 10 the 64-bit model undercounts: at 1M pHash-shaped rows, the AVX2 build
-# measured 159, 487, 1,064 and 2,695 us per query at r = 11..14 against a model of 81 to
-# 173 us (the candidate checks cost 5 to 42 ns each, not 2), while the scans took 150 to
-# 300 us (notes/issue-12-fastpath.md, round 2). The model then picked the multi-index at
-# the policy's r = 14 on CPUs without a vector popcount (on AVX-512 VPOPCNTDQ the cheaper
-# scan already won from r = 11). So 64-bit queries past this radius scan.
-MIH64_MAX_RADIUS = 10
+# 64-bit rows scanned bit-sliced (Flat on AVX2 and Intel's AVX-512): 0.09-0.11 ns a row
+# at 100k rows, 0.12-0.18 at 1M (r = 10-11, round 7 of notes/issue-14-flat.md). The
+# 100k figure: with it the model's choice matches every measured case at both sizes.
+_SLICED64_SCAN_NS = 0.10
+# Past a radius the 64-bit model undercounts: at 1M pHash-shaped rows the multi-index
+# costs grow 2.0-2.5x a radius from r = 10 (the model's: 1.3-1.5x) while the scans
+# barely move; the model alone picked the multi-index at the policy's r = 14 on AVX2
+# (issue 12, round 2), where it is 4.7-23x slower than Flat on every build. So 64-bit
+# queries past the cap scan whatever the model says (at r = 12 it would probe from a
+# few million rows: modelled 1.07x the scan at 1M, 0.85x at 4M).
+# Round 7 of notes/issue-14-flat.md (benchmarks/fastpath_radius.py, the kernel of
+# 4db70cf, 1M and 100k rows, pHash-shaped and uniform): where Flat scans 64-bit rows
+# bit-sliced (AVX2, AVX-512 without VPOPCNTDQ, Intel's AVX-512) the multi-index still
+# wins at r = 11 at 1M rows (0.61-0.94x Flat's time) and loses from r = 12 (1.3-2.1x);
+# where Flat scans them in row order with 512-bit VPOPCNTQ (AMD Zen 4/5) it loses from
+# r = 11 (1.7-2.0x). Keyed by ``scans_sliced(64)``; was 10 for every build (issue 12, round 2).
+MIH64_MAX_RADIUS = {True: 11, False: 10}
+
+
+def mih64_max_radius() -> int:
+    """The largest radius a 64-bit multi-index query probes at, for the CPU numba compiles for."""
+    return MIH64_MAX_RADIUS[scans_sliced(64)]
 
 
 def expected_cost_ns(bits: int, n: int, m: int, r: int, records: bool = True) -> float:
@@ -102,7 +117,17 @@ def expected_cost_ns(bits: int, n: int, m: int, r: int, records: bool = True) ->
 
 def scan_cost_ns(bits: int, n: int) -> float:
     """Modelled time of one flat-scan query over ``n`` rows."""
+    if bits == 64 and scans_sliced(64):
+        return n * _SLICED64_SCAN_NS
     return n * (bits // 64) * _SCAN_NS_PER_WORD[vector_popcount()]
+
+
+def scan_wins(bits: int, n: int, m: int, r: int) -> bool:
+    """Whether scanning ``n`` rows beats probing ``m`` tables at radius ``r`` (exact either
+    way): always past the 64-bit cap (:func:`mih64_max_radius`), else by the cost model."""
+    if bits == 64 and r > mih64_max_radius():
+        return True
+    return expected_cost_ns(bits, n, m, r) >= scan_cost_ns(bits, n)
 
 
 def default_substrings(bits: int, n: int, r: int | None = None, records: bool = True) -> int:
@@ -286,10 +311,7 @@ class MultiIndexHash(Index):
 
         Then :meth:`query` scans (still exactly) and :func:`build_index` picks ``Flat``.
         """
-        n = self._words.shape[0]
-        if self.bits == 64 and r > MIH64_MAX_RADIUS:
-            return True
-        return expected_cost_ns(self.bits, n, self._m, r) >= scan_cost_ns(self.bits, n)
+        return scan_wins(self.bits, int(self._words.shape[0]), self._m, r)
 
     def _search(self, queries, r, bounds, parallel, out, cap, counts) -> None:  # type: ignore[no-untyped-def]
         if self.scans_at(r):
