@@ -286,7 +286,7 @@ def test_scan_cli_on_a_dask_cluster_writes_the_same_rows(setup, capsys):
     tmp_path, _, store = setup
     local, on_dask = tmp_path / "local.jsonl", tmp_path / "dask.jsonl"
     assert main(scan_args(tmp_path, store, "--out", str(local), "-q")) == 1
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
         argv = ["scan", str(tmp_path / "imgs"), "--store", str(store), "--out", str(on_dask), "-q",
                 "--dask", cluster.scheduler_address]
         assert main(argv) == 1

@@ -358,7 +358,7 @@ def test_scan_dask_cluster_agrees_with_in_process(tree):
     root, images = tree
     matcher = StandInMatcher(known_of(images[:1]))
     serial = by_path(hashmatch.scan(root, matcher, workers=0))
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
         on_dask = by_path(hashmatch.scan(root, matcher, dask=cluster.scheduler_address, chunk_size=2))
     assert on_dask == serial
 

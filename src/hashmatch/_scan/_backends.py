@@ -156,7 +156,7 @@ class DaskBackend:
             # (a stack sample every 10 ms) costs CPU that the hashing needs on small machines.
             with dask.config.set({"distributed.worker.profile.enabled": False}):
                 self._cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
                 )
             self._client = Client(self._cluster)
         else:
