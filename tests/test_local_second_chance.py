@@ -100,3 +100,17 @@ def test_twenty_retrieval_rows_are_indexed_per_reference() -> None:
     for row, found in ((19, [3]), (20, [])):  # the 20th row is indexed, the 21st is not
         query = _features(refs[3].xy[row:row + 1].repeat(2, 0), refs[3].descriptors[row:row + 1].repeat(2, 0))
         assert [e for e, _ in index.shortlist(query)] == found
+
+
+def test_a_gate_decides_what_verified_for_a_permissive_rule() -> None:
+    rng = np.random.default_rng(9)
+    refs = _references(rng)
+    weak, drifted = _drifted_copy(refs[0], 0, rng, noise=0), _drifted_copy(refs[1], 22, rng, noise=0)
+    # Reference 0 verifies with 6 inliers: enough for a permissive rule, not for the default.
+    query = _features(np.concatenate([drifted.xy[:20], weak.xy[:6]]), np.concatenate([drifted.descriptors[:20], weak.descriptors[:6]]))
+    permissive = VerificationRule(min_inliers=4, min_coverage=0.0, min_inlier_ratio=0.0, min_spread=0.0)
+    assert [m.entry_id for m in LocalIndex.from_features(refs, rule=permissive).match_features(query)] == [0]
+    gated = LocalIndex.from_features(refs, rule=permissive, gate=RULE)
+    assert [m.entry_id for m in gated.match_features(query)] == [1, 0]  # 20 inliers, then 6
+    with pytest.raises(UsageError, match="gate"):
+        LocalIndex.from_features(refs, gate="strict")  # type: ignore[arg-type]

@@ -106,9 +106,10 @@ class LocalIndex:
         rescan_lookups: int = DEFAULT_RESCAN_LOOKUPS,
         second_radius: int = DEFAULT_SECOND_RADIUS,
         second_lookups: int = DEFAULT_SECOND_LOOKUPS,
+        gate: VerificationRule | None = None,
     ) -> None:
-        if not isinstance(rule, VerificationRule):
-            raise UsageError(f"rule must be a VerificationRule, got {type(rule).__name__}")
+        if not isinstance(rule, VerificationRule) or not isinstance(gate, (VerificationRule, type(None))):
+            raise UsageError(f"rule and gate must be VerificationRules, got {type(rule).__name__}, {type(gate).__name__}")
         for name, value, low, high in (("radius", radius, 0, 64), ("candidates", candidates, 1, 1000),
                                        ("query_lookups", query_lookups, 1, 100_000),
                                        ("region_lookups", region_lookups, 0, 100_000),
@@ -127,6 +128,10 @@ class LocalIndex:
         self.rescan_lookups = int(rescan_lookups)
         self.second_radius = int(second_radius)  # 0: no second chance
         self.second_lookups = int(second_lookups)
+        # What counts as "verified something" for the second chance: the rule itself, or a
+        # stricter one when ``rule`` is a permissive one whose records are filtered later
+        # (benchmarks/bench_local.py calibrates rules offline from one permissive run).
+        self.gate = gate
         self._source = source
         self._references = int(np.unique(owners).size)
         batch = HashBatch(descriptor_words(retrieval), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
@@ -225,7 +230,7 @@ class LocalIndex:
         spans = [(self.query_lookups, self.query_lookups + self.rescan_lookups)] + [(0, self.region_lookups)] * (len(views) - 1)
         best = {m.entry_id: m for m in first}
         _merge(best, self._verify_views(views, spans, done=set(best)))
-        if not any(m.verification.passed for m in best.values()):
+        if not any(_passes(m.verification, self.gate) for m in best.values()):
             _merge(best, self._second_chance(views, set(best)))
         return _kept(list(best.values()), keep_failed)
 
@@ -329,6 +334,13 @@ def store_source(store: FeatureStore) -> FeatureSource:
         return out
 
     return source
+
+
+def _passes(v: Verification, gate: VerificationRule | None) -> bool:
+    """``v`` passed its rule and, when given, ``gate``'s thresholds too."""
+    return v.passed and (gate is None or (
+        v.inliers >= gate.min_inliers and v.coverage >= gate.min_coverage and v.spread >= gate.min_spread
+        and v.inliers >= gate.min_inlier_ratio * v.tentative))
 
 
 def _merge(best: dict[int, LocalMatch], found: Iterable[LocalMatch]) -> None:
