@@ -39,9 +39,7 @@ __all__ = ["DESCRIPTOR_ALGORITHM", "LocalIndex", "LocalMatch"]
 _log = logging.getLogger(__name__)
 
 DESCRIPTOR_ALGORITHM = "orb"
-# 17, not 16 (round 5): the 9 tables' pigeonhole split probes every table at radius 1
-# either way (+12 % bucket visits), and one more bit of drift is retrieved.
-DEFAULT_RADIUS = 17
+DEFAULT_RADIUS = 16  # 17 (round 5): +0.5 % recall on combined alterations, +10 % retrieval time
 DEFAULT_CANDIDATES = 8
 DEFAULT_QUERY_LOOKUPS = 300  # more added < 2 % retrieval recall in bench_local, at linear cost
 DEFAULT_REGION_LOOKUPS = 100  # per region view; 150: +0.5 % recall, 1.5x the p95 (notes/issue-12.md)
@@ -50,11 +48,12 @@ TABLES_MIN_ROWS = 1024  # fewer retrieval rows: the chooser's index (a flat scan
 DEFAULT_EARLY_EXIT = 40  # inliers after which regions are not searched (round 2: twice its minimum of 20; kept)
 # Second chance (round 5, notes/issue-12.md): most combined alterations still missed had
 # their reference's retrieval rows 17-25 bits from the upload's descriptors. A lookup at
-# radius 26 visits ~10x the buckets of one at 17, so only this many rows of the whole
+# radius 26 visits 10x the buckets of one at 16, so only this many rows of the whole
 # upload, and as many again shared by its other views, are looked up at it, and only for
-# uploads that verified nothing (~3 ms at 100k references).
+# uploads that verified nothing (10 + 10 found as many misses as 15 + 15 or 20 + 20
+# within one, 5 + 5 two fewer).
 DEFAULT_SECOND_RADIUS = 26
-DEFAULT_SECOND_LOOKUPS = 20
+DEFAULT_SECOND_LOOKUPS = 10
 
 FeatureSource = Callable[[Sequence[int]], Mapping[int, LocalFeatures]]
 
