@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-uploads", type=int, default=100)
     ap.add_argument("--radius", type=int, default=None, help="retrieval radius (default: LocalIndex's)")
     ap.add_argument("--second-radius", type=int, default=None, help="second chance's radius, 0 = off (default: LocalIndex's)")
+    ap.add_argument("--second-lookups", type=int, default=None, help="second chance's lookups (default: LocalIndex's)")
     ap.add_argument("--lookups", type=int, default=None, help="upload descriptors looked up (default: LocalIndex's)")
     ap.add_argument("--candidates", type=int, default=None, help="shortlist size (default: LocalIndex's)")
     ap.add_argument("--latency-only", action="store_true", help="only the latency and memory part")
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _options(args: argparse.Namespace) -> dict[str, int]:
     return {k: v for k, v in (("radius", args.radius), ("query_lookups", args.lookups), ("candidates", args.candidates),
-                              ("second_radius", args.second_radius))
+                              ("second_radius", args.second_radius), ("second_lookups", args.second_lookups))
             if v is not None}
 
 
@@ -420,22 +421,16 @@ def synthetic_retrieval(pool: np.ndarray, refs: int, per_ref: int, rng: np.rando
     return np.packbits(bits, axis=1)
 
 
-def measure_latency(args: argparse.Namespace, feats: list[Any], n_ref: int, matcher: Any) -> dict[str, Any]:
-    """p50/p95 of the local stage per 1024 × 768 JPEG upload, one thread, at each size."""
-    import numba
-
-    from hashmatch.local import RETRIEVAL_FEATURES, LocalIndex, extract_features
+def latency_uploads(count: int, rng: np.random.Generator, seed: int, altered: bool = True) -> list[bytes]:
+    """1024 × 768 JPEG uploads: half altered copies of synthetic images (verification work
+    when ``altered``), half unrelated."""
     from hashmatch.testing.synthetic import generate_image
     from hashmatch.testing.transforms import apply_chain, hard_suite
 
-    numba.set_num_threads(1)
-    rng = np.random.default_rng(args.seed)
-    pool = np.concatenate([f.descriptors for f in feats])
     uploads = []
-    suite = hard_suite(seed=args.seed)
-    for k in range(args.latency_uploads):
-        # Half contain a reference (verification work), half are unrelated.
-        if k % 2 and feats:
+    suite = hard_suite(seed=seed)
+    for k in range(count):
+        if k % 2 and altered:
             src = generate_image(int(rng.integers(0, 2**31)), long_side=512)
             img = apply_chain(src, suite[k % len(suite)][1]).resize((1024, 768))
         else:
@@ -443,6 +438,19 @@ def measure_latency(args: argparse.Namespace, feats: list[Any], n_ref: int, matc
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=90)
         uploads.append(buf.getvalue())
+    return uploads
+
+
+def measure_latency(args: argparse.Namespace, feats: list[Any], n_ref: int, matcher: Any) -> dict[str, Any]:
+    """p50/p95 of the local stage per 1024 × 768 JPEG upload, one thread, at each size."""
+    import numba
+
+    from hashmatch.local import RETRIEVAL_FEATURES, LocalIndex, extract_features
+
+    numba.set_num_threads(1)
+    rng = np.random.default_rng(args.seed)
+    pool = np.concatenate([f.descriptors for f in feats])
+    uploads = latency_uploads(args.latency_uploads, rng, args.seed, bool(feats))
     out: dict[str, Any] = {"uploads": len(uploads), "threads": 1,
                            "clock": "wall = time.perf_counter; cpu = time.thread_time (this thread only)"}
     # The global stage on the same uploads, for a ratio measured in the same run.
