@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-refs", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument("--latency-uploads", type=int, default=100)
     ap.add_argument("--radius", type=int, default=None, help="retrieval radius (default: LocalIndex's)")
+    ap.add_argument("--second-radius", type=int, default=None, help="second chance's radius, 0 = off (default: LocalIndex's)")
+    ap.add_argument("--second-lookups", type=int, default=None, help="second chance's lookups (default: LocalIndex's)")
     ap.add_argument("--lookups", type=int, default=None, help="upload descriptors looked up (default: LocalIndex's)")
     ap.add_argument("--candidates", type=int, default=None, help="shortlist size (default: LocalIndex's)")
     ap.add_argument("--latency-only", action="store_true", help="only the latency and memory part")
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         args.refs, args.positives, args.negatives, args.latency_refs, args.latency_uploads = 60, 4, 20, [2000], 10
 
     from hashmatch import Matcher
-    from hashmatch.local import LocalIndex, VerificationRule, reference_features
+    from hashmatch.local import DEFAULT_RULE, LocalIndex, VerificationRule, reference_features
     from hashmatch.testing.synthetic import generate_image, image_seed
     from hashmatch.testing.transforms import apply_chain, hard_suite
 
@@ -222,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     # Two entries per image (PDQ and pHash): ids i and n_ref + i name the same image.
     ids = [i if k % 2 == 0 else n_ref + i for k, i in enumerate(hash_ids)]
     matcher = Matcher.from_hashes(hashes, ids=ids, external_ids=[str(i) for i in hash_ids])  # one id per image
-    index = LocalIndex.from_features(feats, rule=VerificationRule(**PERMISSIVE), **_options(args))
+    # Records under a permissive rule (the grid filters them); the second chance runs when
+    # nothing passed the default rule, as it does in use (the chosen rule is set as default).
+    index = LocalIndex.from_features(feats, rule=VerificationRule(**PERMISSIVE), gate=DEFAULT_RULE, **_options(args))
     print(f"{n_ref} references ({len(real)} real) in {t_refs:.0f} s; local index {index.nbytes / n_ref:.0f} B/ref",
           file=sys.stderr)
 
@@ -376,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"seed": args.seed, "references": n_ref, "global_references": n_glob, "real_photos": [n for n, _ in real],
                      "positives_per_transform": len(pos_orig), "negatives": args.negatives,
                      "transforms": label, "families": fam_names, "queries": n_q,
-                     "permissive_rule": PERMISSIVE, "candidates": index.candidates, "radius": index.radius},
+                     "permissive_rule": PERMISSIVE, "candidates": index.candidates, "radius": index.radius,
+                     "second_radius": index.second_radius, "second_lookups": index.second_lookups},
         "timings_s": {"generate": t_gen, "references": t_refs, "queries": t_query, "global_stage": t_g,
                       "local_stage": t_l, "total": total},
         "chosen_rule": chosen,
@@ -403,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _options(args: argparse.Namespace) -> dict[str, int]:
-    return {k: v for k, v in (("radius", args.radius), ("query_lookups", args.lookups), ("candidates", args.candidates))
+    return {k: v for k, v in (("radius", args.radius), ("query_lookups", args.lookups), ("candidates", args.candidates),
+                              ("second_radius", args.second_radius), ("second_lookups", args.second_lookups))
             if v is not None}
 
 
@@ -415,22 +421,16 @@ def synthetic_retrieval(pool: np.ndarray, refs: int, per_ref: int, rng: np.rando
     return np.packbits(bits, axis=1)
 
 
-def measure_latency(args: argparse.Namespace, feats: list[Any], n_ref: int, matcher: Any) -> dict[str, Any]:
-    """p50/p95 of the local stage per 1024 × 768 JPEG upload, one thread, at each size."""
-    import numba
-
-    from hashmatch.local import RETRIEVAL_FEATURES, LocalIndex, extract_features
+def latency_uploads(count: int, rng: np.random.Generator, seed: int, altered: bool = True) -> list[bytes]:
+    """1024 × 768 JPEG uploads: half altered copies of synthetic images (verification work
+    when ``altered``), half unrelated."""
     from hashmatch.testing.synthetic import generate_image
     from hashmatch.testing.transforms import apply_chain, hard_suite
 
-    numba.set_num_threads(1)
-    rng = np.random.default_rng(args.seed)
-    pool = np.concatenate([f.descriptors for f in feats])
     uploads = []
-    suite = hard_suite(seed=args.seed)
-    for k in range(args.latency_uploads):
-        # Half contain a reference (verification work), half are unrelated.
-        if k % 2 and feats:
+    suite = hard_suite(seed=seed)
+    for k in range(count):
+        if k % 2 and altered:
             src = generate_image(int(rng.integers(0, 2**31)), long_side=512)
             img = apply_chain(src, suite[k % len(suite)][1]).resize((1024, 768))
         else:
@@ -438,6 +438,19 @@ def measure_latency(args: argparse.Namespace, feats: list[Any], n_ref: int, matc
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=90)
         uploads.append(buf.getvalue())
+    return uploads
+
+
+def measure_latency(args: argparse.Namespace, feats: list[Any], n_ref: int, matcher: Any) -> dict[str, Any]:
+    """p50/p95 of the local stage per 1024 × 768 JPEG upload, one thread, at each size."""
+    import numba
+
+    from hashmatch.local import RETRIEVAL_FEATURES, LocalIndex, extract_features
+
+    numba.set_num_threads(1)
+    rng = np.random.default_rng(args.seed)
+    pool = np.concatenate([f.descriptors for f in feats])
+    uploads = latency_uploads(args.latency_uploads, rng, args.seed, bool(feats))
     out: dict[str, Any] = {"uploads": len(uploads), "threads": 1,
                            "clock": "wall = time.perf_counter; cpu = time.thread_time (this thread only)"}
     # The global stage on the same uploads, for a ratio measured in the same run.
@@ -500,7 +513,8 @@ def markdown(p: dict[str, Any], rows: list[list[Any]]) -> str:
         f"{st['negatives']} unrelated altered images. Rule chosen on the calibration split (even originals): "
         f"min_inliers {rule['min_inliers']}, min_coverage {rule['min_coverage']}, min_inlier_ratio {rule['min_inlier_ratio']}, "
         f"min_spread {rule.get('min_spread', 0.0)} "
-        f"({rule['false_pairs']} false pairs there). Shortlist {st['candidates']} candidates, radius {st['radius']}. "
+        f"({rule['false_pairs']} false pairs there). Shortlist {st['candidates']} candidates, radius {st['radius']}; "
+        f"second chance at radius {st.get('second_radius', 0)} ({st.get('second_lookups', 0)} + {st.get('second_lookups', 0)} rows). "
         f"Everything below is on the report split (odd originals).",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, load average at start {m['load_average_at_start']}; total {p['timings_s']['total']:.0f} s.",
