@@ -169,9 +169,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--radius", type=int, default=None, help="retrieval radius (default: LocalIndex's)")
     ap.add_argument("--lookups", type=int, default=None, help="upload descriptors looked up (default: LocalIndex's)")
     ap.add_argument("--candidates", type=int, default=None, help="shortlist size (default: LocalIndex's)")
-    ap.add_argument("--second-radius", type=int, default=None, help="second step's radius (default: LocalIndex's)")
-    ap.add_argument("--second-whole", type=int, default=None,
-                    help="whole-upload rows looked up again at a wider second radius (default: LocalIndex's)")
     ap.add_argument("--latency-only", action="store_true", help="only the latency and memory part")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path, help="folder for local.{json,md} (default: see --record)")
@@ -406,8 +403,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _options(args: argparse.Namespace) -> dict[str, int]:
-    return {k: v for k, v in (("radius", args.radius), ("query_lookups", args.lookups), ("candidates", args.candidates),
-                              ("second_radius", args.second_radius), ("second_whole_lookups", args.second_whole))
+    return {k: v for k, v in (("radius", args.radius), ("query_lookups", args.lookups), ("candidates", args.candidates))
             if v is not None}
 
 

@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from hashmatch.errors import UsageError
-from hashmatch.local import LocalFeatures, LocalIndex, extract_features, reference_features, verify
+from hashmatch.local import LocalIndex, extract_features, reference_features, verify
 from hashmatch.local import _features as F
 from hashmatch.local._lowtexture import LOW_TEXTURE_BELOW, LOW_TEXTURE_FAST, retry_threshold
 from hashmatch.testing.synthetic import generate_image
@@ -94,49 +93,3 @@ def test_textured_reference_and_upload_detection_unchanged(fast: int) -> None:
     assert _ordinary(grey, fast) >= LOW_TEXTURE_BELOW
     assert np.array_equal(F._detect(grey, 256, F.REFERENCE_PYRAMID, fast)[3],
                           F._orb(F._stretched(grey), 256, F.REFERENCE_PYRAMID, fast)[3])
-
-
-# -- the second step's wider radius (texture-like references) ------------------------------
-@pytest.fixture(scope="module")
-def textured_index_parts() -> tuple[list, LocalFeatures]:
-    rng = np.random.default_rng(5)
-    ref = reference_features(generate_image(11, long_side=512))
-    distractors = [LocalFeatures(ref.xy, ref.level, rng.integers(0, 256, ref.descriptors.shape, dtype=np.uint8),
-                                 ref.width, ref.height, ref.scale) for _ in range(70)]  # > TABLES_MIN_ROWS rows
-    return [*distractors, ref], ref
-
-
-def _drifted(ref: LocalFeatures, bits: int, seed: int) -> LocalFeatures:
-    """``ref`` as an upload whose every descriptor is exactly ``bits`` bits off (a texture
-    rotated a few degrees), keypoints where they were."""
-    rng = np.random.default_rng(seed)
-    flips = np.zeros((len(ref), 256), np.uint8)
-    for row in flips:
-        row[rng.choice(256, bits, replace=False)] = 1
-    desc = ref.descriptors ^ np.packbits(flips, axis=1)
-    return LocalFeatures(ref.xy.copy(), ref.level.copy(), desc, ref.width, ref.height, ref.scale)
-
-
-@settings(max_examples=12, deadline=None)
-@given(st.integers(14, 24), st.integers(0, 2**31 - 1))
-def test_second_radius_finds_drifted_descriptors_exactly_within_it(
-    textured_index_parts: tuple[list, LocalFeatures], bits: int, seed: int
-) -> None:
-    refs, ref = textured_index_parts
-    upload = _drifted(ref, bits, seed)
-    for second in (16, 20):
-        index = LocalIndex.from_features(refs, second_radius=second, second_whole_lookups=len(upload))
-        assert index._index.__class__.__name__ == "DescriptorIndex"
-        found = [m.entry_id for m in index.match_features(upload)]
-        assert found == ([len(refs) - 1] if bits <= second else [])
-
-
-def test_second_radius_defaults_and_checks() -> None:
-    empty = (np.zeros((0, 32), np.uint8), np.zeros(0, np.int64), lambda wanted: {})
-    assert LocalIndex(*empty, radius=18).second_radius >= 18  # never narrower than the first step's
-    assert LocalIndex(*empty, second_radius=20).second_radius == 20
-    for bad in (65, -1, True, 2.5):
-        with pytest.raises(UsageError):
-            LocalIndex(*empty, second_radius=bad)
-    with pytest.raises(UsageError):
-        LocalIndex(*empty, second_whole_lookups=-1)

@@ -44,8 +44,6 @@ DEFAULT_REGION_LOOKUPS = 100  # per region view; 150: +0.5 % recall, 1.5x the p9
 DEFAULT_RESCAN_LOOKUPS = 0  # the second step looks up this many more rows of the whole upload
 TABLES_MIN_ROWS = 1024  # fewer retrieval rows: the chooser's index (a flat scan)
 DEFAULT_EARLY_EXIT = 40  # inliers after which regions are not searched (round 2: twice its minimum of 20; kept)
-DEFAULT_SECOND_RADIUS = DEFAULT_RADIUS  # the second step's lookups (regions, rescaled copies) within this (at least ``radius``) ...
-DEFAULT_SECOND_WHOLE_LOOKUPS = 0  # ... and, when wider than ``radius``, this many of the whole upload's first rows again
 
 FeatureSource = Callable[[Sequence[int]], Mapping[int, LocalFeatures]]
 
@@ -95,8 +93,6 @@ class LocalIndex:
         region_lookups: int = DEFAULT_REGION_LOOKUPS,
         early_exit: int = DEFAULT_EARLY_EXIT,
         rescan_lookups: int = DEFAULT_RESCAN_LOOKUPS,
-        second_radius: int | None = None,
-        second_whole_lookups: int = DEFAULT_SECOND_WHOLE_LOOKUPS,
     ) -> None:
         if not isinstance(rule, VerificationRule):
             raise UsageError(f"rule must be a VerificationRule, got {type(rule).__name__}")
@@ -104,9 +100,7 @@ class LocalIndex:
                                        ("query_lookups", query_lookups, 1, 100_000),
                                        ("region_lookups", region_lookups, 0, 100_000),
                                        ("early_exit", early_exit, 1, 100_000),
-                                       ("rescan_lookups", rescan_lookups, 0, 100_000),
-                                       ("second_radius", 0 if second_radius is None else second_radius, 0, 64),
-                                       ("second_whole_lookups", second_whole_lookups, 0, 100_000)):
+                                       ("rescan_lookups", rescan_lookups, 0, 100_000)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
                 raise UsageError(f"{name} must be an integer from {low} to {high}, got {value!r}")
         self.rule = rule
@@ -116,11 +110,6 @@ class LocalIndex:
         self.region_lookups = int(region_lookups)
         self.early_exit = int(early_exit)
         self.rescan_lookups = int(rescan_lookups)
-        # Texture-like references (noise, star fields, gravel) keep their keypoints under a
-        # rotation or a rescale but their descriptors drift 17-25 bits: a wider radius, paid
-        # only by uploads the first step did not settle (notes/issue-12.md, round 5).
-        self.second_radius = max(self.radius, DEFAULT_SECOND_RADIUS) if second_radius is None else int(second_radius)
-        self.second_whole_lookups = int(second_whole_lookups)
         self._source = source
         self._references = int(np.unique(owners).size)
         batch = HashBatch(descriptor_words(retrieval), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
@@ -217,11 +206,8 @@ class LocalIndex:
         # The whole upload's next ``rescan_lookups`` rows, then each other view's first
         # ``region_lookups``; a candidate is not verified against the whole twice.
         spans = [(self.query_lookups, self.query_lookups + self.rescan_lookups)] + [(0, self.region_lookups)] * (len(views) - 1)
-        if self.second_radius > self.radius:  # the whole upload's first rows again, wider (the
-            # tables cannot leave out the ball already searched, so those rows are looked up whole)
-            spans[0] = (0, max(self.second_whole_lookups, spans[0][1] if self.rescan_lookups else 0))
         best = {m.entry_id: m for m in first}
-        for m in self._verify_views(views, spans, done=set(best), radius=self.second_radius):
+        for m in self._verify_views(views, spans, done=set(best)):
             old = best.get(m.entry_id)
             if old is None or (m.verification.passed, m.inliers) > (old.verification.passed, old.inliers):
                 best[m.entry_id] = m
@@ -244,7 +230,7 @@ class LocalIndex:
             lookups = [self.query_lookups] + [self.region_lookups] * (len(views) - 1)
         return [(entry_id, score) for entry_id, score, _ in self._shortlist(views, [(0, int(k)) for k in lookups])]
 
-    def _shortlist(self, views: list[LocalFeatures], spans: Sequence[tuple[int, int]], radius: int | None = None) -> list[tuple[int, float, list[int]]]:
+    def _shortlist(self, views: list[LocalFeatures], spans: Sequence[tuple[int, int]]) -> list[tuple[int, float, list[int]]]:
         """As :meth:`shortlist` for rows ``spans[k]`` of view ``k``, with the views whose
         descriptors found each candidate."""
         tops = [v.descriptors[a:b] for v, (a, b) in zip(views, spans)]
@@ -253,7 +239,7 @@ class LocalIndex:
         top = np.concatenate(tops)
         view_of_row = np.repeat(np.arange(len(tops)), [t.shape[0] for t in tops])
         batch = HashBatch(descriptor_words(top), algorithm=DESCRIPTOR_ALGORITHM, bits=256)
-        res = self._index.query(batch, self.radius if radius is None else radius)
+        res = self._index.query(batch, self.radius)
         if not len(res):
             return []
         # One vote per (upload descriptor, reference): several retrieval descriptors of
@@ -269,12 +255,11 @@ class LocalIndex:
         return [(int(owners[i]), float(score[i]), (found_in[found_in // len(views) == i] % len(views)).tolist())
                 for i in order]
 
-    def _verify_views(self, views: list[LocalFeatures], spans: Sequence[tuple[int, int]], done: Collection[int] = (),
-                      radius: int | None = None) -> list[LocalMatch]:
+    def _verify_views(self, views: list[LocalFeatures], spans: Sequence[tuple[int, int]], done: Collection[int] = ()) -> list[LocalMatch]:
         """The shortlist of ``views`` verified (failures too), each candidate against each
         view that found it, the best outcome counting; against view 0 only for candidates
         not in ``done`` (already verified against it)."""
-        short = self._shortlist(views, spans, radius)
+        short = self._shortlist(views, spans)
         if not short:
             return []
         feats = self._source([i for i, _, _ in short])
