@@ -11,7 +11,9 @@ from PIL import Image
 
 from hashmatch.local import LocalIndex, extract_features, reference_features, verify
 from hashmatch.local import _features as F
-from hashmatch.local._lowtexture import LOW_TEXTURE_BELOW, LOW_TEXTURE_FAST, retry_threshold
+from hashmatch.local._lowtexture import LOW_TEXTURE_FAST, LOW_TEXTURE_PER_LEVEL, retry_threshold
+
+LOW_TEXTURE_BELOW = LOW_TEXTURE_PER_LEVEL * F.REFERENCE_PYRAMID[1]  # at the references' (and uploads') 8 levels
 from hashmatch.testing.synthetic import generate_image
 from hashmatch.testing.transforms import crop, rotate
 
@@ -38,10 +40,13 @@ def _ordinary(grey: np.ndarray, fast: int = F._FAST_THRESHOLD) -> int:
 
 
 def test_retry_threshold() -> None:
-    assert retry_threshold(LOW_TEXTURE_BELOW, 12) is None
-    assert retry_threshold(LOW_TEXTURE_BELOW - 1, 12) == LOW_TEXTURE_FAST
-    assert retry_threshold(0, 7) == LOW_TEXTURE_FAST
-    assert retry_threshold(0, LOW_TEXTURE_FAST) is None  # already as low as it goes
+    assert retry_threshold(LOW_TEXTURE_BELOW, 12, 8) is None
+    assert retry_threshold(LOW_TEXTURE_BELOW - 1, 12, 8) == LOW_TEXTURE_FAST
+    assert retry_threshold(0, 7, 8) == LOW_TEXTURE_FAST
+    assert retry_threshold(0, LOW_TEXTURE_FAST, 8) is None  # already as low as it goes
+    # A 3-level rescaled copy of a textured upload (40-50 corners) does not retry.
+    assert retry_threshold(3 * LOW_TEXTURE_PER_LEVEL, 12, 3) is None
+    assert retry_threshold(3 * LOW_TEXTURE_PER_LEVEL - 1, 12, 3) == LOW_TEXTURE_FAST
 
 
 def test_colour_wheel_gets_keypoints_where_ordinary_detection_finds_few() -> None:

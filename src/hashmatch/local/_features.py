@@ -141,7 +141,7 @@ def _grey(image: ImageInput, limits: ImageLimits, draft: bool) -> tuple[Image.Im
 def _detect(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, int], fast: int = _FAST_THRESHOLD) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
     grey = _stretched(grey)
     found = _orb(grey, nfeatures, pyramid, fast)
-    lower = retry_threshold(found[3].shape[0], fast)  # a near-featureless image: ._lowtexture
+    lower = retry_threshold(found[3].shape[0], fast, pyramid[1])  # a near-featureless image: ._lowtexture
     if lower is not None:
         again = _orb(grey, nfeatures, pyramid, lower)
         if again[3].shape[0] > found[3].shape[0]:

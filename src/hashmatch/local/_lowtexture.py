@@ -10,24 +10,28 @@ ranking then orders. Measured in notes/issue-12.md (round 5).
 
 The trigger is a measured condition, the same on both sides: any detection (a
 reference, an upload, a region or rescaled view of one, an altered copy made to rank a
-reference's features) that found fewer than :data:`LOW_TEXTURE_BELOW` keypoints is run
-again at the low threshold and the richer result is kept. FAST's corners at a lower
+reference's features) that found fewer than :data:`LOW_TEXTURE_PER_LEVEL` keypoints per
+pyramid level (64 for the usual 8 levels; 24 for an upload's rescaled copies, which have 3)
+is run again at the low threshold and the richer result is kept. FAST's corners at a lower
 threshold include those at the higher one, so a textured image never reaches this path,
-and an image that does loses nothing it had. Uploads that trigger it are the rare
-near-featureless ones, so the per-upload cost at p95 does not move.
+and an image that does loses nothing it had. A retry costs one more ORB pass, 3-11 ms CPU
+on a large view (FAST 1 makes nearly every pixel of a smooth view a candidate); a count not
+scaled by the levels had a textured upload's 3-level rescaled copies (40-50 keypoints)
+retry for ~20 ms (notes/issue-12.md, round 5).
 """
 
 from __future__ import annotations
 
-__all__ = ["LOW_TEXTURE_BELOW", "LOW_TEXTURE_FAST", "retry_threshold"]
+__all__ = ["LOW_TEXTURE_FAST", "LOW_TEXTURE_PER_LEVEL", "retry_threshold"]
 
-LOW_TEXTURE_BELOW = 64  # keypoints: fewer than this and the detection is run again ...
+LOW_TEXTURE_PER_LEVEL = 8  # keypoints per pyramid level: fewer than this and the detection is run again ...
 LOW_TEXTURE_FAST = 1  # ... at this FAST threshold (2 and 3 found half and a tenth of the colour wheel's inliers)
 
 
-def retry_threshold(found: int, fast: int) -> int | None:
-    """The FAST threshold to detect again with when a detection at ``fast`` found
-    ``found`` keypoints, or ``None`` when it found enough (or was already that low)."""
-    if found >= LOW_TEXTURE_BELOW or fast <= LOW_TEXTURE_FAST:
+def retry_threshold(found: int, fast: int, levels: int) -> int | None:
+    """The FAST threshold to detect again with when a detection at ``fast`` over ``levels``
+    pyramid levels found ``found`` keypoints, or ``None`` when it found enough (or was
+    already that low)."""
+    if found >= LOW_TEXTURE_PER_LEVEL * levels or fast <= LOW_TEXTURE_FAST:
         return None
     return LOW_TEXTURE_FAST
