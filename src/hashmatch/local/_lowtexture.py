@@ -12,12 +12,12 @@ The trigger is a measured condition, the same on both sides: any detection (a
 reference, an upload, a region or rescaled view of one, an altered copy made to rank a
 reference's features) that found fewer than :data:`LOW_TEXTURE_PER_LEVEL` keypoints per
 pyramid level (64 for the usual 8 levels; 24 for an upload's rescaled copies, which have 3)
-is run again at the low threshold and the richer result is kept. FAST's corners at a lower
-threshold include those at the higher one, so a textured image never reaches this path,
-and an image that does loses nothing it had. A retry costs one more ORB pass, 3-11 ms CPU
-on a large view (FAST 1 makes nearly every pixel of a smooth view a candidate); a count not
-scaled by the levels had a textured upload's 3-level rescaled copies (40-50 keypoints)
-retry for ~20 ms (notes/issue-12.md, round 5).
+is run again at the low threshold, and the retry replaces the detection only when it found
+more keypoints. A textured image never reaches this path (its detection is unchanged bit for
+bit), and FAST's candidates at a lower threshold include those at the higher one. A retry
+costs one more ORB pass, 3-11 ms CPU on a large view (FAST 1 makes nearly every pixel of a
+smooth view a candidate); a count not scaled by the levels had a textured upload's 3-level
+rescaled copies (40-50 keypoints) retry for ~20 ms (notes/issue-12.md, round 5).
 """
 
 from __future__ import annotations
