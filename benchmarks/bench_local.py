@@ -415,22 +415,16 @@ def synthetic_retrieval(pool: np.ndarray, refs: int, per_ref: int, rng: np.rando
     return np.packbits(bits, axis=1)
 
 
-def measure_latency(args: argparse.Namespace, feats: list[Any], n_ref: int, matcher: Any) -> dict[str, Any]:
-    """p50/p95 of the local stage per 1024 × 768 JPEG upload, one thread, at each size."""
-    import numba
-
-    from hashmatch.local import RETRIEVAL_FEATURES, LocalIndex, extract_features
+def latency_uploads(rng: np.random.Generator, n: int, seed: int, *, altered: bool = True) -> list[bytes]:
+    """The latency part's uploads: 1024 × 768 JPEGs, every other one an altered image
+    (verification work) when ``altered``, the rest unrelated."""
     from hashmatch.testing.synthetic import generate_image
     from hashmatch.testing.transforms import apply_chain, hard_suite
 
-    numba.set_num_threads(1)
-    rng = np.random.default_rng(args.seed)
-    pool = np.concatenate([f.descriptors for f in feats])
+    suite = hard_suite(seed=seed)
     uploads = []
-    suite = hard_suite(seed=args.seed)
-    for k in range(args.latency_uploads):
-        # Half contain a reference (verification work), half are unrelated.
-        if k % 2 and feats:
+    for k in range(n):
+        if k % 2 and altered:
             src = generate_image(int(rng.integers(0, 2**31)), long_side=512)
             img = apply_chain(src, suite[k % len(suite)][1]).resize((1024, 768))
         else:
@@ -438,6 +432,19 @@ def measure_latency(args: argparse.Namespace, feats: list[Any], n_ref: int, matc
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=90)
         uploads.append(buf.getvalue())
+    return uploads
+
+
+def measure_latency(args: argparse.Namespace, feats: list[Any], n_ref: int, matcher: Any) -> dict[str, Any]:
+    """p50/p95 of the local stage per 1024 × 768 JPEG upload, one thread, at each size."""
+    import numba
+
+    from hashmatch.local import RETRIEVAL_FEATURES, LocalIndex, extract_features
+
+    numba.set_num_threads(1)
+    rng = np.random.default_rng(args.seed)
+    pool = np.concatenate([f.descriptors for f in feats])
+    uploads = latency_uploads(rng, args.latency_uploads, args.seed, altered=bool(feats))
     out: dict[str, Any] = {"uploads": len(uploads), "threads": 1,
                            "clock": "wall = time.perf_counter; cpu = time.thread_time (this thread only)"}
     # The global stage on the same uploads, for a ratio measured in the same run.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import io
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import pin_malloc  # noqa: E402
-from bench_local import real_photos  # noqa: E402
+from bench_local import latency_uploads, real_photos  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,18 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         return lower
 
     F.retry_threshold = counting  # type: ignore[assignment]
-    rng = np.random.default_rng(0)  # bench_local.measure_latency's uploads, made the same way
     retried = 0
-    for k in range(100):
-        if k % 2:
-            src = generate_image(int(rng.integers(0, 2**31)), long_side=512)
-            img = apply_chain(src, suite[k % len(suite)][1]).resize((1024, 768))
-        else:
-            img = generate_image(int(rng.integers(0, 2**31)), size=(1024, 768))
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=90)
+    for data in latency_uploads(np.random.default_rng(0), 100, 0):  # bench_local.measure_latency's
         before = calls["retries"]
-        whole, grey, factor = F._whole_view(buf.getvalue(), F.DEFAULT_LIMITS, F.QUERY_FEATURES)
+        whole, grey, factor = F._whole_view(data, F.DEFAULT_LIMITS, F.QUERY_FEATURES)
         F.region_views(grey, factor, whole)
         retried += calls["retries"] > before
     print(f"latency uploads: {calls['retries']} of {calls['detections']} detections retried, in {retried} of 100 uploads")
