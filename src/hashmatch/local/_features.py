@@ -24,6 +24,7 @@ from PIL import Image
 
 from ..errors import FileFormatError, UsageError
 from .._loading import DEFAULT_LIMITS, DRAFT_SCALE_KEY, ImageInput, ImageLimits, _read_source, load_image, to_mode
+from ._lowtexture import retry_threshold
 from ._opencv import opencv
 from ._regions import propose_regions
 from ._stability import stability
@@ -138,8 +139,18 @@ def _grey(image: ImageInput, limits: ImageLimits, draft: bool) -> tuple[Image.Im
 
 
 def _detect(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, int], fast: int = _FAST_THRESHOLD) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
-    cv2 = opencv()
     grey = _stretched(grey)
+    found = _orb(grey, nfeatures, pyramid, fast)
+    lower = retry_threshold(found[3].shape[0], fast, pyramid[1])  # a near-featureless image: ._lowtexture
+    if lower is not None:
+        again = _orb(grey, nfeatures, pyramid, lower)
+        if again[3].shape[0] > found[3].shape[0]:
+            return again
+    return found
+
+
+def _orb(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, int], fast: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8], npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+    cv2 = opencv()
     orb = cv2.ORB_create(
         nfeatures=nfeatures, scaleFactor=pyramid[0], nlevels=pyramid[1], edgeThreshold=15, patchSize=31,
         fastThreshold=fast,
