@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import signal
@@ -309,11 +310,13 @@ def test_scan_cli_ctrl_c_exits_130_and_leaves_no_error_rows(tmp_path, rng):
     store = make_store(tmp_path / "refs.db", [images[0]])
     argv = [sys.executable, "-m", "hashmatch", "scan", str(tmp_path / "imgs"), "--store", str(store), "-j", "2", "-q"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    # The report goes to a pipe this test stops reading after the first row: 600 rows are
-    # far more than a pipe holds, so the scan is certainly still running when Ctrl-C comes.
+    # The report goes to a pipe this test stops reading after the first row, shrunk to one
+    # page (unbuffered here) so 600 rows cannot fit: the scan is certainly still running when
+    # Ctrl-C comes, however fast it is (a 64 KiB pipe held them all on a busy machine).
     # Its own process group, so SIGINT reaches the scan and its workers as Ctrl-C would.
     with open(tmp_path / "stderr.txt", "w+b") as err:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=err, start_new_session=True, bufsize=0)
+        fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)  # before the interpreter has started
         head = [proc.stdout.readline(), proc.stdout.readline()]  # the meta line and the first row
         assert proc.poll() is None, (head, (tmp_path / "stderr.txt").read_text())
         os.killpg(proc.pid, signal.SIGINT)
