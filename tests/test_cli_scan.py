@@ -305,6 +305,12 @@ def test_scan_cli_dask_without_the_extra_says_what_to_install(setup, capsys, mon
     assert "pip install 'hashmatch[dask]'" in capsys.readouterr().err
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    # A suite started in the background (`make test &`) inherits SIGINT ignored, and Python
+    # keeps an inherited SIG_IGN: the scan would rightly ignore this test's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_scan_cli_ctrl_c_exits_130_and_leaves_no_error_rows(tmp_path, rng):
     images = make_images(tmp_path / "imgs", rng, 600, size=16)
     store = make_store(tmp_path / "refs.db", [images[0]])
@@ -315,7 +321,8 @@ def test_scan_cli_ctrl_c_exits_130_and_leaves_no_error_rows(tmp_path, rng):
     # Ctrl-C comes, however fast it is (a 64 KiB pipe held them all on a busy machine).
     # Its own process group, so SIGINT reaches the scan and its workers as Ctrl-C would.
     with open(tmp_path / "stderr.txt", "w+b") as err:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=err, start_new_session=True, bufsize=0)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=err, start_new_session=True, bufsize=0,
+                                preexec_fn=_ctrl_c_as_in_a_terminal)
         fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 4096)  # before the interpreter has started
         head = [proc.stdout.readline(), proc.stdout.readline()]  # the meta line and the first row
         assert proc.poll() is None, (head, (tmp_path / "stderr.txt").read_text())
