@@ -520,14 +520,7 @@ class Matcher:
                 continue
             for start in range(0, owner.size, _BATCH_ROWS):
                 batch = HashBatch(words[start : start + _BATCH_ROWS], algorithm=name, bits=bits)
-                for index in (refs.base, refs.delta):
-                    if index is None:
-                        continue
-                    res = index.query(batch, refs.threshold)
-                    hit = res.query_index
-                    if refs.removed.size and hit.size:
-                        hit = hit[~np.isin(res.ids, refs.removed)]
-                    may[owner[start + hit]] = True
+                may[owner[start + refs.rows_with_hits(batch)]] = True
         for i in range(count):
             yield self._match_views(views_of(i), state) if may[i] else []
 

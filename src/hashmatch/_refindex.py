@@ -10,7 +10,7 @@ Matcher publishes a new one, so a query in flight finishes on the state it start
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,14 +106,7 @@ class References:
                 raise IncompatibleHashError(f"a {h.bits}-bit {name} hash cannot match {self.bits}-bit references")
         batch = HashBatch.from_hashes([h for h, _, _ in rows], algorithm=name, bits=self.bits)
         where = np.array([(view, variant) for _, view, variant in rows], dtype=np.int64).reshape(-1, 2)
-        for index in (self.base, self.delta):
-            if index is None:
-                continue
-            res = index.query(batch, self.threshold)
-            ids, distances, qidx = res.ids, res.distances, res.query_index
-            if self.removed.size and ids.size:
-                keep = ~np.isin(ids, self.removed, assume_unique=False)
-                ids, distances, qidx = ids[keep], distances[keep], qidx[keep]
+        for ids, distances, qidx in self._live(batch):
             past = distances > limit
             if band is not None and past.any():
                 hits = np.empty((int(past.sum()), 4), dtype=np.int64)
@@ -128,6 +121,23 @@ class References:
                 best = found.get(key)
                 if best is None or candidate < best:
                     found[key] = candidate
+
+    def _live(self, batch: HashBatch) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]]:
+        """Each index's (ids, distances, query rows) within the threshold, retracted ids dropped."""
+        for index in (self.base, self.delta):
+            if index is None:
+                continue
+            res = index.query(batch, self.threshold)
+            ids, distances, qidx = res.ids, res.distances, res.query_index
+            if self.removed.size and ids.size:
+                keep = ~np.isin(ids, self.removed, assume_unique=False)
+                ids, distances, qidx = ids[keep], distances[keep], qidx[keep]
+            yield ids, distances, qidx
+
+    def rows_with_hits(self, batch: HashBatch) -> npt.NDArray[np.int64]:
+        """Rows of ``batch`` with at least one live reference within the threshold."""
+        parts = [qidx for _, _, qidx in self._live(batch)]
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
     def warmup(self, name: str) -> None:
         """Run one query through each index, so its kernels are loaded."""
