@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import njit
+from ._jit import load_word, njit, store_word
 
 LOOKUP_BITS = 11
 """Codes up to this long resolve in one table lookup; longer ones walk the code lengths."""
@@ -123,23 +123,6 @@ _LOW_SEVEN = np.uint64(0x7F7F7F7F7F7F7F7F)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _load_word(data, i):
-    """Bytes ``i .. i + 7`` of ``data`` as one little-endian word (one unaligned load)."""
-    p = np.uint64(i)  # unsigned indices: no negative-index fix-up
-    word = np.uint64(0)
-    for b in range(8):
-        word |= np.uint64(data[p + np.uint64(b)]) << np.uint64(8 * b)
-    return word
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _store_word(out, j, word):
-    p = np.uint64(j)
-    for b in range(8):
-        out[p + np.uint64(b)] = np.uint8((word >> np.uint64(8 * b)) & np.uint64(0xFF))
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _first_ff(word):
     """Index (0-7) of the first 0xFF byte of a little-endian word, 8 when there is none.
 
@@ -164,11 +147,13 @@ def unstuff(data, pos, max_segments, clean, seg_start, seg_end):
     Writes segment ``i`` to ``clean[seg_start[i]:seg_end[i]]`` and returns the number of
     segments (-1 when a restart marker is out of order or there are more than
     ``max_segments``). Stops at any other marker or at the end of the data. ``clean``
-    needs ``len(data) - pos`` bytes. One pass, a word at a time: each word is stored
-    whole (j <= i - pos: clean has room), and where it holds a 0xFF both positions jump
-    to it (:func:`_first_ff`), the pair is handled, and the next word starts after it.
-    (Round 5's 32-byte chunks found the 0xFF byte by byte after a chunk test: 64 us a
-    163 KB quality-90 scan against 44 us this way, notes/issue-14-pdq.md round 6.)
+    needs ``len(data) - pos`` bytes. One pass, a word at a time: each word is loaded and
+    stored whole with one unaligned 8-byte access each (``_jit.load_word`` /
+    ``store_word``; j <= i - pos: clean has room), and where it holds a 0xFF both
+    positions jump to it (:func:`_first_ff`), the pair is handled, and the next word
+    starts after it. (Round 5's 32-byte chunks found the 0xFF byte by byte after a chunk
+    test: 64 us a 163 KB quality-90 scan; round 6's words from eight byte accesses, which
+    numba merged only in part, 44 us; single accesses 28 us, notes/issue-14-pdq.md.)
     """
     n = data.shape[0]
     j = 0
@@ -177,8 +162,8 @@ def unstuff(data, pos, max_segments, clean, seg_start, seg_end):
     i = pos
     while i < n:
         if i + 8 <= n:
-            word = _load_word(data, i)
-            _store_word(clean, j, word)
+            word = load_word(data, i)
+            store_word(clean, j, word)
             f = _first_ff(word)
             i += f
             j += f
