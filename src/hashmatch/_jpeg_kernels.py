@@ -400,37 +400,33 @@ def dc_scan(data, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_i
                 acc <<= np.uint64(s)
                 nbits -= used + s
                 k = 1
+                acc, pos, nbits = _refill(data, pos, acc, nbits)  # the skips below need it full
                 if plan[b, 4] >= 0:
                     at = np.uint64(origin + plan[b, 3] * width + plan[b, 4])  # unsigned: no wraparound check
                     coef = ((preds[c] + 32768) & 0xFFFF) - 32768  # stored as a 16-bit JCOEF
                     flat[at] = limit_table[np.uint64(((coef * quant_dc + 4) >> 3) & 1023)]
                     dc_plane[at] = coef * quant_dc
-                    # ---- AC 1 (horizontal) and 2 (vertical): one code, a second if AC 1 was
-                    # coded (k == 2 after it); the values go in without branches.
-                    # A code takes at most 31 bits: the buffer is topped up only below
-                    # that (rarely: a branch that predicts well, off the lookup chain).
-                    h = 0
-                    v = 0
-                    for _ in range(2):
-                        if nbits < 31:
-                            acc, pos, nbits = _refill(data, pos, acc, nbits)
-                        used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, ac_t)
-                        if rs < 0:
-                            return BAD_CODE
-                        size = rs & 15
-                        acc <<= np.uint64(used)
-                        value = _extend(acc, size)
-                        acc <<= np.uint64(size)
-                        nbits -= used + size
-                        at_k = k + (rs >> 4)
-                        h = value if at_k == 1 else h
-                        v = value if at_k == 2 else v
-                        k += _advance(rs)
-                        if k > 2:
-                            break
+                    # ---- AC 1 (horizontal) and 2 (vertical), read from a copy of the
+                    # buffer, off the lookup chain: the skips below take these codes too,
+                    # and out-of-order execution decodes the values alongside. (Decoded on
+                    # the chain, one code and a second when AC 1 was coded, they cost as
+                    # much as all the skipping: notes/issue-14-pdq.md round 7.) A refilled
+                    # buffer holds 64 stream bits, and two codes take at most 62. A code in
+                    # no table gives zeros here; the skips refuse it.
+                    used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, ac_t)
+                    rs = max(rs, 0)
+                    rest = acc << np.uint64(used)
+                    value = _extend(rest, rs & 15)
+                    h = value if rs >> 4 == 0 else 0
+                    v = value if rs >> 4 == 1 else 0
+                    coded = (rs >> 4 == 0) & (rs & 15 != 0)  # AC 1 coded: the next code is AC 2's
+                    rest <<= np.uint64(rs & 15)
+                    used, rs = _ac_code(rest, vals, vbase, maxcodes, valptrs, symbols, ac_t)
+                    rs = max(rs, 0)
+                    value = _extend(rest << np.uint64(used), rs & 15)
+                    v = value if coded and rs >> 4 == 0 else v
                     h_plane[at] = (((h + 32768) & 0xFFFF) - 32768) * quant[1]
                     v_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * quant[2]
-                acc, pos, nbits = _refill(data, pos, acc, nbits)  # the skips below need it full
                 # ---- the other AC codes: dropped, several a lookup, two lookups a refill.
                 # nbits -= e: the entry's upper fields subtract a multiple of 64 and every
                 # use masks nbits to 6 bits (free in x86 shifts), which keeps an AND off the
