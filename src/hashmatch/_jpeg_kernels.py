@@ -318,7 +318,8 @@ def dc_scan(data, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_i
     """Decode one baseline scan, keeping the luma DC terms as 1/8-scale pixels.
 
     Also keeps each luma block's three lowest coefficients, dequantised by ``quant``
-    (its first three entries, zig-zag order), in ``planes`` (3, rows, columns) float32:
+    (its first three entries, zig-zag order; AC 1 and 2 through :func:`first_harmonics`
+    after the scan), in ``planes`` (3, rows, columns) float32:
     DC, the horizontal and the vertical first harmonic. PDQ's fast path models the
     full-resolution filter from them (notes/issue-14-pdq.md).
 
@@ -355,6 +356,11 @@ def dc_scan(data, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_i
     skips = skips.reshape(skips.size)
     quant_dc = quant[0]
     preds = np.zeros(ncomp, dtype=np.int64)
+    starts = np.zeros(out.size, dtype=np.uint64)  # per luma block, for first_harmonics
+    luma_ac = 4
+    for b in range(nblocks):
+        if plan[b, 4] >= 0:
+            luma_ac = plan[b, 2]
     mcus_left = restart_interval
     seg = 0
     top = np.uint64(64 - LOOKUP_BITS)
@@ -406,27 +412,9 @@ def dc_scan(data, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_i
                     coef = ((preds[c] + 32768) & 0xFFFF) - 32768  # stored as a 16-bit JCOEF
                     flat[at] = limit_table[np.uint64(((coef * quant_dc + 4) >> 3) & 1023)]
                     dc_plane[at] = coef * quant_dc
-                    # ---- AC 1 (horizontal) and 2 (vertical), read from a copy of the
-                    # buffer, off the lookup chain: the skips below take these codes too,
-                    # and out-of-order execution decodes the values alongside. (Decoded on
-                    # the chain, one code and a second when AC 1 was coded, they cost as
-                    # much as all the skipping: notes/issue-14-pdq.md round 7.) A refilled
-                    # buffer holds 64 stream bits, and two codes take at most 62. A code in
-                    # no table gives zeros here; the skips refuse it.
-                    used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, ac_t)
-                    rs = max(rs, 0)
-                    rest = acc << np.uint64(used)
-                    value = _extend(rest, rs & 15)
-                    h = value if rs >> 4 == 0 else 0
-                    v = value if rs >> 4 == 1 else 0
-                    coded = (rs >> 4 == 0) & (rs & 15 != 0)  # AC 1 coded: the next code is AC 2's
-                    rest <<= np.uint64(rs & 15)
-                    used, rs = _ac_code(rest, vals, vbase, maxcodes, valptrs, symbols, ac_t)
-                    rs = max(rs, 0)
-                    value = _extend(rest << np.uint64(used), rs & 15)
-                    v = value if coded and rs >> 4 == 0 else v
-                    h_plane[at] = (((h + 32768) & 0xFFFF) - 32768) * quant[1]
-                    v_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * quant[2]
+                    # AC 1 and 2: decoded after the scan from this copy of the refilled
+                    # buffer (first_harmonics); the skips below take those codes too.
+                    starts[at] = acc
                 # ---- the other AC codes: dropped, several a lookup, two lookups a refill.
                 # nbits -= e: the entry's upper fields subtract a multiple of 64 and every
                 # use masks nbits to 6 bits (free in x86 shifts), which keeps an AND off the
@@ -458,7 +446,44 @@ def dc_scan(data, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_i
                     acc, pos, nbits = _refill(data, pos, acc, nbits & 63)
     if pos * 8 - nbits > end:
         return TRUNCATED
+    first_harmonics(starts, vals, luma_ac, maxcodes, valptrs, symbols, quant, h_plane, v_plane)
     return OK
+
+
+@njit(cache=True, nogil=True)
+def first_harmonics(starts, vals, slot, maxcodes, valptrs, symbols, quant, h_plane, v_plane):
+    """Each luma block's AC 1 (horizontal) and AC 2 (vertical) coefficient, dequantised,
+    from ``starts``: the bit buffer as :func:`dc_scan` found it after the block's DC
+    code, refilled (64 stream bits: two codes take at most 62). ``vals``: flattened
+    value tables; ``slot``: the luma AC table's.
+
+    A pass of its own, not in the scan loop: there, decoded on the lookup chain (one
+    code, and a second when AC 1 was coded) they cost about as much as all the skipping
+    of the other codes; decoded off the chain from a copy of the buffer, still about 70
+    us a 1024x768 quality-90 file (their instructions sit between each block's end, a
+    mispredicted branch, and the next block's lookups). Here the blocks are independent
+    and overlap: about 50 us (notes/issue-14-pdq.md round 7). A code in no table gives
+    zeros: the scan refuses the file anyway.
+    """
+    vbase = np.uint64(slot << LOOKUP_BITS)
+    q1 = quant[1]
+    q2 = quant[2]
+    for at in range(starts.shape[0]):
+        acc = starts[at]
+        used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, slot)
+        rs = max(rs, 0)
+        rest = acc << np.uint64(used)
+        value = _extend(rest, rs & 15)
+        h = value if rs >> 4 == 0 else 0
+        v = value if rs >> 4 == 1 else 0
+        coded = (rs >> 4 == 0) & (rs & 15 != 0)  # AC 1 coded: the next code is AC 2's
+        rest <<= np.uint64(rs & 15)
+        used, rs = _ac_code(rest, vals, vbase, maxcodes, valptrs, symbols, slot)
+        rs = max(rs, 0)
+        value = _extend(rest << np.uint64(used), rs & 15)
+        v = value if coded & (rs >> 4 == 0) else v
+        h_plane[at] = (((h + 32768) & 0xFFFF) - 32768) * q1
+        v_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * q2
 
 
 PAD_BYTES = 512
