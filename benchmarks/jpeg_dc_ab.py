@@ -59,36 +59,12 @@ def _scan_fn(module: Any) -> Any:
 
 
 def _arguments(data: bytes) -> tuple[Any, ...] | None:
-    """What ``_jpeg.decode_dc`` passes to the scan kernel (its own steps, repeated)."""
-    import numpy as np
+    """What ``_jpeg.decode_dc`` passes to the scan kernel, then its output shape."""
+    from hashmatch import _jpeg
 
-    from hashmatch import _jpeg as J
-
-    head = J.read_header(data)
-    if head is None:
-        return None
-    luma = J._luma_component(head)
-    if luma is None:
-        return None
-    used = sorted({slot for _, dc, ac in head.scan for slot in (dc, ac)})
-    if not set(used) <= set(head.tables) or head.quant_ids[luma] not in head.quant:
-        return None
-    tables = J._tables(tuple((slot, *head.tables[slot]) for slot in used))
-    if tables is None:
-        return None
-    if len(head.scan) == 1:
-        nmcux, nmcuy = -(-head.width // 8), -(-head.height // 8)
-    else:
-        hmax = max(h for h, _ in head.sampling)
-        vmax = max(v for _, v in head.sampling)
-        nmcux, nmcuy = -(-head.width // (8 * hmax)), -(-head.height // (8 * vmax))
-    plan, mcu_rows, mcu_cols = J._plan(tuple(head.scan), tuple(head.sampling), luma)
-    intervals = -(-nmcux * nmcuy // head.restart_interval) if head.restart_interval else 1
-    most = head.data_start + 512 * nmcux * nmcuy * len(plan) + 2 * intervals + 1024
-    raw = np.frombuffer(data, dtype=np.uint8)[:most]
-    shape = (nmcuy * mcu_rows, nmcux * mcu_cols)
-    return (raw, head.data_start, intervals, nmcux, nmcuy, plan, head.restart_interval, *tables,
-            np.array(head.quant[head.quant_ids[luma]], dtype=np.int64), J._limit_table(), shape)
+    head = _jpeg.read_header(data)
+    call = None if head is None else _jpeg.scan_arguments(data, head)
+    return None if call is None else (*call[0], call[1])
 
 
 def _run(fn: Any, args: tuple[Any, ...]) -> tuple[int, Any, Any]:
