@@ -202,6 +202,54 @@ def test_multi_table_skips_the_codes_a_naive_walk_finds(table, prefixes):
             assert entry & 63 <= 27  # two lookups fit in a refilled buffer (56 bits)
 
 
+def _naive_extend(bits: int, size: int) -> int:
+    """JPEG's signed value of ``size`` magnitude bits (F.2.2.1), written out."""
+    return 0 if size == 0 else bits if bits >= 1 << (size - 1) else bits - (1 << size) + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(_huffman_tables(), st.data())
+def test_first_harmonics_match_a_code_by_code_decode(table, data):
+    """AC 1 and AC 2 of each block from its buffer (64 stream bits after the DC code):
+    one code, and a second only when AC 1 was coded; EOB, ZRL, runs, long codes."""
+    counts, symbols = table
+    if not symbols:
+        return
+    built = _jpeg._tables(((4, bytes(counts), bytes(symbols)),))
+    assert built is not None
+    vals, _, maxcodes, valptrs, syms = built
+    codes = _naive_codes(counts, symbols)
+    blocks = data.draw(st.integers(1, 8))
+    starts = np.zeros(blocks, np.uint64)
+    expect_h, expect_v = [], []
+    for at in range(blocks):
+        stream, used, h, v = 0, 0, 0, 0
+        for nth in range(2):
+            code, length, symbol = codes[data.draw(st.integers(0, len(codes) - 1))]
+            run, size = symbol >> 4, symbol & 15
+            magnitude = data.draw(st.integers(0, (1 << size) - 1))
+            stream = (stream << (length + size)) | (code << size) | magnitude
+            used += length + size
+            value = _naive_extend(magnitude, size)
+            if nth == 0:
+                h = value if run == 0 else 0
+                v = value if run == 1 else 0
+                if run != 0 or size == 0:  # AC 1 not coded: the next code is not AC 2's
+                    break
+            elif run == 0:
+                v = value
+        tail = data.draw(st.integers(0, (1 << (64 - used)) - 1))
+        starts[at] = (stream << (64 - used)) | tail
+        expect_h.append(h)
+        expect_v.append(v)
+    quant = np.array([16, 3, 5], np.int64)
+    h_plane = np.full(blocks, np.nan, np.float32)
+    v_plane = np.full(blocks, np.nan, np.float32)
+    K.first_harmonics(starts, vals.reshape(-1), 4, maxcodes, valptrs, syms, quant, h_plane, v_plane)
+    np.testing.assert_array_equal(h_plane, np.array(expect_h, np.float32) * 3)
+    np.testing.assert_array_equal(v_plane, np.array(expect_v, np.float32) * 5)
+
+
 def naive_unstuff(data: bytes, pos: int, max_segments: int) -> tuple[int, list[bytes]]:
     """The entropy-coded bytes from ``pos``, byte by byte: 0xFF 0x00 is 0xFF, 0xFF 0xFF a
     fill byte, RSTn (in order) ends a segment, any other marker or the end ends the scan."""

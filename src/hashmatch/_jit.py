@@ -29,6 +29,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "announce_compile",
     "cache_mode",
@@ -36,8 +38,10 @@ __all__ = [
     "compile_seconds",
     "kernels",
     "lazy_import",
+    "load_word",
     "njit",
     "prefetch",
+    "store_word",
     "target_cpu",
     "target_features",
     "vector_popcount",
@@ -315,9 +319,57 @@ def _make_prefetch() -> Any:
     return prefetch
 
 
-def __getattr__(name: str) -> Any:  # ``prefetch`` is built on first use: it needs numba
+def _make_words() -> tuple[Any, Any]:
+    """``load_word(array, i)`` and ``store_word(array, i, value)``: bytes ``i .. i + 7``
+    of a uint8 array as one little-endian uint64, read or written with a single
+    unaligned 8-byte access. Built from eight byte accesses, numba's code merged only
+    some of them (two-byte moves in the assembly, notes/issue-14-pdq.md round 7). No
+    bounds check: callers pass ``i + 8 <= len(array)``. Plain Python when the JIT is off."""
+    numba = _numba()
+    if numba.config.DISABLE_JIT:
+
+        def load_py(array: Any, i: Any) -> Any:
+            return np.uint64(int.from_bytes(bytes(array[int(i) : int(i) + 8]), "little"))
+
+        def store_py(array: Any, i: Any, value: Any) -> None:
+            array[int(i) : int(i) + 8] = np.frombuffer(int(value).to_bytes(8, "little"), dtype=np.uint8)
+
+        return load_py, store_py
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    def pointer(context: Any, builder: Any, aryty: Any, array: Any, index: Any) -> Any:
+        ary = context.make_array(aryty)(context, builder, array)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [index], wraparound=False)
+        return builder.bitcast(ptr, ir.IntType(64).as_pointer())
+
+    @intrinsic
+    def load_word(typingctx: Any, array: Any, index: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            return builder.load(pointer(context, builder, signature.args[0], args[0], args[1]), align=1)
+
+        return numba.types.uint64(array, index), codegen
+
+    @intrinsic
+    def store_word(typingctx: Any, array: Any, index: Any, value: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            word = context.cast(builder, args[2], signature.args[2], numba.types.uint64)
+            builder.store(word, pointer(context, builder, signature.args[0], args[0], args[1]), align=1)
+            return context.get_dummy_value()
+
+        return numba.types.void(array, index, value), codegen
+
+    return load_word, store_word
+
+
+def __getattr__(name: str) -> Any:  # built on first use: they need numba
     if name == "prefetch":
         value = _make_prefetch()
         globals()["prefetch"] = value
         return value
+    if name in ("load_word", "store_word"):
+        load, store = _make_words()
+        globals().update(load_word=load, store_word=store)
+        return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ from ._jit import kernels
 
 _k = kernels("hashmatch._jpeg_kernels")
 
-__all__ = ["DC_SCALE", "DcImage", "JpegHeader", "decode_dc", "read_header"]
+__all__ = ["DC_SCALE", "DcImage", "JpegHeader", "decode_dc", "read_header", "scan_arguments"]
 
 DC_SCALE = 8
 _SOF_SEQUENTIAL = (0xC0, 0xC1)  # baseline, extended sequential (Huffman)
@@ -207,6 +207,24 @@ def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> DcI
     head = header if header is not None else read_header(data)
     if head is None:
         return None
+    call = scan_arguments(data, head)
+    if call is None:
+        return None
+    arguments, shape = call
+    out = np.empty(shape, dtype=np.uint8)
+    planes = np.empty((3, *shape), dtype=np.float32)
+    status = _k.decode_scan(*arguments, out, planes)
+    if status != 0:
+        return None
+    rows, cols = -(-head.height // 8), -(-head.width // 8)
+    return DcImage(np.ascontiguousarray(out[:rows, :cols]), np.ascontiguousarray(planes[:, :rows, :cols]),
+                   head.height, head.width)
+
+
+def scan_arguments(data: bytes | memoryview, head: JpegHeader) -> tuple[tuple[object, ...], tuple[int, int]] | None:
+    """The scan kernel's arguments for ``data`` (all but its two outputs) and the shape
+    of its pixel output (whole MCUs), or None for a JPEG this decoder does not take.
+    :func:`decode_dc`'s set-up, also what ``benchmarks/jpeg_dc_ab.py`` times kernels with."""
     luma = _luma_component(head)
     if luma is None:
         return None
@@ -229,18 +247,9 @@ def decode_dc(data: bytes | memoryview, header: JpegHeader | None = None) -> DcI
     intervals = -(-nmcux * nmcuy // head.restart_interval) if head.restart_interval else 1
     most = head.data_start + 512 * nmcux * nmcuy * len(plan) + 2 * intervals + 1024
     raw = np.frombuffer(data, dtype=np.uint8)[:most]
-    out = np.empty((nmcuy * mcu_rows, nmcux * mcu_cols), dtype=np.uint8)
-    planes = np.empty((3, *out.shape), dtype=np.float32)
-    status = _k.decode_scan(
-        raw, head.data_start,
-        intervals, nmcux, nmcuy, plan, head.restart_interval, *tables,
-        np.array(head.quant[head.quant_ids[luma]], dtype=np.int64), _limit_table(), out, planes,
-    )
-    if status != 0:
-        return None
-    rows, cols = -(-head.height // 8), -(-head.width // 8)
-    return DcImage(np.ascontiguousarray(out[:rows, :cols]), np.ascontiguousarray(planes[:, :rows, :cols]),
-                   head.height, head.width)
+    arguments = (raw, head.data_start, intervals, nmcux, nmcuy, plan, head.restart_interval, *tables,
+                 np.array(head.quant[head.quant_ids[luma]], dtype=np.int64), _limit_table())
+    return arguments, (nmcuy * mcu_rows, nmcux * mcu_cols)
 
 
 @lru_cache(maxsize=1)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import njit
+from ._jit import load_word, njit, store_word
 
 LOOKUP_BITS = 11
 """Codes up to this long resolve in one table lookup; longer ones walk the code lengths."""
@@ -123,23 +123,6 @@ _LOW_SEVEN = np.uint64(0x7F7F7F7F7F7F7F7F)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _load_word(data, i):
-    """Bytes ``i .. i + 7`` of ``data`` as one little-endian word (one unaligned load)."""
-    p = np.uint64(i)  # unsigned indices: no negative-index fix-up
-    word = np.uint64(0)
-    for b in range(8):
-        word |= np.uint64(data[p + np.uint64(b)]) << np.uint64(8 * b)
-    return word
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _store_word(out, j, word):
-    p = np.uint64(j)
-    for b in range(8):
-        out[p + np.uint64(b)] = np.uint8((word >> np.uint64(8 * b)) & np.uint64(0xFF))
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _first_ff(word):
     """Index (0-7) of the first 0xFF byte of a little-endian word, 8 when there is none.
 
@@ -164,11 +147,13 @@ def unstuff(data, pos, max_segments, clean, seg_start, seg_end):
     Writes segment ``i`` to ``clean[seg_start[i]:seg_end[i]]`` and returns the number of
     segments (-1 when a restart marker is out of order or there are more than
     ``max_segments``). Stops at any other marker or at the end of the data. ``clean``
-    needs ``len(data) - pos`` bytes. One pass, a word at a time: each word is stored
-    whole (j <= i - pos: clean has room), and where it holds a 0xFF both positions jump
-    to it (:func:`_first_ff`), the pair is handled, and the next word starts after it.
-    (Round 5's 32-byte chunks found the 0xFF byte by byte after a chunk test: 64 us a
-    163 KB quality-90 scan against 44 us this way, notes/issue-14-pdq.md round 6.)
+    needs ``len(data) - pos`` bytes. One pass, a word at a time: each word is loaded and
+    stored whole with one unaligned 8-byte access each (``_jit.load_word`` /
+    ``store_word``; j <= i - pos: clean has room), and where it holds a 0xFF both
+    positions jump to it (:func:`_first_ff`), the pair is handled, and the next word
+    starts after it. (Round 5's 32-byte chunks found the 0xFF byte by byte after a chunk
+    test: 64 us a 163 KB quality-90 scan; round 6's words from eight byte accesses, which
+    numba merged only in part, 44 us; single accesses 28 us, notes/issue-14-pdq.md.)
     """
     n = data.shape[0]
     j = 0
@@ -177,8 +162,8 @@ def unstuff(data, pos, max_segments, clean, seg_start, seg_end):
     i = pos
     while i < n:
         if i + 8 <= n:
-            word = _load_word(data, i)
-            _store_word(clean, j, word)
+            word = load_word(data, i)
+            store_word(clean, j, word)
             f = _first_ff(word)
             i += f
             j += f
@@ -333,7 +318,8 @@ def dc_scan(data, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_i
     """Decode one baseline scan, keeping the luma DC terms as 1/8-scale pixels.
 
     Also keeps each luma block's three lowest coefficients, dequantised by ``quant``
-    (its first three entries, zig-zag order), in ``planes`` (3, rows, columns) float32:
+    (its first three entries, zig-zag order; AC 1 and 2 through :func:`first_harmonics`
+    after the scan), in ``planes`` (3, rows, columns) float32:
     DC, the horizontal and the vertical first harmonic. PDQ's fast path models the
     full-resolution filter from them (notes/issue-14-pdq.md).
 
@@ -370,6 +356,11 @@ def dc_scan(data, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_i
     skips = skips.reshape(skips.size)
     quant_dc = quant[0]
     preds = np.zeros(ncomp, dtype=np.int64)
+    starts = np.zeros(out.size, dtype=np.uint64)  # per luma block, for first_harmonics
+    luma_ac = 4
+    for b in range(nblocks):
+        if plan[b, 4] >= 0:
+            luma_ac = plan[b, 2]
     mcus_left = restart_interval
     seg = 0
     top = np.uint64(64 - LOOKUP_BITS)
@@ -415,37 +406,15 @@ def dc_scan(data, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_i
                 acc <<= np.uint64(s)
                 nbits -= used + s
                 k = 1
+                acc, pos, nbits = _refill(data, pos, acc, nbits)  # the skips below need it full
                 if plan[b, 4] >= 0:
                     at = np.uint64(origin + plan[b, 3] * width + plan[b, 4])  # unsigned: no wraparound check
                     coef = ((preds[c] + 32768) & 0xFFFF) - 32768  # stored as a 16-bit JCOEF
                     flat[at] = limit_table[np.uint64(((coef * quant_dc + 4) >> 3) & 1023)]
                     dc_plane[at] = coef * quant_dc
-                    # ---- AC 1 (horizontal) and 2 (vertical): one code, a second if AC 1 was
-                    # coded (k == 2 after it); the values go in without branches.
-                    # A code takes at most 31 bits: the buffer is topped up only below
-                    # that (rarely: a branch that predicts well, off the lookup chain).
-                    h = 0
-                    v = 0
-                    for _ in range(2):
-                        if nbits < 31:
-                            acc, pos, nbits = _refill(data, pos, acc, nbits)
-                        used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, ac_t)
-                        if rs < 0:
-                            return BAD_CODE
-                        size = rs & 15
-                        acc <<= np.uint64(used)
-                        value = _extend(acc, size)
-                        acc <<= np.uint64(size)
-                        nbits -= used + size
-                        at_k = k + (rs >> 4)
-                        h = value if at_k == 1 else h
-                        v = value if at_k == 2 else v
-                        k += _advance(rs)
-                        if k > 2:
-                            break
-                    h_plane[at] = (((h + 32768) & 0xFFFF) - 32768) * quant[1]
-                    v_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * quant[2]
-                acc, pos, nbits = _refill(data, pos, acc, nbits)  # the skips below need it full
+                    # AC 1 and 2: decoded after the scan from this copy of the refilled
+                    # buffer (first_harmonics); the skips below take those codes too.
+                    starts[at] = acc
                 # ---- the other AC codes: dropped, several a lookup, two lookups a refill.
                 # nbits -= e: the entry's upper fields subtract a multiple of 64 and every
                 # use masks nbits to 6 bits (free in x86 shifts), which keeps an AND off the
@@ -477,7 +446,44 @@ def dc_scan(data, limit_bytes, seg_start, seg_end, nmcux, nmcuy, plan, restart_i
                     acc, pos, nbits = _refill(data, pos, acc, nbits & 63)
     if pos * 8 - nbits > end:
         return TRUNCATED
+    first_harmonics(starts, vals, luma_ac, maxcodes, valptrs, symbols, quant, h_plane, v_plane)
     return OK
+
+
+@njit(cache=True, nogil=True)
+def first_harmonics(starts, vals, slot, maxcodes, valptrs, symbols, quant, h_plane, v_plane):
+    """Each luma block's AC 1 (horizontal) and AC 2 (vertical) coefficient, dequantised,
+    from ``starts``: the bit buffer as :func:`dc_scan` found it after the block's DC
+    code, refilled (64 stream bits: two codes take at most 62). ``vals``: flattened
+    value tables; ``slot``: the luma AC table's.
+
+    A pass of its own, not in the scan loop: there, decoded on the lookup chain (one
+    code, and a second when AC 1 was coded) they cost about as much as all the skipping
+    of the other codes; decoded off the chain from a copy of the buffer, still about 70
+    us a 1024x768 quality-90 file (their instructions sit between each block's end, a
+    mispredicted branch, and the next block's lookups). Here the blocks are independent
+    and overlap: about 50 us (notes/issue-14-pdq.md round 7). A code in no table gives
+    zeros: the scan refuses the file anyway.
+    """
+    vbase = np.uint64(slot << LOOKUP_BITS)
+    q1 = quant[1]
+    q2 = quant[2]
+    for at in range(starts.shape[0]):
+        acc = starts[at]
+        used, rs = _ac_code(acc, vals, vbase, maxcodes, valptrs, symbols, slot)
+        rs = max(rs, 0)
+        rest = acc << np.uint64(used)
+        value = _extend(rest, rs & 15)
+        h = value if rs >> 4 == 0 else 0
+        v = value if rs >> 4 == 1 else 0
+        coded = (rs >> 4 == 0) & (rs & 15 != 0)  # AC 1 coded: the next code is AC 2's
+        rest <<= np.uint64(rs & 15)
+        used, rs = _ac_code(rest, vals, vbase, maxcodes, valptrs, symbols, slot)
+        rs = max(rs, 0)
+        value = _extend(rest << np.uint64(used), rs & 15)
+        v = value if coded & (rs >> 4 == 0) else v
+        h_plane[at] = (((h + 32768) & 0xFFFF) - 32768) * q1
+        v_plane[at] = (((v + 32768) & 0xFFFF) - 32768) * q2
 
 
 PAD_BYTES = 512
