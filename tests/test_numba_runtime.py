@@ -1,0 +1,119 @@
+"""numba's first dispatch without its import-time BLAS probe (``_jit.load_numba_runtime``).
+
+Each case runs a fresh interpreter: what is tested is which modules a process imports
+when its first kernel runs, and ``sys.modules`` is shared by the whole process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import hashmatch
+
+SRC = str(Path(hashmatch.__file__).parent.parent)
+
+# A user's own kernels that need BLAS (np.dot, np.linalg) or read numba's probe answer
+# (np.convolve/np.correlate on floats), compiled after hashmatch loaded numba.
+USER_KERNELS = """
+import numba, numpy as np
+@numba.njit(cache=False)
+def user(a, b):
+    return np.dot(a, b), np.convolve(a, b), np.correlate(a, b), np.linalg.solve(np.outer(a, a) + np.eye(a.size), b)
+a, b = np.arange(1.0, 5.0), np.array([0.5, -1.0, 2.0, 3.0])
+got = user(a, b)
+want = (np.dot(a, b), np.convolve(a, b), np.correlate(a, b), np.linalg.solve(np.outer(a, a) + np.eye(a.size), b))
+out["user_kernels_agree"] = all(np.allclose(g, w) for g, w in zip(got, want))
+import numba.np.arraymath as arraymath, numba.np.linalg as linalg
+try:
+    linalg.ensure_blas()
+    blas = True
+except ImportError:
+    blas = False
+out["probe_answer_is_numbas"] = bool(arraymath._HAVE_BLAS) == blas
+"""
+
+
+def _run(code: str, tmp_path: Path) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = SRC
+    script = "import sys, json\nout = {}\n" + code + "\nprint(json.dumps(out))\n"
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _image(folder: Path, name: str, seed: int) -> None:
+    pixels = np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / name)
+
+
+def test_first_kernel_call_does_not_import_scipy_linalg(tmp_path: Path) -> None:
+    _image(tmp_path, "a.png", 1)
+    out = _run(
+        "import hashmatch\n"
+        "out['hash'] = str(hashmatch.compute_hashes('a.png', ['phash', 'dhash'], dihedral=True))\n"
+        "out['scipy_linalg'] = 'scipy.linalg' in sys.modules\n"
+        "out['arraymath'] = 'numba.np.arraymath' in sys.modules\n" + USER_KERNELS,
+        tmp_path,
+    )
+    assert out["arraymath"] is True  # numba's array support is loaded: the kernels ran
+    assert out["scipy_linalg"] is False
+    assert out["user_kernels_agree"] is True
+    assert out["probe_answer_is_numbas"] is True
+
+
+def test_hashes_are_those_of_numbas_own_first_dispatch(tmp_path: Path) -> None:
+    # The same hashes when scipy.linalg is imported first (numba's probe then runs as usual).
+    _image(tmp_path, "a.png", 2)
+    code = "out['hash'] = str(hashmatch.compute_hashes('a.png', ['phash', 'ahash', 'dhash', 'whash', 'pdq'], dihedral=True))\n"
+    deferred = _run("import hashmatch\n" + code, tmp_path)
+    usual = _run("import scipy.linalg, hashmatch\n" + code, tmp_path)
+    assert deferred["hash"] == usual["hash"]
+
+
+def test_with_another_thread_alive_numba_loads_as_usual(tmp_path: Path) -> None:
+    # sys.modules is shared: with a second thread that might import SciPy, nothing is hidden.
+    _image(tmp_path, "a.png", 3)
+    out = _run(
+        "import threading, hashmatch\n"
+        "stop = threading.Event(); t = threading.Thread(target=stop.wait); t.start()\n"
+        "hashmatch.compute_hashes('a.png', ['phash'])\n"
+        "stop.set(); t.join()\n"
+        "import numba.np.arraymath as arraymath\n"
+        "out['scipy_linalg'] = 'scipy.linalg' in sys.modules\n"
+        "out['probe_is_a_bool'] = isinstance(arraymath._HAVE_BLAS, bool)\n" + USER_KERNELS,
+        tmp_path,
+    )
+    assert out["scipy_linalg"] is True
+    assert out["probe_is_a_bool"] is True
+    assert out["user_kernels_agree"] is True
+
+
+def test_scanning_process_does_not_import_scipy_linalg(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(6):
+        _image(images, f"{i}.png", 10 + i)
+    store = tmp_path / "refs.db"
+    out = _run(
+        "import hashmatch\n"
+        f"with hashmatch.ReferenceStore({str(store)!r}) as s:\n"
+        f"    hashmatch.add_images(s, 'refs', [{str(images / '0.png')!r}], algorithms=['phash'])\n"
+        f"with hashmatch.Matcher.from_store({str(store)!r}, algorithms=['phash']) as m:\n"
+        f"    rows = list(hashmatch.scan({str(images)!r}, m, workers=2))\n"
+        "out['matched'] = sorted(r.path.rsplit('/', 1)[1] for r in rows if r.matches)\n"
+        "out['rows'] = len(rows)\n"
+        "out['scipy_linalg'] = 'scipy.linalg' in sys.modules\n",
+        tmp_path,
+    )
+    assert out["rows"] == 6
+    assert out["matched"] == ["0.png"]
+    assert out["scipy_linalg"] is False
