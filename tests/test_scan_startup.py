@@ -1,7 +1,9 @@
-"""numba's first dispatch without its import-time BLAS probe (``_jit.load_numba_runtime``).
+"""A scan's start-up: numba's first dispatch without its import-time BLAS probe
+(``_jit.load_numba_runtime``), and the garbage collector frozen while a forked pool runs.
 
 Each case runs a fresh interpreter: what is tested is which modules a process imports
-when its first kernel runs, and ``sys.modules`` is shared by the whole process.
+when its first kernel runs (``sys.modules`` is shared by the whole process), and the
+fork start method, which a scan uses only from a single-threaded process.
 """
 
 from __future__ import annotations
@@ -117,3 +119,69 @@ def test_scanning_process_does_not_import_scipy_linalg(tmp_path: Path) -> None:
     assert out["rows"] == 6
     assert out["matched"] == ["0.png"]
     assert out["scipy_linalg"] is False
+
+
+SCAN_FOLDER = """
+import gc, hashmatch
+from hashmatch._scan import _backends
+store, images = sys.argv[1], sys.argv[2]
+with hashmatch.ReferenceStore(store) as s:
+    hashmatch.add_images(s, 'refs', [images + '/0.png'], algorithms=['phash'])
+def scan_folder(**options):
+    with hashmatch.Matcher.from_store(store, algorithms=['phash']) as m:
+        run = hashmatch.scan(images, m, **options)
+        run.start()
+        during = gc.get_freeze_count()
+        method = _backends._start_method()
+        rows = [(r.path, r.matches) for r in run]
+        return during, method, rows
+"""
+
+
+def _folder_and_store(tmp_path: Path) -> list[str]:
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(5):
+        _image(images, f"{i}.png", 20 + i)
+    return [str(tmp_path / "refs.db"), str(images)]
+
+
+def _run_with_args(code: str, tmp_path: Path, args: list[str]) -> dict[str, object]:
+    return _run("sys.argv[1:] = " + repr(args) + "\n" + code, tmp_path)
+
+
+def test_gc_is_frozen_while_a_forked_pool_runs_and_unfrozen_after(tmp_path: Path) -> None:
+    out = _run_with_args(
+        SCAN_FOLDER
+        + "during, method, rows = scan_folder(workers=2)\n"
+        + "out['method'], out['during'], out['after'] = method, during, gc.get_freeze_count()\n"
+        + "_, _, in_process = scan_folder(workers=0)\n"
+        + "out['same_rows'] = rows == in_process\n",
+        tmp_path, _folder_and_store(tmp_path),
+    )
+    assert out["method"] == "fork"
+    assert out["during"] > 10_000  # numba's objects, among others
+    assert out["after"] == 0
+    assert out["same_rows"] is True
+
+
+def test_a_callers_own_frozen_objects_stay_frozen(tmp_path: Path) -> None:
+    out = _run_with_args(
+        SCAN_FOLDER
+        + "gc.freeze(); before = gc.get_freeze_count()\n"
+        + "scan_folder(workers=2)\n"
+        + "out['before'], out['after'] = before, gc.get_freeze_count()\n",
+        tmp_path, _folder_and_store(tmp_path),
+    )
+    assert out["before"] > 10_000
+    # Objects freed during the scan leave the frozen set; none were unfrozen.
+    assert out["after"] > out["before"] * 0.9, out
+
+
+def test_in_process_scan_freezes_nothing(tmp_path: Path) -> None:
+    out = _run_with_args(
+        SCAN_FOLDER + "during, _, rows = scan_folder(workers=0)\nout['during'], out['rows'] = during, len(rows)\n",
+        tmp_path, _folder_and_store(tmp_path),
+    )
+    assert out["during"] == 0
+    assert out["rows"] == 5
