@@ -8,6 +8,7 @@ fork start method, which a scan uses only from a single-threaded process.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -15,9 +16,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import hashmatch
+from hashmatch._scan import _run as scan_run
+from hashmatch._scan import paused_gc
+from hashmatch.cli import _scan as cli_scan
+from hashmatch.cli import main
 
 SRC = str(Path(hashmatch.__file__).parent.parent)
 
@@ -156,7 +162,8 @@ def test_gc_is_frozen_while_a_forked_pool_runs_and_unfrozen_after(tmp_path: Path
         + "during, method, rows = scan_folder(workers=2)\n"
         + "out['method'], out['during'], out['after'] = method, during, gc.get_freeze_count()\n"
         + "_, _, in_process = scan_folder(workers=0)\n"
-        + "out['same_rows'] = rows == in_process\n",
+        + "by_path = lambda rows: sorted(rows, key=lambda row: row[0])  # a pool yields in completion order\n"
+        + "out['same_rows'] = by_path(rows) == by_path(in_process)\n",
         tmp_path, _folder_and_store(tmp_path),
     )
     assert out["method"] == "fork"
@@ -185,3 +192,48 @@ def test_in_process_scan_freezes_nothing(tmp_path: Path) -> None:
     )
     assert out["during"] == 0
     assert out["rows"] == 5
+
+
+def test_paused_gc_restores_the_callers_setting_also_on_error() -> None:
+    assert gc.isenabled()
+    with pytest.raises(KeyError):
+        with paused_gc():
+            assert not gc.isenabled()
+            raise KeyError("x")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # it was off before: left off
+    finally:
+        gc.enable()
+
+
+def test_scan_start_up_runs_without_collections_and_scans_with_them(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    store, images = _folder_and_store(tmp_path)
+    with hashmatch.ReferenceStore(store) as s:
+        hashmatch.add_images(s, "refs", [images + "/0.png"], algorithms=["phash"])
+    seen: dict[str, bool] = {}
+    prepare, open_matcher, finish = scan_run.prepare, cli_scan.open_matcher, scan_run.ScanRun._finish_chunk
+
+    def spy_prepare(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen["prepare"] = gc.isenabled()
+        return prepare(*args, **kwargs)
+
+    def spy_open(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen["store and matcher"] = gc.isenabled()
+        return open_matcher(*args, **kwargs)
+
+    def spy_finish(self, raws):  # type: ignore[no-untyped-def]
+        seen["matching"] = gc.isenabled()
+        return finish(self, raws)
+
+    monkeypatch.setattr(scan_run, "prepare", spy_prepare)
+    monkeypatch.setattr(cli_scan, "open_matcher", spy_open)
+    monkeypatch.setattr(scan_run.ScanRun, "_finish_chunk", spy_finish)
+    assert main(["scan", images, "--store", store, "-a", "phash", "-j", "0", "-q", "--out", str(tmp_path / "r.jsonl")]) == 1
+    assert seen == {"store and matcher": False, "prepare": False, "matching": True}
+    assert gc.isenabled()
+    assert main(["scan", images, "--store", str(tmp_path / "missing.db"), "-q"]) == 2  # a start-up error
+    assert gc.isenabled()
