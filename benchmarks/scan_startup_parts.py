@@ -15,8 +15,9 @@
    archive main src`` unpacked). Per round: the scanning process's CPU and wall until the
    first chunk goes to the pool (the serial start-up: the workers are forked by that
    submit), wall to the first result and to the end, and the CPU of the whole scan
-   (this process and its workers). Medians per code. On a shared machine the CPU
-   columns are the steady ones; the serial start-up's CPU is wall time on an idle one.
+   (this process and its workers). Then ``hashmatch scan`` (the CLI, JSONL report) of the
+   same files: wall and CPU of the whole command. Medians per code. On a shared machine
+   the CPU columns are the steady ones; the serial start-up's CPU is wall time on an idle one.
 
 Run bench_scan.py first to create the data. Malloc pinned by the caller.
 
@@ -114,6 +115,21 @@ def _scan_round() -> None:
                       "scipy_linalg": "scipy.linalg" in sys.modules}))
 
 
+def _cli_round(env: dict[str, str]) -> dict[str, float]:
+    report = DATA / "scan-startup-parts-report.jsonl"
+    report.unlink(missing_ok=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "hashmatch", "scan", FOLDER, "--store", STORE, "-a", "phash", "-j", "2",
+                           "--include", "*.jpg", "--out", str(report), "-q"], env=env, check=False)
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"hashmatch scan failed with exit code {proc.returncode}")
+    report.unlink()
+    return {"cli_seconds": wall, "cli_cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+
+
 def _ab(old_src: str, rounds: int) -> None:
     print(cpu_label())
     runs: dict[str, list[dict[str, float]]] = {"new": [], "old": []}
@@ -124,13 +140,15 @@ def _ab(old_src: str, rounds: int) -> None:
                                  capture_output=True, text=True)
             runs[code].append(json.loads(out.stdout.strip().splitlines()[-1]))
             r = runs[code][-1]
+            r.update(_cli_round(env))
             print(f"round {i + 1} {code}: load {os.getloadavg()[0]:.2f}, pre-fork {r['prefork_cpu']:.3f} s CPU "
                   f"({r['prefork_wall']:.3f} s wall), first result {r['first_result']:.3f} s, end {r['seconds']:.3f} s, "
-                  f"parent CPU {r['parent_cpu']:.3f} s, scan CPU {r['scan_cpu']:.3f} s, scipy.linalg {r['scipy_linalg']}")
-    keys = ["prefork_cpu", "prefork_wall", "first_result", "seconds", "parent_cpu", "scan_cpu"]
-    print("medians (s):  " + "  ".join(f"{k:>12s}" for k in keys))
+                  f"parent CPU {r['parent_cpu']:.3f} s, scan CPU {r['scan_cpu']:.3f} s, scipy.linalg {r['scipy_linalg']}; "
+                  f"CLI {r['cli_seconds']:.3f} s, CPU {r['cli_cpu']:.3f} s")
+    keys = ["prefork_cpu", "prefork_wall", "first_result", "seconds", "parent_cpu", "scan_cpu", "cli_seconds", "cli_cpu"]
+    print(f"medians over {rounds} rounds (s):\n      " + "  ".join(f"{k:>12s}" for k in keys))
     for code in ("old", "new"):
-        print(f"  {code}:        " + "  ".join(f"{statistics.median(r[k] for r in runs[code]):12.3f}" for k in keys))
+        print(f"  {code}:" + "  ".join(f"{statistics.median(r[k] for r in runs[code]):12.3f}" for k in keys))
 
 
 def main() -> None:
