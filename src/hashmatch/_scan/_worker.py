@@ -22,6 +22,7 @@ from typing import Any, Union
 import numpy as np
 from PIL import UnidentifiedImageError
 
+from .._jit import load_numba_runtime
 from .._query import QuerySpec
 from .._loading import printable_path, read_regular_file_stat
 from ..errors import HashmatchError, ImageTooLargeError, UnreadableImageError
@@ -251,6 +252,9 @@ def worker_init(threshold: int | None, parent_pid: int | None, timeout: float | 
     pin_malloc(threshold)
     if parent_pid is not None:
         die_with_parent(parent_pid)
+    # A worker from a forkserver starts without numba: load it while this is the only
+    # thread, so numba's BLAS probe (SciPy, ~0.1 s) is skipped. Forked warm: nothing to do.
+    load_numba_runtime()
     if timeout is not None:
         threading.Thread(target=_watchdog, args=(timeout, timeouts), daemon=True).start()
 
