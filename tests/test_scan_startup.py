@@ -207,17 +207,21 @@ def test_scan_start_up_runs_without_collections_and_scans_with_them(tmp_path: Pa
     assert gc.isenabled()
 
 
-def test_a_cold_pool_worker_loads_numba_without_scipy_linalg(tmp_path: Path) -> None:
+def test_a_cold_pool_worker_collects_garbage_and_loads_numba_without_scipy_linalg(tmp_path: Path) -> None:
     # What a worker started by a forkserver does first (its watchdog thread comes after).
     _image(tmp_path, "a.png", 4)
     out = _run(
         "import multiprocessing, hashmatch\n"
+        "import gc\n"
         "from hashmatch._scan import _worker\n"
+        "gc.disable()  # as in a start-up that pauses collections\n"
         "_worker.worker_init(None, None, 60.0, multiprocessing.Value('i', 0))\n"
+        "out['gc'] = gc.isenabled()\n"
         "out['threads'] = __import__('threading').active_count()\n"
         "hashmatch.compute_hashes('a.png', ['phash'])\n"
         "out['scipy_linalg'] = 'scipy.linalg' in sys.modules\n",
         tmp_path,
     )
     assert out["threads"] == 2  # the watchdog
+    assert out["gc"] is True
     assert out["scipy_linalg"] is False

@@ -249,6 +249,7 @@ def worker_init(threshold: int | None, parent_pid: int | None, timeout: float | 
     # Ctrl-C reaches the whole process group: the scan stops the pool itself, and a worker
     # interrupted mid-chunk must not turn its files into error rows that resume would skip.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.enable()  # on, whatever the start-up it was forked from (paused_gc) had
     pin_malloc(threshold)
     if parent_pid is not None:
         die_with_parent(parent_pid)
