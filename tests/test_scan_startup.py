@@ -99,6 +99,28 @@ def test_hashes_are_those_of_numbas_own_first_dispatch(tmp_path: Path) -> None:
     assert deferred["hash"] == usual["hash"]
 
 
+def test_scanning_process_does_not_import_scipy_linalg(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(6):
+        _image(images, f"{i}.png", 10 + i)
+    store = tmp_path / "refs.db"
+    out = _run(
+        "import hashmatch\n"
+        f"with hashmatch.ReferenceStore({str(store)!r}) as s:\n"
+        f"    hashmatch.add_images(s, 'refs', [{str(images / '0.png')!r}], algorithms=['phash'])\n"
+        f"with hashmatch.Matcher.from_store({str(store)!r}, algorithms=['phash']) as m:\n"
+        f"    rows = list(hashmatch.scan({str(images)!r}, m, workers=2))\n"
+        "out['matched'] = sorted(r.path.rsplit('/', 1)[1] for r in rows if r.matches)\n"
+        "out['rows'] = len(rows)\n"
+        "out['scipy_linalg'] = 'scipy.linalg' in sys.modules\n",
+        tmp_path,
+    )
+    assert out["rows"] == 6
+    assert out["matched"] == ["0.png"]
+    assert out["scipy_linalg"] is False
+
+
 SCAN_FOLDER = """
 import gc, hashmatch
 from hashmatch._scan import _backends
