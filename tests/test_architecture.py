@@ -45,6 +45,7 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("_jit", "numba"): "the one door to numba: imported on the first kernel call, not by import hashmatch",
     ("_jit", "numba.core"): "as numba",
     ("_jit", "numba.extending"): "as numba",
+    ("_jit", "numba.np.arraymath"): "as numba (loaded before the first dispatch without its BLAS probe)",
     ("_jit", "llvmlite"): "as numba (CPU features for the kernel choice)",
     ("cli._scan", "tqdm"): "the progress bar, drawn only on a terminal; 25-40 ms of a scan's start-up",
     ("cli._serve", "uvicorn"): "optional extra [serve]",

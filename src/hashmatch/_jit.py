@@ -38,6 +38,7 @@ __all__ = [
     "compile_seconds",
     "kernels",
     "lazy_import",
+    "load_numba_runtime",
     "load_word",
     "njit",
     "prefetch",
@@ -80,10 +81,13 @@ def compile_seconds(family: str) -> float:
 class _LazyModule:
     """Imports ``name`` on first attribute access; later accesses hit ``__dict__``."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, kernel_module: bool = False) -> None:
         self.__dict__["_lazy_name"] = name
+        self.__dict__["_kernel_module"] = kernel_module
 
     def __getattr__(self, attr: str) -> Any:
+        if self.__dict__["_kernel_module"]:  # a kernel is about to run: numba's first dispatch
+            load_numba_runtime()
         module = importlib.import_module(self.__dict__["_lazy_name"])
         value = getattr(module, attr)
         if not isinstance(value, ModuleType):  # cache the kernel so the next lookup is plain
@@ -95,8 +99,9 @@ class _LazyModule:
 
 
 def kernels(name: str) -> Any:
-    """A stand-in for kernel module ``name`` that imports it (and numba) on first use."""
-    return _LazyModule(name)
+    """A stand-in for kernel module ``name`` that imports it (and numba, with
+    :func:`load_numba_runtime`) on first use."""
+    return _LazyModule(name, kernel_module=True)
 
 
 def lazy_import(name: str) -> Any:
@@ -207,6 +212,58 @@ def cached(module: str, name: str) -> bool:
 
 
 _numba_ready = False
+_runtime_ready = False
+_BLAS_PROBE = "scipy.linalg.cython_blas"
+
+
+class _DeferredBlasCheck:
+    """numba's ``numba.np.arraymath._HAVE_BLAS``, probed when first read (numba reads it
+    as ``if not _HAVE_BLAS`` while compiling ``np.convolve``/``np.correlate``)."""
+
+    def __init__(self, check: Callable[[], bool]) -> None:
+        self._check = check
+        self._answer: bool | None = None
+
+    def __bool__(self) -> bool:
+        if self._answer is None:
+            self._answer = bool(self._check())
+        return self._answer
+
+
+def load_numba_runtime() -> None:
+    """Import numba and the array support its first dispatch in a process loads, without
+    numba's import-time BLAS probe.
+
+    The first kernel call in a process imports ``numba.np.arraymath``, whose import runs
+    ``_HAVE_BLAS = _check_blas()``: ``import scipy.linalg.cython_blas``, about 0.1 s of
+    CPU plus an OpenBLAS thread pool spinning another ~0.1 s (notes/issue-14-scan.md,
+    round 7), on the serial start-up of every scan, though no hashmatch kernel uses BLAS.
+    numba reads that answer only when it compiles ``np.convolve``/``np.correlate`` on
+    floats (``np.dot`` and ``np.linalg`` check for themselves when compiled). So here the
+    probe fails during that one import (SciPy's module hidden in ``sys.modules``, then
+    restored) and its answer is replaced by one computed on first read: the same answer,
+    only later. Done only with one Python thread alive (``sys.modules`` is shared) and
+    when neither module is imported yet; otherwise numba loads as it always does.
+    """
+    global _runtime_ready
+    if _runtime_ready:
+        return
+    with _lock:
+        if _runtime_ready:
+            return
+        _numba()
+        _runtime_ready = True
+        if "numba.np.arraymath" in sys.modules or _BLAS_PROBE in sys.modules or threading.active_count() > 1:
+            return
+        sys.modules[_BLAS_PROBE] = None  # type: ignore[assignment]
+        try:
+            import numba.np.arraymath as arraymath
+        finally:
+            if _BLAS_PROBE in sys.modules and sys.modules[_BLAS_PROBE] is None:
+                del sys.modules[_BLAS_PROBE]
+        check = getattr(arraymath, "_check_blas", None)
+        if getattr(arraymath, "_HAVE_BLAS", None) is False and callable(check):  # the hidden probe's answer
+            arraymath._HAVE_BLAS = _DeferredBlasCheck(check)
 
 
 def _numba() -> ModuleType:

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from ._results import ERROR_KINDS, ScanResult, ScanSummary
 from ._run import DEFAULT_TIMEOUT, MatcherLike, ScanRun, scan
-from ._worker import DEFAULT_MMAP_THRESHOLD, pin_malloc
+from ._worker import DEFAULT_MMAP_THRESHOLD, paused_gc, pin_malloc
 
-__all__ = ["DEFAULT_MMAP_THRESHOLD", "DEFAULT_TIMEOUT", "ERROR_KINDS", "MatcherLike", "ScanResult", "ScanRun", "ScanSummary", "pin_malloc", "scan"]
+__all__ = [
+    "DEFAULT_MMAP_THRESHOLD", "DEFAULT_TIMEOUT", "ERROR_KINDS", "MatcherLike", "ScanResult", "ScanRun", "ScanSummary",
+    "paused_gc", "pin_malloc", "scan",
+]

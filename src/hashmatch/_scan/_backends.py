@@ -8,6 +8,7 @@ The scheduler (:mod:`._schedule`) takes any object of this shape.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import threading
@@ -90,6 +91,7 @@ class ProcessPool:
         self._futures: dict[Future[list[Raw]], Chunk] = {}
         self._timeouts: Any = None  # a shared counter the workers' watchdogs add to
         self._seen_timeouts = 0
+        self._frozen = False
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -99,6 +101,14 @@ class ProcessPool:
         if method == "fork":
             warm_up(self._spec)
             parent_pid = os.getpid()
+            # numba's ~100k objects are there for good: a full collection walks them all
+            # (30 ms, on the serial start-up when it falls before the fork), and in a
+            # forked worker it would write to their pages (copy-on-write). Frozen while
+            # the pool runs, as Python's gc docs advise before fork; unfrozen by close().
+            # Not when the caller froze objects itself: unfreezing would undo that.
+            if self._frozen or gc.get_freeze_count() == 0:
+                gc.freeze()
+                self._frozen = True
         else:  # the server imports hashmatch once; each worker it forks starts from there
             ctx.set_forkserver_preload(["hashmatch._scan"])
         if self._timeout is not None and self._timeouts is None:
@@ -136,6 +146,9 @@ class ProcessPool:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._frozen:
+            gc.unfreeze()  # back to the oldest generation: collectable again
+            self._frozen = False
 
 
 class DaskBackend:

@@ -29,7 +29,7 @@ from ._walk import Entry, WalkError, walk
 from ._warm import prepare
 from ..hashers import get_algorithm
 from ._worker import (
-    DEFAULT_MMAP_THRESHOLD, Raw, available_cores, decode_local, decode_views, own_hashes, pack_views,
+    DEFAULT_MMAP_THRESHOLD, Raw, available_cores, decode_local, decode_views, own_hashes, pack_views, paused_gc,
 )
 
 __all__ = ["DEFAULT_TIMEOUT", "MatcherLike", "ScanRun", "scan"]
@@ -158,11 +158,12 @@ class ScanRun(Iterator[ScanResult]):
         Iteration calls it if you do not. Call it before starting threads of your own
         (a progress display): with one thread alive, workers can be forked warm.
         """
-        total = self.list_files()
-        if self._backend_obj is None and any(isinstance(item, Entry) for item in self._todo or ()):
-            if self._dask is None:  # Dask workers are elsewhere, with caches of their own
-                prepare(self._matcher, self._spec)
-            self._backend_obj = self._backend()
+        with paused_gc():  # all serial start-up: a full collection here delays every worker
+            total = self.list_files()
+            if self._backend_obj is None and any(isinstance(item, Entry) for item in self._todo or ()):
+                if self._dask is None:  # Dask workers are elsewhere, with caches of their own
+                    prepare(self._matcher, self._spec)
+                self._backend_obj = self._backend()
         return total
 
     def __iter__(self) -> ScanRun:

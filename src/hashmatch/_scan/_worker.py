@@ -8,17 +8,21 @@ parent, and death with the parent even when it is killed with ``kill -9``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import gc
 import hashlib
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, Union
 
 import numpy as np
 from PIL import UnidentifiedImageError
 
+from .._jit import load_numba_runtime
 from .._query import QuerySpec
 from .._loading import printable_path, read_regular_file_stat
 from ..errors import HashmatchError, ImageTooLargeError, UnreadableImageError
@@ -41,6 +45,7 @@ __all__ = [
     "hash_chunk",
     "own_hashes",
     "pack_views",
+    "paused_gc",
     "pin_malloc",
     "warm_up",
     "worker_init",
@@ -94,6 +99,25 @@ def pin_malloc(threshold: int | None = DEFAULT_MMAP_THRESHOLD) -> bool:
     mmap_ok = mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(threshold))
     trim_ok = mallopt(ctypes.c_int(_M_TRIM_THRESHOLD), ctypes.c_int(2 * threshold))
     return bool(mmap_ok and trim_ok)
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No garbage collection inside the block; afterwards as before.
+
+    For start-up: importing numba and loading kernels and indexes allocates ~100k objects
+    that live as long as the process, and every full collection walks them all (30-45 ms
+    each on the machine of notes/issue-14-scan.md). Two such collections fell on the
+    serial start-up of a ``hashmatch scan``, before any worker ran. A forked pool then
+    freezes them (:class:`~._backends.ProcessPool`), so later collections skip them.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _strip_source(message: str, path: str = "") -> str:
@@ -225,9 +249,13 @@ def worker_init(threshold: int | None, parent_pid: int | None, timeout: float | 
     # Ctrl-C reaches the whole process group: the scan stops the pool itself, and a worker
     # interrupted mid-chunk must not turn its files into error rows that resume would skip.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.enable()  # on, whatever the start-up it was forked from (paused_gc) had
     pin_malloc(threshold)
     if parent_pid is not None:
         die_with_parent(parent_pid)
+    # A worker from a forkserver starts without numba: load it while this is the only
+    # thread, so numba's BLAS probe (SciPy, ~0.1 s) is skipped. Forked warm: nothing to do.
+    load_numba_runtime()
     if timeout is not None:
         threading.Thread(target=_watchdog, args=(timeout, timeouts), daemon=True).start()
 

@@ -8,6 +8,7 @@ they do not change the exit code, so one bad upload cannot hide a match from a s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import IO, Any
 import click
 
 from .._loading import DEFAULT_LIMITS, ImageLimits
-from .._scan import DEFAULT_TIMEOUT, ScanRun, ScanSummary, scan
+from .._scan import DEFAULT_TIMEOUT, ScanRun, ScanSummary, paused_gc, scan
 from ._match import open_matcher
 from ._options import (
     EXIT_FOUND,
@@ -145,7 +146,9 @@ def scan_command(
         raise click.UsageError("--resume needs --out (the report to resume)")
     limits = ImageLimits(max_pixels=max_pixels, max_file_bytes=max_file_size)
     report: Any = out if out is not None else sys.stdout
-    with open_matcher(store_path, algorithms, dihedral=dihedral, limits=limits) as matcher:
+    with contextlib.ExitStack() as stack:
+        with paused_gc():  # numba's import and the indexes: serial start-up (ScanRun.start pauses the rest)
+            matcher = stack.enter_context(open_matcher(store_path, algorithms, dihedral=dihedral, limits=limits))
         return _run(
             scan(
                 list(paths),
