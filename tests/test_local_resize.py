@@ -57,3 +57,42 @@ def test_resize_rejects_other_filters_and_empty_sizes() -> None:
         resize(grey, (0, 2), Image.Resampling.BILINEAR)
     with pytest.raises(UsageError):
         resize(np.zeros((0, 4), np.uint8), (2, 2), Image.Resampling.BILINEAR)
+
+
+def _pillow_resize(grey: np.ndarray, size: tuple[int, int], resample: Image.Resampling) -> np.ndarray:
+    return np.asarray(Image.fromarray(np.ascontiguousarray(grey)).resize(size, resample))
+
+
+@pytest.mark.parametrize("make", ["collage", "desktop", "crop", "large"])
+def test_upload_views_equal_those_made_with_pillows_resize(monkeypatch: pytest.MonkeyPatch, make: str) -> None:
+    # End to end: every view of an upload (regions, rescaled copies, a scaled-down upload)
+    # has the same keypoints and descriptors as with Pillow's resize (the code before round 6).
+    from hashmatch.local import _features, extract_views
+    from hashmatch.testing.synthetic import generate_image
+    from hashmatch.testing.transforms import collage, crop, desktop_screenshot
+
+    base = generate_image(5, long_side=512)
+    upload = {"collage": lambda: collage(base, layout="2x2", cell=1),
+              "desktop": lambda: desktop_screenshot(base, scale=0.5),
+              "crop": lambda: crop(base, fraction=0.2).resize((1024, 768)),
+              "large": lambda: generate_image(6, size=(1700, 1100))}[make]()
+    fast = extract_views(upload)
+    monkeypatch.setattr(_features, "resize", _pillow_resize)
+    slow = extract_views(upload)
+    assert len(fast) == len(slow) >= 2
+    for a, b in zip(fast, slow):
+        assert np.array_equal(a.xy, b.xy) and np.array_equal(a.descriptors, b.descriptors) and np.array_equal(a.level, b.level)
+        assert (a.width, a.height, a.scale) == (b.width, b.height, b.scale)
+
+
+def test_reference_features_equal_those_made_with_pillows_resize(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A small reference is enlarged to the references' scale (bicubic), a large one reduced.
+    from hashmatch.local import _features, reference_features
+    from hashmatch.testing.synthetic import generate_image
+
+    images = [generate_image(7, size=(300, 200)), generate_image(8, size=(900, 700))]
+    fast = [reference_features(im) for im in images]
+    monkeypatch.setattr(_features, "resize", _pillow_resize)
+    for im, a in zip(images, fast):
+        b = reference_features(im)
+        assert np.array_equal(a.xy, b.xy) and np.array_equal(a.descriptors, b.descriptors)
