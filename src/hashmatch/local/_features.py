@@ -17,6 +17,7 @@ in verification.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -160,8 +161,9 @@ def _orb(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, int]
     if desc is None or not keypoints:
         return (np.zeros((0, 2), np.float32), np.zeros(0, np.uint8), np.zeros(0, np.float32), np.zeros((0, 32), np.uint8))
     xy = np.asarray(cv2.KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)  # in C++, not a list
-    level = np.array([k.octave for k in keypoints], dtype=np.uint8)
-    response = np.array([k.response for k in keypoints], dtype=np.float32)
+    # map + fromiter: a third of a list comprehension's time over ~2 000 keypoints
+    level = np.fromiter(map(attrgetter("octave"), keypoints), np.int64, len(keypoints)).astype(np.uint8)
+    response = np.fromiter(map(attrgetter("response"), keypoints), np.float32, len(keypoints))
     return xy, level, response, np.ascontiguousarray(desc, dtype=np.uint8)
 
 
