@@ -6,9 +6,8 @@ precision, normalises them, turns them into fixed-point integers of
 :data:`PRECISION_BITS` fractional bits, and then convolves rows (horizontal pass, into
 a uint8 image of the source rows the vertical pass needs) and columns (vertical pass),
 each sum clipped to 0..255 after the shift. The same arithmetic in the same order gives
-the same bytes; the columns are accumulated a whole output row at a time (integer sums:
-the order does not change them), which vectorises. Naive twin: Pillow itself, in
-``tests/test_local_resize.py``.
+the same bytes (:func:`coefficients`, :func:`convolve_rows`). Naive twin: Pillow itself,
+in ``tests/test_local_resize.py``.
 
 Filters are named by Pillow's numbers (``Image.Resampling``): 2 bilinear, 3 bicubic.
 """
@@ -94,45 +93,12 @@ def _clip8(v):
 
 
 @njit(cache=True, nogil=True)
-def _horizontal(src, first, count, out_w, kind):
-    """Rows ``first .. first + count - 1`` of ``src`` resized to ``out_w`` columns, four
-    rows at a time (they share each output pixel's weights; four independent sums
-    instead of one chain: ~1.5x faster than row by row)."""
-    bounds, weights = coefficients(src.shape[1], 0.0, float(src.shape[1]), out_w, kind)
-    half = np.int64(1) << (PRECISION_BITS - 1)
-    out = np.empty((count, out_w), dtype=np.uint8)
-    y = 0
-    while y + 4 <= count:
-        l0, l1, l2, l3 = src[first + y], src[first + y + 1], src[first + y + 2], src[first + y + 3]
-        for xx in range(out_w):
-            x0 = bounds[xx, 0]
-            a0 = a1 = a2 = a3 = half
-            for x in range(bounds[xx, 1]):
-                k = weights[xx, x]
-                a0 += np.int64(l0[x0 + x]) * k
-                a1 += np.int64(l1[x0 + x]) * k
-                a2 += np.int64(l2[x0 + x]) * k
-                a3 += np.int64(l3[x0 + x]) * k
-            out[y, xx] = _clip8(a0)
-            out[y + 1, xx] = _clip8(a1)
-            out[y + 2, xx] = _clip8(a2)
-            out[y + 3, xx] = _clip8(a3)
-        y += 4
-    for y in range(y, count):
-        line = src[first + y]
-        for xx in range(out_w):
-            x0 = bounds[xx, 0]
-            acc = half
-            for x in range(bounds[xx, 1]):
-                acc += np.int64(line[x0 + x]) * weights[xx, x]
-            out[y, xx] = _clip8(acc)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _vertical(src, bounds, weights, first):
-    """``src`` resized to ``bounds.shape[0]`` rows; ``src`` row 0 is source row ``first``.
-    A whole output row is accumulated at once (integer sums: the order does not matter)."""
+def convolve_rows(src, bounds, weights, first):
+    """Output row ``i`` = the rows ``bounds[i, 0] - first`` on (``bounds[i, 1]`` of them)
+    of ``src`` weighted by ``weights[i]``, rounded and clipped as Pillow does: Pillow's
+    vertical pass, and its horizontal pass on a transposed image (the caller transposes).
+    A whole output row is accumulated at once (integer sums: the order does not change
+    them), which vectorises."""
     out_h, width = bounds.shape[0], src.shape[1]
     half = np.int64(1) << (PRECISION_BITS - 1)
     out = np.empty((out_h, width), dtype=np.uint8)
@@ -148,25 +114,3 @@ def _vertical(src, bounds, weights, first):
         for xx in range(width):
             out[yy, xx] = _clip8(acc[xx])
     return out
-
-
-@njit(cache=True, nogil=True)
-def resize(src, out_w, out_h, kind):
-    """``src`` (uint8, ``(h, w)``) resized to ``(out_h, out_w)`` as Pillow's
-    ``Image.resize((out_w, out_h), kind)`` does it for mode ``"L"`` (no box, no
-    reducing gap): rows first, over the source rows the columns need, unless the
-    height shrinks by more than twice what the width does (Pillow 13's
-    ``ImagingResampleInner``; the order changes the rounding of the middle image)."""
-    h, w = src.shape
-    if out_w == w and out_h == h:
-        return src.copy()
-    ybounds, yweights = coefficients(h, 0.0, float(h), out_h, kind)
-    if out_h == h:
-        return _horizontal(src, 0, h, out_w, kind)
-    if out_w == w:
-        return _vertical(src, ybounds, yweights, 0)
-    if h - out_h > 0 and h - out_h > (w - out_w) * 2:
-        return _horizontal(_vertical(src, ybounds, yweights, 0), 0, out_h, out_w, kind)
-    first = ybounds[0, 0]
-    last = ybounds[out_h - 1, 0] + ybounds[out_h - 1, 1]
-    return _vertical(_horizontal(src, first, last - first, out_w, kind), ybounds, yweights, first)
