@@ -158,3 +158,38 @@ def tables_query(words, alive, offsets, low, rows, starts, lengths, dlengths, ra
                             out_dist[start + cnt] = np.int32(d)
                         cnt += 1
     return cnt
+
+
+@njit(cache=True, nogil=True)
+def two_nearest(ref, query_t):
+    """For each row of ``ref`` (``(n, 4)`` uint64 words), its nearest row of the query
+    (given word-major: ``query_t`` is ``(4, m)``, ``m >= 2``) and the two least
+    distances: ``(best, d1, d2)``. Ties go to the lower row number, and the second is
+    the next in (distance, row) order: what OpenCV's ``BFMatcher.knnMatch(k=2)`` returns
+    (its ``batchDistance`` keeps an entry only when strictly nearer). The distances to
+    every query row are computed in one vectorised loop per reference row."""
+    n, m = ref.shape[0], query_t.shape[1]
+    best = np.empty(n, dtype=np.int64)
+    d1 = np.empty(n, dtype=np.int64)
+    d2 = np.empty(n, dtype=np.int64)
+    dist = np.empty(m, dtype=np.int64)
+    w0, w1, w2, w3 = query_t[0], query_t[1], query_t[2], query_t[3]
+    for i in range(n):
+        r0, r1, r2, r3 = ref[i, 0], ref[i, 1], ref[i, 2], ref[i, 3]
+        for j in range(m):
+            dist[j] = np.int64(popcount64(w0[j] ^ r0) + popcount64(w1[j] ^ r1)
+                               + popcount64(w2[j] ^ r2) + popcount64(w3[j] ^ r3))
+        b, first, second = -1, np.int64(1 << 30), np.int64(1 << 30)
+        for j in range(m):
+            d = dist[j]
+            if d < second:
+                if d < first:
+                    second = first
+                    first = d
+                    b = j
+                else:
+                    second = d
+        best[i] = b
+        d1[i] = first
+        d2[i] = second
+    return best, d1, d2
