@@ -193,3 +193,46 @@ def two_nearest(ref, query_t):
         d1[i] = first
         d2[i] = second
     return best, d1, d2
+
+
+@njit(cache=True, nogil=True)
+def _by(primary, secondary):
+    """Row order by ``primary``, then ``secondary``, then row number (``np.lexsort``'s)."""
+    first = np.argsort(secondary, kind="mergesort")
+    return first[np.argsort(primary[first], kind="mergesort")]
+
+
+@njit(cache=True, nogil=True)
+def _round_robin(cell, weakness):
+    """Rows ranked within their cell by strength, then rank-major, strongest first."""
+    by_cell = _by(cell, weakness)
+    rank = np.empty(cell.size, dtype=np.int64)
+    start = 0
+    for k in range(cell.size):
+        if k and cell[by_cell[k]] != cell[by_cell[k - 1]]:
+            start = k
+        rank[by_cell[k]] = k - start
+    return _by(rank, weakness)
+
+
+@njit(cache=True, nogil=True)
+def spread_order(cell, band, weakness, bands):
+    """:func:`~._features.retrieval_order`'s order: within each band ``0 .. bands - 1``
+    a round robin over grid cells by strength (``weakness`` = -response), then the bands
+    interleaved position by position. Naive twin: ``tests/test_local.py``."""
+    n = cell.size
+    rows = np.empty(n, dtype=np.int64)
+    position = np.empty(n, dtype=np.int64)
+    which = np.empty(n, dtype=np.int64)
+    k = 0
+    for b in range(bands):
+        members = np.flatnonzero(band == b)
+        if members.size == 0:
+            continue
+        ordered = members[_round_robin(cell[members], weakness[members])]
+        for j in range(ordered.size):
+            rows[k + j] = ordered[j]
+            position[k + j] = j
+            which[k + j] = b
+        k += ordered.size
+    return rows[_by(position, which)]
