@@ -121,12 +121,9 @@ def warmup() -> None:
     """Compile (or load from the disk cache) the local stage's kernels: the tables' two
     builds and queries that probe and that scan, from the main thread and another one
     (``hashmatch.index.warmup`` does not cover the local stage's retrieval), and the
-    resize, feature-ordering and descriptor-matching kernels of its views and
-    verification (round 6)."""
+    resize and descriptor-matching kernels of its views and verification (round 6)."""
     words = np.random.default_rng(0).integers(0, 2**63, size=(2048, 4), dtype=np.uint64)
     _kernels.two_nearest(words[:8], np.ascontiguousarray(words[:8].T))
-    for dtype in (np.float32, np.float64):  # uploads' responses, references' stability scores
-        _kernels.spread_order(np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4, dtype), 3)
     grey = np.zeros((8, 8), np.uint8)
     for kind in (2, 3):  # bilinear, bicubic
         bounds, weights = _resize_kernels.coefficients(8, 0.0, 8.0, 5, kind)
