@@ -23,7 +23,6 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from .._jit import kernels
 from ..errors import FileFormatError, UsageError
 from .._loading import DEFAULT_LIMITS, DRAFT_SCALE_KEY, ImageInput, ImageLimits, _read_source, load_image, to_mode
 from ._lowtexture import retry_threshold
@@ -45,8 +44,6 @@ __all__ = [
     "reference_features",
     "region_views",
 ]
-
-_kernels = kernels("hashmatch.local._kernels")
 
 FORMAT_VERSION = 1
 REFERENCE_LONG_SIDE = 512
@@ -337,9 +334,26 @@ def retrieval_order(
     cy = np.minimum((xy[:, 1] * _GRID / max(h, 1)).astype(np.int64), _GRID - 1)
     cell = cy * _GRID + cx
     band = np.zeros(n, np.int64) if level is None else np.searchsorted(LEVEL_BANDS, level, side="left")
-    # One kernel (stable sorts, as np.lexsort's): ~0.25 ms of numpy per view before round 6.
-    weakness = np.ascontiguousarray(-np.asarray(response))  # its own dtype: ties as before
-    return _kernels.spread_order(cell, band.astype(np.int64), weakness, LEVEL_BANDS.size + 1).astype(np.intp)
+    out = []
+    for b in np.unique(band):
+        rows = np.flatnonzero(band == b)
+        out.append(rows[_round_robin(cell[rows], response[rows])])
+    # Interleave the bands: position k of every band before position k + 1 of any.
+    pos = np.concatenate([np.arange(r.size) for r in out])
+    which = np.concatenate([np.full(r.size, k) for k, r in enumerate(out)])
+    rows = np.concatenate(out)
+    return rows[np.lexsort((which, pos))].astype(np.intp)
+
+
+def _round_robin(cell: npt.NDArray[np.int64], response: npt.NDArray[np.float32]) -> npt.NDArray[np.intp]:
+    n = cell.size
+    by_strength = np.lexsort((-response, cell))  # grouped by cell, strongest first in each
+    sorted_cells = cell[by_strength]
+    starts = np.flatnonzero(np.r_[True, sorted_cells[1:] != sorted_cells[:-1]])
+    counts = np.diff(np.r_[starts, n])
+    rank_in_cell = np.empty(n, np.int64)
+    rank_in_cell[by_strength] = np.arange(n) - np.repeat(starts, counts)
+    return np.lexsort((-response, rank_in_cell)).astype(np.intp)
 
 
 def _reorder(feats: LocalFeatures, order: npt.NDArray[np.intp]) -> LocalFeatures:
