@@ -17,6 +17,7 @@ in verification.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +28,7 @@ from .._loading import DEFAULT_LIMITS, DRAFT_SCALE_KEY, ImageInput, ImageLimits,
 from ._lowtexture import retry_threshold
 from ._opencv import opencv
 from ._regions import propose_regions
+from ._resize import resize
 from ._stability import stability
 
 __all__ = [
@@ -159,8 +161,9 @@ def _orb(grey: npt.NDArray[np.uint8], nfeatures: int, pyramid: tuple[float, int]
     if desc is None or not keypoints:
         return (np.zeros((0, 2), np.float32), np.zeros(0, np.uint8), np.zeros(0, np.float32), np.zeros((0, 32), np.uint8))
     xy = np.asarray(cv2.KeyPoint_convert(keypoints), dtype=np.float32).reshape(-1, 2)  # in C++, not a list
-    level = np.array([k.octave for k in keypoints], dtype=np.uint8)
-    response = np.array([k.response for k in keypoints], dtype=np.float32)
+    # map + fromiter: a third of a list comprehension's time over ~2 000 keypoints
+    level = np.fromiter(map(attrgetter("octave"), keypoints), np.int64, len(keypoints)).astype(np.uint8)
+    response = np.fromiter(map(attrgetter("response"), keypoints), np.float32, len(keypoints))
     return xy, level, response, np.ascontiguousarray(desc, dtype=np.uint8)
 
 
@@ -200,8 +203,12 @@ def _scaled_features(grey_img: Image.Image, factor: int, long_side: int, upscale
     dscale = scale * factor  # from decoded pixels to the scaled copy
     if abs(dscale - 1.0) > 1e-9:
         size = (max(1, round(dw * dscale)), max(1, round(dh * dscale)))
-        grey_img = grey_img.resize(size, Image.Resampling.BILINEAR if dscale < 1 else Image.Resampling.BICUBIC, reducing_gap=2.0 if dscale < 0.5 else None)
-    grey = np.asarray(grey_img)
+        resample = Image.Resampling.BILINEAR if dscale < 1 else Image.Resampling.BICUBIC
+        # Pillow's bytes either way; its reduce-then-resize path has no twin here.
+        grey = (np.asarray(grey_img.resize(size, resample, reducing_gap=2.0)) if dscale < 0.5
+                else resize(np.asarray(grey_img), size, resample))
+    else:
+        grey = np.asarray(grey_img)
     xy, level, response, desc = (_detect(grey, nfeatures, REFERENCE_PYRAMID) if upscale else
                                  _detect(grey, nfeatures, QUERY_PYRAMID, QUERY_FAST_THRESHOLD))
     return LocalFeatures(xy, level, desc, width, height, scale), response, grey
@@ -251,7 +258,8 @@ def region_views(grey_img: Image.Image, factor: int, whole: LocalFeatures, regio
     :data:`RESCALED` scale; all in ``whole``'s frame."""
     views = []
     dscale = whole.scale * factor  # decoded pixels -> the whole view's scaled copy
-    boxes = propose_regions(np.asarray(grey_img), REGION_LIMIT)
+    pixels = np.asarray(grey_img)
+    boxes = propose_regions(pixels, REGION_LIMIT)
     # The whole upload at each RESCALED scale, as one more region: a crop scaled back
     # up to full size shows the reference enlarged, and ORB's own pyramid, which only
     # ever shrinks, matches it less well than this copy does.
@@ -263,10 +271,9 @@ def region_views(grey_img: Image.Image, factor: int, whole: LocalFeatures, regio
         jobs += [((0, 0, dw, dh), dscale * f) for f in RESCALED]
     levels = [QUERY_PYRAMID[1]] * len(boxes) + [RESCALED_LEVELS] * (len(jobs) - len(boxes))
     for ((x0, y0, x1, y1), s), nlevels in zip(jobs, levels):
-        region = grey_img if (x0, y0, x1, y1) == (0, 0, dw, dh) else grey_img.crop((x0, y0, x1, y1))  # no copy of the whole
-        size = (max(1, round(region.width * s)), max(1, round(region.height * s)))
-        region = region.resize(size, Image.Resampling.BICUBIC if s > 1 else Image.Resampling.BILINEAR)
-        xy, level, resp, desc = _detect(np.asarray(region), int(_OVERDETECT * region_features), (QUERY_PYRAMID[0], nlevels),
+        size = (max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s)))
+        region = resize(pixels[y0:y1, x0:x1], size, Image.Resampling.BICUBIC if s > 1 else Image.Resampling.BILINEAR)
+        xy, level, resp, desc = _detect(region, int(_OVERDETECT * region_features), (QUERY_PYRAMID[0], nlevels),
                                         QUERY_FAST_THRESHOLD)
         if desc.shape[0] == 0:
             continue

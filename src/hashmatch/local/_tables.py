@@ -42,6 +42,7 @@ from ..index.mih import probe_radii
 __all__ = ["TABLES", "DescriptorIndex", "directory_bits", "warmup"]
 
 _kernels = kernels("hashmatch.local._kernels")
+_resize_kernels = kernels("hashmatch.local._resize_kernels")
 
 TABLES = 9  # substrings of 28-29 bits for 256-bit rows (8 and 10 measured slower at 100k, notes)
 _MAX_DIRECTORY_BITS = 22  # 16 MB of offsets per table at most
@@ -117,10 +118,16 @@ class DescriptorIndex(Flat):
 
 
 def warmup() -> None:
-    """Compile (or load from the disk cache) the tables' kernels: both builds, queries
-    that probe and that scan, from the main thread and another one
-    (``hashmatch.index.warmup`` does not cover the local stage's retrieval)."""
+    """Compile (or load from the disk cache) the local stage's kernels: the tables' two
+    builds and queries that probe and that scan, from the main thread and another one
+    (``hashmatch.index.warmup`` does not cover the local stage's retrieval), and the
+    resize and descriptor-matching kernels of its views and verification (round 6)."""
     words = np.random.default_rng(0).integers(0, 2**63, size=(2048, 4), dtype=np.uint64)
+    _kernels.two_nearest(words[:8], np.ascontiguousarray(words[:8].T))
+    grey = np.zeros((8, 8), np.uint8)
+    for kind in (2, 3):  # bilinear, bicubic
+        bounds, weights = _resize_kernels.coefficients(8, 0.0, 8.0, 5, kind)
+        _resize_kernels.convolve_rows(grey, bounds, weights, 0)
     index = DescriptorIndex.build(HashBatch(words, algorithm="orb", bits=256))
     _kernels.tables_build_parallel(index._words, index._starts, index._lengths, index._dbits)  # big loads run it
     queries = HashBatch(words[:64], algorithm="orb", bits=256)
